@@ -1,0 +1,131 @@
+"""config.json <-> ModelConfig, with errors that name the unsupported field."""
+import json
+import os
+from typing import Any
+
+from gram_jax.errors import GramError
+from gram_jax.models.config import FAMILY_DEFAULTS, ModelConfig
+
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+                  "qwen3": "Qwen3ForCausalLM"}
+_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def read_config_json(model_dir: str) -> dict[str, Any]:
+  path = os.path.join(model_dir, "config.json")
+  if not os.path.isfile(path):
+    raise GramError(f"{path}: not found; a Hugging Face model directory needs config.json")
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise GramError(f"{path}: not valid JSON ({e})") from None
+
+
+def _require(raw: dict[str, Any], key: str, source: str) -> Any:
+  if key not in raw or raw[key] is None:
+    raise GramError(f"{source}: missing field '{key}'")
+  return raw[key]
+
+
+def _rope_fields(raw: dict[str, Any], source: str) -> dict[str, Any]:
+  """Reads rope settings from transformers v5 `rope_parameters` or legacy rope_theta/rope_scaling."""
+  params = dict(raw.get("rope_parameters") or {})
+  legacy_scaling = raw.get("rope_scaling") or {}
+  field = "rope_parameters" if "rope_parameters" in raw else "rope_scaling"
+  params = {**legacy_scaling, **params}
+  theta = params.get("rope_theta", raw.get("rope_theta", 10000.0))
+  rope_type = params.get("rope_type", params.get("type", "default"))
+  fields = dict(rope_theta=float(theta), rope_type=rope_type)
+  if rope_type == "default":
+    return fields
+  if rope_type == "linear":
+    return {**fields, "rope_factor": float(_require(params, "factor", f"{source} {field}"))}
+  if rope_type == "llama3":
+    where = f"{source} {field}"
+    return {**fields,
+            "rope_factor": float(_require(params, "factor", where)),
+            "rope_low_freq_factor": float(_require(params, "low_freq_factor", where)),
+            "rope_high_freq_factor": float(_require(params, "high_freq_factor", where)),
+            "rope_original_max_position": int(
+                _require(params, "original_max_position_embeddings", where))}
+  raise GramError(f"{source}: unsupported value for '{field}.rope_type': {rope_type!r} "
+                  "(supported: default, linear, llama3)")
+
+
+def _check_unsupported(raw: dict[str, Any], source: str) -> None:
+  if raw.get("hidden_act", "silu") != "silu":
+    raise GramError(f"{source}: unsupported value for 'hidden_act': {raw['hidden_act']!r} "
+                    "(supported: silu)")
+  if raw.get("mlp_bias"):
+    raise GramError(f"{source}: unsupported value for 'mlp_bias': true")
+  if raw.get("use_sliding_window"):
+    raise GramError(f"{source}: unsupported value for 'use_sliding_window': true")
+  if raw.get("pretraining_tp", 1) != 1:
+    raise GramError(f"{source}: unsupported value for 'pretraining_tp': {raw['pretraining_tp']}")
+  if raw["model_type"] != "qwen2" and raw.get("attention_bias", False):
+    raise GramError(f"{source}: unsupported value for 'attention_bias': true "
+                    f"(o_proj bias is not implemented for {raw['model_type']})")
+
+
+def model_config_from_hf(raw: dict[str, Any], source: str = "config.json",
+                         param_dtype: str | None = None) -> ModelConfig:
+  """Maps a transformers config.json dict to ModelConfig."""
+  family = raw.get("model_type")
+  if family not in _ARCHITECTURES:
+    raise GramError(f"{source}: unsupported value for 'model_type': {family!r} "
+                    f"(supported: {', '.join(_ARCHITECTURES)})")
+  _check_unsupported(raw, source)
+  heads = int(_require(raw, "num_attention_heads", source))
+  hidden = int(_require(raw, "hidden_size", source))
+  stored_dtype = raw.get("dtype") or raw.get("torch_dtype") or "float32"
+  dtype = param_dtype or _DTYPES.get(stored_dtype, "float32")
+  eos = raw.get("eos_token_id")
+  return ModelConfig(
+      family=family,
+      vocab_size=int(_require(raw, "vocab_size", source)),
+      hidden_size=hidden,
+      intermediate_size=int(_require(raw, "intermediate_size", source)),
+      num_layers=int(_require(raw, "num_hidden_layers", source)),
+      num_heads=heads,
+      num_kv_heads=int(raw.get("num_key_value_heads") or heads),
+      head_dim=int(raw.get("head_dim") or hidden // heads),
+      rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+      max_position_embeddings=int(raw.get("max_position_embeddings", 4096)),
+      tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+      qkv_bias=FAMILY_DEFAULTS[family]["qkv_bias"],
+      qk_norm=FAMILY_DEFAULTS[family]["qk_norm"],
+      bos_token_id=raw.get("bos_token_id"),
+      eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
+      pad_token_id=raw.get("pad_token_id"),
+      param_dtype=dtype,
+      dtype=dtype,
+      **_rope_fields(raw, source),
+  )
+
+
+def hf_config_dict(cfg: ModelConfig) -> dict[str, Any]:
+  """The config.json fields transformers needs to rebuild this architecture."""
+  rope: dict[str, Any] = {"rope_type": cfg.rope_type, "rope_theta": cfg.rope_theta}
+  if cfg.rope_type in ("linear", "llama3"):
+    rope["factor"] = cfg.rope_factor
+  if cfg.rope_type == "llama3":
+    rope.update(low_freq_factor=cfg.rope_low_freq_factor,
+                high_freq_factor=cfg.rope_high_freq_factor,
+                original_max_position_embeddings=cfg.rope_original_max_position)
+  eos = list(cfg.eos_token_id) if isinstance(cfg.eos_token_id, tuple) else cfg.eos_token_id
+  values = dict(
+      architectures=[_ARCHITECTURES[cfg.family]], model_type=cfg.family,
+      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+      intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+      num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+      head_dim=cfg.head_dim, hidden_act="silu", rms_norm_eps=cfg.rms_norm_eps,
+      max_position_embeddings=cfg.max_position_embeddings,
+      tie_word_embeddings=cfg.tie_word_embeddings, rope_parameters=rope,
+      bos_token_id=cfg.bos_token_id, eos_token_id=eos, pad_token_id=cfg.pad_token_id,
+      dtype=cfg.param_dtype)
+  if cfg.family == "llama":
+    values.update(attention_bias=cfg.qkv_bias, mlp_bias=False)
+  if cfg.family == "qwen3":
+    values.update(attention_bias=False)
+  return values

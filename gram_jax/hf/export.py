@@ -1,0 +1,105 @@
+"""Export a gram_jax Decoder as a Hugging Face directory transformers loads as-is."""
+import json
+import os
+import shutil
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from gram_jax.hf import config as hf_config
+from gram_jax.hf import mapping, safetensors_io
+from gram_jax.models.decoder import Decoder
+
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_size(size: int | str) -> int:
+  """'5GB' / '500MiB' / 1000 -> bytes."""
+  if isinstance(size, int):
+    return size
+  text = size.strip().upper()
+  for unit, factor in sorted(_UNITS.items(), key=lambda kv: -len(kv[0])):
+    if text.endswith(unit):
+      return int(float(text[:-len(unit)]) * factor)
+  return int(text)
+
+
+def _host_array(value: jax.Array) -> np.ndarray:
+  """The full value on this host, gathering shards from other processes when needed."""
+  if not value.is_fully_addressable:
+    value = multihost_utils.process_allgather(value, tiled=True)
+  return np.asarray(jax.device_get(value))
+
+
+def _plan_shards(specs: list[mapping.ParamSpec], dtypes: dict[str, np.dtype],
+                 max_bytes: int) -> list[list[mapping.ParamSpec]]:
+  shards: list[list[mapping.ParamSpec]] = [[]]
+  used = 0
+  for spec in specs:
+    nbytes = int(np.prod(spec.hf_shape)) * dtypes[spec.hf_name].itemsize
+    if shards[-1] and used + nbytes > max_bytes:
+      shards.append([])
+      used = 0
+    shards[-1].append(spec)
+    used += nbytes
+  return shards
+
+
+def write_config_files(cfg, out_dir: str) -> None:
+  """config.json through transformers' own config class, plus generation_config.json."""
+  import transformers
+  values = hf_config.hf_config_dict(cfg)
+  hf_cfg = transformers.AutoConfig.for_model(**values)
+  hf_cfg.save_pretrained(out_dir)
+  generation = {k: v for k, v in dict(bos_token_id=cfg.bos_token_id,
+                                      eos_token_id=values["eos_token_id"],
+                                      pad_token_id=cfg.pad_token_id).items() if v is not None}
+  transformers.GenerationConfig(**generation).save_pretrained(out_dir)
+
+
+def save_pretrained(model: Decoder, out_dir: str, tokenizer: Any = None,
+                    max_shard_size: int | str = "5GB") -> str:
+  """Writes config, generation config, sharded safetensors (+ index) and tokenizer files.
+
+  Files are written into `out_dir.tmp` and moved into place at the end, so an interrupted
+  export never leaves a directory that looks complete. Only process 0 writes.
+  """
+  cfg = model.cfg
+  state = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+  specs = mapping.param_specs(cfg)
+  dtypes = {s.hf_name: np.dtype(state[s.path].dtype) for s in specs}
+  shards = _plan_shards(specs, dtypes, parse_size(max_shard_size))
+  is_writer = jax.process_index() == 0
+  tmp_dir = out_dir.rstrip("/") + ".tmp"
+  if is_writer:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    os.makedirs(tmp_dir)
+  weight_map, total = {}, 0
+  for i, shard in enumerate(shards):
+    name = ("model.safetensors" if len(shards) == 1
+            else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors")
+    entries = []
+    for spec in shard:
+      produce = (lambda s=spec: s.to_hf(_host_array(state[s.path][...])))
+      entries.append((spec.hf_name, spec.hf_shape, dtypes[spec.hf_name], produce))
+      weight_map[spec.hf_name] = name
+      total += int(np.prod(spec.hf_shape)) * dtypes[spec.hf_name].itemsize
+    if is_writer:
+      safetensors_io.write_file(os.path.join(tmp_dir, name), entries)
+    else:  # every process must take part in the gathers
+      for entry in entries:
+        entry[3]()
+  if not is_writer:
+    return out_dir
+  if len(shards) > 1:
+    with open(os.path.join(tmp_dir, "model.safetensors.index.json"), "w") as f:
+      json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+  write_config_files(cfg, tmp_dir)
+  if tokenizer is not None:
+    tokenizer.save_pretrained(tmp_dir)
+  shutil.rmtree(out_dir, ignore_errors=True)
+  os.replace(tmp_dir, out_dir)
+  return out_dir

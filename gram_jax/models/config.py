@@ -1,0 +1,87 @@
+"""ModelConfig: the one description of a decoder that every other module reads."""
+import dataclasses
+from typing import Any
+
+FAMILIES = ("llama", "qwen2", "qwen3")
+ROPE_TYPES = ("default", "linear", "llama3")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture of a Llama / Qwen2 / Qwen3 decoder plus its dtypes."""
+  family: str = "qwen3"
+  vocab_size: int = 512
+  hidden_size: int = 64
+  intermediate_size: int = 128
+  num_layers: int = 2
+  num_heads: int = 4
+  num_kv_heads: int = 2
+  head_dim: int = 16
+  rms_norm_eps: float = 1e-6
+  rope_theta: float = 10000.0
+  rope_type: str = "default"
+  rope_factor: float = 1.0
+  rope_low_freq_factor: float = 1.0
+  rope_high_freq_factor: float = 4.0
+  rope_original_max_position: int = 8192
+  max_position_embeddings: int = 4096
+  tie_word_embeddings: bool = False
+  qkv_bias: bool = False
+  qk_norm: bool = True
+  bos_token_id: int | None = None
+  eos_token_id: int | tuple[int, ...] | None = None
+  pad_token_id: int | None = None
+  param_dtype: str = "float32"
+  dtype: str = "float32"  # compute dtype
+  remat: str = "none"  # none | full | dots (see models/decoder.py)
+
+  def __post_init__(self):
+    if self.family not in FAMILIES:
+      raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+    if self.rope_type not in ROPE_TYPES:
+      raise ValueError(f"rope_type must be one of {ROPE_TYPES}, got {self.rope_type!r}")
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(
+          f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
+
+  def replace(self, **changes: Any) -> "ModelConfig":
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f"unknown ModelConfig fields: {unknown}")
+    values = dict(values)
+    if isinstance(values.get("eos_token_id"), list):
+      values["eos_token_id"] = tuple(values["eos_token_id"])
+    return cls(**values)
+
+  def num_params(self) -> int:
+    """Parameter count, used for FLOP estimates and memory planning."""
+    e, h, kv, d, m = (self.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim,
+                      self.intermediate_size)
+    attn = e * h * d * 2 + e * kv * d * 2
+    if self.qkv_bias:
+      attn += (h + 2 * kv) * d
+    if self.qk_norm:
+      attn += 2 * d
+    layer = attn + 3 * e * m + 2 * e
+    head = 0 if self.tie_word_embeddings else e * self.vocab_size
+    return self.num_layers * layer + self.vocab_size * e + e + head
+
+
+FAMILY_DEFAULTS = {
+    "llama": dict(qkv_bias=False, qk_norm=False),
+    "qwen2": dict(qkv_bias=True, qk_norm=False),
+    "qwen3": dict(qkv_bias=False, qk_norm=True),
+}
+
+
+def tiny_config(family: str = "qwen3", **overrides: Any) -> ModelConfig:
+  """A small model of the given family: for tests and the CPU demo."""
+  return ModelConfig(family=family, **{**FAMILY_DEFAULTS[family], **overrides})

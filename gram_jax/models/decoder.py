@@ -1,0 +1,179 @@
+"""Flax NNX decoder for the Llama, Qwen2 and Qwen3 families.
+
+Kernels are stored in the layout the einsums want ([embed, heads, head_dim] etc.) and each
+parameter carries `logical_axes`, which parallel.py maps to mesh axes.
+"""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from gram_jax.models import rope
+from gram_jax.models.config import ModelConfig
+
+_MASKED = -1e30  # finite, so fully padded query rows give a uniform softmax, not NaN
+
+
+def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype: str,
+           init: str = "normal") -> nnx.Param:
+  if init == "ones":
+    value = jnp.ones(shape, dtype)
+  elif init == "zeros":
+    value = jnp.zeros(shape, dtype)
+  else:
+    value = 0.02 * jax.random.normal(rngs.params(), shape, dtype)
+  return nnx.Param(value, logical_axes=axes)
+
+
+def _weight(param: nnx.Param, dtype: str) -> jnp.ndarray:
+  return param[...].astype(dtype)
+
+
+class RMSNorm(nnx.Module):
+  def __init__(self, size: int, eps: float, cfg: ModelConfig, rngs: nnx.Rngs, axis_name: str):
+    self.eps = eps
+    self.scale = _param(rngs, (size,), (axis_name,), cfg.param_dtype, init="ones")
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return _weight(self.scale, x.dtype) * normed.astype(x.dtype)
+
+
+class Attention(nnx.Module):
+  """Grouped-query attention with RoPE, optional q/k/v bias (Qwen2) and q/k norm (Qwen3)."""
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.cfg = cfg
+    e, h, kv, d, p = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
+    self.q_kernel = _param(rngs, (e, h, d), ("embed", "heads", "head_dim"), p)
+    self.k_kernel = _param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), p)
+    self.v_kernel = _param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), p)
+    self.o_kernel = _param(rngs, (h, d, e), ("heads", "head_dim", "embed"), p)
+    if cfg.qkv_bias:
+      self.q_bias = _param(rngs, (h, d), ("heads", "head_dim"), p, init="zeros")
+      self.k_bias = _param(rngs, (kv, d), ("kv_heads", "head_dim"), p, init="zeros")
+      self.v_bias = _param(rngs, (kv, d), ("kv_heads", "head_dim"), p, init="zeros")
+    if cfg.qk_norm:
+      self.q_norm = RMSNorm(d, cfg.rms_norm_eps, cfg, rngs, "head_dim")
+      self.k_norm = RMSNorm(d, cfg.rms_norm_eps, cfg, rngs, "head_dim")
+
+  def project_qkv(self, x: jnp.ndarray, positions: jnp.ndarray):
+    """Queries, keys and values [batch, seq, heads, head_dim], normed and rotated."""
+    cfg, dt = self.cfg, x.dtype
+    q = jnp.einsum("bte,ehd->bthd", x, _weight(self.q_kernel, dt))
+    k = jnp.einsum("bte,ehd->bthd", x, _weight(self.k_kernel, dt))
+    v = jnp.einsum("bte,ehd->bthd", x, _weight(self.v_kernel, dt))
+    if cfg.qkv_bias:
+      q, k, v = (q + _weight(self.q_bias, dt), k + _weight(self.k_bias, dt),
+                 v + _weight(self.v_bias, dt))
+    if cfg.qk_norm:
+      q, k = self.q_norm(q), self.k_norm(k)
+    inv_freq = rope.inverse_frequencies(cfg)
+    return rope.apply_rope(q, positions, inv_freq), rope.apply_rope(k, positions, inv_freq), v
+
+  def attend(self, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
+             mask_bias: jnp.ndarray) -> jnp.ndarray:
+    """Softmax attention of q [b,t,h,d] over k, v [b,s,kv,d]; mask_bias is [b,t,s]."""
+    b, t, h, d = q.shape
+    kv = k.shape[2]
+    q = q.reshape(b, t, kv, h // kv, d)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
+    scores = scores * (d ** -0.5) + mask_bias[:, None, None, :, :]
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, h, d)
+    return jnp.einsum("bthd,hde->bte", out, _weight(self.o_kernel, out.dtype))
+
+  def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray):
+    q, k, v = self.project_qkv(x, positions)
+    return self.attend(q, k, v, mask_bias)
+
+
+class MLP(nnx.Module):
+  """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    e, m, p = cfg.hidden_size, cfg.intermediate_size, cfg.param_dtype
+    self.gate_kernel = _param(rngs, (e, m), ("embed", "mlp"), p)
+    self.up_kernel = _param(rngs, (e, m), ("embed", "mlp"), p)
+    self.down_kernel = _param(rngs, (m, e), ("mlp", "embed"), p)
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    dt = x.dtype
+    gate = jax.nn.silu(x @ _weight(self.gate_kernel, dt))
+    return (gate * (x @ _weight(self.up_kernel, dt))) @ _weight(self.down_kernel, dt)
+
+
+class DecoderLayer(nnx.Module):
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg, rngs, "norm")
+    self.attn = Attention(cfg, rngs)
+    self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg, rngs, "norm")
+    self.mlp = MLP(cfg, rngs)
+
+  def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray):
+    x = x + self.attn(self.input_norm(x), positions, mask_bias)
+    return x + self.mlp(self.post_attn_norm(x))
+
+
+REMAT_POLICIES = {
+    "full": None,  # save nothing, recompute the whole layer
+    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def positions_from_mask(attention_mask: jnp.ndarray) -> jnp.ndarray:
+  """Token positions that skip padding, so left-padded rows start at position 0."""
+  return jnp.maximum(jnp.cumsum(attention_mask, axis=-1) - 1, 0).astype(jnp.int32)
+
+
+def causal_mask_bias(attention_mask: jnp.ndarray) -> jnp.ndarray:
+  """Additive bias [batch, seq, seq]: 0 where a query may attend a key, very negative elsewhere."""
+  t = attention_mask.shape[-1]
+  causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+  allowed = causal[None] & attention_mask.astype(bool)[:, None, :]
+  return jnp.where(allowed, 0.0, _MASKED).astype(jnp.float32)
+
+
+class Decoder(nnx.Module):
+  """A causal LM: `model(input_ids, attention_mask)` returns float32 logits [b, t, vocab]."""
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.embed = _param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"),
+                        cfg.param_dtype)
+    self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.num_layers)])
+    self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg, rngs, "norm")
+    if not cfg.tie_word_embeddings:
+      self.lm_head = _param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
+                            cfg.param_dtype)
+
+  def hidden_states(self, input_ids: jnp.ndarray, attention_mask: jnp.ndarray | None = None,
+                    positions: jnp.ndarray | None = None) -> jnp.ndarray:
+    """Final-normed hidden states [b, t, embed]."""
+    if attention_mask is None:
+      attention_mask = jnp.ones(input_ids.shape, jnp.int32)
+    if positions is None:
+      positions = positions_from_mask(attention_mask)
+    mask_bias = causal_mask_bias(attention_mask)
+    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.cfg.dtype)
+    for layer in self.layers:
+      x = self._run_layer(layer, x, positions, mask_bias)
+    return self.final_norm(x)
+
+  def _run_layer(self, layer, x, positions, mask_bias):
+    if self.cfg.remat == "none":
+      return layer(x, positions, mask_bias)
+    policy = REMAT_POLICIES[self.cfg.remat]
+    return nnx.remat(lambda lyr, *a: lyr(*a), policy=policy)(layer, x, positions, mask_bias)
+
+  def logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
+    """Projects hidden states to float32 vocabulary logits."""
+    if self.cfg.tie_word_embeddings:
+      head = _weight(self.embed, hidden.dtype).T
+    else:
+      head = _weight(self.lm_head, hidden.dtype)
+    return jnp.einsum("bte,ev->btv", hidden, head, preferred_element_type=jnp.float32)
+
+  def __call__(self, input_ids: jnp.ndarray, attention_mask: jnp.ndarray | None = None,
+               positions: jnp.ndarray | None = None) -> jnp.ndarray:
+    return self.logits(self.hidden_states(input_ids, attention_mask, positions))

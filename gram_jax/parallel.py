@@ -1,0 +1,98 @@
+"""Device mesh, logical-axis sharding rules, and shardings for params and batches."""
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gram_jax.errors import GramError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical axis -> mesh axes (MaxText style). A mesh axis that does not divide the dimension
+# is dropped for that parameter (e.g. 2 kv heads on tensor=4), which replicates it instead.
+DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("mlp", "tensor"),
+    ("head_dim", None),
+    ("norm", None),
+)
+
+
+def make_mesh(shape: dict[str, int] | None = None, dcn_shape: dict[str, int] | None = None,
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """Builds a (data, fsdp, tensor) mesh; one size may be -1 to take the remaining devices.
+
+  `dcn_shape` gives the per-axis split across slices (multi-slice TPU / multi-node GPU); the
+  ICI shape is then per slice.
+  """
+  devices = list(devices if devices is not None else jax.devices())
+  shape = {axis: int((shape or {}).get(axis, 1)) for axis in MESH_AXES}
+  dcn = {axis: int((dcn_shape or {}).get(axis, 1)) for axis in MESH_AXES}
+  total = len(devices) // int(np.prod(list(dcn.values())))
+  free = [axis for axis, size in shape.items() if size == -1]
+  if len(free) > 1:
+    raise GramError(f"mesh: at most one axis may be -1, got {free}")
+  if free:
+    known = int(np.prod([s for s in shape.values() if s != -1]))
+    if total % known:
+      raise GramError(f"mesh: {total} devices per slice are not divisible by {known}")
+    shape[free[0]] = total // known
+  size = int(np.prod(list(shape.values()))) * int(np.prod(list(dcn.values())))
+  if size != len(devices):
+    raise GramError(
+        f"mesh: shape {shape} x dcn {dcn} needs {size} devices but {len(devices)} are present "
+        f"({jax.default_backend()}); set config.mesh so the product equals the device count")
+  ici = [shape[a] for a in MESH_AXES]
+  if any(v > 1 for v in dcn.values()):
+    from jax.experimental import mesh_utils
+    grid = mesh_utils.create_hybrid_device_mesh(ici, [dcn[a] for a in MESH_AXES], devices)
+  else:
+    grid = np.asarray(devices).reshape(ici)
+  return Mesh(grid, MESH_AXES)
+
+
+def logical_to_spec(logical_axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
+                    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES) -> PartitionSpec:
+  """Maps logical axis names to a PartitionSpec, skipping mesh axes that cannot split a dim."""
+  table = dict(rules)
+  used: set[str] = set()
+  spec = []
+  for name, dim in zip(logical_axes, shape):
+    targets = table.get(name) if name else None
+    targets = (targets,) if isinstance(targets, str) else tuple(targets or ())
+    chosen = []
+    for axis in targets:
+      size = mesh.shape[axis]
+      split = int(np.prod([mesh.shape[a] for a in chosen])) * size
+      if size > 1 and axis not in used and dim % split == 0:
+        chosen.append(axis)
+    used.update(chosen)
+    spec.append(tuple(chosen) if len(chosen) > 1 else (chosen[0] if chosen else None))
+  return PartitionSpec(*spec)
+
+
+def variable_sharding(variable: nnx.Variable, mesh: Mesh | None,
+                      rules: Sequence[tuple[str, Any]] = DEFAULT_RULES) -> jax.sharding.Sharding:
+  """Sharding for one parameter from its `logical_axes` metadata."""
+  if mesh is None:
+    return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  axes = getattr(variable, "logical_axes", None) or (None,) * len(variable.shape)
+  return NamedSharding(mesh, logical_to_spec(axes, variable.shape, mesh, rules))
+
+
+def state_shardings(state: nnx.State, mesh: Mesh | None,
+                    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES) -> Any:
+  """A pytree of shardings matching `state` (abstract or concrete)."""
+  return jax.tree.map(lambda v: variable_sharding(v, mesh, rules), state,
+                      is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Batches split their leading dim over the data-parallel axes."""
+  return NamedSharding(mesh, PartitionSpec(("data", "fsdp")))

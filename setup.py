@@ -1,0 +1,33 @@
+"""gram_jax: GRAM and GRAM-R² generative reward models in JAX/Flax."""
+import setuptools
+
+setuptools.setup(
+    name="gram_jax",
+    version="0.1.0",
+    description="GRAM / GRAM-R² generative reward models in JAX/Flax NNX",
+    packages=setuptools.find_packages(include=["gram_jax", "gram_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.7",
+        "flax>=0.12",
+        "optax>=0.2.5",
+        "orbax-checkpoint>=0.11",
+        "transformers>=4.51",
+        "datasets>=3.0",
+        "sentencepiece>=0.2",
+        "ml-collections>=1.0",
+        "tensorflow-datasets>=4.9",
+        "absl-py>=2.0",
+        "safetensors>=0.4",
+        "huggingface-hub>=0.30",
+        "ml_dtypes>=0.5",
+        "numpy>=1.26",
+        "tensorboardX>=2.6",
+        "tqdm>=4.66",
+        "psutil>=5.9",
+    ],
+    extras_require={
+        # torch is the parity reference; install the CPU build (README pins torch==2.13.0).
+        "test": ["pytest>=8", "hypothesis>=6.100", "torch>=2.4"],
+    },
+)

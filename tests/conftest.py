@@ -1,0 +1,26 @@
+"""Test-wide setup: 8 fake CPU devices (set before any JAX backend starts) and tiny HF models."""
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from tests import hf_fixtures  # noqa: E402
+
+SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory):
+  return hf_fixtures.save_tokenizer(str(tmp_path_factory.mktemp("tokenizer")))
+
+
+def shared_data(*parts: str) -> str:
+  """Path under ../shared/data; skips the test when the file is absent."""
+  path = os.path.join(SHARED_DATA, *parts)
+  if not os.path.exists(path):
+    pytest.skip(f"shared data not present: {path}")
+  return path
