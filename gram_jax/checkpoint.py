@@ -28,7 +28,8 @@ TOKENIZER = "tokenizer"
 
 
 def is_model_checkpoint(path: str) -> bool:
-  return os.path.isfile(os.path.join(path, MODEL_CONFIG))
+  return (os.path.isfile(os.path.join(path, MODEL_CONFIG)) and
+          os.path.isdir(os.path.join(path, PARAMS)))
 
 
 def read_model_config(path: str) -> ModelConfig:
@@ -46,7 +47,7 @@ def save_model(model: Decoder, path: str, tokenizer: Any = None) -> str:
   tmp = path.rstrip("/") + ".tmp"
   if jax.process_index() == 0:
     shutil.rmtree(tmp, ignore_errors=True)
-  params = nnx.state(model, nnx.Param).to_pure_dict()
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(os.path.join(tmp, PARAMS), params)
     checkpointer.wait_until_finished()
@@ -63,14 +64,9 @@ def save_model(model: Decoder, path: str, tokenizer: Any = None) -> str:
 def restore_target(abstract_state: nnx.State, mesh: Mesh | None,
                    rules: Sequence = parallel.DEFAULT_RULES) -> dict[Any, Any]:
   """A nested dict of ShapeDtypeStructs carrying the wanted shardings, for Orbax restore."""
-  target: dict[Any, Any] = {}
-  for path, var in nnx.to_flat_state(abstract_state):
-    node = target
-    for key in path[:-1]:
-      node = node.setdefault(key, {})
-    node[path[-1]] = jax.ShapeDtypeStruct(
-        var.shape, var.dtype, sharding=parallel.variable_sharding(var, mesh, rules))
-  return target
+  return jax.tree.map(lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s),
+                      nnx.to_pure_dict(abstract_state),
+                      parallel.param_shardings(abstract_state, mesh, rules))
 
 
 def load_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,

@@ -9,7 +9,7 @@ from typing import Any
 
 from absl import app, flags
 
-from gram_jax import checkpoint
+from gram_jax import checkpoint, cli_util
 from gram_jax.errors import GramError
 from gram_jax.hf.export import save_pretrained
 from gram_jax.pretrained import load_pretrained
@@ -40,6 +40,7 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None,
 
 def main(argv: list[str]) -> None:
   del argv
+  cli_util.quiet_library_logs()
   try:
     out = convert(FLAGS.src, FLAGS.dst, FLAGS.to, FLAGS.dtype, FLAGS.max_shard_size)
   except GramError as e:

@@ -86,13 +86,51 @@ def variable_sharding(variable: nnx.Variable, mesh: Mesh | None,
   return NamedSharding(mesh, logical_to_spec(axes, variable.shape, mesh, rules))
 
 
-def state_shardings(state: nnx.State, mesh: Mesh | None,
-                    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES) -> Any:
-  """A pytree of shardings matching `state` (abstract or concrete)."""
-  return jax.tree.map(lambda v: variable_sharding(v, mesh, rules), state,
-                      is_leaf=lambda x: isinstance(x, nnx.Variable))
+def param_shardings(state: nnx.State, mesh: Mesh | None,
+                    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES) -> dict[Any, Any]:
+  """Shardings as a nested dict shaped like `nnx.to_pure_dict(state)` (abstract or concrete)."""
+  out: dict[Any, Any] = {}
+  for path, variable in nnx.to_flat_state(state):
+    node = out
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = variable_sharding(variable, mesh, rules)
+  return out
+
+
+def replicated(mesh: Mesh | None) -> jax.sharding.Sharding:
+  if mesh is None:
+    return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return NamedSharding(mesh, PartitionSpec())
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Batches split their leading dim over the data-parallel axes."""
   return NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+
+
+def sync(name: str) -> None:
+  """Barrier across processes (no-op on one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def initialize_distributed(mode: str = "auto", coordinator_address: str = "",
+                           num_processes: int = -1, process_id: int = -1) -> None:
+  """Starts jax.distributed where the platform needs it (TPU pods, multi-node GPU/SLURM).
+
+  auto: when a coordinator is given or the environment shows several hosts; on: always
+  (jax detects TPU / SLURM settings itself); off: never.
+  """
+  import os
+  multi_host_env = (os.environ.get("SLURM_NTASKS", "1") not in ("", "1") or
+                    len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1 or
+                    bool(os.environ.get("JAX_COORDINATOR_ADDRESS")))
+  if mode == "off" or (mode == "auto" and not (coordinator_address or multi_host_env)):
+    return
+  kwargs = {}
+  if coordinator_address:
+    kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes,
+                  process_id=process_id)
+  jax.distributed.initialize(**kwargs)

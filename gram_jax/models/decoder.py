@@ -126,11 +126,17 @@ def positions_from_mask(attention_mask: jnp.ndarray) -> jnp.ndarray:
   return jnp.maximum(jnp.cumsum(attention_mask, axis=-1) - 1, 0).astype(jnp.int32)
 
 
-def causal_mask_bias(attention_mask: jnp.ndarray) -> jnp.ndarray:
-  """Additive bias [batch, seq, seq]: 0 where a query may attend a key, very negative elsewhere."""
+def causal_mask_bias(attention_mask: jnp.ndarray,
+                     segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:
+  """Additive bias [batch, seq, seq]: 0 where a query may attend a key, very negative elsewhere.
+
+  With segment_ids (packed rows; 0 = padding) a token sees only earlier tokens of its segment.
+  """
   t = attention_mask.shape[-1]
   causal = jnp.tril(jnp.ones((t, t), dtype=bool))
   allowed = causal[None] & attention_mask.astype(bool)[:, None, :]
+  if segment_ids is not None:
+    allowed &= segment_ids[:, :, None] == segment_ids[:, None, :]
   return jnp.where(allowed, 0.0, _MASKED).astype(jnp.float32)
 
 
@@ -148,13 +154,15 @@ class Decoder(nnx.Module):
                             cfg.param_dtype)
 
   def hidden_states(self, input_ids: jnp.ndarray, attention_mask: jnp.ndarray | None = None,
-                    positions: jnp.ndarray | None = None) -> jnp.ndarray:
+                    positions: jnp.ndarray | None = None,
+                    segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:
     """Final-normed hidden states [b, t, embed]."""
     if attention_mask is None:
-      attention_mask = jnp.ones(input_ids.shape, jnp.int32)
+      attention_mask = (jnp.ones(input_ids.shape, jnp.int32) if segment_ids is None
+                        else (segment_ids > 0).astype(jnp.int32))
     if positions is None:
       positions = positions_from_mask(attention_mask)
-    mask_bias = causal_mask_bias(attention_mask)
+    mask_bias = causal_mask_bias(attention_mask, segment_ids)
     x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.cfg.dtype)
     for layer in self.layers:
       x = self._run_layer(layer, x, positions, mask_bias)
@@ -175,5 +183,6 @@ class Decoder(nnx.Module):
     return jnp.einsum("bte,ev->btv", hidden, head, preferred_element_type=jnp.float32)
 
   def __call__(self, input_ids: jnp.ndarray, attention_mask: jnp.ndarray | None = None,
-               positions: jnp.ndarray | None = None) -> jnp.ndarray:
-    return self.logits(self.hidden_states(input_ids, attention_mask, positions))
+               positions: jnp.ndarray | None = None,
+               segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:
+    return self.logits(self.hidden_states(input_ids, attention_mask, positions, segment_ids))

@@ -1,0 +1,139 @@
+"""Config defaults shared by every stage, named presets, and start-up validation.
+
+Each `configs/<stage>.py` calls `stage_config(stage, preset)`; every field can be overridden
+on the command line (`--config.train.learning_rate=1e-5`). `validate` runs before any model is
+built or compiled, so a wrong mesh, batch or path fails in seconds with one clear line.
+"""
+import os
+
+import jax
+import ml_collections
+
+from gram_jax import parallel
+from gram_jax.data import sources
+from gram_jax.errors import GramError
+
+STAGES = ("pretrain", "finetune", "prover", "self_train", "evaluate", "serve")
+DTYPES = ("float32", "bfloat16", "float16")
+
+# Paper hyper-parameters per model (SPEC.md section 2/3); model.path points at the weights.
+MODEL_PRESETS = {
+    "qwen3-1.7b": dict(family="qwen3"),
+    "qwen3-4b": dict(family="qwen3"),
+    "qwen3-8b": dict(family="qwen3"),
+    "qwen3-14b": dict(family="qwen3"),
+    "llama3.2-3b": dict(family="llama"),
+    "llama3.1-8b": dict(family="llama"),
+}
+
+
+def base_config(stage: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.stage = stage
+  c.workdir = os.path.join("workdir", stage)
+  c.seed = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.path = ""  # HF directory or gram_jax checkpoint; empty = tiny model from scratch
+  c.model.param_dtype = "float32"
+  c.model.dtype = "auto"  # compute dtype; auto = bfloat16 on accelerators, float32 on CPU
+  c.model.remat = "none"  # none | full | dots
+  c.model.init = ml_collections.ConfigDict(dict(  # architecture when training from scratch
+      family="qwen3", hidden_size=128, intermediate_size=320, num_layers=2, num_heads=4,
+      num_kv_heads=2, head_dim=32, max_position_embeddings=1024, tie_word_embeddings=True))
+
+  c.tokenizer = ml_collections.ConfigDict()
+  c.tokenizer.path = ""  # default: the model's directory; built-in BPE when training from scratch
+  c.tokenizer.chat_template = ""  # default: the tokenizer's own
+
+  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+  c.dcn_mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, tensor=1))
+  c.rules = tuple((name, axes) for name, axes in parallel.DEFAULT_RULES)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.train_files = ""  # comma-separated paths or hf://name@split; empty = built-in task
+  c.data.on_bad_record = "fail"  # fail | skip (skipped records are counted in the log)
+  c.data.cutoff_len = 256
+  c.data.seq_len = 256
+  c.data.pack = True
+  c.data.builtin_pairs = 600  # size of the built-in synthetic set when train_files is empty
+
+  c.train = ml_collections.ConfigDict()
+  c.train.learning_rate = 1e-3
+  c.train.warmup_ratio = 0.1
+  c.train.end_lr_ratio = 0.0
+  c.train.num_epochs = 1.0
+  c.train.num_steps = -1  # > 0 overrides num_epochs
+  c.train.per_device_batch_size = 8  # rows per data-parallel device per micro-batch
+  c.train.micro_batches = 1  # gradient accumulation
+  c.train.weight_decay = 0.0
+  c.train.max_grad_norm = 1.0
+  c.train.b1 = 0.9
+  c.train.b2 = 0.999
+  c.train.eps = 1e-8
+  c.train.peak_flops_per_device = 0.0  # 0 = look up by device kind
+
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, keep=3, async_save=True))
+  c.distributed = ml_collections.ConfigDict(dict(
+      mode="auto", coordinator_address="", num_processes=-1, process_id=-1))
+  return c
+
+
+def apply_model_preset(c: ml_collections.ConfigDict, preset: str) -> None:
+  """Real-model presets: bf16 compute, FSDP over all devices, remat, long cutoff."""
+  if preset not in MODEL_PRESETS:
+    raise GramError(f"unknown preset {preset!r} (known: {', '.join(MODEL_PRESETS)})")
+  c.model.init.family = MODEL_PRESETS[preset]["family"]
+  c.model.dtype = "bfloat16"
+  c.model.remat = "full"
+  c.data.cutoff_len = 2048
+  c.data.seq_len = 2048
+  c.checkpoint.every_steps = 500
+
+
+def data_parallel_size(c: ml_collections.ConfigDict) -> int:
+  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
+  return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def compute_dtype(c: ml_collections.ConfigDict) -> str:
+  if c.model.dtype != "auto":
+    return c.model.dtype
+  return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
+def data_files(value: str) -> list[str]:
+  return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Every check that can fail before compiling, with the field at fault in the message."""
+  if c.stage not in STAGES:
+    raise GramError(f"config.stage: unknown stage {c.stage!r} (known: {', '.join(STAGES)})")
+  for field in ("param_dtype", "dtype"):
+    allowed = DTYPES + (("auto",) if field == "dtype" else ())
+    if c.model[field] not in allowed:
+      raise GramError(f"config.model.{field}: {c.model[field]!r} not in {allowed}")
+  if c.model.remat not in ("none", "full", "dots"):
+    raise GramError(f"config.model.remat: {c.model.remat!r} not in ('none', 'full', 'dots')")
+  if c.model.path and not os.path.isdir(c.model.path):
+    raise GramError(f"config.model.path: {c.model.path}: directory not found")
+  dp = data_parallel_size(c)  # also checks the mesh against the devices
+  if "train" in c and c.stage in ("pretrain", "finetune", "prover", "self_train"):
+    if c.train.per_device_batch_size < 1 or c.train.micro_batches < 1:
+      raise GramError("config.train.per_device_batch_size and micro_batches must be >= 1")
+    rows = c.train.per_device_batch_size * dp
+    if rows % jax.process_count():
+      raise GramError(f"config.train: {rows} rows per micro-batch do not split over "
+                      f"{jax.process_count()} processes")
+  if c.data.cutoff_len > c.data.seq_len:
+    raise GramError(f"config.data.cutoff_len ({c.data.cutoff_len}) exceeds "
+                    f"config.data.seq_len ({c.data.seq_len})")
+  if c.data.on_bad_record not in ("fail", "skip"):
+    raise GramError(f"config.data.on_bad_record: {c.data.on_bad_record!r} not in "
+                    "('fail', 'skip')")
+  for path in data_files(c.data.train_files):
+    try:
+      sources.check_exists(path)
+    except GramError as e:
+      raise GramError(f"config.data.train_files: {e}") from None

@@ -1,0 +1,77 @@
+"""Tokenise records into training examples: token ids plus how many leading tokens are prompt."""
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from gram_jax import templates, truncation
+from gram_jax.data.records import UnlabeledPair
+from gram_jax.errors import GramError
+from gram_jax.tokenizer import render_user_turn
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  ids: np.ndarray  # int32 [length]
+  prompt_len: int  # tokens before the first trained token
+  trimmed: bool = False
+
+
+class PretrainEncoder:
+  """GRAM stage 1: the question in the user turn, both responses as the trained reply."""
+
+  def __init__(self, tokenizer: Any, cutoff_len: int, chat_template: str | None = None,
+               instruction: str = templates.PRETRAIN_INSTRUCTION,
+               output: str = templates.PRETRAIN_OUTPUT):
+    self.tokenizer = tokenizer
+    self.cutoff_len = cutoff_len
+    self.chat_template = chat_template
+    self.instruction, self.output = instruction, output
+    if tokenizer.eos_token_id is None:
+      raise GramError("tokenizer has no eos token; the trained reply must end with one")
+
+  def _parts(self, fields: dict[str, str]) -> tuple[list[int], list[int]]:
+    user = templates.fill(self.instruction, fields["prompt"])
+    prompt_text = render_user_turn(self.tokenizer, user, self.chat_template)
+    reply = templates.fill(self.output, "", fields["response_a"], fields["response_b"])
+    encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False)
+    return encode(prompt_text), encode(reply) + [self.tokenizer.eos_token_id]
+
+  def __call__(self, pair: UnlabeledPair) -> Example:
+    fields = {"prompt": pair.prompt, "response_a": pair.response_a,
+              "response_b": pair.response_b}
+    measure = lambda f: sum(map(len, self._parts(f)))
+    try:
+      fields, trimmed = truncation.fit_fields(self.tokenizer, fields, measure, self.cutoff_len)
+    except GramError as e:
+      raise GramError(f"{pair.where}: {e}") from None
+    prompt_ids, reply_ids = self._parts(fields)
+    return Example(np.asarray(prompt_ids + reply_ids, np.int32), len(prompt_ids), trimmed)
+
+
+@dataclasses.dataclass
+class TokenizedSet:
+  """All examples of one host in two flat arrays (4 bytes a token), for fast packing."""
+  tokens: np.ndarray   # int32, every example concatenated
+  offsets: np.ndarray  # int64 [n + 1]
+  prompt_lens: np.ndarray  # int32 [n]
+  trimmed: int = 0
+
+  @classmethod
+  def build(cls, examples: Sequence[Example]) -> "TokenizedSet":
+    lengths = np.asarray([len(e.ids) for e in examples], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    tokens = (np.concatenate([e.ids for e in examples]) if examples
+              else np.zeros(0, np.int32))
+    return cls(tokens.astype(np.int32), offsets,
+               np.asarray([e.prompt_len for e in examples], np.int32),
+               sum(e.trimmed for e in examples))
+
+  def __len__(self) -> int:
+    return len(self.prompt_lens)
+
+  def lengths(self) -> np.ndarray:
+    return np.diff(self.offsets)
+
+  def example(self, index: int) -> tuple[np.ndarray, int]:
+    return self.tokens[self.offsets[index]:self.offsets[index + 1]], int(self.prompt_lens[index])

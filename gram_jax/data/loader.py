@@ -1,0 +1,107 @@
+"""Deterministic, resumable batches of packed or padded LM examples.
+
+The order of epoch e is a permutation seeded by (seed, e); the position is (epoch, cursor).
+Resuming replays the row assembly from lengths alone (no tokenisation, no arrays), so the
+position after `skip(k)` equals the one reached by building k batches.
+"""
+from typing import Iterator
+
+import numpy as np
+
+from gram_jax.data.encode import TokenizedSet
+from gram_jax.errors import GramError
+
+Batch = dict[str, np.ndarray]
+
+
+class BatchIterator:
+  """Yields batches shaped [micro_batches, rows, seq_len] for one host."""
+
+  def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int = 1,
+               seed: int = 0, pack: bool = True, pad_id: int = 0):
+    if len(data) == 0:
+      raise GramError("no training examples on this host")
+    self.data, self.rows, self.seq_len = data, rows, seq_len
+    self.micro_batches, self.seed, self.pack, self.pad_id = micro_batches, seed, pack, pad_id
+    self.lengths = np.minimum(data.lengths(), seq_len)
+    self.epoch, self.cursor = 0, 0
+    self._order = self._epoch_order(0)
+
+  def _epoch_order(self, epoch: int) -> np.ndarray:
+    return np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+
+  def state(self) -> dict[str, int]:
+    return {"epoch": self.epoch, "cursor": self.cursor}
+
+  def restore(self, state: dict[str, int]) -> None:
+    self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+    self._order = self._epoch_order(self.epoch)
+
+  def _take(self) -> int:
+    if self.cursor == len(self._order):
+      self.epoch, self.cursor = self.epoch + 1, 0
+      self._order = self._epoch_order(self.epoch)
+    index = int(self._order[self.cursor])
+    self.cursor += 1
+    return index
+
+  def _peek_length(self) -> int:
+    if self.cursor == len(self._order):
+      return int(self.lengths[self._epoch_order(self.epoch + 1)[0]])
+    return int(self.lengths[self._order[self.cursor]])
+
+  def _row(self) -> list[int]:
+    """Example indices for one row: one when padding, as many as fit when packing."""
+    row = [self._take()]
+    used = int(self.lengths[row[0]])
+    while self.pack and used + self._peek_length() <= self.seq_len:
+      row.append(self._take())
+      used += int(self.lengths[row[-1]])
+    return row
+
+  def skip(self, batches: int) -> None:
+    for _ in range(batches * self.micro_batches * self.rows):
+      self._row()
+
+  def _fill(self, batch: Batch, m: int, r: int, indices: list[int]) -> None:
+    start = 0
+    for segment, index in enumerate(indices, start=1):
+      ids, prompt_len = self.data.example(index)
+      ids = ids[:self.seq_len - start]
+      n = len(ids)
+      span = slice(start, start + n)
+      batch["input_ids"][m, r, span] = ids
+      batch["segment_ids"][m, r, span] = segment
+      batch["positions"][m, r, span] = np.arange(n)
+      batch["targets"][m, r, start:start + n - 1] = ids[1:]
+      trained = np.arange(1, n) >= prompt_len
+      batch["target_mask"][m, r, start:start + n - 1] = trained
+      start += n
+
+  def __next__(self) -> Batch:
+    shape = (self.micro_batches, self.rows, self.seq_len)
+    batch = {
+        "input_ids": np.full(shape, self.pad_id, np.int32),
+        "segment_ids": np.zeros(shape, np.int32),
+        "positions": np.zeros(shape, np.int32),
+        "targets": np.zeros(shape, np.int32),
+        "target_mask": np.zeros(shape, np.float32),
+    }
+    for m in range(self.micro_batches):
+      for r in range(self.rows):
+        self._fill(batch, m, r, self._row())
+    return batch
+
+  def __iter__(self) -> Iterator[Batch]:
+    return self
+
+  def rows_per_epoch(self) -> int:
+    """Rows one epoch makes from this host's examples (exact for the current epoch order)."""
+    saved = self.state()
+    self.restore({"epoch": 0, "cursor": 0})
+    count = 0
+    while self.epoch == 0 and self.cursor < len(self._order):
+      self._row()
+      count += 1
+    self.restore(saved)
+    return count

@@ -1,0 +1,135 @@
+"""Typed records and the validation that turns raw rows into them.
+
+Every format a user may bring is parsed into one of two record kinds before tokenisation:
+UnlabeledPair (stage-1 pre-training, self-training pools) and PreferencePair (labeled).
+A bad row raises RecordError naming source, line and field; `read_records` either stops on
+the first one or skips and counts them, as the user chose.
+"""
+import collections
+import dataclasses
+import re
+from typing import Any, Callable, Iterable
+
+from gram_jax.data import sources
+from gram_jax.errors import GramError
+
+MAX_FIELD_CHARS = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlabeledPair:
+  prompt: str
+  response_a: str
+  response_b: str
+  where: str = ""
+  extra: dict = dataclasses.field(default_factory=dict, compare=False)
+
+
+class RecordError(GramError):
+  def __init__(self, where: str, field: str, reason: str):
+    super().__init__(f"{where}: field '{field}': {reason}")
+    self.where, self.field, self.reason = where, field, reason
+
+
+def text_field(row: dict, field: str, where: str, allow_empty: bool = False) -> str:
+  """A required string field; raises RecordError naming the field when missing or wrong."""
+  if field not in row or row[field] is None:
+    raise RecordError(where, field, "missing")
+  value = row[field]
+  if not isinstance(value, str):
+    raise RecordError(where, field, f"expected a string, got {type(value).__name__}")
+  if not allow_empty and not value.strip():
+    raise RecordError(where, field, "empty")
+  if len(value) > MAX_FIELD_CHARS:
+    raise RecordError(where, field, f"longer than {MAX_FIELD_CHARS} characters")
+  return value
+
+
+_QUESTION = re.compile(r"^\s*\[User Question\]\n(?P<prompt>.*?)\s*$", re.S)
+_ANSWERS = re.compile(
+    r"\[The Start of Assistant A's (?:Answer|Response)\]\n(?P<a>.*?)\n"
+    r"\[The End of Assistant A's (?:Answer|Response)\]\s*"
+    r"\[The Start of Assistant B's (?:Answer|Response)\]\n(?P<b>.*?)\n"
+    r"\[The End of Assistant B's (?:Answer|Response)\]\s*$", re.S)
+
+
+def _official_pretrain_pair(row: dict, where: str) -> UnlabeledPair:
+  """GRAM pre-training format: instruction='[User Question]\\n{q}\\n\\n', output=A/B block."""
+  instruction = text_field(row, "instruction", where)
+  extra_input = row.get("input") or ""
+  if not isinstance(extra_input, str):
+    raise RecordError(where, "input", f"expected a string, got {type(extra_input).__name__}")
+  output = text_field(row, "output", where)
+  question = _QUESTION.match(instruction)
+  prompt = question.group("prompt") if question else instruction.strip()
+  if extra_input.strip():
+    prompt = f"{prompt}\n{extra_input}"
+  answers = _ANSWERS.search(output)
+  if not answers:
+    raise RecordError(where, "output", "does not hold the '[The Start of Assistant A's "
+                      "Answer]' ... '[The End of Assistant B's Answer]' blocks")
+  if not answers.group("a").strip() or not answers.group("b").strip():
+    raise RecordError(where, "output", "a response inside the A/B blocks is empty")
+  return UnlabeledPair(prompt, answers.group("a"), answers.group("b"), where)
+
+
+def parse_unlabeled_pair(row: Any, where: str) -> UnlabeledPair:
+  """Official GRAM pre-training rows or plain {prompt, response_a, response_b} rows."""
+  if not isinstance(row, dict):
+    raise RecordError(where, "<record>", f"expected a JSON object, got {type(row).__name__}")
+  if "instruction" in row and "output" in row:
+    return _official_pretrain_pair(row, where)
+  known = ("prompt", "response_a", "response_b")
+  extra = {k: v for k, v in row.items() if k not in known}
+  return UnlabeledPair(text_field(row, "prompt", where), text_field(row, "response_a", where),
+                       text_field(row, "response_b", where), where, extra)
+
+
+@dataclasses.dataclass
+class ReadReport:
+  """What reading kept and what it skipped, by reason."""
+  kept: int = 0
+  skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  first_errors: list = dataclasses.field(default_factory=list)
+
+  def skip(self, error: GramError) -> None:
+    reason = getattr(error, "field", None) or getattr(error, "reason", "record")
+    self.skipped[str(reason)] += 1
+    if len(self.first_errors) < 5:
+      self.first_errors.append(str(error))
+
+  def summary(self) -> str:
+    total = sum(self.skipped.values())
+    if not total:
+      return f"{self.kept} records"
+    return f"{self.kept} records, {total} skipped ({dict(self.skipped)}); first: " \
+           f"{self.first_errors[0]}"
+
+
+def read_records(paths: Iterable[str], parse: Callable[[Any, str], Any], on_bad: str = "fail",
+                 shard: tuple[int, int] = (0, 1)) -> tuple[list[Any], ReadReport]:
+  """Reads and validates every row of `paths`; keeps rows i with i % count == index.
+
+  on_bad: 'fail' raises on the first bad row; 'skip' counts it and goes on.
+  """
+  if on_bad not in ("fail", "skip"):
+    raise GramError(f"on_bad_record must be 'fail' or 'skip', got {on_bad!r}")
+  index, count = shard
+  records, report = [], ReadReport()
+  position = 0
+  for path in paths:
+    for row in sources.iter_rows(path):
+      try:
+        if isinstance(row.data, GramError):
+          raise row.data
+        record = parse(row.data, row.where)
+      except GramError as error:
+        if on_bad == "fail":
+          raise
+        report.skip(error)
+        continue
+      if position % count == index:
+        records.append(record)
+      position += 1
+  report.kept = len(records)
+  return records, report

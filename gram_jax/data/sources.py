@@ -1,0 +1,110 @@
+"""Raw rows from local JSON / JSONL / Parquet files or `datasets.load_dataset`.
+
+Each row comes with where it came from (`file:line` or `file[index]`), so every later error
+can name its source. Malformed bytes or JSON become SourceError; the reader decides whether
+to skip and count it or stop.
+"""
+import dataclasses
+import gzip
+import json
+import os
+from typing import Any, Iterator
+
+from gram_jax.errors import GramError
+
+HF_PREFIX = "hf://"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  where: str
+  data: Any  # dict for valid rows
+
+
+class SourceError(GramError):
+  """A row that could not be decoded; `where` names it."""
+
+  def __init__(self, where: str, reason: str):
+    super().__init__(f"{where}: {reason}")
+    self.where = where
+    self.reason = reason
+
+
+def check_exists(path: str) -> None:
+  if not path.startswith(HF_PREFIX) and not os.path.isfile(path):
+    raise GramError(f"{path}: data file not found")
+
+
+def _open_text(path: str):
+  return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+def _jsonl_rows(path: str) -> Iterator[Row]:
+  with _open_text(path) as f:
+    for number, raw in enumerate(f, start=1):
+      where = f"{path}:{number}"
+      if not raw.strip():
+        continue
+      try:
+        text = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        yield Row(where, SourceError(where, f"not valid UTF-8 ({e.reason} at byte {e.start})"))
+        continue
+      try:
+        yield Row(where, json.loads(text))
+      except json.JSONDecodeError as e:
+        yield Row(where, SourceError(where, f"not valid JSON ({e.msg})"))
+
+
+def _json_rows(path: str) -> Iterator[Row]:
+  try:
+    with _open_text(path) as f:
+      data = json.loads(f.read().decode("utf-8"))
+  except UnicodeDecodeError as e:
+    raise GramError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+  except json.JSONDecodeError as e:
+    raise GramError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+  if isinstance(data, dict):
+    data = next((v for v in data.values() if isinstance(v, list)), None)
+  if not isinstance(data, list):
+    raise GramError(f"{path}: expected a JSON array of records")
+  for index, item in enumerate(data):
+    yield Row(f"{path}[{index}]", item)
+
+
+def _parquet_rows(path: str) -> Iterator[Row]:
+  import pyarrow.parquet as pq
+  try:
+    table = pq.read_table(path)
+  except Exception as e:  # pyarrow raises many types for corrupt files
+    raise GramError(f"{path}: not a readable Parquet file ({e})") from None
+  for index, item in enumerate(table.to_pylist()):
+    yield Row(f"{path}[{index}]", item)
+
+
+def _hub_rows(spec: str) -> Iterator[Row]:
+  """hf://NAME[:CONFIG]@SPLIT or hf://NAME@SPLIT, through datasets.load_dataset."""
+  import datasets
+  name, _, split = spec[len(HF_PREFIX):].partition("@")
+  name, _, config = name.partition(":")
+  dataset = datasets.load_dataset(name, config or None, split=split or "train")
+  for index, item in enumerate(dataset):
+    yield Row(f"{spec}[{index}]", item)
+
+
+def iter_rows(path: str) -> Iterator[Row]:
+  """Rows of one source; the format follows the file extension."""
+  if path.startswith(HF_PREFIX):
+    yield from _hub_rows(path)
+    return
+  check_exists(path)
+  name = path[:-3] if path.endswith(".gz") else path
+  if name.endswith(".jsonl"):
+    yield from _jsonl_rows(path)
+  elif name.endswith(".json"):
+    yield from _json_rows(path)
+  elif name.endswith(".parquet"):
+    yield from _parquet_rows(path)
+  else:
+    raise GramError(f"{path}: unknown data format (expected .jsonl, .json, .parquet, "
+                    "optionally .gz, or hf://dataset@split)")

@@ -1,0 +1,92 @@
+"""The training loop every training stage shares: resume, step, log, checkpoint, finish.
+
+A run directory (`workdir`) holds model_config.json, tokenizer/, checkpoints/<step>/ and the
+metrics; `gram_jax.load_pretrained(workdir)` and `gram_jax.convert --src=workdir` read it.
+"""
+import json
+import os
+import time
+from typing import Any
+
+import jax
+from flax import nnx
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from gram_jax import flops, model_setup, train
+from gram_jax.checkpoint import MODEL_CONFIG
+from gram_jax.data.loader import BatchIterator
+from gram_jax.metrics import MetricsLogger
+from gram_jax.models.config import ModelConfig
+from gram_jax.pretrained import RUN_CHECKPOINTS
+from gram_jax.run_checkpoint import RunCheckpointer
+
+
+def write_run_files(workdir: str, cfg: ModelConfig, tokenizer: Any,
+                    config: ml_collections.ConfigDict) -> None:
+  """model_config.json, tokenizer/ and config.json: what makes `workdir` loadable."""
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, MODEL_CONFIG), "w") as f:
+    json.dump(cfg.to_dict(), f, indent=2)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  tokenizer.save_pretrained(os.path.join(workdir, "tokenizer"))
+
+
+def total_steps(c: ml_collections.ConfigDict, batches: BatchIterator) -> int:
+  if c.train.num_steps > 0:
+    return int(c.train.num_steps)
+  per_step = batches.rows * batches.micro_batches
+  return max(1, int(np.ceil(c.train.num_epochs * batches.rows_per_epoch() / per_step)))
+
+
+def fit(c: ml_collections.ConfigDict, mesh: Mesh, cfg: ModelConfig, tokenizer: Any,
+        batches: BatchIterator, objective: train.Objective, workdir: str) -> dict:
+  """Trains to the configured length, resuming from workdir's latest checkpoint if any.
+
+  Returns the final params (a pure dict on the mesh).
+  """
+  steps = total_steps(c, batches)
+  write_run_files(workdir, cfg, tokenizer, c)
+  graphdef, abstract = model_setup.abstract_state(cfg)
+  tx, schedule = train.make_optimizer(c.train, steps)
+  trainer = train.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh,
+                                 tuple(c.rules))
+  checkpointer = RunCheckpointer(os.path.join(workdir, RUN_CHECKPOINTS),
+                                 c.checkpoint.every_steps, c.checkpoint.keep,
+                                 c.checkpoint.async_save)
+  start = checkpointer.latest_step()
+  if start is None:
+    state = trainer.init_state(model_setup.initial_params(c, cfg, mesh), c.seed)
+    start = 0
+  else:
+    state, meta = checkpointer.restore(
+        start, trainer.abstract_state(nnx.to_pure_dict(abstract)))
+    batches.skip(start)
+    if jax.process_count() == 1 and meta["data_position"] != batches.state():
+      raise RuntimeError(f"data position after replay {batches.state()} differs from the "
+                         f"checkpoint's {meta['data_position']}")
+  step_fn = trainer.compile_step()
+  token_flops = flops.training_flops_per_token(cfg, batches.seq_len)
+  peak = flops.peak_flops_per_device(c.train.peak_flops_per_device)
+  logger = MetricsLogger(workdir, steps, start)
+  last_time = time.perf_counter()
+  for step in range(start, steps):
+    host_batch = next(batches)
+    state, metrics = step_fn(state, trainer.put_batch(host_batch))
+    metrics = jax.device_get(metrics)
+    now = time.perf_counter()
+    seconds, last_time = now - last_time, now
+    positions = host_batch["input_ids"].size * jax.process_count()
+    tokens = int((host_batch["segment_ids"] > 0).sum()) * jax.process_count()
+    mfu = token_flops * positions / seconds / (peak * jax.device_count()) if peak else None
+    logger.log(step + 1, {**metrics, "step_seconds": seconds, "tokens_per_second":
+                          tokens / seconds, "mfu": mfu})
+    meta = {"data_position": batches.state(), "step": step + 1}
+    checkpointer.save(step + 1, state, meta, force=step + 1 == steps)
+  checkpointer.close()
+  logger.close()
+  return state["params"]

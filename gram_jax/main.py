@@ -1,0 +1,38 @@
+"""Entry point: `python -m gram_jax.main --config=configs/<stage>.py[:preset] --config.a.b=v`.
+
+Parses the config, starts multi-host JAX where needed, validates, and runs the stage.
+"""
+import importlib
+import sys
+
+from absl import app, logging
+from ml_collections import config_flags
+
+from gram_jax import cli_util, configlib, parallel
+from gram_jax.errors import GramError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file[:preset].",
+                                          lock_config=True)
+
+
+def main(argv: list[str]) -> None:
+  cli_util.quiet_library_logs()
+  if len(argv) > 1:
+    sys.exit(f"error: unexpected arguments {argv[1:]}")
+  config = _CONFIG.value
+  if config is None:
+    sys.exit("error: --config=configs/<stage>.py is required")
+  try:
+    d = config.distributed
+    parallel.initialize_distributed(d.mode, d.coordinator_address, d.num_processes,
+                                    d.process_id)
+    configlib.validate(config)
+    stage = importlib.import_module(f"gram_jax.stages.{config.stage}")
+    logging.info("stage %s, workdir %s", config.stage, config.workdir)
+    stage.run(config)
+  except GramError as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,50 @@
+"""Training metrics to TensorBoard, a JSONL file and a console progress bar (process 0 only)."""
+import json
+import os
+from typing import Any
+
+import jax
+import tqdm
+
+
+class MetricsLogger:
+  def __init__(self, workdir: str, total_steps: int, start_step: int = 0, name: str = "train"):
+    self.enabled = jax.process_index() == 0
+    if not self.enabled:
+      return
+    from tensorboardX import SummaryWriter
+    os.makedirs(workdir, exist_ok=True)
+    self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name))
+    self.jsonl = open(os.path.join(workdir, f"{name}_metrics.jsonl"), "a", encoding="utf-8")
+    self.bar = tqdm.tqdm(total=total_steps, initial=start_step, desc=name, unit="step",
+                         dynamic_ncols=True)
+
+  def log(self, step: int, values: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    clean = {k: (float(v) if v is not None else None) for k, v in values.items()}
+    for key, value in clean.items():
+      if value is not None:
+        self.writer.add_scalar(key, value, step)
+    self.jsonl.write(json.dumps({"step": step, **clean}) + "\n")
+    self.jsonl.flush()
+    self.bar.set_postfix({k: f"{clean[k]:.4g}" for k in ("loss", "learning_rate")
+                          if clean.get(k) is not None})
+    self.bar.update(1)
+
+  def close(self) -> None:
+    if self.enabled:
+      self.bar.close()
+      self.writer.close()
+      self.jsonl.close()
+
+
+def read_jsonl_metrics(path: str) -> dict[int, dict[str, Any]]:
+  """Last logged entry per step (a resumed run re-logs the steps after its checkpoint)."""
+  entries = {}
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.endswith("\n"):
+        entry = json.loads(line)
+        entries[entry["step"]] = entry
+  return entries

@@ -1,0 +1,45 @@
+"""GRAM stage 1: unsupervised pair pre-training (causal-LM loss on the two responses).
+
+The model learns to generate a pair of responses to a question, with the prompt masked.
+Default data: the built-in synthetic pairs; give `--config.data.train_files=...` for real data
+(official GRAM pre-training rows or {prompt, response_a, response_b} rows).
+"""
+import os
+
+import jax
+import ml_collections
+from absl import logging
+
+from gram_jax import configlib, loop, model_setup, objectives, parallel, synthetic
+from gram_jax.data import encode, loader, records
+
+
+def train_files(c: ml_collections.ConfigDict) -> list[str]:
+  files = configlib.data_files(c.data.train_files)
+  if files:
+    return files
+  path = os.path.join(c.workdir, "data", "pretrain_pairs.jsonl")
+  if jax.process_index() == 0 and not os.path.exists(path):
+    pairs = synthetic.make_pairs(c.data.builtin_pairs, seed=c.seed)
+    synthetic.write_jsonl(synthetic.as_unlabeled(pairs, seed=c.seed), path)
+  parallel.sync("pretrain-data")
+  return [path]
+
+
+def run(c: ml_collections.ConfigDict) -> None:
+  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
+  tokenizer = model_setup.load_or_build_tokenizer(c)
+  pairs, report = records.read_records(
+      train_files(c), records.parse_unlabeled_pair, c.data.on_bad_record,
+      shard=(jax.process_index(), jax.process_count()))
+  logging.info("pretrain data: %s", report.summary())
+  encoder = encode.PretrainEncoder(tokenizer, c.data.cutoff_len,
+                                   c.tokenizer.chat_template or None)
+  dataset = encode.TokenizedSet.build([encoder(pair) for pair in pairs])
+  logging.info("encoded %d examples (%d trimmed to %d tokens)", len(dataset), dataset.trimmed,
+               c.data.cutoff_len)
+  rows = c.train.per_device_batch_size * configlib.data_parallel_size(c) // jax.process_count()
+  batches = loader.BatchIterator(dataset, rows, c.data.seq_len, c.train.micro_batches,
+                                 seed=c.seed, pack=c.data.pack, pad_id=tokenizer.pad_token_id)
+  cfg = model_setup.model_config(c, tokenizer)
+  loop.fit(c, mesh, cfg, tokenizer, batches, objectives.causal_lm_loss, c.workdir)

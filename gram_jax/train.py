@@ -1,0 +1,126 @@
+"""The generic sharded trainer: optimizer, state, and the jitted train step.
+
+State is a plain dict of arrays {params, opt_state, step, rng} so Orbax saves it as-is. The step
+is `jax.jit` with explicit in/out shardings and donated state; micro-batches are accumulated
+with `lax.scan` and the loss is normalised by the units (tokens or pairs) of the whole batch.
+"""
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gram_jax import parallel
+from gram_jax.models.decoder import Decoder
+
+Objective = Callable[[Decoder, dict], tuple[jax.Array, jax.Array]]
+State = dict[str, Any]
+
+
+def make_schedule(train: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """Linear warmup to the peak rate, then cosine decay to `end_lr_ratio` of it."""
+  warmup = int(round(train.warmup_ratio * total_steps))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=train.learning_rate, warmup_steps=warmup,
+      decay_steps=max(total_steps, warmup + 1), end_value=train.learning_rate * train.end_lr_ratio)
+
+
+def make_optimizer(train: ml_collections.ConfigDict,
+                   total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """AdamW with global-norm clipping; no weight decay on vectors (norm scales, biases)."""
+  schedule = make_schedule(train, total_steps)
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+  tx = optax.chain(
+      optax.clip_by_global_norm(train.max_grad_norm),
+      optax.adamw(schedule, b1=train.b1, b2=train.b2, eps=train.eps,
+                  weight_decay=train.weight_decay, mask=decay_mask))
+  return tx, schedule
+
+
+@dataclasses.dataclass
+class Trainer:
+  """Holds what the step needs that is not data: graph, optimizer, shardings."""
+  graphdef: nnx.GraphDef
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  objective: Objective
+  mesh: Mesh
+  state_shardings: State
+  batch_sharding: NamedSharding
+
+  @classmethod
+  def create(cls, model_cfg_or_graph: nnx.GraphDef, abstract_state: nnx.State,
+             tx: optax.GradientTransformation, schedule: optax.Schedule, objective: Objective,
+             mesh: Mesh, rules) -> "Trainer":
+    params_sharding = parallel.param_shardings(abstract_state, mesh, rules)
+    abstract_params = nnx.to_pure_dict(abstract_state)
+    abstract_opt = jax.eval_shape(tx.init, abstract_params)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    opt_sharding = optax.tree_map_params(
+        tx, lambda _, sharding: sharding, abstract_opt, params_sharding,
+        transform_non_params=lambda _: replicated)
+    shardings = {"params": params_sharding, "opt_state": opt_sharding,
+                 "step": replicated, "rng": replicated}
+    batch_sharding = NamedSharding(mesh, PartitionSpec(None, ("data", "fsdp")))
+    return cls(model_cfg_or_graph, tx, schedule, objective, mesh, shardings, batch_sharding)
+
+  def init_state(self, params: dict, seed: int) -> State:
+    """Optimizer state created directly on its shardings."""
+    opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings["opt_state"])(params)
+    rng = jax.random.key_data(jax.random.key(seed))
+    return {"params": params, "opt_state": opt_state,
+            "step": jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings["step"]),
+            "rng": jax.device_put(rng, self.state_shardings["rng"])}
+
+  def abstract_state(self, abstract_params: dict) -> State:
+    """Shape/dtype/sharding of the full state, the target for restoring a checkpoint."""
+    shapes = {"params": abstract_params,
+              "opt_state": jax.eval_shape(self.tx.init, abstract_params),
+              "step": jax.ShapeDtypeStruct((), jnp.int32),
+              "rng": jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))}
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        shapes, self.state_shardings)
+
+  def _step(self, state: State, batch: dict) -> tuple[State, dict]:
+    def loss_fn(params, micro):
+      return self.objective(nnx.merge(self.graphdef, params), micro)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def accumulate(carry, micro):
+      grads_sum, loss_sum, units = carry
+      (loss, count), grads = grad_fn(state["params"], micro)
+      grads_sum = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_sum, grads)
+      return (grads_sum, loss_sum + loss, units + count), None
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state["params"])
+    (grads, loss_sum, units), _ = jax.lax.scan(
+        accumulate, (zeros, jnp.float32(0), jnp.float32(0)), batch)
+    denominator = jnp.maximum(units, 1.0)
+    grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grads, state["params"])
+    loss = loss_sum / denominator
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    keep_if_bad = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = {"params": keep_if_bad(params, state["params"]),
+                 "opt_state": keep_if_bad(opt_state, state["opt_state"]),
+                 "step": state["step"] + 1, "rng": state["rng"]}
+    metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": self.schedule(state["step"]),
+               "units": units, "finite": finite}
+    return new_state, metrics
+
+  def compile_step(self) -> Callable[[State, dict], tuple[State, dict]]:
+    replicated = NamedSharding(self.mesh, PartitionSpec())
+    return jax.jit(self._step, in_shardings=(self.state_shardings, self.batch_sharding),
+                   out_shardings=(self.state_shardings, replicated), donate_argnums=0)
+
+  def put_batch(self, host_batch: dict) -> dict:
+    """Assembles the global batch from each host's rows (axis 1 is the data-parallel axis)."""
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), host_batch)

@@ -1,0 +1,40 @@
+"""Make a rendered example fit a token budget by trimming its free-text fields.
+
+Template text (markers, instructions, the verdict position) is never cut: only the named
+fields shrink, the responses first and in proportion to their lengths, then the question.
+"""
+from typing import Any, Callable, Sequence
+
+from gram_jax.errors import GramError
+
+Fields = dict[str, str]
+
+
+def fit_fields(tokenizer: Any, fields: Fields, measure: Callable[[Fields], int], budget: int,
+               groups: Sequence[Sequence[str]] = (("response_a", "response_b"), ("prompt",)),
+               ) -> tuple[Fields, bool]:
+  """Returns (fields that fit, whether anything was trimmed); raises if impossible."""
+  total = measure(fields)
+  if total <= budget:
+    return fields, False
+  fields = dict(fields)
+  for group in groups:
+    for _ in range(4):  # re-tokenising after a cut can merge tokens differently; converge
+      excess = total - budget
+      if excess <= 0:
+        return fields, True
+      tokens = {name: tokenizer.encode(fields[name], add_special_tokens=False)
+                for name in group}
+      available = sum(max(len(t) - 1, 0) for t in tokens.values())
+      if available <= 0:
+        break
+      cut = min(available, excess + len(group))
+      lengths = sum(len(t) for t in tokens.values())
+      for name, ids in tokens.items():
+        share = min(len(ids) - 1, -(-cut * len(ids) // lengths)) if ids else 0
+        fields[name] = tokenizer.decode(ids[:len(ids) - share])
+      total = measure(fields)
+    if total <= budget:
+      return fields, True
+  raise GramError(f"cannot fit into {budget} tokens even after trimming "
+                  f"{[n for g in groups for n in g]} ({total} tokens remain)")
