@@ -65,6 +65,7 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.train.num_epochs = 1.0
   c.train.num_steps = -1  # > 0 overrides num_epochs
   c.train.per_device_batch_size = 8  # rows per data-parallel device per micro-batch
+  c.train.global_batch_size = -1  # > 0: rows per optimizer step, overrides per_device
   c.train.micro_batches = 1  # gradient accumulation
   c.train.weight_decay = 0.0
   c.train.max_grad_norm = 1.0
@@ -102,6 +103,28 @@ def compute_dtype(c: ml_collections.ConfigDict) -> str:
   return "float32" if jax.default_backend() == "cpu" else "bfloat16"
 
 
+def rows_per_process(c: ml_collections.ConfigDict) -> int:
+  """Rows each process feeds per micro-batch, after checking the batch splits evenly."""
+  dp = data_parallel_size(c)
+  micro = c.train.micro_batches
+  if micro < 1:
+    raise GramError(f"config.train.micro_batches must be >= 1, got {micro}")
+  if c.train.global_batch_size > 0:
+    if c.train.global_batch_size % (dp * micro):
+      raise GramError(
+          f"config.train.global_batch_size ({c.train.global_batch_size}) is not divisible by "
+          f"data-parallel size {dp} x micro_batches {micro}")
+    rows = c.train.global_batch_size // micro
+  else:
+    if c.train.per_device_batch_size < 1:
+      raise GramError("config.train.per_device_batch_size must be >= 1")
+    rows = c.train.per_device_batch_size * dp
+  if rows % jax.process_count():
+    raise GramError(f"config.train: {rows} rows per micro-batch do not split over "
+                    f"{jax.process_count()} processes")
+  return rows // jax.process_count()
+
+
 def data_files(value: str) -> list[str]:
   return [p.strip() for p in value.split(",") if p.strip()]
 
@@ -118,14 +141,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise GramError(f"config.model.remat: {c.model.remat!r} not in ('none', 'full', 'dots')")
   if c.model.path and not os.path.isdir(c.model.path):
     raise GramError(f"config.model.path: {c.model.path}: directory not found")
-  dp = data_parallel_size(c)  # also checks the mesh against the devices
-  if "train" in c and c.stage in ("pretrain", "finetune", "prover", "self_train"):
-    if c.train.per_device_batch_size < 1 or c.train.micro_batches < 1:
-      raise GramError("config.train.per_device_batch_size and micro_batches must be >= 1")
-    rows = c.train.per_device_batch_size * dp
-    if rows % jax.process_count():
-      raise GramError(f"config.train: {rows} rows per micro-batch do not split over "
-                      f"{jax.process_count()} processes")
+  data_parallel_size(c)  # checks the mesh against the devices
+  if c.stage in ("pretrain", "finetune", "prover", "self_train"):
+    rows_per_process(c)
   if c.data.cutoff_len > c.data.seq_len:
     raise GramError(f"config.data.cutoff_len ({c.data.cutoff_len}) exceeds "
                     f"config.data.seq_len ({c.data.seq_len})")

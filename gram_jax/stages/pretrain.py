@@ -38,8 +38,7 @@ def run(c: ml_collections.ConfigDict) -> None:
   dataset = encode.TokenizedSet.build([encoder(pair) for pair in pairs])
   logging.info("encoded %d examples (%d trimmed to %d tokens)", len(dataset), dataset.trimmed,
                c.data.cutoff_len)
-  rows = c.train.per_device_batch_size * configlib.data_parallel_size(c) // jax.process_count()
-  batches = loader.BatchIterator(dataset, rows, c.data.seq_len, c.train.micro_batches,
+  batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len, c.train.micro_batches,
                                  seed=c.seed, pack=c.data.pack, pad_id=tokenizer.pad_token_id)
   cfg = model_setup.model_config(c, tokenizer)
   loop.fit(c, mesh, cfg, tokenizer, batches, objectives.causal_lm_loss, c.workdir)
