@@ -29,12 +29,25 @@ def fit_fields(tokenizer: Any, fields: Fields, measure: Callable[[Fields], int],
       if available <= 0:
         break
       cut = min(available, excess + len(group))
-      lengths = sum(len(t) for t in tokens.values())
-      for name, ids in tokens.items():
-        share = min(len(ids) - 1, -(-cut * len(ids) // lengths)) if ids else 0
-        fields[name] = tokenizer.decode(ids[:len(ids) - share])
+      for name, keep in _keep_lengths(tokens, cut).items():
+        if keep < len(tokens[name]):
+          fields[name] = tokenizer.decode(tokens[name][:keep])
       total = measure(fields)
     if total <= budget:
       return fields, True
   raise GramError(f"cannot fit into {budget} tokens even after trimming "
                   f"{[n for g in groups for n in g]} ({total} tokens remain)")
+
+
+def _keep_lengths(tokens: dict[str, list[int]], cut: int) -> dict[str, int]:
+  """Tokens each field keeps when `cut` tokens go, in proportion to length (at least one
+  kept each); the rounding remainder comes off the longest fields."""
+  total = sum(len(t) for t in tokens.values())
+  keep = {name: len(ids) - min(len(ids) - 1, cut * len(ids) // total)
+          for name, ids in tokens.items()}
+  remainder = cut - sum(len(tokens[n]) - k for n, k in keep.items())
+  for name in sorted(keep, key=lambda n: -keep[n]):
+    take = min(remainder, keep[name] - 1)
+    keep[name] -= take
+    remainder -= take
+  return keep

@@ -15,6 +15,7 @@ class Example:
   ids: np.ndarray  # int32 [length]
   prompt_len: int  # tokens before the first trained token
   trimmed: bool = False
+  label: int = -1  # verdict examples: index of the better response's label (0 = A)
 
 
 class PretrainEncoder:
@@ -55,6 +56,7 @@ class TokenizedSet:
   tokens: np.ndarray   # int32, every example concatenated
   offsets: np.ndarray  # int64 [n + 1]
   prompt_lens: np.ndarray  # int32 [n]
+  labels: np.ndarray  # int32 [n], -1 for LM examples
   trimmed: int = 0
 
   @classmethod
@@ -65,6 +67,7 @@ class TokenizedSet:
               else np.zeros(0, np.int32))
     return cls(tokens.astype(np.int32), offsets,
                np.asarray([e.prompt_len for e in examples], np.int32),
+               np.asarray([e.label for e in examples], np.int32),
                sum(e.trimmed for e in examples))
 
   def __len__(self) -> int:

@@ -14,15 +14,15 @@ from gram_jax.errors import GramError
 Batch = dict[str, np.ndarray]
 
 
-class BatchIterator:
-  """Yields batches shaped [micro_batches, rows, seq_len] for one host."""
+class _ShuffledCursor:
+  """Walks a host's examples epoch after epoch in seeded order; (epoch, cursor) is the state."""
 
-  def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int = 1,
-               seed: int = 0, pack: bool = True, pad_id: int = 0):
+  def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int,
+               seed: int, pad_id: int):
     if len(data) == 0:
       raise GramError("no training examples on this host")
     self.data, self.rows, self.seq_len = data, rows, seq_len
-    self.micro_batches, self.seed, self.pack, self.pad_id = micro_batches, seed, pack, pad_id
+    self.micro_batches, self.seed, self.pad_id = micro_batches, seed, pad_id
     self.lengths = np.minimum(data.lengths(), seq_len)
     self.epoch, self.cursor = 0, 0
     self._order = self._epoch_order(0)
@@ -45,6 +45,36 @@ class BatchIterator:
     self.cursor += 1
     return index
 
+  def _row(self) -> list[int]:
+    return [self._take()]
+
+  def skip(self, batches: int) -> None:
+    for _ in range(batches * self.micro_batches * self.rows):
+      self._row()
+
+  def __iter__(self) -> Iterator[Batch]:
+    return self
+
+  def rows_per_epoch(self) -> int:
+    """Rows one epoch makes from this host's examples."""
+    saved = self.state()
+    self.restore({"epoch": 0, "cursor": 0})
+    count = 0
+    while self.epoch == 0 and self.cursor < len(self._order):
+      self._row()
+      count += 1
+    self.restore(saved)
+    return count
+
+
+class BatchIterator(_ShuffledCursor):
+  """LM batches shaped [micro_batches, rows, seq_len], packed or padded, for one host."""
+
+  def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int = 1,
+               seed: int = 0, pack: bool = True, pad_id: int = 0):
+    super().__init__(data, rows, seq_len, micro_batches, seed, pad_id)
+    self.pack = pack
+
   def _peek_length(self) -> int:
     if self.cursor == len(self._order):
       return int(self.lengths[self._epoch_order(self.epoch + 1)[0]])
@@ -58,10 +88,6 @@ class BatchIterator:
       row.append(self._take())
       used += int(self.lengths[row[-1]])
     return row
-
-  def skip(self, batches: int) -> None:
-    for _ in range(batches * self.micro_batches * self.rows):
-      self._row()
 
   def _fill(self, batch: Batch, m: int, r: int, indices: list[int]) -> None:
     start = 0
@@ -92,16 +118,23 @@ class BatchIterator:
         self._fill(batch, m, r, self._row())
     return batch
 
-  def __iter__(self) -> Iterator[Batch]:
-    return self
 
-  def rows_per_epoch(self) -> int:
-    """Rows one epoch makes from this host's examples (exact for the current epoch order)."""
-    saved = self.state()
-    self.restore({"epoch": 0, "cursor": 0})
-    count = 0
-    while self.epoch == 0 and self.cursor < len(self._order):
-      self._row()
-      count += 1
-    self.restore(saved)
-    return count
+
+class VerdictBatchIterator(_ShuffledCursor):
+  """Verdict batches: one left-padded judging prompt a row, its label, weight 1."""
+
+  def __next__(self) -> Batch:
+    shape = (self.micro_batches, self.rows, self.seq_len)
+    batch = {"input_ids": np.full(shape, self.pad_id, np.int32),
+             "attention_mask": np.zeros(shape, np.int32),
+             "labels": np.zeros(shape[:2], np.int32),
+             "weights": np.ones(shape[:2], np.float32)}
+    for m in range(self.micro_batches):
+      for r in range(self.rows):
+        index = self._take()
+        ids, _ = self.data.example(index)
+        ids = ids[-self.seq_len:]
+        batch["input_ids"][m, r, self.seq_len - len(ids):] = ids
+        batch["attention_mask"][m, r, self.seq_len - len(ids):] = 1
+        batch["labels"][m, r] = self.data.labels[index]
+    return batch

@@ -182,6 +182,16 @@ class Decoder(nnx.Module):
       head = _weight(self.lm_head, hidden.dtype)
     return jnp.einsum("bte,ev->btv", hidden, head, preferred_element_type=jnp.float32)
 
+  def label_logits(self, hidden: jnp.ndarray, token_ids: tuple[int, ...]) -> jnp.ndarray:
+    """Float32 logits of a few tokens only: hidden [..., embed] -> [..., len(token_ids)]."""
+    ids = jnp.asarray(token_ids)
+    if self.cfg.tie_word_embeddings:
+      head = jnp.take(self.embed[...], ids, axis=0).T
+    else:
+      head = jnp.take(self.lm_head[...], ids, axis=1)
+    return jnp.einsum("...e,ev->...v", hidden, head.astype(hidden.dtype),
+                      preferred_element_type=jnp.float32)
+
   def __call__(self, input_ids: jnp.ndarray, attention_mask: jnp.ndarray | None = None,
                positions: jnp.ndarray | None = None,
                segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:

@@ -1,0 +1,137 @@
+"""Labeled preference pairs from the formats users have, validated into PreferencePair.
+
+Accepted rows (one parser picks the format by the fields present):
+- {prompt, chosen, rejected, ...}: RewardBench / JudgeBench / RM-Bench style (extra fields kept)
+- {question, response_A, response_B, label: "A>B"|"B>A"}: JudgeBench as published
+- {instruction, input, output: "A"|"B"}: official GRAM fine-tuning rows (full judging prompt)
+- {chosen: [messages], rejected: [messages]} (optionally prompt: [messages]): conversational
+- {chosen: "\\n\\nHuman: ...\\n\\nAssistant: ...", rejected: ...}: Anthropic HH-RLHF transcripts
+"""
+import dataclasses
+import re
+from typing import Any
+
+from gram_jax.data.records import RecordError, text_field
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferencePair:
+  prompt: str
+  chosen: str
+  rejected: str
+  where: str = ""
+  extra: dict = dataclasses.field(default_factory=dict, compare=False)
+
+
+_GRAM_BLOCKS = re.compile(
+    r"\[User Question\]\n(?P<prompt>.*?)\n\n"
+    r"\[The Start of Assistant A's (?:Answer|Response)\]\n(?P<a>.*?)\n"
+    r"\[The End of Assistant A's (?:Answer|Response)\]\n\n"
+    r"\[The Start of Assistant B's (?:Answer|Response)\]\n(?P<b>.*?)\n"
+    r"\[The End of Assistant B's (?:Answer|Response)\]", re.S)
+_HUMAN, _ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
+
+
+def _official_finetune(row: dict, where: str) -> PreferencePair:
+  instruction = text_field(row, "instruction", where)
+  label = text_field(row, "output", where).strip()
+  if label not in ("A", "B"):
+    raise RecordError(where, "output", f"expected 'A' or 'B', got {label!r}")
+  blocks = _GRAM_BLOCKS.search(instruction)
+  if not blocks:
+    raise RecordError(where, "instruction", "does not hold the judging prompt's question and "
+                      "A/B answer blocks")
+  a, b = blocks.group("a"), blocks.group("b")
+  chosen, rejected = (a, b) if label == "A" else (b, a)
+  return PreferencePair(blocks.group("prompt"), chosen, rejected, where)
+
+
+def _judgebench(row: dict, where: str) -> PreferencePair:
+  label = text_field(row, "label", where).strip()
+  if label not in ("A>B", "B>A"):
+    raise RecordError(where, "label", f"expected 'A>B' or 'B>A', got {label!r}")
+  a, b = text_field(row, "response_A", where), text_field(row, "response_B", where)
+  chosen, rejected = (a, b) if label == "A>B" else (b, a)
+  extra = {k: v for k, v in row.items() if k not in ("question", "response_A", "response_B")}
+  return PreferencePair(text_field(row, "question", where), chosen, rejected, where, extra)
+
+
+def _messages_text(messages: Any, where: str, field: str) -> list[dict]:
+  if not isinstance(messages, list) or not messages:
+    raise RecordError(where, field, "expected a non-empty list of messages")
+  for i, message in enumerate(messages):
+    if not isinstance(message, dict) or not isinstance(message.get("content"), str) or \
+        message.get("role") not in ("system", "user", "assistant"):
+      raise RecordError(where, f"{field}[{i}]", "expected {role: system|user|assistant, "
+                        "content: str}")
+  return messages
+
+
+def _transcript(messages: list[dict]) -> str:
+  """The question for the judge: the user text alone, or the whole earlier conversation."""
+  if len(messages) == 1 and messages[0]["role"] == "user":
+    return messages[0]["content"]
+  names = {"user": "User", "assistant": "Assistant", "system": "System"}
+  return "\n\n".join(f"{names[m['role']]}: {m['content']}" for m in messages)
+
+
+def _conversational(row: dict, where: str) -> PreferencePair:
+  chosen = _messages_text(row["chosen"], where, "chosen")
+  rejected = _messages_text(row["rejected"], where, "rejected")
+  if isinstance(row.get("prompt"), list):
+    context = _messages_text(row["prompt"], where, "prompt")
+  else:
+    context = chosen[:-1]
+    if rejected[:-1] != context:
+      raise RecordError(where, "rejected", "does not share the chosen conversation's turns")
+  for field, messages in (("chosen", chosen), ("rejected", rejected)):
+    if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+      raise RecordError(where, field, "must end with a non-empty assistant message")
+  if not context:
+    raise RecordError(where, "prompt", "no user turn before the responses")
+  extra = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
+  return PreferencePair(_transcript(context), chosen[-1]["content"], rejected[-1]["content"],
+                        where, extra)
+
+
+def _split_hh(text: str, where: str, field: str) -> tuple[str, str]:
+  cut = text.rfind(_ASSISTANT)
+  if cut < 0 or not text.lstrip("\n").startswith("Human:"):
+    raise RecordError(where, field, "not an HH-RLHF transcript ('\\n\\nHuman: ... "
+                      "\\n\\nAssistant: ...')")
+  return text[:cut], text[cut + len(_ASSISTANT):].strip()
+
+
+def _hh_rlhf(row: dict, where: str) -> PreferencePair:
+  chosen_text, rejected_text = text_field(row, "chosen", where), text_field(row, "rejected",
+                                                                            where)
+  context, chosen = _split_hh(chosen_text, where, "chosen")
+  other_context, rejected = _split_hh(rejected_text, where, "rejected")
+  if context != other_context:
+    raise RecordError(where, "rejected", "does not share the chosen transcript's turns")
+  if not chosen or not rejected:
+    raise RecordError(where, "chosen" if not chosen else "rejected", "empty last reply")
+  turns = [t for t in re.split(r"\n\n(?=Human:|Assistant:)", context.strip()) if t.strip()]
+  prompt = turns[0][len("Human:"):].strip() if len(turns) == 1 else "\n\n".join(turns)
+  if not prompt:
+    raise RecordError(where, "chosen", "empty human turn")
+  return PreferencePair(prompt, chosen, rejected, where)
+
+
+def parse_preference_pair(row: Any, where: str) -> PreferencePair:
+  """One validated pair from any supported row shape; RecordError names the field at fault."""
+  if not isinstance(row, dict):
+    raise RecordError(where, "<record>", f"expected a JSON object, got {type(row).__name__}")
+  if "instruction" in row and "output" in row:
+    return _official_finetune(row, where)
+  if "response_A" in row and "label" in row:
+    return _judgebench(row, where)
+  if isinstance(row.get("chosen"), list) and row["chosen"] and isinstance(row["chosen"][0],
+                                                                           dict):
+    return _conversational(row, where)
+  if "prompt" not in row and isinstance(row.get("chosen"), str) and \
+      row["chosen"].startswith("\n\nHuman:"):
+    return _hh_rlhf(row, where)
+  extra = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
+  return PreferencePair(text_field(row, "prompt", where), text_field(row, "chosen", where),
+                        text_field(row, "rejected", where), where, extra)

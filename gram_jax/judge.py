@@ -1,0 +1,37 @@
+"""The judging prompt as tokens: template + chat template, trimmed to fit, verdict position last.
+
+Encoding tokenises the whole rendered string at once (as the official scorer does), so an
+untrimmed pair gets exactly the official tokens; only a pair over the budget is trimmed,
+responses first, and the template's markers and the trailing verdict position are kept.
+"""
+from typing import Any, Sequence
+
+from gram_jax import templates, truncation
+from gram_jax.tokenizer import label_token_ids, render_user_turn
+
+
+class JudgeEncoder:
+  def __init__(self, tokenizer: Any, max_len: int, template: str = templates.GRAM_JUDGE_PROMPT,
+               labels: Sequence[str] = ("A", "B"), chat_template: str | None = None):
+    self.tokenizer, self.max_len, self.template = tokenizer, max_len, template
+    self.chat_template = chat_template
+    self.label_ids = label_token_ids(tokenizer, labels)
+
+  def text(self, prompt: str, response_a: str, response_b: str) -> str:
+    message = templates.fill(self.template, prompt, response_a, response_b)
+    return render_user_turn(self.tokenizer, message, self.chat_template)
+
+  def _ids(self, fields: dict[str, str]) -> list[int]:
+    return self.tokenizer.encode(self.text(fields["prompt"], fields["response_a"],
+                                           fields["response_b"]), add_special_tokens=False)
+
+  def __call__(self, prompt: str, response_a: str, response_b: str) -> tuple[list[int], bool]:
+    """Token ids ending at the verdict position, and whether the pair was trimmed."""
+    fields = {"prompt": prompt, "response_a": response_a, "response_b": response_b}
+    ids = self._ids(fields)
+    return (ids, False) if len(ids) <= self.max_len else self.trim(fields)
+
+  def trim(self, fields: dict[str, str]) -> tuple[list[int], bool]:
+    fields, _ = truncation.fit_fields(self.tokenizer, fields, lambda f: len(self._ids(f)),
+                                      self.max_len)
+    return self._ids(fields), True

@@ -1,0 +1,181 @@
+"""RewardModel: read rewards from a generative judge, as the official GRAM scorer does.
+
+For a pair (r1, r2) both orders are judged; at the verdict position the softmax over the two
+label tokens gives P(A), P(B); score(r1) = mean(P(A | r1 first), P(B | r1 second)) and
+score(r2) likewise. Prompts are length-bucketed and left-padded, so a handful of jitted shapes
+serve any input; on a mesh the batch splits over the data axes and the weights stay sharded.
+"""
+import dataclasses
+import functools
+import itertools
+from typing import Any, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gram_jax import objectives, templates
+from gram_jax.errors import GramError
+from gram_jax.judge import JudgeEncoder
+from gram_jax.models.decoder import Decoder
+from gram_jax.pretrained import load_pretrained
+from gram_jax.tokenizer import load_tokenizer
+
+Pair = tuple[str, str, str]  # (prompt, response_a, response_b)
+MIN_BUCKET = 16
+
+
+def bucket_length(length: int, max_len: int) -> int:
+  """Next power of two (at least MIN_BUCKET), capped at max_len: few shapes, little padding."""
+  return min(max_len, max(MIN_BUCKET, 1 << (max(length, 1) - 1).bit_length()))
+
+
+def as_pair(item: Any) -> Pair:
+  if isinstance(item, dict):
+    return item["prompt"], item["response_a"], item["response_b"]
+  prompt, a, b = item
+  return prompt, a, b
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _label_probs(graphdef: nnx.GraphDef, params: Any, input_ids: jax.Array,
+                 attention_mask: jax.Array, label_ids: tuple[int, ...]) -> jax.Array:
+  model = nnx.merge(graphdef, params)
+  logits = objectives.verdict_logits(model, input_ids, attention_mask, label_ids)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+@dataclasses.dataclass
+class RankResult:
+  best: int  # index of the best response
+  order: list[int]  # indices best first (round robin: total order; else best first only)
+  scores: list[float]  # per-response aggregate used for the decision
+  comparisons: int
+
+
+class RewardModel:
+  def __init__(self, model: Decoder, tokenizer: Any, max_len: int = 2048, batch_size: int = 16,
+               template: str = templates.GRAM_JUDGE_PROMPT, labels: Sequence[str] = ("A", "B"),
+               chat_template: str | None = None, mesh: Mesh | None = None):
+    self.graphdef, self.params = nnx.split(model)
+    self.tokenizer, self.max_len, self.mesh = tokenizer, max_len, mesh
+    self.encoder = JudgeEncoder(tokenizer, max_len, template, labels, chat_template)
+    self.label_ids = tuple(self.encoder.label_ids)
+    data_parallel = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+    self.batch_size = -(-batch_size // data_parallel) * data_parallel
+    self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    self.trimmed = 0  # pairs trimmed to fit max_len since the last reset
+
+  @classmethod
+  def from_pretrained(cls, path: str, mesh: Mesh | None = None, dtype: str | None = None,
+                      compute_dtype: str | None = None, **kwargs: Any) -> "RewardModel":
+    """From an HF directory, a gram_jax checkpoint or a run directory (tokenizer included)."""
+    model = load_pretrained(path, dtype=dtype, mesh=mesh, compute_dtype=compute_dtype)
+    return cls(model, load_tokenizer(path), mesh=mesh, **kwargs)
+
+  def _encode_all(self, triples: Sequence[Pair]) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids of every judging prompt (one batched tokenizer call) and which were trimmed."""
+    texts = [self.encoder.text(*t) for t in triples]
+    encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    trimmed = np.zeros(len(triples), bool)
+    for i, ids in enumerate(encoded):
+      if len(ids) > self.max_len:
+        fields = dict(zip(("prompt", "response_a", "response_b"), triples[i]))
+        encoded[i], trimmed[i] = self.encoder.trim(fields)
+    return encoded, trimmed
+
+  def _put(self, array: np.ndarray) -> jax.Array:
+    if self.mesh is None:
+      return jnp.asarray(array)
+    return jax.device_put(array, NamedSharding(self.mesh, PartitionSpec(("data", "fsdp"))))
+
+  def label_probs(self, triples: Sequence[Pair],
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """P(label) at the verdict position for each (prompt, A, B) [len(triples), labels], and
+    which prompts had to be trimmed to max_len."""
+    encoded, trimmed = self._encode_all(triples)
+    order = np.argsort([len(ids) for ids in encoded], kind="stable")
+    probs = np.zeros((len(triples), len(self.label_ids)), np.float32)
+    bar = tqdm.tqdm(total=len(triples), unit="prompt", disable=not progress, dynamic_ncols=True)
+    for start in range(0, len(order), self.batch_size):
+      rows = order[start:start + self.batch_size]
+      width = bucket_length(max(len(encoded[i]) for i in rows), self.max_len)
+      ids = np.full((self.batch_size, width), self.pad_id, np.int32)
+      mask = np.zeros((self.batch_size, width), np.int32)
+      for r, i in enumerate(rows):
+        ids[r, width - len(encoded[i]):] = encoded[i]
+        mask[r, width - len(encoded[i]):] = 1
+      batch_probs = _label_probs(self.graphdef, self.params, self._put(ids), self._put(mask),
+                                 self.label_ids)
+      probs[rows] = np.asarray(batch_probs)[:len(rows)]
+      bar.update(len(rows))
+    bar.close()
+    return probs, trimmed
+
+  def score_batch(self, pairs: Iterable[Any], progress: bool = False) -> np.ndarray:
+    """Both-order scores [N, 2] = (score of response_a, score of response_b)."""
+    pairs = [as_pair(p) for p in pairs]
+    if not pairs:
+      return np.zeros((0, 2), np.float32)
+    for i, (prompt, a, b) in enumerate(pairs):
+      if not all(isinstance(x, str) for x in (prompt, a, b)):
+        raise GramError(f"pair {i}: prompt and responses must be strings")
+    both = [(p, a, b) for p, a, b in pairs] + [(p, b, a) for p, a, b in pairs]
+    probs, trimmed = self.label_probs(both, progress)
+    self.trimmed += int(np.sum(trimmed[:len(pairs)] | trimmed[len(pairs):]))
+    first, second = probs[:len(pairs)], probs[len(pairs):]
+    score_a = (first[:, 0] + second[:, 1]) / 2
+    score_b = (first[:, 1] + second[:, 0]) / 2
+    return np.stack([score_a, score_b], axis=1)
+
+  def score(self, prompt: str, response_a: str, response_b: str) -> tuple[float, float]:
+    score_a, score_b = self.score_batch([(prompt, response_a, response_b)])[0]
+    return float(score_a), float(score_b)
+
+  def rank(self, prompt: str, responses: Sequence[str], method: str = "linear") -> RankResult:
+    """Best-of-n. linear: the official scan (n-1 calls); knockout: batched rounds;
+    round_robin: every pair in one batch, ordered by summed pairwise scores."""
+    if not responses:
+      raise GramError("rank needs at least one response")
+    if method == "linear":
+      return self._rank_linear(prompt, responses)
+    if method == "knockout":
+      return self._rank_knockout(prompt, responses)
+    if method == "round_robin":
+      return self._rank_round_robin(prompt, responses)
+    raise GramError(f"unknown rank method {method!r} (linear, knockout, round_robin)")
+
+  def _rank_linear(self, prompt: str, responses: Sequence[str]) -> RankResult:
+    best, scores = 0, [0.0] * len(responses)
+    for challenger in range(1, len(responses)):
+      keep, new = self.score(prompt, responses[best], responses[challenger])
+      scores[best], scores[challenger] = keep, new
+      if new > keep:
+        best = challenger
+    return RankResult(best, [best], scores, len(responses) - 1)
+
+  def _rank_knockout(self, prompt: str, responses: Sequence[str]) -> RankResult:
+    alive, scores, calls = list(range(len(responses))), [0.0] * len(responses), 0
+    while len(alive) > 1:
+      games = list(zip(alive[0::2], alive[1::2]))
+      results = self.score_batch([(prompt, responses[i], responses[j]) for i, j in games])
+      calls += len(games)
+      winners = []
+      for (i, j), (si, sj) in zip(games, results):
+        scores[i], scores[j] = float(si), float(sj)
+        winners.append(j if sj > si else i)
+      alive = winners + ([alive[-1]] if len(alive) % 2 else [])
+    return RankResult(alive[0], [alive[0]], scores, calls)
+
+  def _rank_round_robin(self, prompt: str, responses: Sequence[str]) -> RankResult:
+    games = list(itertools.combinations(range(len(responses)), 2))
+    results = self.score_batch([(prompt, responses[i], responses[j]) for i, j in games])
+    totals = np.zeros(len(responses))
+    for (i, j), (si, sj) in zip(games, results):
+      totals[i] += si
+      totals[j] += sj
+    order = [int(i) for i in np.argsort(-totals, kind="stable")]
+    return RankResult(order[0], order, totals.tolist(), len(games))

@@ -1,0 +1,133 @@
+"""RewardModel scores equal the official PyTorch scorer; ranking methods; the verdict loss."""
+import numpy as np
+import pytest
+import torch
+
+from gram_jax import GramError, objectives, parallel
+from gram_jax import tokenizer as tok
+from gram_jax.judge import JudgeEncoder
+from gram_jax.reward import RewardModel, bucket_length
+from tests import hf_fixtures
+
+PAIRS = [
+    ("What is the capital of France?", "Paris is the capital.", "The answer is 4."),
+    ("What is 2 + 2?", "The answer is 4.", "Paris."),
+    ("Name a fruit.", "A", "Response A is better than response B. " * 3),
+    ("Which is larger?", "Paris is the capital of France and the answer is 4.", "B"),
+    ("Q?", "Response A", "Response B is better than response A, the answer is 4."),
+]
+
+
+@pytest.fixture(scope="module", params=["qwen3", "llama3_tied"])
+def model_dir(request, tmp_path_factory):
+  path = str(tmp_path_factory.mktemp(request.param))
+  torch_model = hf_fixtures.make_hf_model(request.param, path, with_tokenizer=True)
+  return path, torch_model
+
+
+def official_scores(torch_model, tokenizer, pairs):
+  """The official evaluation recipe: transformers, left padding, softmax over the two label
+  logits at the last position, mean of both orders."""
+  encoder = JudgeEncoder(tokenizer, 10_000)
+  a_id, b_id = tok.label_token_ids(tokenizer)
+  def probs(triples):
+    texts = [encoder.text(*t) for t in triples]
+    tokenizer.padding_side = "left"
+    inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+      logits = torch_model(**inputs).logits[:, -1, :]
+    return torch.softmax(logits[:, [a_id, b_id]], dim=-1).numpy()
+  first = probs(pairs)
+  second = probs([(p, b, a) for p, a, b in pairs])
+  return np.stack([(first[:, 0] + second[:, 1]) / 2, (first[:, 1] + second[:, 0]) / 2], 1)
+
+
+def test_score_batch_matches_official_scorer(model_dir):
+  path, torch_model = model_dir
+  reward = RewardModel.from_pretrained(path, batch_size=4)
+  got = reward.score_batch(PAIRS)
+  expected = official_scores(torch_model, reward.tokenizer, PAIRS)
+  np.testing.assert_allclose(got, expected, atol=1e-4)
+  assert np.abs(got[:, 0] - got[:, 1]).max() > 1e-3  # the scores are not all ties
+  np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+  assert reward.score(*PAIRS[0]) == pytest.approx(tuple(got[0]), abs=1e-6)
+
+
+def test_scores_on_a_mesh_equal_single_device(model_dir):
+  path, _ = model_dir
+  single = RewardModel.from_pretrained(path, batch_size=4).score_batch(PAIRS)
+  mesh = parallel.make_mesh({"data": 4, "fsdp": 1, "tensor": 2})
+  sharded = RewardModel.from_pretrained(path, mesh=mesh, batch_size=4).score_batch(PAIRS)
+  np.testing.assert_allclose(sharded, single, atol=1e-5)
+
+
+def test_trimming_keeps_the_verdict_position_and_counts(model_dir):
+  path, _ = model_dir
+  reward = RewardModel.from_pretrained(path, batch_size=4, max_len=760)
+  long = "Paris is the capital of France. " * 200
+  scores = reward.score_batch([("Question?", long, "Short."), PAIRS[0]])
+  assert reward.trimmed == 1 and np.isfinite(scores).all()
+  ids, trimmed = reward.encoder("Question?", long, "Short.")
+  assert trimmed and len(ids) <= 760
+  text = reward.tokenizer.decode(ids)
+  assert text.endswith("[The End of Assistant B's Answer]\n\n#Preferred: <|im_end|>\n"
+                       "<|im_start|>assistant\n")
+  # Both responses shrink in proportion to their lengths; neither disappears.
+  assert "[The Start of Assistant B's Answer]\nS" in text
+  assert "[The End of Assistant A's Answer]" in text and "Paris is the capital" in text
+
+
+def test_rank_methods_agree_on_a_clear_winner(model_dir):
+  path, _ = model_dir
+  reward = RewardModel.from_pretrained(path, batch_size=8)
+  responses = ["Paris.", "The answer is 4.", "Response A is better.", "B", "Paris is the capital."]
+  prompt = "What is the capital of France?"
+  round_robin = reward.rank(prompt, responses, method="round_robin")
+  assert sorted(round_robin.order) == list(range(5)) and round_robin.comparisons == 10
+  linear = reward.rank(prompt, responses, method="linear")
+  knockout = reward.rank(prompt, responses, method="knockout")
+  assert linear.comparisons == 4 and knockout.comparisons == 4
+  # The linear scan keeps the current best unless the challenger scores strictly higher.
+  best = 0
+  for i in range(1, 5):
+    keep, new = reward.score(prompt, responses[best], responses[i])
+    best = i if new > keep else best
+  assert linear.best == best
+  with pytest.raises(GramError, match="unknown rank method"):
+    reward.rank(prompt, responses, method="bogus")
+
+
+def test_bucket_lengths():
+  assert [bucket_length(n, 2048) for n in (1, 16, 17, 100, 2000, 2048)] == [
+      16, 16, 32, 128, 2048, 2048]
+  assert bucket_length(900, 1000) == 1000
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.05, 0.1, 0.15])
+def test_verdict_loss_equals_torch_label_smoothed_cross_entropy(epsilon):
+  rng = np.random.RandomState(0)
+  logits = rng.randn(64, 2).astype(np.float32) * 3
+  labels = rng.randint(0, 2, 64)
+  ours = np.asarray(objectives.label_smoothed_cross_entropy(logits, labels, epsilon))
+  theirs = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(labels),
+                                             label_smoothing=epsilon, reduction="none").numpy()
+  np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_label_smoothing_is_bradley_terry_plus_margin_penalty():
+  """Paper identity: -(1-e) log s(D) - e log s(-D) == -log s(D) + e D, D = z_w - z_l, and
+  official epsilon = 2 x paper epsilon (PyTorch spreads it over both classes)."""
+  rng = np.random.RandomState(1)
+  z = rng.randn(1000, 2).astype(np.float64) * 4
+  labels = rng.randint(0, 2, 1000)
+  delta = z[np.arange(1000), labels] - z[np.arange(1000), 1 - labels]
+  log_sigmoid = lambda x: -np.logaddexp(0, -x)
+  for paper_epsilon in (0.0, 0.025, 0.05, 0.1):
+    bradley_terry_plus_penalty = -log_sigmoid(delta) + paper_epsilon * delta
+    smoothed = np.asarray(objectives.label_smoothed_cross_entropy(
+        z.astype(np.float32), labels, 2 * paper_epsilon))
+    np.testing.assert_allclose(smoothed, bradley_terry_plus_penalty, rtol=2e-5, atol=2e-5)
+  # The minimum over the margin sits at log((1 - e) / e).
+  margins = np.linspace(-10, 10, 200001)
+  loss = -log_sigmoid(margins) + 0.05 * margins
+  assert margins[np.argmin(loss)] == pytest.approx(np.log(0.95 / 0.05), abs=1e-3)
