@@ -56,7 +56,9 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.data.cutoff_len = 256
   c.data.seq_len = 256
   c.data.pack = True
+  c.data.both_orders = True  # verdict data: every pair in both A/B orders (position balance)
   c.data.builtin_pairs = 600  # size of the built-in synthetic set when train_files is empty
+  c.data.builtin_tasks = "arithmetic,comparison,category"
 
   c.train = ml_collections.ConfigDict()
   c.train.learning_rate = 1e-3
@@ -73,6 +75,18 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.train.b2 = 0.999
   c.train.eps = 1e-8
   c.train.peak_flops_per_device = 0.0  # 0 = look up by device kind
+  c.train.label_smoothing = 0.1  # verdict loss; official convention (PyTorch label_smoothing)
+
+  c.template = ml_collections.ConfigDict()
+  c.template.judge = "gram"  # gram (official prompt), compact (tiny demos) or the text itself
+  c.template.labels = ("A", "B")
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.files = ""  # comma-separated held-out / benchmark files
+  c.eval.benchmark = "auto"  # auto | rewardbench | judgebench | rmbench | pairs
+  c.eval.batch_size = 16
+  c.eval.max_len = 2048
+  c.eval.every_steps = 0  # 0: evaluate at the end of training only
 
   c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, keep=3, async_save=True))
   c.distributed = ml_collections.ConfigDict(dict(
@@ -125,6 +139,16 @@ def rows_per_process(c: ml_collections.ConfigDict) -> int:
   return rows // jax.process_count()
 
 
+def judge_template(c: ml_collections.ConfigDict) -> str:
+  from gram_jax import templates
+  named = {"gram": templates.GRAM_JUDGE_PROMPT, "compact": templates.COMPACT_JUDGE_PROMPT}
+  return named.get(c.template.judge, c.template.judge)
+
+
+def builtin_tasks(c: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return tuple(data_files(c.data.builtin_tasks))
+
+
 def data_files(value: str) -> list[str]:
   return [p.strip() for p in value.split(",") if p.strip()]
 
@@ -150,8 +174,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.data.on_bad_record not in ("fail", "skip"):
     raise GramError(f"config.data.on_bad_record: {c.data.on_bad_record!r} not in "
                     "('fail', 'skip')")
-  for path in data_files(c.data.train_files):
-    try:
-      sources.check_exists(path)
-    except GramError as e:
-      raise GramError(f"config.data.train_files: {e}") from None
+  for field, value in (("data.train_files", c.data.train_files), ("eval.files", c.eval.files)):
+    for path in data_files(value):
+      try:
+        sources.check_exists(path)
+      except GramError as e:
+        raise GramError(f"config.{field}: {e}") from None
+  if not 0.0 <= c.train.label_smoothing < 1.0:
+    raise GramError(f"config.train.label_smoothing must be in [0, 1), got "
+                    f"{c.train.label_smoothing}")
+  if c.stage == "evaluate" and not c.model.path:
+    raise GramError("config.model.path: required for stage evaluate")
+  if c.stage == "evaluate" and not data_files(c.eval.files):
+    raise GramError("config.eval.files: required for stage evaluate")

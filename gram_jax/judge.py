@@ -6,6 +6,8 @@ responses first, and the template's markers and the trailing verdict position ar
 """
 from typing import Any, Sequence
 
+import numpy as np
+
 from gram_jax import templates, truncation
 from gram_jax.tokenizer import label_token_ids, render_user_turn
 
@@ -35,3 +37,15 @@ class JudgeEncoder:
     fields, _ = truncation.fit_fields(self.tokenizer, fields, lambda f: len(self._ids(f)),
                                       self.max_len)
     return self._ids(fields), True
+
+  def encode_many(self, triples: Sequence[tuple[str, str, str]]
+                  ) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids of many judging prompts (one batched tokenizer call) and which were trimmed."""
+    texts = [self.text(*t) for t in triples]
+    encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    trimmed = np.zeros(len(triples), bool)
+    for i, ids in enumerate(encoded):
+      if len(ids) > self.max_len:
+        encoded[i], trimmed[i] = self.trim(dict(zip(("prompt", "response_a", "response_b"),
+                                                    triples[i])))
+    return encoded, trimmed

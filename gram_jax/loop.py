@@ -6,7 +6,7 @@ metrics; `gram_jax.load_pretrained(workdir)` and `gram_jax.convert --src=workdir
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 from flax import nnx
@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 
 from gram_jax import flops, model_setup, train
 from gram_jax.checkpoint import MODEL_CONFIG
-from gram_jax.data.loader import BatchIterator
+from gram_jax.data.loader import ShuffledCursor
 from gram_jax.metrics import MetricsLogger
 from gram_jax.models.config import ModelConfig
 from gram_jax.pretrained import RUN_CHECKPOINTS
@@ -36,7 +36,7 @@ def write_run_files(workdir: str, cfg: ModelConfig, tokenizer: Any,
   tokenizer.save_pretrained(os.path.join(workdir, "tokenizer"))
 
 
-def total_steps(c: ml_collections.ConfigDict, batches: BatchIterator) -> int:
+def total_steps(c: ml_collections.ConfigDict, batches: ShuffledCursor) -> int:
   if c.train.num_steps > 0:
     return int(c.train.num_steps)
   per_step = batches.rows * batches.micro_batches
@@ -44,10 +44,13 @@ def total_steps(c: ml_collections.ConfigDict, batches: BatchIterator) -> int:
 
 
 def fit(c: ml_collections.ConfigDict, mesh: Mesh, cfg: ModelConfig, tokenizer: Any,
-        batches: BatchIterator, objective: train.Objective, workdir: str) -> dict:
+        batches: ShuffledCursor, objective: train.Objective, workdir: str,
+        evaluate: Callable[[nnx.GraphDef, dict], dict] | None = None,
+        eval_every: int = 0) -> dict:
   """Trains to the configured length, resuming from workdir's latest checkpoint if any.
 
-  Returns the final params (a pure dict on the mesh).
+  `evaluate(graphdef, params)` runs every `eval_every` steps and at the end; its numbers go
+  to eval_metrics.jsonl. Returns the final params (a pure dict on the mesh).
   """
   steps = total_steps(c, batches)
   write_run_files(workdir, cfg, tokenizer, c)
@@ -81,12 +84,14 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, cfg: ModelConfig, tokenizer: A
     now = time.perf_counter()
     seconds, last_time = now - last_time, now
     positions = host_batch["input_ids"].size * jax.process_count()
-    tokens = int((host_batch["segment_ids"] > 0).sum()) * jax.process_count()
+    tokens = batches.count_tokens(host_batch) * jax.process_count()
     mfu = token_flops * positions / seconds / (peak * jax.device_count()) if peak else None
     logger.log(step + 1, {**metrics, "step_seconds": seconds, "tokens_per_second":
                           tokens / seconds, "mfu": mfu})
     meta = {"data_position": batches.state(), "step": step + 1}
     checkpointer.save(step + 1, state, meta, force=step + 1 == steps)
+    if evaluate and ((eval_every and (step + 1) % eval_every == 0) or step + 1 == steps):
+      logger.log_extra("eval", step + 1, evaluate(graphdef, state["params"]))
   checkpointer.close()
   logger.close()
   return state["params"]

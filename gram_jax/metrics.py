@@ -14,6 +14,7 @@ class MetricsLogger:
       return
     from tensorboardX import SummaryWriter
     os.makedirs(workdir, exist_ok=True)
+    self.workdir = workdir
     self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name))
     self.jsonl = open(os.path.join(workdir, f"{name}_metrics.jsonl"), "a", encoding="utf-8")
     self.bar = tqdm.tqdm(total=total_steps, initial=start_step, desc=name, unit="step",
@@ -31,6 +32,17 @@ class MetricsLogger:
     self.bar.set_postfix({k: f"{clean[k]:.4g}" for k in ("loss", "learning_rate")
                           if clean.get(k) is not None})
     self.bar.update(1)
+
+  def log_extra(self, name: str, step: int, values: dict[str, Any]) -> None:
+    """Metrics that are not per step (e.g. evaluations) go to `{name}_metrics.jsonl`."""
+    if not self.enabled:
+      return
+    for key, value in values.items():
+      self.writer.add_scalar(f"{name}/{key}", float(value), step)
+    with open(os.path.join(self.workdir, f"{name}_metrics.jsonl"), "a", encoding="utf-8") as f:
+      f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
+    self.bar.write(f"step {step} {name}: " + ", ".join(f"{k}={float(v):.4f}"
+                                                      for k, v in values.items()))
 
   def close(self) -> None:
     if self.enabled:

@@ -76,17 +76,6 @@ class RewardModel:
     model = load_pretrained(path, dtype=dtype, mesh=mesh, compute_dtype=compute_dtype)
     return cls(model, load_tokenizer(path), mesh=mesh, **kwargs)
 
-  def _encode_all(self, triples: Sequence[Pair]) -> tuple[list[list[int]], np.ndarray]:
-    """Token ids of every judging prompt (one batched tokenizer call) and which were trimmed."""
-    texts = [self.encoder.text(*t) for t in triples]
-    encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-    trimmed = np.zeros(len(triples), bool)
-    for i, ids in enumerate(encoded):
-      if len(ids) > self.max_len:
-        fields = dict(zip(("prompt", "response_a", "response_b"), triples[i]))
-        encoded[i], trimmed[i] = self.encoder.trim(fields)
-    return encoded, trimmed
-
   def _put(self, array: np.ndarray) -> jax.Array:
     if self.mesh is None:
       return jnp.asarray(array)
@@ -96,7 +85,7 @@ class RewardModel:
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """P(label) at the verdict position for each (prompt, A, B) [len(triples), labels], and
     which prompts had to be trimmed to max_len."""
-    encoded, trimmed = self._encode_all(triples)
+    encoded, trimmed = self.encoder.encode_many(triples)
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
     probs = np.zeros((len(triples), len(self.label_ids)), np.float32)
     bar = tqdm.tqdm(total=len(triples), unit="prompt", disable=not progress, dynamic_ncols=True)

@@ -43,7 +43,7 @@ def _category(rng: random.Random) -> tuple[str, str, str, str]:
       f"{good} is a {name} but {bad} is a {other}"
 
 
-TASKS = (_arithmetic, _comparison, _category)
+TASKS = {"arithmetic": _arithmetic, "comparison": _comparison, "category": _category}
 
 
 def rationale(fact: str, response_a: str, response_b: str, label: str) -> str:
@@ -54,15 +54,18 @@ def rationale(fact: str, response_a: str, response_b: str, label: str) -> str:
           f"is wrong.\n\nConclusion:\nResponse {winner} is better.")
 
 
-def make_pairs(count: int, seed: int) -> list[dict]:
+def make_pairs(count: int, seed: int, tasks: tuple[str, ...] = tuple(TASKS)) -> list[dict]:
   """`count` labeled pairs {prompt, chosen, rejected, fact, task}, reproducible from `seed`."""
+  unknown = sorted(set(tasks) - set(TASKS))
+  if unknown:
+    raise ValueError(f"unknown synthetic tasks {unknown} (known: {', '.join(TASKS)})")
   rng = random.Random(seed)
   pairs = []
   for _ in range(count):
-    task = rng.choice(TASKS)
-    prompt, chosen, rejected, fact = task(rng)
+    name = rng.choice(sorted(tasks))
+    prompt, chosen, rejected, fact = TASKS[name](rng)
     pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "fact": fact,
-                  "task": task.__name__.strip("_")})
+                  "task": name})
   return pairs
 
 

@@ -14,7 +14,7 @@ from gram_jax.errors import GramError
 Batch = dict[str, np.ndarray]
 
 
-class _ShuffledCursor:
+class ShuffledCursor:
   """Walks a host's examples epoch after epoch in seeded order; (epoch, cursor) is the state."""
 
   def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int,
@@ -48,6 +48,11 @@ class _ShuffledCursor:
   def _row(self) -> list[int]:
     return [self._take()]
 
+  @staticmethod
+  def count_tokens(batch: Batch) -> int:
+    """Real (non-padding) tokens in a batch this iterator made."""
+    return int((batch["attention_mask"] > 0).sum())
+
   def skip(self, batches: int) -> None:
     for _ in range(batches * self.micro_batches * self.rows):
       self._row()
@@ -67,13 +72,17 @@ class _ShuffledCursor:
     return count
 
 
-class BatchIterator(_ShuffledCursor):
+class BatchIterator(ShuffledCursor):
   """LM batches shaped [micro_batches, rows, seq_len], packed or padded, for one host."""
 
   def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int = 1,
                seed: int = 0, pack: bool = True, pad_id: int = 0):
     super().__init__(data, rows, seq_len, micro_batches, seed, pad_id)
     self.pack = pack
+
+  @staticmethod
+  def count_tokens(batch: Batch) -> int:
+    return int((batch["segment_ids"] > 0).sum())
 
   def _peek_length(self) -> int:
     if self.cursor == len(self._order):
@@ -120,7 +129,7 @@ class BatchIterator(_ShuffledCursor):
 
 
 
-class VerdictBatchIterator(_ShuffledCursor):
+class VerdictBatchIterator(ShuffledCursor):
   """Verdict batches: one left-padded judging prompt a row, its label, weight 1."""
 
   def __next__(self) -> Batch:

@@ -20,7 +20,7 @@ def train_files(c: ml_collections.ConfigDict) -> list[str]:
     return files
   path = os.path.join(c.workdir, "data", "pretrain_pairs.jsonl")
   if jax.process_index() == 0 and not os.path.exists(path):
-    pairs = synthetic.make_pairs(c.data.builtin_pairs, seed=c.seed)
+    pairs = synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
     synthetic.write_jsonl(synthetic.as_unlabeled(pairs, seed=c.seed), path)
   parallel.sync("pretrain-data")
   return [path]
