@@ -20,9 +20,7 @@ GRAM_JUDGE_PROMPT = (
 # as GRAM_JUDGE_PROMPT, a tenth of the tokens, so a CPU run learns in a minute. Real models
 # and released checkpoints use GRAM_JUDGE_PROMPT (the default everywhere else).
 COMPACT_JUDGE_PROMPT = (
-    "[User Question]\n{input}\n\n[The Start of Assistant A's Answer]\n{response_a}\n"
-    "[The End of Assistant A's Answer]\n\n[The Start of Assistant B's Answer]\n{response_b}\n"
-    "[The End of Assistant B's Answer]\n\n#Preferred: ")
+    "[User Question]\n{input}\n\n[A]\n{response_a}\n\n[B]\n{response_b}\n\n#Preferred: ")
 
 # GRAM stage 1 (official GRAM-pre-training-566k rows): the user turn holds the question, the
 # assistant turn (the only trained tokens) holds both responses.

@@ -1,0 +1,15 @@
+"""Score benchmark files with a reward model and report with the official grouping rules.
+
+  python -m gram_jax.main --config=configs/evaluate.py --config.model.path=MODEL \
+      --config.eval.files=rewardbench.json,judgebench.json,rmbench_chat.json
+"""
+from gram_jax import configlib
+
+
+def get_config(preset: str = ""):
+  c = configlib.base_config("evaluate")
+  c.eval.batch_size = 16
+  c.eval.max_len = 2048
+  if preset:
+    configlib.apply_model_preset(c, preset)
+  return c
