@@ -98,8 +98,8 @@ def test_rank_methods_agree_on_a_clear_winner(model_dir):
 
 
 def test_bucket_lengths():
-  assert [bucket_length(n, 2048) for n in (1, 16, 17, 100, 2000, 2048)] == [
-      16, 16, 32, 128, 2048, 2048]
+  assert [bucket_length(n, 2048) for n in (1, 16, 17, 100, 256, 257, 700, 2000, 2048)] == [
+      16, 16, 32, 128, 256, 512, 768, 2048, 2048]
   assert bucket_length(900, 1000) == 1000
 
 

@@ -25,7 +25,10 @@ def _run_steps(mesh, micro_batches: int, rows: int, steps: int = 3):
   return losses, jax.device_get(state["params"])
 
 
-def _assert_params_close(a, b, rtol=1e-5, atol=1e-6):
+def _assert_params_close(a, b, rtol=1e-5, atol=5e-6):
+  """Adam scales every coordinate's step to about lr (1e-3 here), so coordinates whose
+  gradient is ~0 turn summation-order noise into a visible part of a step: atol is 0.5% of
+  one step; everything else is held to 1e-5 relative."""
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 

@@ -73,19 +73,27 @@ class Attention(nnx.Module):
 
   def attend(self, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
              mask_bias: jnp.ndarray) -> jnp.ndarray:
-    """Softmax attention of q [b,t,h,d] over k, v [b,s,kv,d]; mask_bias is [b,t,s]."""
-    b, t, h, d = q.shape
-    kv = k.shape[2]
-    q = q.reshape(b, t, kv, h // kv, d)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
-    scores = scores * (d ** -0.5) + mask_bias[:, None, None, :, :]
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, h, d)
+    """Softmax attention of q [b,t,h,d] over k, v [b,s,kv,d]; mask_bias is [b,t,s].
+
+    jax.nn.dot_product_attention handles grouped kv heads and picks the fused kernel
+    (cuDNN flash attention on GPU) where the platform has one.
+    """
+    out = jax.nn.dot_product_attention(q, k, v, bias=mask_bias[:, None].astype(q.dtype))
     return jnp.einsum("bthd,hde->bte", out, _weight(self.o_kernel, out.dtype))
 
   def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray):
     q, k, v = self.project_qkv(x, positions)
     return self.attend(q, k, v, mask_bias)
+
+  def call_cached(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray,
+                  cache: dict, index: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+    """Attention that writes this chunk's keys/values at `index` of the KV cache
+    ([b, max_len, kv, d]) and attends over the whole cache; mask_bias is [b, t, max_len]."""
+    q, k, v = self.project_qkv(x, positions)
+    start = (0, index, 0, 0)
+    cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start),
+             "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)}
+    return self.attend(q, cache["k"], cache["v"], mask_bias), cache
 
 
 class MLP(nnx.Module):
@@ -113,6 +121,12 @@ class DecoderLayer(nnx.Module):
   def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray):
     x = x + self.attn(self.input_norm(x), positions, mask_bias)
     return x + self.mlp(self.post_attn_norm(x))
+
+  def call_cached(self, x, positions, mask_bias, cache, index):
+    attended, cache = self.attn.call_cached(self.input_norm(x), positions, mask_bias, cache,
+                                            index)
+    x = x + attended
+    return x + self.mlp(self.post_attn_norm(x)), cache
 
 
 REMAT_POLICIES = {
@@ -181,6 +195,26 @@ class Decoder(nnx.Module):
     else:
       head = _weight(self.lm_head, hidden.dtype)
     return jnp.einsum("bte,ev->btv", hidden, head, preferred_element_type=jnp.float32)
+
+  def init_cache(self, batch: int, max_len: int) -> list[dict]:
+    """An empty KV cache: per layer, keys and values [batch, max_len, kv_heads, head_dim]."""
+    shape = (batch, max_len, self.cfg.num_kv_heads, self.cfg.head_dim)
+    return [{"k": jnp.zeros(shape, self.cfg.dtype), "v": jnp.zeros(shape, self.cfg.dtype)}
+            for _ in range(self.cfg.num_layers)]
+
+  def forward_cached(self, input_ids: jnp.ndarray, positions: jnp.ndarray,
+                     mask_bias: jnp.ndarray, cache: list[dict],
+                     index: jnp.ndarray) -> tuple[jnp.ndarray, list[dict]]:
+    """Runs a chunk (the prompt, then one token at a time) against the KV cache.
+
+    Returns final-normed hidden states of the chunk and the updated cache.
+    """
+    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.cfg.dtype)
+    new_cache = []
+    for layer, layer_cache in zip(self.layers, cache):
+      x, layer_cache = layer.call_cached(x, positions, mask_bias, layer_cache, index)
+      new_cache.append(layer_cache)
+    return self.final_norm(x), new_cache
 
   def label_logits(self, hidden: jnp.ndarray, token_ids: tuple[int, ...]) -> jnp.ndarray:
     """Float32 logits of a few tokens only: hidden [..., embed] -> [..., len(token_ids)]."""
