@@ -80,6 +80,8 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.template = ml_collections.ConfigDict()
   c.template.judge = "gram"  # gram (official prompt), compact (tiny demos) or the text itself
   c.template.labels = ("A", "B")
+  c.template.prover = "default"  # default (templates.PROVER_PROMPT) or the text itself
+  c.template.rationale_format = "answer_tag"  # answer_tag (released) | preferred_line
 
   c.eval = ml_collections.ConfigDict()
   c.eval.files = ""  # comma-separated held-out / benchmark files
@@ -147,6 +149,11 @@ def judge_template(c: ml_collections.ConfigDict) -> str:
 
 def builtin_tasks(c: ml_collections.ConfigDict) -> tuple[str, ...]:
   return tuple(data_files(c.data.builtin_tasks))
+
+
+def prover_template(c: ml_collections.ConfigDict) -> str:
+  from gram_jax import templates
+  return templates.PROVER_PROMPT if c.template.prover == "default" else c.template.prover
 
 
 def data_files(value: str) -> list[str]:

@@ -98,3 +98,11 @@ def corpus(pairs: list[dict]) -> Iterator[str]:
     yield pair["chosen"]
     yield pair["rejected"]
     yield rationale(pair["fact"], pair["chosen"], pair["rejected"], "A")
+
+
+def as_proved(pairs: list[dict], seed: int) -> Iterator[dict]:
+  """Seed records for the prover: random A/B order, the label, and the templated proof."""
+  for row, pair in zip(as_unlabeled(pairs, seed), pairs):
+    yield {**{k: row[k] for k in ("prompt", "response_a", "response_b")}, "label": row["gold"],
+           "rationale": rationale(pair["fact"], row["response_a"], row["response_b"],
+                                  row["gold"])}

@@ -89,7 +89,7 @@ def tokenizer():
 
 def test_encoding_masks_prompt_and_ends_with_eos(tokenizer):
   pair = records.UnlabeledPair("What is 2 + 2?", "4", "5")
-  example = encode.PretrainEncoder(tokenizer, 512)(pair)
+  example = encode.pretrain_encoder(tokenizer, 512)(pair)
   prompt = tokenizer.decode(example.ids[:example.prompt_len])
   reply = tokenizer.decode(example.ids[example.prompt_len:])
   assert prompt == tok.render_user_turn(tokenizer, "[User Question]\nWhat is 2 + 2?\n\n")
@@ -99,7 +99,7 @@ def test_encoding_masks_prompt_and_ends_with_eos(tokenizer):
 def test_truncation_keeps_closing_markers(tokenizer):
   long = " ".join(["Paris is the capital"] * 200)
   pair = records.UnlabeledPair("What is the capital?", long, long + " extra")
-  example = encode.PretrainEncoder(tokenizer, 160)(pair)
+  example = encode.pretrain_encoder(tokenizer, 160)(pair)
   assert len(example.ids) <= 160 and example.trimmed
   reply = tokenizer.decode(example.ids[example.prompt_len:])
   assert reply.endswith("[The End of Assistant B's Answer]<|im_end|>")

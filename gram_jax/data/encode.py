@@ -1,6 +1,6 @@
 """Tokenise records into training examples: token ids plus how many leading tokens are prompt."""
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -18,36 +18,50 @@ class Example:
   label: int = -1  # verdict examples: index of the better response's label (0 = A)
 
 
-class PretrainEncoder:
-  """GRAM stage 1: the question in the user turn, both responses as the trained reply."""
+Fields = dict[str, str]
 
-  def __init__(self, tokenizer: Any, cutoff_len: int, chat_template: str | None = None,
-               instruction: str = templates.PRETRAIN_INSTRUCTION,
-               output: str = templates.PRETRAIN_OUTPUT):
-    self.tokenizer = tokenizer
-    self.cutoff_len = cutoff_len
-    self.chat_template = chat_template
-    self.instruction, self.output = instruction, output
+
+class ReplyEncoder:
+  """A user turn and the trained assistant reply, built from a record's fields.
+
+  `user(fields)` and `reply(fields)` render the texts; prompt tokens are masked, the reply
+  ends with EOS, and an example over `cutoff_len` has its responses (then question) trimmed
+  so no template marker is cut.
+  """
+
+  def __init__(self, tokenizer: Any, cutoff_len: int, user: Callable[[Fields], str],
+               reply: Callable[[Fields], str], chat_template: str | None = None):
+    self.tokenizer, self.cutoff_len = tokenizer, cutoff_len
+    self.user, self.reply, self.chat_template = user, reply, chat_template
     if tokenizer.eos_token_id is None:
       raise GramError("tokenizer has no eos token; the trained reply must end with one")
 
-  def _parts(self, fields: dict[str, str]) -> tuple[list[int], list[int]]:
-    user = templates.fill(self.instruction, fields["prompt"])
-    prompt_text = render_user_turn(self.tokenizer, user, self.chat_template)
-    reply = templates.fill(self.output, "", fields["response_a"], fields["response_b"])
+  def _parts(self, fields: Fields) -> tuple[list[int], list[int]]:
+    prompt_text = render_user_turn(self.tokenizer, self.user(fields), self.chat_template)
     encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False)
-    return encode(prompt_text), encode(reply) + [self.tokenizer.eos_token_id]
+    return encode(prompt_text), encode(self.reply(fields)) + [self.tokenizer.eos_token_id]
 
-  def __call__(self, pair: UnlabeledPair) -> Example:
-    fields = {"prompt": pair.prompt, "response_a": pair.response_a,
-              "response_b": pair.response_b}
+  def __call__(self, fields: Fields, where: str = "") -> Example:
     measure = lambda f: sum(map(len, self._parts(f)))
     try:
       fields, trimmed = truncation.fit_fields(self.tokenizer, fields, measure, self.cutoff_len)
     except GramError as e:
-      raise GramError(f"{pair.where}: {e}") from None
+      raise GramError(f"{where}: {e}") from None
     prompt_ids, reply_ids = self._parts(fields)
     return Example(np.asarray(prompt_ids + reply_ids, np.int32), len(prompt_ids), trimmed)
+
+
+def pretrain_encoder(tokenizer: Any, cutoff_len: int,
+                     chat_template: str | None = None) -> Callable[[UnlabeledPair], Example]:
+  """GRAM stage 1: the question in the user turn, both responses as the trained reply."""
+  encoder = ReplyEncoder(
+      tokenizer, cutoff_len,
+      user=lambda f: templates.fill(templates.PRETRAIN_INSTRUCTION, f["prompt"]),
+      reply=lambda f: templates.fill(templates.PRETRAIN_OUTPUT, "", f["response_a"],
+                                     f["response_b"]),
+      chat_template=chat_template)
+  return lambda pair: encoder({"prompt": pair.prompt, "response_a": pair.response_a,
+                               "response_b": pair.response_b}, pair.where)
 
 
 @dataclasses.dataclass

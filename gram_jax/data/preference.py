@@ -135,3 +135,27 @@ def parse_preference_pair(row: Any, where: str) -> PreferencePair:
   extra = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
   return PreferencePair(text_field(row, "prompt", where), text_field(row, "chosen", where),
                         text_field(row, "rejected", where), where, extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProvedPair:
+  """A pair with its label and a rationale proving it: seed data for π_ψ and targets for π_φ."""
+  prompt: str
+  response_a: str
+  response_b: str
+  label: str
+  rationale: str
+  where: str = ""
+
+
+def parse_proved_pair(row: Any, where: str, labels: tuple[str, ...] = ("A", "B")) -> ProvedPair:
+  """{prompt (or question), response_a, response_b, label, rationale}."""
+  if not isinstance(row, dict):
+    raise RecordError(where, "<record>", f"expected a JSON object, got {type(row).__name__}")
+  prompt_field = "prompt" if "prompt" in row else "question"
+  label = text_field(row, "label", where).strip()
+  if label not in labels:
+    raise RecordError(where, "label", f"expected one of {list(labels)}, got {label!r}")
+  return ProvedPair(text_field(row, prompt_field, where), text_field(row, "response_a", where),
+                    text_field(row, "response_b", where), label,
+                    text_field(row, "rationale", where), where)

@@ -33,8 +33,8 @@ def run(c: ml_collections.ConfigDict) -> None:
       train_files(c), records.parse_unlabeled_pair, c.data.on_bad_record,
       shard=(jax.process_index(), jax.process_count()))
   logging.info("pretrain data: %s", report.summary())
-  encoder = encode.PretrainEncoder(tokenizer, c.data.cutoff_len,
-                                   c.tokenizer.chat_template or None)
+  encoder = encode.pretrain_encoder(tokenizer, c.data.cutoff_len,
+                                    c.tokenizer.chat_template or None)
   dataset = encode.TokenizedSet.build([encoder(pair) for pair in pairs])
   logging.info("encoded %d examples (%d trimmed to %d tokens)", len(dataset), dataset.trimmed,
                c.data.cutoff_len)

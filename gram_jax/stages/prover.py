@@ -1,0 +1,52 @@
+"""GRAM-R² preference-proving model π_ψ: LM loss on a rationale given the pair and its label.
+
+Seed records are {prompt, response_a, response_b, label, rationale} (strong-LLM or hand-written
+proofs); the default is the built-in task with its templated proofs. The trained prover writes
+rationales for labels it is given, which self-training turns into reward-model targets.
+"""
+import functools
+import os
+
+import jax
+import ml_collections
+from absl import logging
+
+from gram_jax import configlib, loop, model_setup, objectives, parallel, synthetic, templates
+from gram_jax.data import encode, loader, preference, records
+
+
+def prover_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
+  template = configlib.prover_template(c)
+  return encode.ReplyEncoder(
+      tokenizer, c.data.cutoff_len,
+      user=lambda f: templates.fill(template, f["prompt"], f["response_a"], f["response_b"],
+                                    label=f["label"]),
+      reply=lambda f: f["rationale"], chat_template=c.tokenizer.chat_template or None)
+
+
+def seed_files(c: ml_collections.ConfigDict) -> list[str]:
+  files = configlib.data_files(c.data.train_files)
+  if files:
+    return files
+  path = os.path.join(c.workdir, "data", "seed_proofs.jsonl")
+  if jax.process_index() == 0 and not os.path.exists(path):
+    pairs = synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
+    synthetic.write_jsonl(synthetic.as_proved(pairs, c.seed), path)
+  parallel.sync("prover-data")
+  return [path]
+
+
+def run(c: ml_collections.ConfigDict) -> None:
+  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
+  tokenizer = model_setup.load_or_build_tokenizer(c)
+  parse = functools.partial(preference.parse_proved_pair, labels=tuple(c.template.labels))
+  seeds, report = records.read_records(seed_files(c), parse, c.data.on_bad_record,
+                                       shard=(jax.process_index(), jax.process_count()))
+  logging.info("prover seed data: %s", report.summary())
+  encoder = prover_encoder(c, tokenizer)
+  dataset = encode.TokenizedSet.build([encoder(vars(s), s.where) for s in seeds])
+  batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
+                                 c.train.micro_batches, seed=c.seed, pack=c.data.pack,
+                                 pad_id=tokenizer.pad_token_id)
+  cfg = model_setup.model_config(c, tokenizer)
+  loop.fit(c, mesh, cfg, tokenizer, batches, objectives.causal_lm_loss, c.workdir)
