@@ -143,7 +143,8 @@ def rows_per_process(c: ml_collections.ConfigDict) -> int:
 
 def judge_template(c: ml_collections.ConfigDict) -> str:
   from gram_jax import templates
-  named = {"gram": templates.GRAM_JUDGE_PROMPT, "compact": templates.COMPACT_JUDGE_PROMPT}
+  named = {"gram": templates.GRAM_JUDGE_PROMPT, "compact": templates.COMPACT_JUDGE_PROMPT,
+           "gram_rr": templates.GRAM_RR_PROMPT, "compact_rr": templates.COMPACT_RR_PROMPT}
   return named.get(c.template.judge, c.template.judge)
 
 

@@ -16,7 +16,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gram_jax.models.decoder import Decoder, positions_from_mask
-from gram_jax.reward import bucket_length
+from gram_jax.batching import bucket_length, left_pad
 
 _MASKED = -1e30
 
@@ -115,6 +115,14 @@ def _generate(graphdef: nnx.GraphDef, params: Any, prompt_ids: jax.Array,
   return carry[5], carry[6], carry[7]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _token_logprobs(graphdef: nnx.GraphDef, params: Any, ids: jax.Array, mask: jax.Array):
+  """log p(ids[t] | ids[:t]) for every t >= 1 of left-padded rows: [batch, width - 1]."""
+  logits = nnx.merge(graphdef, params)(ids, mask)[:, :-1]
+  logprobs = jax.nn.log_softmax(logits, axis=-1)
+  return jnp.take_along_axis(logprobs, ids[:, 1:, None], axis=-1)[..., 0]
+
+
 class Generator:
   """Generates continuations of text prompts (already chat-formatted) in jitted batches."""
 
@@ -154,12 +162,7 @@ class Generator:
     for start in range(0, len(order), self.batch_size):
       rows = order[start:start + self.batch_size]
       width = bucket_length(max(len(encoded[i]) for i in rows), self.max_prompt_len)
-      ids = np.full((self.batch_size, width), self.pad_id, np.int32)
-      mask = np.zeros((self.batch_size, width), np.int32)
-      for r, i in enumerate(rows):
-        ids[r, width - len(encoded[i]):] = encoded[i]
-        mask[r, width - len(encoded[i]):] = 1
-      mask[len(rows):, -1] = 1  # filler rows: one visible token keeps them well-defined
+      ids, mask = left_pad([encoded[i] for i in rows], self.batch_size, width, self.pad_id)
       keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(
           jnp.asarray(np.pad(rows, (0, self.batch_size - len(rows)))))
       out, reasons, lengths = jax.device_get(_generate(
@@ -168,6 +171,22 @@ class Generator:
       for r, i in enumerate(rows):
         results[i] = self._finish(out[r, :lengths[r]], int(reasons[r]), stop)
     return results
+
+  def sequence_logprobs(self, prompts: Sequence[Sequence[int]],
+                        continuations: Sequence[Sequence[int]]) -> np.ndarray:
+    """Sum of log p(continuation | prompt) for each pair of token lists."""
+    rows = [list(p) + list(c) for p, c in zip(prompts, continuations)]
+    totals = np.zeros(len(rows), np.float64)
+    order = np.argsort([len(r) for r in rows], kind="stable")
+    for start in range(0, len(order), self.batch_size):
+      chunk = order[start:start + self.batch_size]
+      width = bucket_length(max(len(rows[i]) for i in chunk), 1 << 30)
+      ids, mask = left_pad([rows[i] for i in chunk], self.batch_size, width, self.pad_id)
+      logprobs = np.asarray(_token_logprobs(self.graphdef, self.params, self._put(ids),
+                                            self._put(mask)))
+      for r, i in enumerate(chunk):
+        totals[i] = logprobs[r, width - 1 - len(continuations[i]):].sum()
+    return totals
 
   def _finish(self, tokens: np.ndarray, reason: int, stop: Sequence[str]) -> Generation:
     """Drops the EOS token, decodes, and cuts the text at the first stop string."""

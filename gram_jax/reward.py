@@ -18,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gram_jax import objectives, templates
+from gram_jax.batching import bucket_length, left_pad
 from gram_jax.errors import GramError
 from gram_jax.judge import JudgeEncoder
 from gram_jax.models.decoder import Decoder
@@ -25,20 +26,6 @@ from gram_jax.pretrained import load_pretrained
 from gram_jax.tokenizer import load_tokenizer
 
 Pair = tuple[str, str, str]  # (prompt, response_a, response_b)
-MIN_BUCKET = 16
-LINEAR_BUCKET = 256
-
-
-def bucket_length(length: int, max_len: int) -> int:
-  """Padded width for a batch: powers of two up to 256, then multiples of 256, capped at
-  max_len. A few jitted shapes serve every length with under 25% padding past 256."""
-  if length <= LINEAR_BUCKET:
-    width = max(MIN_BUCKET, 1 << (max(length, 1) - 1).bit_length())
-  else:
-    width = -(-length // LINEAR_BUCKET) * LINEAR_BUCKET
-  return min(max_len, width)
-
-
 def as_pair(item: Any) -> Pair:
   if isinstance(item, dict):
     return item["prompt"], item["response_a"], item["response_b"]
@@ -92,23 +79,23 @@ class RewardModel:
     """P(label) at the verdict position for each (prompt, A, B) [len(triples), labels], and
     which prompts had to be trimmed to max_len."""
     encoded, trimmed = self.encoder.encode_many(triples)
+    return self.probs_of_ids(encoded, progress), trimmed
+
+  def probs_of_ids(self, encoded: Sequence[Sequence[int]], progress: bool = False) -> np.ndarray:
+    """Label probabilities after each token sequence (its last token is the verdict position)."""
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
-    probs = np.zeros((len(triples), len(self.label_ids)), np.float32)
-    bar = tqdm.tqdm(total=len(triples), unit="prompt", disable=not progress, dynamic_ncols=True)
+    probs = np.zeros((len(encoded), len(self.label_ids)), np.float32)
+    bar = tqdm.tqdm(total=len(encoded), unit="prompt", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(order), self.batch_size):
       rows = order[start:start + self.batch_size]
       width = bucket_length(max(len(encoded[i]) for i in rows), self.max_len)
-      ids = np.full((self.batch_size, width), self.pad_id, np.int32)
-      mask = np.zeros((self.batch_size, width), np.int32)
-      for r, i in enumerate(rows):
-        ids[r, width - len(encoded[i]):] = encoded[i]
-        mask[r, width - len(encoded[i]):] = 1
+      ids, mask = left_pad([encoded[i] for i in rows], self.batch_size, width, self.pad_id)
       batch_probs = _label_probs(self.graphdef, self.params, self._put(ids), self._put(mask),
                                  self.label_ids)
       probs[rows] = np.asarray(batch_probs)[:len(rows)]
       bar.update(len(rows))
     bar.close()
-    return probs, trimmed
+    return probs
 
   def score_batch(self, pairs: Iterable[Any], progress: bool = False) -> np.ndarray:
     """Both-order scores [N, 2] = (score of response_a, score of response_b)."""

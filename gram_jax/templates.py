@@ -22,6 +22,11 @@ GRAM_JUDGE_PROMPT = (
 COMPACT_JUDGE_PROMPT = (
     "[User Question]\n{input}\n\n[A]\n{response_a}\n\n[B]\n{response_b}\n\n#Preferred: ")
 
+# The compact GRAM-R² prompt of the tiny demos (same slots; the reply is rationale + verdict).
+COMPACT_RR_PROMPT = (
+    "Judge which response is better. Reason first, then answer A or B.\n\n"
+    "[User Question]\n{input}\n\n[A]\n{response_a}\n\n[B]\n{response_b}")
+
 # GRAM stage 1 (official GRAM-pre-training-566k rows): the user turn holds the question, the
 # assistant turn (the only trained tokens) holds both responses.
 PRETRAIN_INSTRUCTION = "[User Question]\n{input}\n\n"

@@ -6,7 +6,8 @@ import torch
 from gram_jax import GramError, objectives, parallel
 from gram_jax import tokenizer as tok
 from gram_jax.judge import JudgeEncoder
-from gram_jax.reward import RewardModel, bucket_length
+from gram_jax.batching import bucket_length
+from gram_jax.reward import RewardModel
 from tests import hf_fixtures
 
 PAIRS = [

@@ -11,7 +11,8 @@ import jax
 import ml_collections
 from absl import logging
 
-from gram_jax import configlib, loop, model_setup, objectives, parallel, synthetic, templates
+from gram_jax import (configlib, loop, model_setup, objectives, parallel, rationale, synthetic,
+                      templates)
 from gram_jax.data import encode, loader, preference, records
 
 
@@ -36,17 +37,33 @@ def seed_files(c: ml_collections.ConfigDict) -> list[str]:
   return [path]
 
 
-def run(c: ml_collections.ConfigDict) -> None:
+def policy_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
+  """π_φ's targets: the judging prompt, then rationale and verdict in the configured format."""
+  template = configlib.judge_template(c)
+  return encode.ReplyEncoder(
+      tokenizer, c.data.cutoff_len,
+      user=lambda f: templates.fill(template, f["prompt"], f["response_a"], f["response_b"]),
+      reply=lambda f: rationale.format_target(f["rationale"], f["label"],
+                                              c.template.rationale_format),
+      chat_template=c.tokenizer.chat_template or None)
+
+
+def train_on_proofs(c: ml_collections.ConfigDict, tokenizer, files: list[str],
+                    encoder: encode.ReplyEncoder, workdir: str) -> None:
+  """LM training on proved pairs (prover or policy targets); resumes from `workdir`."""
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
-  tokenizer = model_setup.load_or_build_tokenizer(c)
   parse = functools.partial(preference.parse_proved_pair, labels=tuple(c.template.labels))
-  seeds, report = records.read_records(seed_files(c), parse, c.data.on_bad_record,
-                                       shard=(jax.process_index(), jax.process_count()))
-  logging.info("prover seed data: %s", report.summary())
-  encoder = prover_encoder(c, tokenizer)
-  dataset = encode.TokenizedSet.build([encoder(vars(s), s.where) for s in seeds])
+  proofs, report = records.read_records(files, parse, c.data.on_bad_record,
+                                        shard=(jax.process_index(), jax.process_count()))
+  logging.info("%s: %s", workdir, report.summary())
+  dataset = encode.TokenizedSet.build([encoder(vars(p), p.where) for p in proofs])
   batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
                                  c.train.micro_batches, seed=c.seed, pack=c.data.pack,
                                  pad_id=tokenizer.pad_token_id)
   cfg = model_setup.model_config(c, tokenizer)
-  loop.fit(c, mesh, cfg, tokenizer, batches, objectives.causal_lm_loss, c.workdir)
+  loop.fit(c, mesh, cfg, tokenizer, batches, objectives.causal_lm_loss, workdir)
+
+
+def run(c: ml_collections.ConfigDict) -> None:
+  tokenizer = model_setup.load_or_build_tokenizer(c)
+  train_on_proofs(c, tokenizer, seed_files(c), prover_encoder(c, tokenizer), c.workdir)

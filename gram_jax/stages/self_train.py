@@ -1,0 +1,244 @@
+"""GRAM-R² self-training (the main job): prover, warm start, R rounds, report, HF export.
+
+  workdir/prover/            π_ψ trained on seed proofs
+  workdir/baseline/          labeled-only GRAM verdict fine-tuning, for comparison
+  workdir/round_0/           warm start: proofs of the labeled set, π_φ trained on them
+  workdir/round_r/           judged.jsonl -> kept.jsonl -> proofs.jsonl, π_φ retrained
+  workdir/rounds.jsonl, report.md, hf/
+
+Every sub-step writes its output atomically and training resumes from its checkpoints, so a
+killed run, rerun, continues at the sub-step (and training step) it reached.
+"""
+import copy
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from gram_jax import configlib, model_setup, pretrained, synthetic
+from gram_jax import tokenizer as tok
+from gram_jax.data import preference, records
+from gram_jax.generate import Generator, Sampling
+from gram_jax.hf.export import save_pretrained
+from gram_jax.reasoning import ReasoningJudge
+from gram_jax.reward import RewardModel
+from gram_jax.stages import finetune, prover
+
+
+def _read_json(path: str) -> Any:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def once(path: str, make: Callable[[], Any]) -> Any:
+  """Runs `make` unless its JSON result at `path` exists; writes it atomically."""
+  if os.path.exists(path):
+    return _read_json(path)
+  value = make()
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+      json.dump(value, f)
+    os.replace(path + ".tmp", path)
+  return value
+
+
+def sub_config(c: ml_collections.ConfigDict, workdir: str, steps: int,
+               learning_rate: float) -> ml_collections.ConfigDict:
+  sub = copy.deepcopy(c)
+  with sub.unlocked():
+    sub.workdir, sub.train.num_steps, sub.train.learning_rate = workdir, steps, learning_rate
+    sub.tokenizer.path = os.path.join(c.workdir, "tokenizer")
+  return sub
+
+
+def builtin_data(c: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Seed proofs, a few labeled pairs, unlabeled pools (gold kept aside) and a held-out split."""
+  s, tasks, base = c.self_train, configlib.builtin_tasks(c), os.path.join(c.workdir, "data")
+  files = {"seed": os.path.join(base, "seed_proofs.jsonl"),
+           "labeled": os.path.join(base, "labeled.jsonl"),
+           "heldout": os.path.join(base, "heldout.jsonl"),
+           "unlabeled": [os.path.join(base, f"unlabeled_{r}.jsonl")
+                         for r in range(1, s.rounds + 1)]}
+  if jax.process_index() == 0 and not os.path.exists(files["heldout"]):
+    synthetic.write_jsonl(synthetic.as_proved(synthetic.make_pairs(s.seed_pairs, c.seed, tasks),
+                                              c.seed), files["seed"])
+    synthetic.write_jsonl(synthetic.make_pairs(s.labeled_pairs, c.seed + 1, tasks),
+                          files["labeled"])
+    for r, path in enumerate(files["unlabeled"], start=1):
+      pool = synthetic.make_pairs(s.unlabeled_pairs, c.seed + 100 + r, tasks)
+      synthetic.write_jsonl(synthetic.as_unlabeled(pool, c.seed + r), path)
+    synthetic.write_jsonl(synthetic.make_pairs(s.heldout_pairs, c.seed + 10_000, tasks),
+                          files["heldout"])
+  return files
+
+
+def write_jsonl(rows: list[dict], path: str) -> str:
+  if jax.process_index() == 0:
+    synthetic.write_jsonl(rows, path)
+  return path
+
+
+class SelfTraining:
+  """Holds what every sub-step shares: the config, tokenizer and file locations."""
+
+  def __init__(self, c: ml_collections.ConfigDict):
+    self.c, self.s = c, c.self_train
+    self.tokenizer = model_setup.load_or_build_tokenizer(c)
+    self.files = builtin_data(c)
+    read = lambda paths, parse: records.read_records(paths, parse, c.data.on_bad_record)[0]
+    self.labeled = read([self.files["labeled"]], preference.parse_preference_pair)
+    self.heldout = read([self.files["heldout"]], preference.parse_preference_pair)
+    self.heldout_triples = [(p.prompt, p.chosen, p.rejected) for p in self.heldout]
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.c.workdir, *parts)
+
+  def train_prover(self) -> str:
+    sub = sub_config(self.c, self.path("prover"), self.s.prover_steps, self.s.learning_rate)
+    prover.train_on_proofs(sub, self.tokenizer, [self.files["seed"]],
+                           prover.prover_encoder(sub, self.tokenizer), sub.workdir)
+    return sub.workdir
+
+  def train_policy(self, round_index: int, proof_files: list[str]) -> str:
+    """π_φ from the base model on every proof so far, for at least policy_epochs epochs."""
+    rows = sum(1 for path in proof_files for _ in open(path, encoding="utf-8"))
+    per_step = configlib.rows_per_process(self.c) * jax.process_count() * \
+        self.c.train.micro_batches
+    steps = max(self.s.policy_steps, int(np.ceil(self.s.policy_epochs * rows / per_step)))
+    sub = sub_config(self.c, self.path(f"round_{round_index}", "policy"), steps,
+                     self.s.learning_rate)
+    prover.train_on_proofs(sub, self.tokenizer, proof_files,
+                           prover.policy_encoder(sub, self.tokenizer), sub.workdir)
+    return sub.workdir
+
+  def baseline_accuracy(self) -> float:
+    """Labeled-only GRAM verdict fine-tuning with the same labels and step budget."""
+    sub = sub_config(self.c, self.path("baseline"), self.s.policy_steps, self.s.learning_rate)
+    with sub.unlocked():
+      sub.stage, sub.template.judge = "finetune", "compact"
+      sub.data.cutoff_len = sub.data.seq_len = min(96, self.c.data.cutoff_len)
+      sub.data.train_files, sub.eval.files = self.files["labeled"], self.files["heldout"]
+      sub.eval.every_steps = 0
+    finetune.run(sub)
+    reward = RewardModel.from_pretrained(sub.workdir, max_len=self.c.data.cutoff_len,
+                                         template=configlib.judge_template(sub))
+    scores = reward.score_batch(self.heldout_triples)
+    return float(np.mean(scores[:, 0] > scores[:, 1]))
+
+  def judge(self, policy_dir: str) -> ReasoningJudge:
+    return ReasoningJudge(pretrained.load_pretrained(policy_dir), self.tokenizer,
+                          configlib.judge_template(self.c), self.c.template.rationale_format,
+                          tuple(self.c.template.labels), self.s.batch_size,
+                          self.c.data.cutoff_len, self.s.max_new_tokens)
+
+  def prove(self, prover_dir: str, items: list[dict], out: str) -> str:
+    """π_ψ writes k sampled proofs per (pair, label); the best by the paper's Score is kept:
+    -log π(z | s, l) / log π(z), high for proofs likely given the pair, unlikely alone."""
+    generator = Generator(pretrained.load_pretrained(prover_dir), self.tokenizer,
+                          self.s.batch_size, self.c.data.cutoff_len)
+    template = configlib.prover_template(self.c)
+    prompts = [tok.render_user_turn(self.tokenizer, prover.templates.fill(
+        template, i["prompt"], i["response_a"], i["response_b"], label=i["label"]))
+        for i in items]
+    k = self.s.proofs_per_pair
+    sampling = Sampling(temperature=self.s.proof_temperature)
+    candidates = [generator.generate(prompts, self.s.max_new_tokens, sampling,
+                                     seed=self.c.seed + 7 * j) for j in range(k)]
+    encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False)
+    empty = encode(tok.render_user_turn(self.tokenizer, ""))
+    best = [0] * len(items)
+    if k > 1:
+      proofs = [encode(g.text) + [self.tokenizer.eos_token_id] for gens in candidates
+                for g in gens]
+      cond = generator.sequence_logprobs([encode(p) for p in prompts] * k, proofs)
+      alone = generator.sequence_logprobs([empty] * len(proofs), proofs)
+      score = (-cond / np.minimum(alone, -1e-9)).reshape(k, len(items))
+      best = list(np.argmax(score, axis=0))
+    rows = [{**item, "rationale": candidates[best[i]][i].text.strip() or "No rationale."}
+            for i, item in enumerate(items)]
+    return write_jsonl(rows, out)
+
+  def label_round(self, policy_dir: str, round_index: int) -> dict:
+    """π_φ judges both orders; consistent, confident, well-formed judgments become labels."""
+    pool = records.read_records([self.files["unlabeled"][round_index - 1]],
+                                records.parse_unlabeled_pair, self.c.data.on_bad_record)[0]
+    judged = self.judge(policy_dir).judge_batch(
+        [(p.prompt, p.response_a, p.response_b) for p in pool],
+        Sampling(temperature=self.s.judge_temperature), seed=self.c.seed + round_index)
+    rows = []
+    for pair, j in zip(pool, judged):
+      label = j.preferred
+      confidence = max(j.score_a, j.score_b)
+      well_formed = all(0 < len(r) <= self.s.max_rationale_chars for r in j.rationales)
+      rows.append({"prompt": pair.prompt, "response_a": pair.response_a,
+                   "response_b": pair.response_b, "gold": pair.extra.get("gold"),
+                   "verdicts": list(j.verdicts), "score_a": j.score_a, "score_b": j.score_b,
+                   "label": label, "confidence": confidence,
+                   "keep": bool(label and well_formed and label == (
+                       "A" if j.score_a > j.score_b else "B"))})
+    candidates = [r for r in rows if r["keep"]]
+    if self.s.keep_top_fraction > 0:
+      candidates.sort(key=lambda r: -r["confidence"])
+      kept = candidates[:int(len(rows) * self.s.keep_top_fraction)]
+    else:
+      kept = [r for r in candidates if r["confidence"] >= self.s.confidence_threshold]
+    write_jsonl(rows, self.path(f"round_{round_index}", "judged.jsonl"))
+    write_jsonl(kept, self.path(f"round_{round_index}", "kept.jsonl"))
+    with_gold = [r for r in kept if r["gold"]]
+    return {"judged": len(rows), "consistent": sum(r["label"] is not None for r in rows),
+            "kept": len(kept), "kept_agree_gold": float(np.mean(
+                [r["label"] == r["gold"] for r in with_gold])) if with_gold else None}
+
+
+def report_table(rows: list[dict]) -> str:
+  lines = ["| stage | judged | kept | kept agree w/ gold | held-out accuracy |",
+           "|---|---|---|---|---|"]
+  fmt = lambda v: "-" if v is None else (f"{100 * v:.1f}" if isinstance(v, float) else str(v))
+  for row in rows:
+    lines.append(f"| {row['stage']} | {fmt(row.get('judged'))} | {fmt(row.get('kept'))} | "
+                 f"{fmt(row.get('kept_agree_gold'))} | {fmt(row['heldout_accuracy'])} |")
+  return "\n".join(lines)
+
+
+def run(c: ml_collections.ConfigDict) -> None:
+  job = SelfTraining(c)
+  prover_dir = job.train_prover()
+  rows = [{"stage": "labeled-only fine-tuning", **once(
+      job.path("baseline", "result.json"),
+      lambda: {"heldout_accuracy": job.baseline_accuracy()})}]
+  labeled_items = [{"prompt": p.prompt, "response_a": a, "response_b": b, "label": label}
+                   for p in job.labeled
+                   for a, b, label in ((p.chosen, p.rejected, "A"), (p.rejected, p.chosen, "B"))]
+  proof_files = [job.path("round_0", "proofs.jsonl")]
+  if not os.path.exists(proof_files[0]):
+    job.prove(prover_dir, labeled_items, proof_files[0])
+  policy = job.train_policy(0, proof_files)
+  rows.append({"stage": "warm start", **once(job.path("round_0", "result.json"), lambda: {
+      "heldout_accuracy": job.judge(policy).accuracy(job.heldout_triples)})})
+  for r in range(1, c.self_train.rounds + 1):
+    stats = once(job.path(f"round_{r}", "labels.json"), lambda: job.label_round(policy, r))
+    kept_path = job.path(f"round_{r}", "kept.jsonl")
+    proofs = job.path(f"round_{r}", "proofs.jsonl")
+    if not os.path.exists(proofs):
+      kept = [json.loads(l) for l in open(kept_path, encoding="utf-8")]
+      job.prove(prover_dir, [{k: row[k] for k in ("prompt", "response_a", "response_b",
+                                                   "label")} for row in kept], proofs)
+    proof_files.append(proofs)
+    policy = job.train_policy(r, proof_files)
+    rows.append({"stage": f"round {r}", **stats, **once(
+        job.path(f"round_{r}", "result.json"),
+        lambda: {"heldout_accuracy": job.judge(policy).accuracy(job.heldout_triples)})})
+  table = report_table(rows)
+  if jax.process_index() == 0:
+    with open(job.path("rounds.jsonl"), "w", encoding="utf-8") as f:
+      f.writelines(json.dumps(row) + "\n" for row in rows)
+    with open(job.path("report.md"), "w", encoding="utf-8") as f:
+      f.write(table + "\n")
+  save_pretrained(pretrained.load_pretrained(policy), job.path("hf"), tokenizer=job.tokenizer)
+  print(table)
+  logging.info("final model exported to %s", job.path("hf"))
