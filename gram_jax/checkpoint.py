@@ -44,6 +44,8 @@ def read_model_config(path: str) -> ModelConfig:
 def save_model(model: Decoder, path: str, tokenizer: Any = None) -> str:
   """Writes a self-contained model checkpoint; the directory appears only when complete."""
   path = os.path.abspath(path)
+  if os.path.isdir(path) and os.listdir(path) and not is_model_checkpoint(path):
+    raise GramError(f"{path}: exists and is not a gram_jax checkpoint; refusing to replace it")
   tmp = path.rstrip("/") + ".tmp"
   if jax.process_index() == 0:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -53,7 +53,7 @@ class Trainer:
   batch_sharding: NamedSharding
 
   @classmethod
-  def create(cls, model_cfg_or_graph: nnx.GraphDef, abstract_state: nnx.State,
+  def create(cls, graphdef: nnx.GraphDef, abstract_state: nnx.State,
              tx: optax.GradientTransformation, schedule: optax.Schedule, objective: Objective,
              mesh: Mesh, rules) -> "Trainer":
     params_sharding = parallel.param_shardings(abstract_state, mesh, rules)
@@ -66,7 +66,7 @@ class Trainer:
     shardings = {"params": params_sharding, "opt_state": opt_sharding,
                  "step": replicated, "rng": replicated}
     batch_sharding = NamedSharding(mesh, PartitionSpec(None, ("data", "fsdp")))
-    return cls(model_cfg_or_graph, tx, schedule, objective, mesh, shardings, batch_sharding)
+    return cls(graphdef, tx, schedule, objective, mesh, shardings, batch_sharding)
 
   def init_state(self, params: dict, seed: int) -> State:
     """Optimizer state created directly on its shardings."""

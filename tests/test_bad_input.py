@@ -113,3 +113,16 @@ def test_truncated_safetensors_file(hf_dir):
     f.truncate(size - 100)
   with pytest.raises(gram_jax.GramError, match="truncated file while reading tensor"):
     gram_jax.load_pretrained(hf_dir)
+
+
+def test_export_refuses_to_replace_an_unrelated_directory(hf_dir, tmp_path):
+  precious = tmp_path / "precious"
+  precious.mkdir()
+  (precious / "notes.txt").write_text("keep me")
+  model = gram_jax.load_pretrained(hf_dir)
+  with pytest.raises(gram_jax.GramError, match="is not a model export"):
+    gram_jax.save_pretrained(model, str(precious))
+  from gram_jax import checkpoint
+  with pytest.raises(gram_jax.GramError, match="is not a gram_jax checkpoint"):
+    checkpoint.save_model(model, str(precious))
+  assert (precious / "notes.txt").read_text() == "keep me"

@@ -9,6 +9,7 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from gram_jax.errors import GramError
 from gram_jax.hf import config as hf_config
 from gram_jax.hf import mapping, safetensors_io
 from gram_jax.models.decoder import Decoder
@@ -67,6 +68,9 @@ def save_pretrained(model: Decoder, out_dir: str, tokenizer: Any = None,
   Files are written into `out_dir.tmp` and moved into place at the end, so an interrupted
   export never leaves a directory that looks complete. Only process 0 writes.
   """
+  if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(
+      os.path.join(out_dir, "config.json")):
+    raise GramError(f"{out_dir}: exists and is not a model export; refusing to replace it")
   cfg = model.cfg
   state = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
   specs = mapping.param_specs(cfg)
