@@ -4,13 +4,19 @@ import os
 import subprocess
 import sys
 
-import portpicker
+import socket
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
 def test_two_processes_agree_on_the_loss():
-  port = portpicker.pick_unused_port()
+  port = _free_port()
   env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
   procs = [subprocess.Popen([sys.executable, "-m", "tests.multiprocess_step", str(port), str(i)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
