@@ -68,7 +68,7 @@ def main() -> None:
   import numpy as np
   from flax import nnx
   import gram_jax
-  from gram_jax import model_setup, synthetic, templates
+  from gram_jax import synthetic, templates
   from gram_jax import tokenizer as tok
   from gram_jax.models import presets
   from gram_jax.models.decoder import Decoder

@@ -1,7 +1,6 @@
 """Bad model directories and tokenizers give one clear line naming the file, tensor or field."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 

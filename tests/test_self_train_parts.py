@@ -2,9 +2,6 @@
 import json
 import os
 
-import ml_collections
-
-from gram_jax import configlib, synthetic
 from gram_jax.reasoning import PairJudgment
 from gram_jax.stages import self_train
 

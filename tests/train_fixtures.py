@@ -3,7 +3,7 @@ import ml_collections
 import numpy as np
 
 from gram_jax import configlib, model_setup, objectives, train
-from gram_jax.data import encode, loader
+from gram_jax.data import encode
 from gram_jax.models.config import tiny_config
 
 

@@ -14,6 +14,7 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
+from gram_jax import stages
 from gram_jax import configlib, loop, model_setup, objectives, parallel, synthetic
 from gram_jax.data import encode, loader, preference, records
 from gram_jax.judge import JudgeEncoder
@@ -24,15 +25,13 @@ BUILTIN_EVAL_PAIRS = 200
 
 def builtin_files(c: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
   """Labeled synthetic pairs for training and a disjoint-seed held-out file."""
-  train_path = os.path.join(c.workdir, "data", "train_pairs.jsonl")
-  eval_path = os.path.join(c.workdir, "data", "eval_pairs.jsonl")
-  if jax.process_index() == 0 and not os.path.exists(eval_path):
-    synthetic.write_jsonl(synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c)), train_path)
-    synthetic.write_jsonl(synthetic.make_pairs(BUILTIN_EVAL_PAIRS, c.seed + 10_000,
-                                               configlib.builtin_tasks(c)),
-                          eval_path)
-  parallel.sync("finetune-data")
-  return [train_path], [eval_path]
+  tasks, data = configlib.builtin_tasks(c), os.path.join(c.workdir, "data")
+  train = stages.builtin_jsonl(os.path.join(data, "train_pairs.jsonl"),
+                               lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, tasks))
+  held_out = stages.builtin_jsonl(os.path.join(data, "eval_pairs.jsonl"),
+                                  lambda: synthetic.make_pairs(BUILTIN_EVAL_PAIRS,
+                                                               c.seed + 10_000, tasks))
+  return [train], [held_out]
 
 
 def verdict_examples(pairs: list[preference.PreferencePair], encoder: JudgeEncoder,

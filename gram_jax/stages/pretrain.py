@@ -10,6 +10,7 @@ import jax
 import ml_collections
 from absl import logging
 
+from gram_jax import stages
 from gram_jax import configlib, loop, model_setup, objectives, parallel, synthetic
 from gram_jax.data import encode, loader, records
 
@@ -18,12 +19,9 @@ def train_files(c: ml_collections.ConfigDict) -> list[str]:
   files = configlib.data_files(c.data.train_files)
   if files:
     return files
-  path = os.path.join(c.workdir, "data", "pretrain_pairs.jsonl")
-  if jax.process_index() == 0 and not os.path.exists(path):
-    pairs = synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
-    synthetic.write_jsonl(synthetic.as_unlabeled(pairs, seed=c.seed), path)
-  parallel.sync("pretrain-data")
-  return [path]
+  pairs = lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
+  return [stages.builtin_jsonl(os.path.join(c.workdir, "data", "pretrain_pairs.jsonl"),
+                               lambda: synthetic.as_unlabeled(pairs(), seed=c.seed))]
 
 
 def run(c: ml_collections.ConfigDict) -> None:
@@ -38,7 +36,8 @@ def run(c: ml_collections.ConfigDict) -> None:
   dataset = encode.TokenizedSet.build([encoder(pair) for pair in pairs])
   logging.info("encoded %d examples (%d trimmed to %d tokens)", len(dataset), dataset.trimmed,
                c.data.cutoff_len)
-  batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len, c.train.micro_batches,
+  batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
+                                 c.train.micro_batches,
                                  seed=c.seed, pack=c.data.pack, pad_id=tokenizer.pad_token_id)
   cfg = model_setup.model_config(c, tokenizer)
   loop.fit(c, mesh, cfg, tokenizer, batches, objectives.causal_lm_loss, c.workdir)

@@ -11,6 +11,7 @@ import jax
 import ml_collections
 from absl import logging
 
+from gram_jax import stages
 from gram_jax import (configlib, loop, model_setup, objectives, parallel, rationale, synthetic,
                       templates)
 from gram_jax.data import encode, loader, preference, records
@@ -29,12 +30,9 @@ def seed_files(c: ml_collections.ConfigDict) -> list[str]:
   files = configlib.data_files(c.data.train_files)
   if files:
     return files
-  path = os.path.join(c.workdir, "data", "seed_proofs.jsonl")
-  if jax.process_index() == 0 and not os.path.exists(path):
-    pairs = synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
-    synthetic.write_jsonl(synthetic.as_proved(pairs, c.seed), path)
-  parallel.sync("prover-data")
-  return [path]
+  pairs = lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
+  return [stages.builtin_jsonl(os.path.join(c.workdir, "data", "seed_proofs.jsonl"),
+                               lambda: synthetic.as_proved(pairs(), c.seed))]
 
 
 def policy_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
