@@ -5,11 +5,12 @@
 
 Both sides train the same architecture on the same random tokens with AdamW: gram_jax with
 float32 master weights and bf16 compute on GPU (float32 on CPU), transformers + torch.optim
-AdamW in bf16 on GPU (float32 on CPU). Prints one JSON object.
+AdamW in bf16 on GPU (float32 on CPU). Each side runs in its own process. Prints one JSON object.
 """
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -26,7 +27,7 @@ def bench_jax(args) -> dict:
   from flax import nnx
   on_cpu = jax.default_backend() == "cpu"
   cfg = presets.architecture(args.arch, dtype="float32" if on_cpu else "bfloat16",
-                             remat=args.remat)
+                             remat=args.remat, attention=args.attention)
   mesh = parallel.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
   c = configlib.base_config("pretrain")
   graphdef, abstract = hf_load.abstract_model(cfg)
@@ -59,7 +60,8 @@ def bench_jax(args) -> dict:
       peak * jax.device_count()) if peak else None
   return {"step_seconds": seconds, "tokens_per_second": tokens / seconds, "mfu": mfu,
           "device": jax.devices()[0].device_kind, "devices": jax.device_count(),
-          "params": cfg.num_params(), "compute_dtype": cfg.dtype,
+          "params": cfg.num_params(), "compute_dtype": cfg.dtype, "remat": cfg.remat,
+          "attention": cfg.attention,
           "final_loss": float(metrics["loss"])}
 
 
@@ -111,15 +113,26 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--remat", default="none")
-  parser.add_argument("--skip_torch", action="store_true")
+  parser.add_argument("--attention", default="auto", help="auto | xla | cudnn (gram_jax side)")
+  parser.add_argument("--side", default="both", choices=["both", "jax", "torch"])
   args = parser.parse_args()
+  if args.side != "both":
+    result = (bench_jax if args.side == "jax" else bench_torch)(args)
+    print(json.dumps(result))
+    return
   report = {"arch": args.arch, "batch": args.batch, "seq": args.seq, "steps": args.steps,
-            "gram_jax": bench_jax(args)}
-  if not args.skip_torch:
-    report["torch_eager"] = bench_torch(args)
-    report["speedup"] = (report["gram_jax"]["tokens_per_second"] /
-                         report["torch_eager"]["tokens_per_second"])
+            "gram_jax": run_side(args, "jax"), "torch_eager": run_side(args, "torch")}
+  report["speedup"] = (report["gram_jax"]["tokens_per_second"] /
+                       report["torch_eager"]["tokens_per_second"])
   print(json.dumps(report, indent=2))
+
+
+def run_side(args, side: str) -> dict:
+  """Each side in its own process: JAX reserves most of the GPU's memory for its pool."""
+  flags = [f"--{k}={v}" for k, v in vars(args).items() if k != "side"]
+  out = subprocess.run([sys.executable, os.path.abspath(__file__), *flags, f"--side={side}"],
+                       check=True, capture_output=True, text=True).stdout
+  return json.loads(out.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import ml_collections
 from gram_jax import parallel
 from gram_jax.data import sources
 from gram_jax.errors import GramError
+from gram_jax.models.config import ATTENTION_IMPLS
 
 STAGES = ("pretrain", "finetune", "prover", "self_train", "evaluate", "serve")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -38,6 +39,7 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.dtype = "auto"  # compute dtype; auto = bfloat16 on accelerators, float32 on CPU
   c.model.remat = "none"  # none | full | dots
+  c.model.attention = "auto"  # auto (cuDNN flash attention on GPU in bf16/f16) | xla | cudnn
   c.model.init = ml_collections.ConfigDict(dict(  # architecture when training from scratch
       family="qwen3", hidden_size=128, intermediate_size=320, num_layers=2, num_heads=4,
       num_kv_heads=2, head_dim=32, max_position_embeddings=1024, tie_word_embeddings=True))
@@ -171,6 +173,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
       raise GramError(f"config.model.{field}: {c.model[field]!r} not in {allowed}")
   if c.model.remat not in ("none", "full", "dots"):
     raise GramError(f"config.model.remat: {c.model.remat!r} not in ('none', 'full', 'dots')")
+  if c.model.attention not in ATTENTION_IMPLS:
+    raise GramError(f"config.model.attention: {c.model.attention!r} not in {ATTENTION_IMPLS}")
   if c.model.path and not os.path.isdir(c.model.path):
     raise GramError(f"config.model.path: {c.model.path}: directory not found")
   data_parallel_size(c)  # checks the mesh against the devices

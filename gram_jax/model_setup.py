@@ -37,14 +37,15 @@ def model_config(c: ml_collections.ConfigDict, tokenizer: Any) -> ModelConfig:
   dtype = configlib.compute_dtype(c)
   if c.model.path:
     cfg = pretrained.read_model_config(c.model.path)
-    return cfg.replace(param_dtype=c.model.param_dtype, dtype=dtype, remat=c.model.remat)
+    return cfg.replace(param_dtype=c.model.param_dtype, dtype=dtype, remat=c.model.remat,
+                       attention=c.model.attention)
   init = c.model.init.to_dict()
   family = init.pop("family")
   return ModelConfig(
       family=family, vocab_size=len(tokenizer), **FAMILY_DEFAULTS[family], **init,
       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
       pad_token_id=tokenizer.pad_token_id, param_dtype=c.model.param_dtype, dtype=dtype,
-      remat=c.model.remat)
+      remat=c.model.remat, attention=c.model.attention)
 
 
 def abstract_state(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:

@@ -11,6 +11,7 @@ from gram_jax.models import rope
 from gram_jax.models.config import ModelConfig
 
 _MASKED = -1e30  # finite, so fully padded query rows give a uniform softmax, not NaN
+_CUDNN_MASKED = -2.0 ** 40  # cuDNN mishandles the difference of two huge negatives
 
 
 def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype: str,
@@ -71,15 +72,28 @@ class Attention(nnx.Module):
     inv_freq = rope.inverse_frequencies(cfg)
     return rope.apply_rope(q, positions, inv_freq), rope.apply_rope(k, positions, inv_freq), v
 
-  def attend(self, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
-             mask_bias: jnp.ndarray) -> jnp.ndarray:
+  def attend(self, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, mask_bias: jnp.ndarray,
+             fused: bool = True) -> jnp.ndarray:
     """Softmax attention of q [b,t,h,d] over k, v [b,s,kv,d]; mask_bias is [b,t,s].
 
-    jax.nn.dot_product_attention handles grouped kv heads and picks the fused kernel
-    (cuDNN flash attention on GPU) where the platform has one.
+    jax.nn.dot_product_attention handles grouped kv heads. Its default is XLA, which
+    materialises the [t, s] scores; with `fused` (t == s, causal) and a GPU in bf16/f16 it
+    runs cuDNN flash attention, which also skips the blocks above the diagonal.
     """
-    out = jax.nn.dot_product_attention(q, k, v, bias=mask_bias[:, None].astype(q.dtype))
+    impl = self._implementation(q) if fused else "xla"
+    bias = mask_bias[:, None]
+    if impl == "cudnn":
+      bias = jnp.maximum(bias, _CUDNN_MASKED)
+    out = jax.nn.dot_product_attention(q, k, v, bias=bias.astype(q.dtype),
+                                       is_causal=impl == "cudnn", implementation=impl)
     return jnp.einsum("bthd,hde->bte", out, _weight(self.o_kernel, out.dtype))
+
+  def _implementation(self, q: jnp.ndarray) -> str:
+    if self.cfg.attention != "auto":
+      return self.cfg.attention
+    supported = (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+                 and self.cfg.head_dim % 8 == 0 and self.cfg.head_dim <= 128)
+    return "cudnn" if supported else "xla"
 
   def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray):
     q, k, v = self.project_qkv(x, positions)
@@ -93,7 +107,7 @@ class Attention(nnx.Module):
     start = (0, index, 0, 0)
     cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start),
              "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)}
-    return self.attend(q, cache["k"], cache["v"], mask_bias), cache
+    return self.attend(q, cache["k"], cache["v"], mask_bias, fused=False), cache
 
 
 class MLP(nnx.Module):

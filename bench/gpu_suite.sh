@@ -1,0 +1,40 @@
+#!/bin/bash
+# Everything this project measures on a lent GPU, in one call (device time is scarce):
+#   bash bench/gpu_suite.sh parity|attention|train|score|generate ...   (results under $OUT, else /tmp)
+# Packages the device image lacks travel as wheels in .wheels/ (git-ignored).
+set -u
+OUT=${OUT:-/tmp/gram_jax_gpu}
+mkdir -p "$OUT"
+if ls .wheels/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-deps --no-index .wheels/*.whl 2>&1 | tail -1
+fi
+python3 - <<'PY' | tee "$OUT/versions.txt"
+import jax, flax, optax, orbax.checkpoint, transformers, torch
+print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__,
+      "orbax", orbax.checkpoint.__version__, "transformers", transformers.__version__,
+      "torch", torch.__version__, jax.devices())
+PY
+for part in "$@"; do
+  start=$(date +%s)
+  case $part in
+    parity)  # float32 parity with transformers (CPU torch), JAX on the GPU at full precision
+      JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest timeout 240 \
+        python3 -m pytest -q -p no:cacheprovider tests/test_hf_parity.py \
+        tests/test_generate.py tests/test_reward.py -k "not mesh" 2>&1 | tail -15 \
+        | tee "$OUT/parity.txt" ;;
+    attention)
+      timeout 120 python3 bench/attention_check.py 2>&1 | tail -20 | tee "$OUT/attention.json" ;;
+    train)
+      timeout 300 python3 bench/train_throughput.py --arch=llama3.2-1b --batch=8 --seq=2048 \
+        --steps=10 --remat=full 2>&1 | tail -40 | tee "$OUT/train.json" ;;
+    score)  # JAX allocates on demand so the PyTorch side in the same process has room
+      export XLA_PYTHON_CLIENT_PREALLOCATE=false
+      timeout 300 python3 bench/score_throughput.py --arch=llama3.2-1b --pairs=512 --batch=32 \
+        2>&1 | tail -20 | tee "$OUT/score.json" ;;
+    generate)
+      export XLA_PYTHON_CLIENT_PREALLOCATE=false
+      timeout 300 python3 bench/generate_throughput.py --arch=llama3.2-1b --batch=64 \
+        --prompt=256 --new=256 2>&1 | tail -20 | tee "$OUT/generate.json" ;;
+  esac
+  echo "== $part: $(( $(date +%s) - start )) s"
+done
