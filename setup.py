@@ -17,6 +17,7 @@ setuptools.setup(
         "sentencepiece>=0.2",
         "ml-collections>=1.0",
         "tensorflow-datasets>=4.9",
+        "importlib_resources>=6.0",  # tfds builders need it (etils.epath), tfds does not pin it
         "absl-py>=2.0",
         "safetensors>=0.4",
         "huggingface-hub>=0.30",

@@ -3,6 +3,7 @@ import gzip
 import json
 
 import pytest
+import tensorflow_datasets as tfds
 
 from gram_jax import GramError, templates
 from gram_jax.data import preference, records
@@ -82,6 +83,36 @@ def test_local_dataset_directory_through_datasets(tmp_path):
   (folder / "train.jsonl").write_text(json.dumps(PLAIN) + "\n")
   pairs, _ = records.read_records([f"hf://{folder}@train"], preference.parse_preference_pair)
   assert pairs[0].chosen == "Hello!" and pairs[0].where.startswith("hf://")
+
+
+class TinyPreferencePairs(tfds.core.GeneratorBasedBuilder):
+  """A local TFDS dataset with RewardBench-style fields, one of them bad (empty chosen)."""
+  VERSION = tfds.core.Version("1.0.0")
+  ROWS = [PLAIN, {**PLAIN, "prompt": "Qué hora es?"}, {**PLAIN, "chosen": ""}]
+
+  def _info(self):
+    text = tfds.features.Text()
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+        {"prompt": text, "chosen": text, "rejected": text, "subset": text}))
+
+  def _split_generators(self, dl_manager):
+    return {"test": self._generate_examples()}
+
+  def _generate_examples(self):
+    yield from enumerate(self.ROWS)
+
+
+def test_tfds_data_source(tmp_path, monkeypatch):
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+  TinyPreferencePairs(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+  spec = "tfds://tiny_preference_pairs@test"
+  pairs, report = records.read_records([spec], preference.parse_preference_pair, on_bad="skip")
+  assert sorted(p.prompt for p in pairs) == ["Hi?", "Qué hora es?"]  # TFDS shuffles keys
+  assert pairs[0].extra["subset"] == "chat" and sum(report.skipped.values()) == 1
+  with pytest.raises(GramError, match=r"tfds://tiny_preference_pairs@test\[\d\].*chosen"):
+    records.read_records([spec], preference.parse_preference_pair)
+  with pytest.raises(GramError, match="tfds://no_such_pairs@test: no prepared TFDS data source"):
+    records.read_records(["tfds://no_such_pairs@test"], preference.parse_preference_pair)
 
 
 def test_real_hh_rlhf_file():

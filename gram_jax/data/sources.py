@@ -1,4 +1,4 @@
-"""Raw rows from local JSON / JSONL / Parquet files or `datasets.load_dataset`.
+"""Raw rows from local JSON / JSONL / Parquet files, `datasets.load_dataset` or TFDS.
 
 Each row comes with where it came from (`file:line` or `file[index]`), so every later error
 can name its source. Malformed bytes or JSON become SourceError; the reader decides whether
@@ -13,6 +13,7 @@ from typing import Any, Iterator
 from gram_jax.errors import GramError
 
 HF_PREFIX = "hf://"
+TFDS_PREFIX = "tfds://"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +32,7 @@ class SourceError(GramError):
 
 
 def check_exists(path: str) -> None:
-  if not path.startswith(HF_PREFIX) and not os.path.isfile(path):
+  if not path.startswith((HF_PREFIX, TFDS_PREFIX)) and not os.path.isfile(path):
     raise GramError(f"{path}: data file not found")
 
 
@@ -92,10 +93,52 @@ def _hub_rows(spec: str) -> Iterator[Row]:
     yield Row(f"{spec}[{index}]", item)
 
 
+def _tfds_rows(spec: str) -> Iterator[Row]:
+  """tfds://NAME[/CONFIG][:VERSION]@SPLIT from an already prepared TFDS data source.
+
+  Random-access `tfds.data_source` (ArrayRecord files under $TFDS_DATA_DIR, no TensorFlow
+  needed); nothing is downloaded: an unprepared dataset is an error that says so.
+  """
+  import tensorflow_datasets as tfds
+  name, _, split = spec[len(TFDS_PREFIX):].partition("@")
+  data_dir = os.environ.get("TFDS_DATA_DIR") or None
+  try:
+    source = tfds.data_source(name, split=split or "train", data_dir=data_dir, download=False)
+  except Exception as e:  # tfds raises several types for unknown / unprepared datasets
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise GramError(f"{spec}: no prepared TFDS data source ({first_line}); prepare it with "
+                    "`tfds build` into $TFDS_DATA_DIR with file_format=array_record") from None
+  for index in range(len(source)):
+    where = f"{spec}[{index}]"
+    try:
+      yield Row(where, _plain(source[index]))
+    except UnicodeDecodeError as e:
+      yield Row(where, SourceError(where, f"text feature is not valid UTF-8 ({e.reason})"))
+
+
+def _plain(value: Any) -> Any:
+  """TFDS features as JSON-like values: bytes -> str, numpy -> Python."""
+  import numpy as np
+  if isinstance(value, dict):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, bytes):
+    return value.decode("utf-8")
+  if isinstance(value, np.ndarray):
+    return [_plain(v) for v in value] if value.ndim else _plain(value.item())
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  return value
+
+
 def iter_rows(path: str) -> Iterator[Row]:
   """Rows of one source; the format follows the file extension."""
   if path.startswith(HF_PREFIX):
     yield from _hub_rows(path)
+    return
+  if path.startswith(TFDS_PREFIX):
+    yield from _tfds_rows(path)
     return
   check_exists(path)
   name = path[:-3] if path.endswith(".gz") else path
@@ -107,4 +150,4 @@ def iter_rows(path: str) -> Iterator[Row]:
     yield from _parquet_rows(path)
   else:
     raise GramError(f"{path}: unknown data format (expected .jsonl, .json, .parquet, "
-                    "optionally .gz, or hf://dataset@split)")
+                    "optionally .gz, hf://dataset@split or tfds://name@split)")
