@@ -26,6 +26,8 @@ setuptools.setup(
         "tensorboardX>=2.6",
         "tqdm>=4.66",
         "psutil>=5.9",
+        "aiohttp>=3.9",  # the reward server (stage serve) and its load test
+        "prometheus-client>=0.20",
     ],
     extras_require={
         # torch is the parity reference; install the CPU build (README pins torch==2.13.0).

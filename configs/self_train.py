@@ -2,7 +2,11 @@
 
   python -m gram_jax.main --config=configs/self_train.py       # built-in task, tiny models, CPU
   python -m gram_jax.main --config=configs/self_train.py:llama3.2-3b \
-      --config.model.path=/models/Llama-3.2-3B-Instruct ...
+      --config.model.path=/models/Llama-3.2-3B-Instruct \
+      --config.self_train.seed_files=helpsteer3_proofs.jsonl \
+      --config.self_train.labeled_files=prefs.jsonl \
+      --config.self_train.unlabeled_files=se_round1.jsonl,se_round2.jsonl,se_round3.jsonl \
+      --config.self_train.heldout_files=rmbench_chat.json
 
 The empty preset runs on a fresh machine with no network: the built-in verifiable task, a
 BPE tokenizer trained on it, tiny models trained from scratch, the compact prompts.
@@ -20,6 +24,12 @@ def get_config(preset: str = ""):
   c.data.seq_len = 192
   c.train.per_device_batch_size = 8
   c.self_train = ml_collections.ConfigDict(dict(
+      # Real data (comma-separated files, hf://, tfds://); all empty = the built-in task.
+      seed_files="",            # proved pairs {question, response_A, response_B, label, rationale}
+      labeled_files="",         # rationale-free labeled pairs for the warm start
+      unlabeled_files="",       # unlabeled pairs; round r reads file (r - 1) mod count
+      heldout_files="",         # labeled pairs for the per-round accuracy (optional)
+      baseline=True,            # also train labeled-only GRAM fine-tuning, for comparison
       rounds=2,                 # R
       seed_pairs=300,           # seed proofs for π_ψ (built-in task)
       labeled_pairs=40,         # rationale-free labeled pairs
@@ -37,11 +47,15 @@ def get_config(preset: str = ""):
       policy_steps=300,         # at least this many steps a training of π_φ
       policy_epochs=6.0,        # and at least this many epochs over its proofs
       learning_rate=3e-3,
+      verdict_cutoff_len=96,    # sequence length of the verdict fine-tunings (0 = cutoff_len)
+      final_finetune_steps=0,   # > 0: GRAM label-smoothed verdict fine-tuning of the final π_φ
   ))
   if preset:
     configlib.apply_model_preset(c, preset)
     c.template.judge = "gram_rr"
+    c.data.builtin_tasks = ""
     c.self_train.update(dict(max_new_tokens=1024, judge_temperature=0.75, batch_size=64,
                              prover_steps=2000, policy_steps=4000, learning_rate=1e-5,
+                             verdict_cutoff_len=0, final_finetune_steps=1000,
                              unlabeled_pairs=500_000, labeled_pairs=0, seed_pairs=0))
   return c

@@ -17,6 +17,13 @@ def bucket_length(length: int, max_len: int) -> int:
   return min(max_len, width)
 
 
+def bucket_widths(max_len: int) -> list[int]:
+  """Every width bucket_length can return for max_len, smallest first."""
+  return sorted({bucket_length(n, max_len) for n in
+                 [1 << k for k in range(max_len.bit_length() + 1)] +
+                 list(range(LINEAR_BUCKET, max_len + LINEAR_BUCKET, LINEAR_BUCKET))})
+
+
 def left_pad(rows: Sequence[Sequence[int]], batch_size: int, width: int,
              pad_id: int) -> tuple[np.ndarray, np.ndarray]:
   """Token ids and attention mask [batch_size, width], each row right-aligned (left padding).

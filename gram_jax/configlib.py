@@ -159,6 +159,21 @@ def prover_template(c: ml_collections.ConfigDict) -> str:
   return templates.PROVER_PROMPT if c.template.prover == "default" else c.template.prover
 
 
+SELF_TRAIN_FILES = ("seed_files", "labeled_files", "unlabeled_files", "heldout_files")
+
+
+def _self_train_files(c: ml_collections.ConfigDict) -> list[tuple[str, str]]:
+  """Real-data self-training needs seed proofs, labeled and unlabeled pairs (held-out is
+  optional); without any of them the built-in task supplies all four."""
+  given = {f: c.self_train[f] for f in SELF_TRAIN_FILES}
+  if any(data_files(v) for v in given.values()) or not builtin_tasks(c):
+    for field in SELF_TRAIN_FILES[:3]:
+      if not data_files(given[field]):
+        raise GramError(f"config.self_train.{field}: required when not running the built-in "
+                        "task (set seed_files, labeled_files and unlabeled_files)")
+  return [(f"self_train.{f}", v) for f, v in given.items()]
+
+
 def data_files(value: str) -> list[str]:
   return [p.strip() for p in value.split(",") if p.strip()]
 
@@ -186,7 +201,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.data.on_bad_record not in ("fail", "skip"):
     raise GramError(f"config.data.on_bad_record: {c.data.on_bad_record!r} not in "
                     "('fail', 'skip')")
-  for field, value in (("data.train_files", c.data.train_files), ("eval.files", c.eval.files)):
+  fields = [("data.train_files", c.data.train_files), ("eval.files", c.eval.files)]
+  if c.stage == "self_train":
+    fields += _self_train_files(c)
+  for field, value in fields:
     for path in data_files(value):
       try:
         sources.check_exists(path)
@@ -195,7 +213,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if not 0.0 <= c.train.label_smoothing < 1.0:
     raise GramError(f"config.train.label_smoothing must be in [0, 1), got "
                     f"{c.train.label_smoothing}")
-  if c.stage == "evaluate" and not c.model.path:
-    raise GramError("config.model.path: required for stage evaluate")
+  if c.stage in ("evaluate", "serve") and not c.model.path:
+    raise GramError(f"config.model.path: required for stage {c.stage}")
   if c.stage == "evaluate" and not data_files(c.eval.files):
     raise GramError("config.eval.files: required for stage evaluate")

@@ -2,17 +2,22 @@
 
   python -m gram_jax.convert --src=HF_DIR --dst=CKPT --to=orbax
   python -m gram_jax.convert --src=CKPT --dst=HF_DIR --to=hf [--max_shard_size=5GB]
+  python -m gram_jax.convert --src=RUN --dst=HF_DIR --to=hf --push_to_hub=ORG/NAME \
+      [--private] [--base_model=Qwen/Qwen3-8B] [--stages=pretrain,finetune] \
+      [--datasets=...] [--eval_report=EVAL_WORKDIR]       # token: $HF_TOKEN
 """
 import os
+import shutil
 import sys
 from typing import Any
 
 from absl import app, flags
 
-from gram_jax import checkpoint, cli_util
+from gram_jax import checkpoint, cli_util, hub
 from gram_jax.errors import GramError
 from gram_jax.hf.export import save_pretrained
 from gram_jax.pretrained import load_pretrained
+from gram_jax.reward import JUDGE_CARD
 from gram_jax.tokenizer import load_tokenizer
 
 FLAGS = flags.FLAGS
@@ -21,6 +26,12 @@ flags.DEFINE_string("dst", None, "Output directory.", required=True)
 flags.DEFINE_enum("to", None, ["hf", "orbax"], "Output format.", required=True)
 flags.DEFINE_string("dtype", None, "Parameter dtype of the output (default: as stored).")
 flags.DEFINE_string("max_shard_size", "5GB", "Largest safetensors file when writing HF.")
+flags.DEFINE_string("push_to_hub", None, "Upload the HF export to this Hub repo (ORG/NAME).")
+flags.DEFINE_bool("private", False, "Create the Hub repository as private.")
+flags.DEFINE_string("base_model", "", "Model card: the model training started from.")
+flags.DEFINE_list("stages", [], "Model card: the gram_jax stages that made the model.")
+flags.DEFINE_list("datasets", [], "Model card: training datasets.")
+flags.DEFINE_string("eval_report", "", "Model card: evaluate-stage workdir or its report.md.")
 
 
 def _tokenizer_if_any(src: str) -> Any:
@@ -34,7 +45,10 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None,
   model = load_pretrained(src, dtype=dtype)
   tokenizer = _tokenizer_if_any(src)
   if to == "hf":
-    return save_pretrained(model, dst, tokenizer=tokenizer, max_shard_size=max_shard_size)
+    out = save_pretrained(model, dst, tokenizer=tokenizer, max_shard_size=max_shard_size)
+    if os.path.isfile(os.path.join(src, JUDGE_CARD)):  # how to read it as a judge
+      shutil.copyfile(os.path.join(src, JUDGE_CARD), os.path.join(out, JUDGE_CARD))
+    return out
   return checkpoint.save_model(model, dst, tokenizer=tokenizer)
 
 
@@ -42,10 +56,18 @@ def main(argv: list[str]) -> None:
   del argv
   cli_util.quiet_library_logs()
   try:
+    if FLAGS.push_to_hub and FLAGS.to != "hf":
+      raise GramError("--push_to_hub needs --to=hf")
     out = convert(FLAGS.src, FLAGS.dst, FLAGS.to, FLAGS.dtype, FLAGS.max_shard_size)
+    print(f"wrote {FLAGS.to} model to {out}")
+    if FLAGS.push_to_hub:
+      card = hub.model_card(out, FLAGS.push_to_hub, FLAGS.base_model, FLAGS.stages,
+                            FLAGS.datasets, FLAGS.eval_report)
+      with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
+        f.write(card)
+      print(f"pushed to {hub.push(out, FLAGS.push_to_hub, FLAGS.private)}")
   except GramError as e:
     sys.exit(f"error: {e}")
-  print(f"wrote {FLAGS.to} model to {out}")
 
 
 if __name__ == "__main__":

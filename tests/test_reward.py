@@ -3,11 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from gram_jax import GramError, objectives, parallel
+import gram_jax
+from gram_jax import GramError, objectives, parallel, templates
 from gram_jax import tokenizer as tok
 from gram_jax.judge import JudgeEncoder
 from gram_jax.batching import bucket_length
-from gram_jax.reward import RewardModel
+from gram_jax.reasoning import ReasoningJudge
+from gram_jax.reward import Reasoning, RewardModel, read_judge_card, write_judge_card
 from tests import hf_fixtures
 
 PAIRS = [
@@ -132,3 +134,45 @@ def test_label_smoothing_is_bradley_terry_plus_margin_penalty():
   margins = np.linspace(-10, 10, 200001)
   loss = -log_sigmoid(margins) + 0.05 * margins
   assert margins[np.argmin(loss)] == pytest.approx(np.log(0.95 / 0.05), abs=1e-3)
+
+
+def test_reasoning_models_score_and_rank_through_their_rationales(tmp_path):
+  path = str(tmp_path / "rr")
+  hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
+  reasoning = Reasoning(max_new_tokens=6)
+  write_judge_card(path, templates.COMPACT_RR_PROMPT, ("A", "B"), reasoning)
+  reward = RewardModel.from_pretrained(path, max_len=256, batch_size=4)
+  assert reward.reasoning == reasoning
+  direct = ReasoningJudge(gram_jax.load_pretrained(path), tok.load_tokenizer(path),
+                          templates.COMPACT_RR_PROMPT, batch_size=4, max_len=256,
+                          max_new_tokens=6).judge_batch(PAIRS[:3])
+  judged = reward.judge_batch(PAIRS[:3])
+  assert [j.rationales for j in judged] == [j.rationales for j in direct]
+  expected = np.array([[j.score_a, j.score_b] for j in direct])
+  np.testing.assert_allclose(reward.score_batch(PAIRS[:3]), expected, atol=1e-6)
+  plain = RewardModel.from_pretrained(path, max_len=256, batch_size=4, reasoning=None,
+                                      template=templates.COMPACT_RR_PROMPT)
+  assert np.abs(plain.score_batch(PAIRS[:3]) - expected).max() > 1e-3  # a different readout
+  prompt, responses = PAIRS[0][0], [PAIRS[0][1], PAIRS[0][2], PAIRS[1][2]]
+  ranked = reward.rank(prompt, responses, method="round_robin")
+  games = [(0, 1), (0, 2), (1, 2)]
+  scores = reward.score_batch([(prompt, responses[i], responses[j]) for i, j in games])
+  totals = np.zeros(3)
+  for (i, j), (si, sj) in zip(games, scores):
+    totals[i], totals[j] = totals[i] + si, totals[j] + sj
+  np.testing.assert_allclose(ranked.scores, totals, atol=1e-6)
+
+
+def test_judge_of_a_verdict_model_follows_its_scores(model_dir):
+  path, _ = model_dir
+  reward = RewardModel.from_pretrained(path, max_len=2048, batch_size=4)
+  for judgment, (score_a, score_b) in zip(reward.judge_batch(PAIRS), reward.score_batch(PAIRS)):
+    assert judgment.rationales == ("", "")
+    assert judgment.preferred == ("A" if score_a > score_b else "B")
+    assert (judgment.score_a, judgment.score_b) == pytest.approx((score_a, score_b))
+
+
+def test_a_broken_judge_card_is_named(tmp_path):
+  (tmp_path / "judge.json").write_text('{"template": "x", "reasoning": {"nope": 1}}')
+  with pytest.raises(GramError, match="judge.json: not a valid judge card"):
+    read_judge_card(str(tmp_path))

@@ -131,7 +131,8 @@ def run(c: ml_collections.ConfigDict) -> None:
   reward = RewardModel.from_pretrained(
       c.model.path, mesh=mesh, compute_dtype=dtype, max_len=c.eval.max_len,
       batch_size=c.eval.batch_size, template=configlib.judge_template(c),
-      labels=tuple(c.template.labels), chat_template=c.tokenizer.chat_template or None)
+      labels=tuple(c.template.labels), chat_template=c.tokenizer.chat_template or None,
+      prefer_card=True)
   reports = []
   for path in configlib.data_files(c.eval.files):
     stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0].replace(".json", "")

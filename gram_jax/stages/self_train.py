@@ -25,8 +25,8 @@ from gram_jax.data import preference, records
 from gram_jax.generate import Generator, Sampling
 from gram_jax.hf.export import save_pretrained
 from gram_jax.reasoning import ReasoningJudge
-from gram_jax.reward import RewardModel
-from gram_jax.stages import finetune, prover
+from gram_jax.reward import Reasoning, RewardModel, write_judge_card
+from gram_jax.stages import builtin_jsonl, finetune, prover
 
 
 def _read_json(path: str) -> Any:
@@ -56,25 +56,28 @@ def sub_config(c: ml_collections.ConfigDict, workdir: str, steps: int,
   return sub
 
 
-def builtin_data(c: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Seed proofs, a few labeled pairs, unlabeled pools (gold kept aside) and a held-out split."""
-  s, tasks, base = c.self_train, configlib.builtin_tasks(c), os.path.join(c.workdir, "data")
-  files = {"seed": os.path.join(base, "seed_proofs.jsonl"),
-           "labeled": os.path.join(base, "labeled.jsonl"),
-           "heldout": os.path.join(base, "heldout.jsonl"),
-           "unlabeled": [os.path.join(base, f"unlabeled_{r}.jsonl")
-                         for r in range(1, s.rounds + 1)]}
-  if jax.process_index() == 0 and not os.path.exists(files["heldout"]):
-    synthetic.write_jsonl(synthetic.as_proved(synthetic.make_pairs(s.seed_pairs, c.seed, tasks),
-                                              c.seed), files["seed"])
-    synthetic.write_jsonl(synthetic.make_pairs(s.labeled_pairs, c.seed + 1, tasks),
-                          files["labeled"])
-    for r, path in enumerate(files["unlabeled"], start=1):
-      pool = synthetic.make_pairs(s.unlabeled_pairs, c.seed + 100 + r, tasks)
-      synthetic.write_jsonl(synthetic.as_unlabeled(pool, c.seed + r), path)
-    synthetic.write_jsonl(synthetic.make_pairs(s.heldout_pairs, c.seed + 10_000, tasks),
-                          files["heldout"])
-  return files
+def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
+  """The configured files, or the built-in task's: seed proofs, a few labeled pairs,
+  unlabeled pools (gold kept aside for the report) and a held-out split."""
+  s = c.self_train
+  if configlib.data_files(s.labeled_files):
+    return {"seed": configlib.data_files(s.seed_files),
+            "labeled": configlib.data_files(s.labeled_files),
+            "heldout": configlib.data_files(s.heldout_files),
+            "unlabeled": configlib.data_files(s.unlabeled_files)}
+  tasks, base = configlib.builtin_tasks(c), os.path.join(c.workdir, "data")
+  path = lambda name: os.path.join(base, name)
+  unlabeled = [builtin_jsonl(path(f"unlabeled_{r}.jsonl"), lambda r=r: synthetic.as_unlabeled(
+      synthetic.make_pairs(s.unlabeled_pairs, c.seed + 100 + r, tasks), c.seed + r))
+      for r in range(1, s.rounds + 1)]
+  return {
+      "seed": [builtin_jsonl(path("seed_proofs.jsonl"), lambda: synthetic.as_proved(
+          synthetic.make_pairs(s.seed_pairs, c.seed, tasks), c.seed))],
+      "labeled": [builtin_jsonl(path("labeled.jsonl"), lambda: synthetic.make_pairs(
+          s.labeled_pairs, c.seed + 1, tasks))],
+      "heldout": [builtin_jsonl(path("heldout.jsonl"), lambda: synthetic.make_pairs(
+          s.heldout_pairs, c.seed + 10_000, tasks))],
+      "unlabeled": unlabeled}
 
 
 def write_jsonl(rows: list[dict], path: str) -> str:
@@ -89,10 +92,10 @@ class SelfTraining:
   def __init__(self, c: ml_collections.ConfigDict):
     self.c, self.s = c, c.self_train
     self.tokenizer = model_setup.load_or_build_tokenizer(c)
-    self.files = builtin_data(c)
+    self.files = data_files(c)
     read = lambda paths, parse: records.read_records(paths, parse, c.data.on_bad_record)[0]
-    self.labeled = read([self.files["labeled"]], preference.parse_preference_pair)
-    self.heldout = read([self.files["heldout"]], preference.parse_preference_pair)
+    self.labeled = read(self.files["labeled"], preference.parse_preference_pair)
+    self.heldout = read(self.files["heldout"], preference.parse_preference_pair)
     self.heldout_triples = [(p.prompt, p.chosen, p.rejected) for p in self.heldout]
 
   def path(self, *parts: str) -> str:
@@ -100,7 +103,7 @@ class SelfTraining:
 
   def train_prover(self) -> str:
     sub = sub_config(self.c, self.path("prover"), self.s.prover_steps, self.s.learning_rate)
-    prover.train_on_proofs(sub, self.tokenizer, [self.files["seed"]],
+    prover.train_on_proofs(sub, self.tokenizer, self.files["seed"],
                            prover.prover_encoder(sub, self.tokenizer), sub.workdir)
     return sub.workdir
 
@@ -116,19 +119,32 @@ class SelfTraining:
                            prover.policy_encoder(sub, self.tokenizer), sub.workdir)
     return sub.workdir
 
-  def baseline_accuracy(self) -> float:
-    """Labeled-only GRAM verdict fine-tuning with the same labels and step budget."""
-    sub = sub_config(self.c, self.path("baseline"), self.s.policy_steps, self.s.learning_rate)
+  def verdict_finetune(self, name: str, train_files: list[str], steps: int,
+                       start_from: str = "") -> float | None:
+    """GRAM label-smoothed verdict fine-tuning (stage finetune, no rationale) into
+    workdir/name, from `start_from` (a run directory) or the base model; held-out accuracy."""
+    sub = sub_config(self.c, self.path(name), steps, self.s.learning_rate)
     with sub.unlocked():
-      sub.stage, sub.template.judge = "finetune", "compact"
-      sub.data.cutoff_len = sub.data.seq_len = min(96, self.c.data.cutoff_len)
-      sub.data.train_files, sub.eval.files = self.files["labeled"], self.files["heldout"]
+      sub.stage = "finetune"
+      sub.template.judge = {"gram_rr": "gram", "compact_rr": "compact"}.get(
+          self.c.template.judge, self.c.template.judge)
+      sub.data.cutoff_len = sub.data.seq_len = self.s.verdict_cutoff_len or sub.data.cutoff_len
+      sub.data.train_files = ",".join(train_files)
+      sub.eval.files = ",".join(self.files["heldout"])
       sub.eval.every_steps = 0
+      if start_from:
+        sub.model.path = start_from
     finetune.run(sub)
-    reward = RewardModel.from_pretrained(sub.workdir, max_len=self.c.data.cutoff_len,
+    if not self.heldout_triples:
+      return None
+    reward = RewardModel.from_pretrained(sub.workdir, max_len=sub.data.cutoff_len,
                                          template=configlib.judge_template(sub))
     scores = reward.score_batch(self.heldout_triples)
     return float(np.mean(scores[:, 0] > scores[:, 1]))
+
+  def heldout_accuracy(self, policy_dir: str) -> float | None:
+    return self.judge(policy_dir).accuracy(self.heldout_triples) if self.heldout_triples \
+        else None
 
   def judge(self, policy_dir: str) -> ReasoningJudge:
     return ReasoningJudge(pretrained.load_pretrained(policy_dir), self.tokenizer,
@@ -165,7 +181,8 @@ class SelfTraining:
 
   def label_round(self, policy_dir: str, round_index: int) -> dict:
     """π_φ judges both orders; consistent, confident, well-formed judgments become labels."""
-    pool = records.read_records([self.files["unlabeled"][round_index - 1]],
+    unlabeled = self.files["unlabeled"]
+    pool = records.read_records([unlabeled[(round_index - 1) % len(unlabeled)]],
                                 records.parse_unlabeled_pair, self.c.data.on_bad_record)[0]
     judged = self.judge(policy_dir).judge_batch(
         [(p.prompt, p.response_a, p.response_b) for p in pool],
@@ -195,6 +212,18 @@ class SelfTraining:
                 [r["label"] == r["gold"] for r in with_gold])) if with_gold else None}
 
 
+def preference_file(job: SelfTraining, rounds: int) -> str:
+  """Every kept pseudo-label so far as {prompt, chosen, rejected}, for verdict fine-tuning."""
+  rows = []
+  for r in range(1, rounds + 1):
+    for line in open(job.path(f"round_{r}", "kept.jsonl"), encoding="utf-8"):
+      row = json.loads(line)
+      chosen, rejected = ((row["response_a"], row["response_b"]) if row["label"] == "A"
+                          else (row["response_b"], row["response_a"]))
+      rows.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected})
+  return builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), lambda: rows)
+
+
 def report_table(rows: list[dict]) -> str:
   lines = ["| stage | judged | kept | kept agree w/ gold | held-out accuracy |",
            "|---|---|---|---|---|"]
@@ -208,9 +237,11 @@ def report_table(rows: list[dict]) -> str:
 def run(c: ml_collections.ConfigDict) -> None:
   job = SelfTraining(c)
   prover_dir = job.train_prover()
-  rows = [{"stage": "labeled-only fine-tuning", **once(
-      job.path("baseline", "result.json"),
-      lambda: {"heldout_accuracy": job.baseline_accuracy()})}]
+  rows = []
+  if c.self_train.baseline and job.heldout_triples:  # same labels, same step budget
+    rows.append({"stage": "labeled-only fine-tuning", **once(
+        job.path("baseline", "result.json"), lambda: {"heldout_accuracy": job.verdict_finetune(
+            "baseline", job.files["labeled"], c.self_train.policy_steps)})})
   labeled_items = [{"prompt": p.prompt, "response_a": a, "response_b": b, "label": label}
                    for p in job.labeled
                    for a, b, label in ((p.chosen, p.rejected, "A"), (p.rejected, p.chosen, "B"))]
@@ -219,7 +250,7 @@ def run(c: ml_collections.ConfigDict) -> None:
     job.prove(prover_dir, labeled_items, proof_files[0])
   policy = job.train_policy(0, proof_files)
   rows.append({"stage": "warm start", **once(job.path("round_0", "result.json"), lambda: {
-      "heldout_accuracy": job.judge(policy).accuracy(job.heldout_triples)})})
+      "heldout_accuracy": job.heldout_accuracy(policy)})})
   for r in range(1, c.self_train.rounds + 1):
     stats = once(job.path(f"round_{r}", "labels.json"), lambda: job.label_round(policy, r))
     kept_path = job.path(f"round_{r}", "kept.jsonl")
@@ -232,7 +263,12 @@ def run(c: ml_collections.ConfigDict) -> None:
     policy = job.train_policy(r, proof_files)
     rows.append({"stage": f"round {r}", **stats, **once(
         job.path(f"round_{r}", "result.json"),
-        lambda: {"heldout_accuracy": job.judge(policy).accuracy(job.heldout_triples)})})
+        lambda: {"heldout_accuracy": job.heldout_accuracy(policy)})})
+  if c.self_train.final_finetune_steps:
+    rows.append({"stage": "final label-smoothed fine-tuning", **once(
+        job.path("final", "result.json"), lambda: {"heldout_accuracy": job.verdict_finetune(
+            "final", job.files["labeled"] + [preference_file(job, c.self_train.rounds)],
+            c.self_train.final_finetune_steps, start_from=policy)})})
   table = report_table(rows)
   if jax.process_index() == 0:
     with open(job.path("rounds.jsonl"), "w", encoding="utf-8") as f:
@@ -240,5 +276,8 @@ def run(c: ml_collections.ConfigDict) -> None:
     with open(job.path("report.md"), "w", encoding="utf-8") as f:
       f.write(table + "\n")
   save_pretrained(pretrained.load_pretrained(policy), job.path("hf"), tokenizer=job.tokenizer)
+  if jax.process_index() == 0:
+    write_judge_card(job.path("hf"), configlib.judge_template(c), c.template.labels, Reasoning(
+        c.template.rationale_format, c.self_train.max_new_tokens, c.self_train.judge_temperature))
   print(table)
   logging.info("final model exported to %s", job.path("hf"))

@@ -1,0 +1,170 @@
+"""The reward server over real HTTP on a loopback port: endpoints, limits, API key, and
+served scores equal to direct RewardModel calls."""
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from gram_jax import GramError, configlib, templates
+from gram_jax.reward import RewardModel
+from gram_jax.serve_util import BackgroundServer
+from gram_jax.server import Limits, RewardServer
+from tests import cli, hf_fixtures
+
+PAIRS = [("What is the capital of France?", "Paris is the capital.", "The answer is 4."),
+         ("What is 2 + 2?", "The answer is 4.", "Paris."),
+         ("Name a fruit.", "A", "Response A is better than response B.")]
+LIMITS = Limits(max_body_bytes=20_000, max_pairs=8, max_text_chars=2_000, max_input_tokens=600,
+                max_batch_pairs=8, max_wait_ms=20)
+
+
+@pytest.fixture(scope="module")
+def reward(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("served"))
+  hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
+  return RewardModel.from_pretrained(path, max_len=1024, batch_size=4)
+
+
+@pytest.fixture(scope="module", params=["open", "with_key"])
+def server(request, reward):
+  key = "s3cret" if request.param == "with_key" else ""
+  running = BackgroundServer(RewardServer(reward, LIMITS, api_key=key))
+  yield running, key
+  running.stop()
+
+
+def call(server, path, body=None, key=None, raw: bytes | None = None):
+  running, server_key = server
+  key = server_key if key is None else key
+  data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+  request = urllib.request.Request(running.url + path, data=data,
+                                   headers={"Authorization": f"Bearer {key}"} if key else {})
+  try:
+    with urllib.request.urlopen(request, timeout=120) as response:
+      payload = response.read()
+      return response.status, payload if path == "/metrics" else json.loads(payload)
+  except urllib.error.HTTPError as e:
+    return e.code, json.loads(e.read())
+
+
+def as_body(pairs):
+  return {"pairs": [dict(zip(("prompt", "response_a", "response_b"), p)) for p in pairs]}
+
+
+def test_score_equals_direct_scores(server, reward):
+  status, body = call(server, "/score", as_body(PAIRS))
+  assert status == 200
+  np.testing.assert_allclose(body["scores"], reward.score_batch(PAIRS), atol=1e-6)
+
+
+def test_rank_and_reward(server, reward):
+  prompt, responses = PAIRS[0][0], [PAIRS[0][1], PAIRS[0][2], PAIRS[2][2]]
+  status, body = call(server, "/rank", {"prompt": prompt, "responses": responses,
+                                        "method": "round_robin"})
+  expected = reward.rank(prompt, responses, "round_robin")
+  assert status == 200 and body["best"] == expected.best and body["order"] == expected.order
+  queries = [p + r for p, r, _ in PAIRS]
+  status, body = call(server, "/get_reward", {"query": queries, "prompts": [p for p, _, _ in PAIRS],
+                                              "labels": [ref for _, _, ref in PAIRS]})
+  assert status == 200
+  np.testing.assert_allclose(body["rewards"], reward.score_batch(PAIRS)[:, 0], atol=1e-6)
+
+
+def test_health_and_metrics(server):
+  assert call(server, "/health") == (200, {"status": "ok", "reasoning": False, "max_len": 1024})
+  call(server, "/score", as_body(PAIRS[:1]))
+  status, text = call(server, "/metrics")
+  assert status == 200
+  assert b'gram_requests_total{endpoint="score",status="200"}' in text
+  assert b"gram_batch_pairs_bucket" in text and b"gram_request_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("path,body,status,message", [
+    ("/score", {"pairs": "no"}, 400, "pairs: expected a list"),
+    ("/score", {"pairs": [{"prompt": "q", "response_a": 3, "response_b": "b"}]}, 400,
+     r"pairs\[0\].response_a: expected a string"),
+    ("/score", {"pairs": [{"prompt": "q", "response_a": "a", "response_b": "b"}] * 9}, 413,
+     "max_pairs=8"),
+    ("/score", {"pairs": [{"prompt": "q", "response_a": "x" * 2001, "response_b": "b"}]}, 413,
+     "max_text_chars=2000"),
+    ("/score", {"pairs": [{"prompt": "q", "response_a": "Paris " * 300, "response_b": "b"}]}, 413,
+     "max_input_tokens=600"),
+    ("/rank", {"prompt": "q", "responses": ["a", "b"], "method": "vote"}, 400, "method: 'vote'"),
+    ("/reward", {"query": ["qa"], "prompts": ["q"]}, 400, "references: expected a list"),
+    ("/score", [1, 2], 400, "body: expected a JSON object"),
+])
+def test_bad_requests_say_what_is_wrong(server, path, body, status, message):
+  got, answer = call(server, path, body)
+  assert got == status
+  assert re.search(message, answer["error"])
+
+
+def test_malformed_and_oversize_bodies(server):
+  status, answer = call(server, "/score", raw=b'{"pairs": [')
+  assert status == 400 and "not valid JSON" in answer["error"]
+  status, answer = call(server, "/score", raw=b"x" * 30_000)
+  assert status == 413 and "max_body_bytes=20000" in answer["error"]
+
+
+def test_api_key(server):
+  running, key = server
+  status, _ = call(server, "/score", as_body(PAIRS[:1]), key="wrong")
+  assert status == (401 if key else 200)
+
+
+def test_serve_needs_a_model_path():
+  c = configlib.base_config("serve")
+  with pytest.raises(GramError, match="model.path: required for stage serve"):
+    configlib.validate(c)
+
+
+def test_the_serve_stage_answers_and_stops_on_sigterm(tmp_path):
+  path = str(tmp_path / "model")
+  hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  process = subprocess.Popen(
+      cli.main_command("configs/serve.py", f"--config.model.path={path}",
+                       f"--config.serve.port={port}", "--config.serve.max_len=256",
+                       "--config.template.judge=compact"),
+      cwd=cli.ROOT, env=cli.main_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  url = f"http://127.0.0.1:{port}"
+  deadline = time.time() + 300
+  while True:
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    assert time.time() < deadline
+    try:
+      with urllib.request.urlopen(url + "/health", timeout=5) as response:
+        assert json.loads(response.read())["status"] == "ok"
+        break
+    except OSError:
+      time.sleep(0.5)
+  request = urllib.request.Request(url + "/score", data=json.dumps(as_body(PAIRS)).encode())
+  with urllib.request.urlopen(request, timeout=60) as response:
+    served = json.loads(response.read())["scores"]
+  process.send_signal(signal.SIGTERM)
+  assert process.wait(timeout=60) == 0
+  direct = RewardModel.from_pretrained(path, max_len=256, template=templates.COMPACT_JUDGE_PROMPT)
+  np.testing.assert_allclose(served, direct.score_batch(PAIRS), atol=1e-6)
+
+
+def test_concurrent_requests_are_batched_without_changing_scores(server, reward):
+  import concurrent.futures
+  pools = [[PAIRS[i % 3], PAIRS[(i + 1) % 3]] for i in range(12)]
+  with concurrent.futures.ThreadPoolExecutor(12) as threads:
+    answers = list(threads.map(lambda pairs: call(server, "/score", as_body(pairs)), pools))
+  for pairs, (status, body) in zip(pools, answers):
+    assert status == 200
+    np.testing.assert_allclose(body["scores"], reward.score_batch(pairs), atol=1e-6)
+  status, text = call(server, "/metrics")
+  sizes = re.search(rb"gram_batch_pairs_sum ([0-9.e+]+)", text), re.search(
+      rb"gram_batch_pairs_count ([0-9.e+]+)", text)
+  assert float(sizes[0].group(1)) / float(sizes[1].group(1)) > 2  # requests were merged
