@@ -62,7 +62,7 @@ def main() -> None:
   from gram_jax.reward import RewardModel
   from gram_jax.serve_util import BackgroundServer
   from gram_jax.server import Limits, RewardServer
-  pool = [(p.prompt, p.chosen, p.rejected) for p in synthetic.make_pairs(args.pool, 0)]
+  pool = [(p["prompt"], p["chosen"], p["rejected"]) for p in synthetic.make_pairs(args.pool, 0)]
   tokenizer = tok.train_bpe_tokenizer(list(synthetic.corpus(synthetic.make_pairs(200, 1))) +
                                       [templates.COMPACT_JUDGE_PROMPT] * 3, vocab_size=1024)
   cfg = presets.architecture(args.arch, vocab_size=len(tokenizer))

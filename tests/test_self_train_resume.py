@@ -3,6 +3,7 @@ it resumes where it was and ends with the same kept pairs and results as an unbr
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -47,7 +48,11 @@ def test_killed_inside_a_round_resumes_with_the_same_kept_pairs(tmp_path):
   stages = [json.loads(l)["stage"] for l in open(unbroken / "rounds.jsonl")]
   assert stages == ["warm start", "round 1", "final label-smoothed fine-tuning"]
 
-  broken = tmp_path / "broken"
+  broken = tmp_path / "broken"  # the unbroken run's state before round 1, then round 1 again
+  shutil.copytree(unbroken, broken)
+  for later in ("round_1", "final", "rounds.jsonl", "report.md", "hf"):
+    target = broken / later
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
   process = subprocess.Popen(cli.main_command(CONFIG, *_overrides(broken, data)), cwd=cli.ROOT,
                              env=cli.main_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)

@@ -5,6 +5,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -168,3 +169,29 @@ def test_concurrent_requests_are_batched_without_changing_scores(server, reward)
   sizes = re.search(rb"gram_batch_pairs_sum ([0-9.e+]+)", text), re.search(
       rb"gram_batch_pairs_count ([0-9.e+]+)", text)
   assert float(sizes[0].group(1)) / float(sizes[1].group(1)) > 2  # requests were merged
+
+
+def test_best_of_n_cli_writes_the_winners(tmp_path):
+  path = str(tmp_path / "model")
+  hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
+  rows = [{"prompt": PAIRS[0][0], "responses": [PAIRS[0][1], PAIRS[0][2], PAIRS[2][2]], "id": 7},
+          {"prompt": PAIRS[1][0], "responses": [PAIRS[1][2], PAIRS[1][1]]}]
+  (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  out = tmp_path / "winners.jsonl"
+  result = subprocess.run(
+      [sys.executable, "-m", "gram_jax.best_of_n", f"--model={path}",
+       f"--input={tmp_path / 'in.jsonl'}", f"--output={out}", "--method=round_robin",
+       "--max_len=1024"], cwd=cli.ROOT, env=cli.main_env(), capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  direct = RewardModel.from_pretrained(path, max_len=1024)
+  for row, winner in zip(rows, [json.loads(l) for l in open(out)]):
+    expected = direct.rank(row["prompt"], row["responses"], "round_robin").best
+    assert winner["best_index"] == expected and winner.get("id") == row.get("id")
+    assert winner["best_response"] == row["responses"][expected]
+  (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "q", "responses": []}) + "\n")
+  bad = subprocess.run([sys.executable, "-m", "gram_jax.best_of_n", f"--model={path}",
+                        f"--input={tmp_path / 'bad.jsonl'}", f"--output={out}"], cwd=cli.ROOT,
+                       env=cli.main_env(), capture_output=True, text=True, timeout=300)
+  assert cli.error_line(bad) == f"error: {tmp_path / 'bad.jsonl'}:1: field 'responses': " \
+                                "expected a non-empty list of strings"
