@@ -24,6 +24,8 @@ def get_config(preset: str = ""):
       max_text_chars=100_000,        # one prompt or response
       max_input_tokens=8192,         # prompt + both responses
       warm_up=True,                  # compile every length bucket before listening
+      reference_model="",            # /reward without references: this policy's greedy answer
+      reference_max_new_tokens=512,
   ))
   if preset:
     configlib.apply_model_preset(c, preset)

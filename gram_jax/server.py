@@ -138,9 +138,10 @@ def parse_rank_request(body: Any, limits: Limits) -> tuple[str, list[str], str]:
   return prompt, responses, method
 
 
-def parse_reward_request(body: Any, limits: Limits) -> list[tuple[str, str, str]]:
+def parse_reward_request(body: Any, limits: Limits) -> list[tuple[str, str, str | None]]:
   """OpenRLHF remote RM: {"query": [prompt+response], "prompts": [prompt], "references" or
-  "labels": [reference response]} -> (prompt, response, reference) triples."""
+  "labels": [reference response]} -> (prompt, response, reference) triples; without
+  references the reference is None (the server generates it, when it has a reference model)."""
   if not isinstance(body, dict):
     raise RequestError(400, "body: expected a JSON object")
   queries = _list(body, "query", limits)
@@ -148,6 +149,8 @@ def parse_reward_request(body: Any, limits: Limits) -> list[tuple[str, str, str]
   if not isinstance(prompts, list) or len(prompts) != len(queries):
     raise RequestError(400, "prompts: expected a list as long as query")
   references = body.get("references", body.get("labels"))
+  if references is None:
+    references = [None] * len(queries)
   if not isinstance(references, list) or len(references) != len(queries):
     raise RequestError(400, "references: expected a list as long as query (the reference "
                             "response each sample is compared with; 'labels' also works)")
@@ -156,13 +159,21 @@ def parse_reward_request(body: Any, limits: Limits) -> list[tuple[str, str, str]
     query = _text(query, f"query[{i}]", limits)
     prompt = _text(prompt, f"prompts[{i}]", limits)
     response = query[len(prompt):] if query.startswith(prompt) else query
-    triples.append((prompt, response, _text(reference, f"references[{i}]", limits)))
+    if reference is not None:
+      reference = _text(reference, f"references[{i}]", limits)
+    triples.append((prompt, response, reference))
   return triples
 
 
 class RewardServer:
-  def __init__(self, reward: RewardModel, limits: Limits = Limits(), api_key: str = ""):
+  """`reference`, when given, writes the reference response for prompts a /reward request
+  sends without one (the paper's PPO reward: a sample scored against a greedy reference)."""
+
+  def __init__(self, reward: RewardModel, limits: Limits = Limits(), api_key: str = "",
+               reference: Callable[[list[str]], list[str]] | None = None):
     self.reward, self.limits, self.api_key = reward, limits, api_key
+    self.reference = reference
+    self.references: dict[str, str] = {}  # prompt -> generated reference, latest 10,000
     self.metrics = Metrics()
     self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scorer")
     self.batcher: Batcher | None = None
@@ -225,6 +236,17 @@ class RewardServer:
 
   async def reward_endpoint(self, body: Any) -> dict:
     triples = parse_reward_request(body, self.limits)
+    missing = sorted({p for p, _, ref in triples if ref is None} - set(self.references))
+    if missing and self.reference is None:
+      raise RequestError(400, "references: required (send 'references' or 'labels', or start "
+                              "the server with serve.reference_model)")
+    if missing:
+      made = await asyncio.get_running_loop().run_in_executor(self.executor, self.reference,
+                                                              missing)
+      self.references.update(zip(missing, made))
+      while len(self.references) > 10_000:
+        self.references.pop(next(iter(self.references)))
+    triples = [(p, r, self.references[p] if ref is None else ref) for p, r, ref in triples]
     self.check_lengths(triples, "query")
     scores = await self.batcher.submit(triples)
     return {"rewards": scores[:, 0].tolist(), "reference_scores": scores[:, 1].tolist()}

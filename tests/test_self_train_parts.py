@@ -34,12 +34,12 @@ def test_builtin_data_keeps_gold_aside(tmp_path):
   spec.loader.exec_module(module)
   c = module.get_config("")
   c.workdir = str(tmp_path)
-  files = self_train.builtin_data(c)
+  files = self_train.data_files(c)
   unlabeled = [json.loads(l) for l in open(files["unlabeled"][0])]
   assert len(unlabeled) == c.self_train.unlabeled_pairs and {"A", "B"} == {
       r["gold"] for r in unlabeled}
-  seeds = [json.loads(l) for l in open(files["seed"])]
+  seeds = [json.loads(l) for l in open(files["seed"][0])]
   assert all(f"Response {r['label']} is better." in r["rationale"] for r in seeds)
-  labeled = open(files["labeled"]).read()
-  heldout = [json.loads(l)["prompt"] for l in open(files["heldout"])]
+  labeled = open(files["labeled"][0]).read()
+  heldout = [json.loads(l)["prompt"] for l in open(files["heldout"][0])]
   assert len(heldout) == c.self_train.heldout_pairs and labeled

@@ -13,7 +13,9 @@ import urllib.request
 import numpy as np
 import pytest
 
+import gram_jax
 from gram_jax import GramError, configlib, templates
+from gram_jax.generate import Generator
 from gram_jax.reward import RewardModel
 from gram_jax.serve_util import BackgroundServer
 from gram_jax.server import Limits, RewardServer
@@ -27,10 +29,15 @@ LIMITS = Limits(max_body_bytes=20_000, max_pairs=8, max_text_chars=2_000, max_in
 
 
 @pytest.fixture(scope="module")
-def reward(tmp_path_factory):
+def model_path(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("served"))
   hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
-  return RewardModel.from_pretrained(path, max_len=1024, batch_size=4)
+  return path
+
+
+@pytest.fixture(scope="module")
+def reward(model_path):
+  return RewardModel.from_pretrained(model_path, max_len=1024, batch_size=4)
 
 
 @pytest.fixture(scope="module", params=["open", "with_key"])
@@ -98,7 +105,9 @@ def test_health_and_metrics(server):
     ("/score", {"pairs": [{"prompt": "q", "response_a": "Paris " * 300, "response_b": "b"}]}, 413,
      "max_input_tokens=600"),
     ("/rank", {"prompt": "q", "responses": ["a", "b"], "method": "vote"}, 400, "method: 'vote'"),
-    ("/reward", {"query": ["qa"], "prompts": ["q"]}, 400, "references: expected a list"),
+    ("/reward", {"query": ["qa"], "prompts": ["q"]}, 400, "references: required"),
+    ("/reward", {"query": ["qa"], "prompts": ["q"], "labels": "x"}, 400,
+     "references: expected a list"),
     ("/score", [1, 2], 400, "body: expected a JSON object"),
 ])
 def test_bad_requests_say_what_is_wrong(server, path, body, status, message):
@@ -195,3 +204,19 @@ def test_best_of_n_cli_writes_the_winners(tmp_path):
                        env=cli.main_env(), capture_output=True, text=True, timeout=300)
   assert cli.error_line(bad) == f"error: {tmp_path / 'bad.jsonl'}:1: field 'responses': " \
                                 "expected a non-empty list of strings"
+
+
+def test_reward_against_greedy_references(reward, model_path):
+  generator = Generator(gram_jax.load_pretrained(model_path), reward.tokenizer, 4, 256)
+  make = lambda prompts: [g.text.strip() for g in generator.generate(prompts, 8)]
+  running = BackgroundServer(RewardServer(reward, LIMITS, reference=make))
+  try:
+    prompts = [p for p, _, _ in PAIRS]
+    status, body = call((running, ""), "/reward", {"query": [p + r for p, r, _ in PAIRS],
+                                                   "prompts": prompts})
+  finally:
+    running.stop()
+  assert status == 200
+  references = make(prompts)
+  expected = reward.score_batch([(p, r, ref) for (p, r, _), ref in zip(PAIRS, references)])
+  np.testing.assert_allclose(body["rewards"], expected[:, 0], atol=1e-6)

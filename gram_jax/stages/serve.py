@@ -1,12 +1,16 @@
 """Stage `serve`: load a reward model, compile its shapes, answer HTTP until stopped."""
 import os
+from typing import Callable
 
 import ml_collections
 from absl import logging
 from aiohttp import web
 
 from gram_jax import configlib, parallel
+from gram_jax.generate import Generator
+from gram_jax.pretrained import load_pretrained
 from gram_jax.reward import RewardModel
+from gram_jax.tokenizer import load_tokenizer, render_user_turn
 from gram_jax.server import Limits, RewardServer
 
 
@@ -22,7 +26,18 @@ def build_server(c: ml_collections.ConfigDict) -> RewardServer:
     logging.info("compiled %d length buckets", reward.warm_up())
   limits = Limits(s.max_body_bytes, s.max_pairs, s.max_text_chars, s.max_input_tokens,
                   s.max_batch_pairs, s.max_wait_ms)
-  return RewardServer(reward, limits, api_key=os.environ.get(s.api_key_env, ""))
+  reference = greedy_references(s.reference_model, s.reference_max_new_tokens, s.batch_size,
+                                s.max_len, mesh) if s.reference_model else None
+  return RewardServer(reward, limits, os.environ.get(s.api_key_env, ""), reference)
+
+
+def greedy_references(path: str, max_new_tokens: int, batch_size: int, max_len: int,
+                      mesh) -> Callable[[list[str]], list[str]]:
+  """The reference policy's greedy answer to each prompt (rendered as one user turn)."""
+  tokenizer = load_tokenizer(path)
+  generator = Generator(load_pretrained(path, mesh=mesh), tokenizer, batch_size, max_len, mesh)
+  return lambda prompts: [g.text.strip() for g in generator.generate(
+      [render_user_turn(tokenizer, p) for p in prompts], max_new_tokens)]
 
 
 def run(c: ml_collections.ConfigDict) -> None:
