@@ -1,7 +1,9 @@
 #!/bin/bash
 # Everything this project measures on a lent GPU, in one call (device time is scarce):
 #   bash bench/gpu_suite.sh parity|attention|train|score|generate ...   (results under $OUT, else /tmp)
-# Packages the device image lacks travel as wheels in .wheels/ (git-ignored).
+# Packages the device image lacks (ml_collections, tensorboardX) travel as wheels in .wheels/
+# (git-ignored; fill it with `pip download --no-deps -d .wheels ml_collections tensorboardX`
+# and name it in the device call's carry).
 set -u
 OUT=${OUT:-/tmp/gram_jax_gpu}
 mkdir -p "$OUT"
