@@ -60,7 +60,7 @@ def main() -> None:
   from gram_jax.models import presets
   from gram_jax.models.decoder import Decoder
   from gram_jax.reward import RewardModel
-  from gram_jax.serve_util import BackgroundServer
+  from gram_jax.serve_util import serve_in_background
   from gram_jax.server import Limits, RewardServer
   pool = [(p["prompt"], p["chosen"], p["rejected"]) for p in synthetic.make_pairs(args.pool, 0)]
   tokenizer = tok.train_bpe_tokenizer(list(synthetic.corpus(synthetic.make_pairs(200, 1))) +
@@ -78,7 +78,7 @@ def main() -> None:
   for _ in range(3):
     reward.score_batch(pool)
   direct_pairs_per_second = 3 * len(pool) / (time.perf_counter() - direct_start)
-  server = BackgroundServer(RewardServer(reward, Limits(max_batch_pairs=32, max_wait_ms=5)))
+  server = serve_in_background(RewardServer(reward, Limits(max_batch_pairs=32, max_wait_ms=5)))
   stats = {"latencies": [], "errors": 0, "wrong": 0, "pairs": 0}
   deadline = time.monotonic() + args.seconds
   start = time.perf_counter()

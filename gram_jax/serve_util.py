@@ -35,7 +35,7 @@ class BackgroundApp:
     self.thread.join(30)
 
 
-def BackgroundServer(server: RewardServer, host: str = "127.0.0.1",
-                     port: int = 0) -> BackgroundApp:
+def serve_in_background(server: RewardServer, host: str = "127.0.0.1",
+                        port: int = 0) -> BackgroundApp:
   """The reward server, listening on loopback in a background thread."""
   return BackgroundApp(server.app(), host, port)

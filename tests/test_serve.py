@@ -17,7 +17,7 @@ import gram_jax
 from gram_jax import GramError, configlib, templates
 from gram_jax.generate import Generator
 from gram_jax.reward import RewardModel
-from gram_jax.serve_util import BackgroundServer
+from gram_jax.serve_util import serve_in_background
 from gram_jax.server import Limits, RewardServer
 from tests import cli, hf_fixtures
 
@@ -43,7 +43,7 @@ def reward(model_path):
 @pytest.fixture(scope="module", params=["open", "with_key"])
 def server(request, reward):
   key = "s3cret" if request.param == "with_key" else ""
-  running = BackgroundServer(RewardServer(reward, LIMITS, api_key=key))
+  running = serve_in_background(RewardServer(reward, LIMITS, api_key=key))
   yield running, key
   running.stop()
 
@@ -209,7 +209,7 @@ def test_best_of_n_cli_writes_the_winners(tmp_path):
 def test_reward_against_greedy_references(reward, model_path):
   generator = Generator(gram_jax.load_pretrained(model_path), reward.tokenizer, 4, 256)
   make = lambda prompts: [g.text.strip() for g in generator.generate(prompts, 8)]
-  running = BackgroundServer(RewardServer(reward, LIMITS, reference=make))
+  running = serve_in_background(RewardServer(reward, LIMITS, reference=make))
   try:
     prompts = [p for p, _, _ in PAIRS]
     status, body = call((running, ""), "/reward", {"query": [p + r for p, r, _ in PAIRS],
