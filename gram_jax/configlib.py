@@ -78,6 +78,7 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.train.eps = 1e-8
   c.train.peak_flops_per_device = 0.0  # 0 = look up by device kind
   c.train.label_smoothing = 0.1  # verdict loss; official convention (PyTorch label_smoothing)
+  c.train.max_bad_steps = 10  # stop after this many non-finite steps in a row (0 = never)
 
   c.template = ml_collections.ConfigDict()
   c.template.judge = "gram"  # gram (official prompt), compact (tiny demos) or the text itself

@@ -149,9 +149,10 @@ class Generator:
 
   def generate(self, prompts: Sequence[str | Sequence[int]], max_new_tokens: int = 256,
                sampling: Sampling = Sampling(), seed: int = 0,
-               stop: Sequence[str] = ()) -> list[Generation]:
+               stop: Sequence[str] = (), first_index: int = 0) -> list[Generation]:
     """One Generation per prompt, in order. Prompts longer than max_prompt_len keep their
-    last max_prompt_len tokens."""
+    last max_prompt_len tokens. Prompt i samples with key (seed, first_index + i), so work
+    split into chunks samples exactly as in one call."""
     encoded = [list(p) if not isinstance(p, str) else
                self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
     encoded = [ids[-self.max_prompt_len:] for ids in encoded]
@@ -164,7 +165,7 @@ class Generator:
       width = bucket_length(max(len(encoded[i]) for i in rows), self.max_prompt_len)
       ids, mask = left_pad([encoded[i] for i in rows], self.batch_size, width, self.pad_id)
       keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(
-          jnp.asarray(np.pad(rows, (0, self.batch_size - len(rows)))))
+          jnp.asarray(np.pad(rows, (0, self.batch_size - len(rows))) + first_index))
       out, reasons, lengths = jax.device_get(_generate(
           self.graphdef, self.params, self._put(ids), self._put(mask), keys, max_new_tokens,
           sampling, self.eos_ids, stops, self.pad_id))

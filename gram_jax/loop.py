@@ -9,14 +9,16 @@ import time
 from typing import Any, Callable
 
 import jax
+from absl import logging
 from flax import nnx
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from gram_jax import flops, model_setup, train
+from gram_jax import flops, model_setup, preemption, train
 from gram_jax.checkpoint import MODEL_CONFIG
 from gram_jax.data.loader import ShuffledCursor
+from gram_jax.errors import GramError
 from gram_jax.metrics import MetricsLogger
 from gram_jax.models.config import ModelConfig
 from gram_jax.pretrained import RUN_CHECKPOINTS
@@ -76,22 +78,52 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, cfg: ModelConfig, tokenizer: A
   token_flops = flops.training_flops_per_token(cfg, batches.seq_len)
   peak = flops.peak_flops_per_device(c.train.peak_flops_per_device)
   logger = MetricsLogger(workdir, steps, start)
+  bad_steps = 0
   last_time = time.perf_counter()
-  for step in range(start, steps):
-    host_batch = next(batches)
-    state, metrics = step_fn(state, trainer.put_batch(host_batch))
-    metrics = jax.device_get(metrics)
-    now = time.perf_counter()
-    seconds, last_time = now - last_time, now
-    positions = host_batch["input_ids"].size * jax.process_count()
-    tokens = batches.count_tokens(host_batch) * jax.process_count()
-    mfu = token_flops * positions / seconds / (peak * jax.device_count()) if peak else None
-    logger.log(step + 1, {**metrics, "step_seconds": seconds, "tokens_per_second":
-                          tokens / seconds, "mfu": mfu})
-    meta = {"data_position": batches.state(), "step": step + 1}
-    checkpointer.save(step + 1, state, meta, force=step + 1 == steps)
-    if evaluate and ((eval_every and (step + 1) % eval_every == 0) or step + 1 == steps):
-      logger.log_extra("eval", step + 1, evaluate(graphdef, state["params"]))
-  checkpointer.close()
-  logger.close()
+  try:
+    for step in range(start, steps):
+      host_batch = next(batches)
+      sources = batches.taken_sources()
+      state, metrics = step_fn(state, trainer.put_batch(host_batch))
+      metrics = jax.device_get(metrics)
+      bad_steps = 0 if metrics["finite"] else bad_steps + 1
+      if bad_steps:
+        report_bad_step(step + 1, metrics, sources, bad_steps, c.train.max_bad_steps,
+                        checkpointer)
+      now = time.perf_counter()
+      seconds, last_time = now - last_time, now
+      positions = host_batch["input_ids"].size * jax.process_count()
+      tokens = batches.count_tokens(host_batch) * jax.process_count()
+      mfu = token_flops * positions / seconds / (peak * jax.device_count()) if peak else None
+      logger.log(step + 1, {**metrics, "step_seconds": seconds, "tokens_per_second":
+                            tokens / seconds, "mfu": mfu})
+      meta = {"data_position": batches.state(), "step": step + 1}
+      saved = not bad_steps and checkpointer.save(step + 1, state, meta,
+                                                  force=step + 1 == steps)
+      if preemption.should_stop() and step + 1 < steps:
+        if not saved:
+          checkpointer.save(step + 1, state, meta, force=True)
+        raise preemption.Preempted(f"checkpoint of step {step + 1} in {checkpointer.directory}")
+      if evaluate and ((eval_every and (step + 1) % eval_every == 0) or step + 1 == steps):
+        logger.log_extra("eval", step + 1, evaluate(graphdef, state["params"]))
+  finally:
+    checkpointer.close()  # waits for the async save in flight: it lands whole or not at all
+    logger.close()
   return state["params"]
+
+
+def report_bad_step(step: int, metrics: dict, sources: list[str], bad_steps: int,
+                    max_bad_steps: int, checkpointer: RunCheckpointer) -> None:
+  """Logs a skipped update with its batch's records; too many in a row stop the run."""
+  shown = ", ".join(sources[:16]) + (f" and {len(sources) - 16} more" if len(sources) > 16
+                                     else "")
+  logging.warning("step %d: non-finite loss %s or gradient norm %s; update not applied "
+                  "(%d in a row); batch: %s", step, metrics["loss"], metrics["grad_norm"],
+                  bad_steps, shown)
+  if max_bad_steps and bad_steps >= max_bad_steps:
+    checkpointer.wait()
+    raise GramError(
+        f"training stopped at step {step}: {bad_steps} consecutive steps with a non-finite "
+        f"loss or gradient (config.train.max_bad_steps={max_bad_steps}); no update was "
+        f"applied; last good checkpoint: step {checkpointer.latest_step()} in "
+        f"{checkpointer.directory}; last bad batch: {shown}")

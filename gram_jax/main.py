@@ -1,6 +1,7 @@
 """Entry point: `python -m gram_jax.main --config=configs/<stage>.py[:preset] --config.a.b=v`.
 
-Parses the config, starts multi-host JAX where needed, validates, and runs the stage.
+Parses the config, starts multi-host JAX where needed, validates, and runs the stage. SIGTERM
+makes the stage save its progress and exit 0 (gram_jax.preemption); rerunning resumes.
 """
 import importlib
 import sys
@@ -8,7 +9,7 @@ import sys
 from absl import app, logging
 from ml_collections import config_flags
 
-from gram_jax import cli_util, configlib, parallel
+from gram_jax import cli_util, configlib, parallel, preemption
 from gram_jax.errors import GramError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file[:preset].",
@@ -26,10 +27,14 @@ def main(argv: list[str]) -> None:
     d = config.distributed
     parallel.initialize_distributed(d.mode, d.coordinator_address, d.num_processes,
                                     d.process_id)
+    preemption.install()
     configlib.validate(config)
     stage = importlib.import_module(f"gram_jax.stages.{config.stage}")
     logging.info("stage %s, workdir %s", config.stage, config.workdir)
     stage.run(config)
+  except preemption.Preempted as e:
+    logging.warning("preempted: saved %s; rerun the same command to resume", e)
+    print(f"preempted: saved {e}; rerun the same command to resume", file=sys.stderr)
   except GramError as e:
     sys.exit(f"error: {e}")
 

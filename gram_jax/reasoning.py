@@ -49,20 +49,22 @@ class ReasoningJudge:
     return self.tokenizer.encode(text, add_special_tokens=False)[-self.scorer.max_len:]
 
   def judge_batch(self, pairs: Sequence[Any], sampling: Sampling = Sampling(),
-                  seed: int = 0) -> list[PairJudgment]:
+                  seed: int = 0, first_index: int = 0) -> list[PairJudgment]:
+    """Pair i's two orders sample with keys (seed, 2 (first_index + i)) and (…+ 1), so a
+    pool judged in chunks gets the same judgments as in one call."""
     pairs = [as_pair(p) for p in pairs]
-    triples: list[Pair] = [(p, a, b) for p, a, b in pairs] + [(p, b, a) for p, a, b in pairs]
+    triples: list[Pair] = [t for p, a, b in pairs for t in ((p, a, b), (p, b, a))]
     prompt_texts = [self.scorer.encoder.text(*t) for t in triples]
-    replies = [g.text for g in self.generator.generate(prompt_texts, self.max_new_tokens,
-                                                       sampling, seed)]
+    replies = [g.text for g in self.generator.generate(
+        prompt_texts, self.max_new_tokens, sampling, seed, first_index=2 * first_index)]
     probs = self.scorer.probs_of_ids([self._verdict_ids(p, r)
                                       for p, r in zip(prompt_texts, replies)])
-    n = len(pairs)
     judged = [rationale.parse(r, self.labels, self.fmt) for r in replies]
-    return [PairJudgment((judged[i].rationale, judged[n + i].rationale),
-                         (judged[i].verdict, judged[n + i].verdict),
-                         float((probs[i, 0] + probs[n + i, 1]) / 2),
-                         float((probs[i, 1] + probs[n + i, 0]) / 2)) for i in range(n)]
+    return [PairJudgment((judged[2 * i].rationale, judged[2 * i + 1].rationale),
+                         (judged[2 * i].verdict, judged[2 * i + 1].verdict),
+                         float((probs[2 * i, 0] + probs[2 * i + 1, 1]) / 2),
+                         float((probs[2 * i, 1] + probs[2 * i + 1, 0]) / 2))
+            for i in range(len(pairs))]
 
   def accuracy(self, pairs: Sequence[tuple[str, str, str]]) -> float:
     """Share of (prompt, chosen, rejected) where the chosen response scores higher."""

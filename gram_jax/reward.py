@@ -167,22 +167,30 @@ class RewardModel:
 
   def score_batch(self, pairs: Iterable[Any], progress: bool = False) -> np.ndarray:
     """Both-order scores [N, 2] = (score of response_a, score of response_b)."""
+    scores, trimmed = self.score_pairs(pairs, progress)
+    self.trimmed += int(trimmed.sum())
+    return scores
+
+  def score_pairs(self, pairs: Iterable[Any],
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Both-order scores [N, 2] and whether each pair was trimmed to fit max_len [N]."""
     pairs = [as_pair(p) for p in pairs]
     if not pairs:
-      return np.zeros((0, 2), np.float32)
+      return np.zeros((0, 2), np.float32), np.zeros(0, bool)
     for i, (prompt, a, b) in enumerate(pairs):
       if not all(isinstance(x, str) for x in (prompt, a, b)):
         raise GramError(f"pair {i}: prompt and responses must be strings")
     if self.reasoner is not None:
       judged = self.judge_batch(pairs)
-      return np.array([[j.score_a, j.score_b] for j in judged], np.float32)
+      return (np.array([[j.score_a, j.score_b] for j in judged], np.float32),
+              np.zeros(len(pairs), bool))
     both = [(p, a, b) for p, a, b in pairs] + [(p, b, a) for p, a, b in pairs]
     probs, trimmed = self.label_probs(both, progress)
-    self.trimmed += int(np.sum(trimmed[:len(pairs)] | trimmed[len(pairs):]))
     first, second = probs[:len(pairs)], probs[len(pairs):]
     score_a = (first[:, 0] + second[:, 1]) / 2
     score_b = (first[:, 1] + second[:, 0]) / 2
-    return np.stack([score_a, score_b], axis=1)
+    return (np.stack([score_a, score_b], axis=1),
+            np.asarray(trimmed[:len(pairs)] | trimmed[len(pairs):], bool))
 
   def judge_batch(self, pairs: Iterable[Any], seed: int = 0) -> list[Any]:
     """A PairJudgment per pair: rationales and verdicts of both orders, both-order scores.

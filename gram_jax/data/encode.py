@@ -16,6 +16,7 @@ class Example:
   prompt_len: int  # tokens before the first trained token
   trimmed: bool = False
   label: int = -1  # verdict examples: index of the better response's label (0 = A)
+  where: str = ""  # the record it came from (file:line), for messages about its batch
 
 
 Fields = dict[str, str]
@@ -48,7 +49,8 @@ class ReplyEncoder:
     except GramError as e:
       raise GramError(f"{where}: {e}") from None
     prompt_ids, reply_ids = self._parts(fields)
-    return Example(np.asarray(prompt_ids + reply_ids, np.int32), len(prompt_ids), trimmed)
+    return Example(np.asarray(prompt_ids + reply_ids, np.int32), len(prompt_ids), trimmed,
+                   where=where)
 
 
 def pretrain_encoder(tokenizer: Any, cutoff_len: int,
@@ -72,6 +74,7 @@ class TokenizedSet:
   prompt_lens: np.ndarray  # int32 [n]
   labels: np.ndarray  # int32 [n], -1 for LM examples
   trimmed: int = 0
+  sources: tuple[str, ...] = ()  # each example's record (file:line)
 
   @classmethod
   def build(cls, examples: Sequence[Example]) -> "TokenizedSet":
@@ -82,13 +85,16 @@ class TokenizedSet:
     return cls(tokens.astype(np.int32), offsets,
                np.asarray([e.prompt_len for e in examples], np.int32),
                np.asarray([e.label for e in examples], np.int32),
-               sum(e.trimmed for e in examples))
+               sum(e.trimmed for e in examples), tuple(e.where for e in examples))
 
   def __len__(self) -> int:
     return len(self.prompt_lens)
 
   def lengths(self) -> np.ndarray:
     return np.diff(self.offsets)
+
+  def source(self, index: int) -> str:
+    return (self.sources[index] if index < len(self.sources) else "") or f"example {index}"
 
   def example(self, index: int) -> tuple[np.ndarray, int]:
     return self.tokens[self.offsets[index]:self.offsets[index + 1]], int(self.prompt_lens[index])

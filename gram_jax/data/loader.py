@@ -26,6 +26,7 @@ class ShuffledCursor:
     self.lengths = np.minimum(data.lengths(), seq_len)
     self.epoch, self.cursor = 0, 0
     self._order = self._epoch_order(0)
+    self.taken: list[int] = []  # examples taken since the last `taken_sources()`
 
   def _epoch_order(self, epoch: int) -> np.ndarray:
     return np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
@@ -36,6 +37,7 @@ class ShuffledCursor:
   def restore(self, state: dict[str, int]) -> None:
     self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
     self._order = self._epoch_order(self.epoch)
+    self.taken = []
 
   def _take(self) -> int:
     if self.cursor == len(self._order):
@@ -43,6 +45,7 @@ class ShuffledCursor:
       self._order = self._epoch_order(self.epoch)
     index = int(self._order[self.cursor])
     self.cursor += 1
+    self.taken.append(index)
     return index
 
   def _row(self) -> list[int]:
@@ -53,9 +56,16 @@ class ShuffledCursor:
     """Real (non-padding) tokens in a batch this iterator made."""
     return int((batch["attention_mask"] > 0).sum())
 
+  def taken_sources(self) -> list[str]:
+    """The records of the examples taken since the last call (e.g. one batch's)."""
+    names = [self.data.source(i) for i in self.taken]
+    self.taken = []
+    return names
+
   def skip(self, batches: int) -> None:
     for _ in range(batches * self.micro_batches * self.rows):
       self._row()
+    self.taken = []
 
   def __iter__(self) -> Iterator[Batch]:
     return self

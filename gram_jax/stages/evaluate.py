@@ -4,6 +4,7 @@ For every file in eval.files it writes, under workdir/<file stem>/: results.json
 record's original fields plus score_chosen / score_rejected / correct; RM-Bench records get
 the 3x3 score matrices), summary.json, and report.md; workdir/report.md joins all files.
 """
+import hashlib
 import json
 import os
 from typing import Any
@@ -16,6 +17,7 @@ from absl import logging
 from gram_jax import benchmarks, configlib, parallel
 from gram_jax.data import preference, sources
 from gram_jax.errors import GramError
+from gram_jax.journal import Journal, run_in_chunks, write_atomic
 from gram_jax.reward import RewardModel
 
 
@@ -65,15 +67,39 @@ def _rmbench_triples(where: str, row: dict) -> list[tuple[str, str, str]]:
   return [(row["prompt"], chosen[i], rejected[j]) for i in range(3) for j in range(3)]
 
 
-def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str
-                  ) -> tuple[dict[str, Any], int]:
+def score_journaled(reward: RewardModel, triples: list[tuple[str, str, str]],
+                    log: Journal) -> tuple[np.ndarray, int]:
+  """Scores in chunks through a journal: a preempted or killed evaluation resumes there."""
+  def work(chunk: list, first: int) -> list[dict]:
+    scores, trimmed = reward.score_pairs(chunk)
+    return [{"a": float(a), "b": float(b), "trimmed": bool(t)}
+            for (a, b), t in zip(scores, trimmed)]
+  rows = run_in_chunks(triples, work, log, reward.batch_size * 8,
+                       desc=os.path.basename(log.path))
+  return (np.array([[r["a"], r["b"]] for r in rows], np.float32).reshape(-1, 2),
+          sum(r["trimmed"] for r in rows))
+
+
+def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
+                  work: dict[str, Any]) -> dict[str, Any]:
+  """Scores one file into out_dir; a file already finished for the same `work` (model,
+  template, file) is not scored again."""
+  work = {**work, **file_identity(path)}
+  done = os.path.join(out_dir, "summary.json")
+  if os.path.exists(done):
+    with open(done, encoding="utf-8") as f:
+      summary = json.load(f)
+    if summary.get("work") == work:
+      logging.info("%s: already evaluated in %s", path, out_dir)
+      return summary
   rows = read_rows(path)
   kind = detect_benchmark([r for _, r in rows], setting)
-  reward.trimmed = 0
+  log = Journal(os.path.join(out_dir, "scores.journal"), work)
   results = []
   if kind == "rmbench":
     triples = [t for where, row in rows for t in _rmbench_triples(where, row)]
-    scores = reward.score_batch(triples, progress=True).reshape(len(rows), 3, 3, 2)
+    flat, trimmed = score_journaled(reward, triples, log)
+    scores = flat.reshape(len(rows), 3, 3, 2)
     matrices = []
     for (_, row), item in zip(rows, scores):
       wins = item[..., 0] > item[..., 1]
@@ -84,8 +110,8 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str
     summary = benchmarks.rmbench_summary(matrices)
   else:
     pairs = [preference.parse_preference_pair(row, where) for where, row in rows]
-    scores = reward.score_batch([(p.prompt, p.chosen, p.rejected) for p in pairs],
-                                progress=True)
+    scores, trimmed = score_journaled(reward, [(p.prompt, p.chosen, p.rejected)
+                                               for p in pairs], log)
     correct = scores[:, 0] > scores[:, 1]
     for (_, row), (chosen, rejected), ok in zip(rows, scores, correct):
       results.append({**row, "score_chosen": float(chosen), "score_rejected": float(rejected),
@@ -98,25 +124,28 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str
           (str(r.get("source", "")), ok) for (_, r), ok in zip(rows, correct))
     else:
       summary = benchmarks.pairs_summary(correct)
-  summary["trimmed_pairs"] = reward.trimmed
-  summary["file"] = path
+  summary.update(trimmed_pairs=trimmed, file=path, work=work)
   if jax.process_index() == 0:
     write_outputs(out_dir, results, summary, benchmarks.markdown(os.path.basename(path),
-                                                                 summary, reward.trimmed))
-  return summary, reward.trimmed
+                                                                 summary, trimmed))
+  log.remove()
+  return summary
+
+
+def file_identity(path: str) -> dict[str, Any]:
+  """A local file's size and modification time, so an edited file is evaluated again."""
+  if not os.path.isfile(path):
+    return {"file": path}
+  stat = os.stat(path)
+  return {"file": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def write_outputs(out_dir: str, results: list[dict], summary: dict, report: str) -> None:
-  """Each file is written to a temporary name and renamed, so none is ever half-written."""
-  os.makedirs(out_dir, exist_ok=True)
-  def write(name: str, text: str) -> None:
-    path = os.path.join(out_dir, name)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(path + ".tmp", path)
-  write("results.jsonl", "".join(json.dumps(r, default=_json_default) + "\n" for r in results))
-  write("summary.json", json.dumps(summary, indent=2))
-  write("report.md", report)
+  """summary.json, written last, marks the file done; each file is renamed into place whole."""
+  write_atomic(os.path.join(out_dir, "results.jsonl"),
+               "".join(json.dumps(r, default=_json_default) + "\n" for r in results))
+  write_atomic(os.path.join(out_dir, "report.md"), report)
+  write_atomic(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
 
 
 def _json_default(value: Any) -> Any:
@@ -133,15 +162,19 @@ def run(c: ml_collections.ConfigDict) -> None:
       batch_size=c.eval.batch_size, template=configlib.judge_template(c),
       labels=tuple(c.template.labels), chat_template=c.tokenizer.chat_template or None,
       prefer_card=True)
+  work = {"model": os.path.abspath(c.model.path), "max_len": c.eval.max_len,
+          "template": hashlib.sha256(reward.encoder.template.encode()).hexdigest()[:16],
+          "labels": list(reward.labels), "benchmark": c.eval.benchmark,
+          "reasoning": str(reward.reasoning)}
   reports = []
   for path in configlib.data_files(c.eval.files):
     stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0].replace(".json", "")
-    summary, trimmed = evaluate_file(reward, path, c.eval.benchmark, os.path.join(c.workdir,
-                                                                                stem))
+    summary = evaluate_file(reward, path, c.eval.benchmark, os.path.join(c.workdir, stem),
+                            work)
     logging.info("%s: %s", path, json.dumps({k: v for k, v in summary.items()
                                              if k in ("overall", "accuracy", "groups")}))
-    reports.append(benchmarks.markdown(os.path.basename(path), summary, trimmed))
+    reports.append(benchmarks.markdown(os.path.basename(path), summary,
+                                       summary["trimmed_pairs"]))
   if jax.process_index() == 0:
-    with open(os.path.join(c.workdir, "report.md"), "w", encoding="utf-8") as f:
-      f.write("\n".join(reports))
+    write_atomic(os.path.join(c.workdir, "report.md"), "\n".join(reports))
     print("\n".join(reports))

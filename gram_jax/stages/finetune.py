@@ -38,20 +38,22 @@ def verdict_examples(pairs: list[preference.PreferencePair], encoder: JudgeEncod
                      both_orders: bool, seed: int) -> encode.TokenizedSet:
   """Judging prompts labeled 0 when the better response is A, 1 when it is B."""
   rng = random.Random(seed)
-  triples, labels = [], []
+  triples, labels, wheres = [], [], []
   for pair in pairs:
     chosen_first = both_orders or rng.random() < 0.5
     if chosen_first:
       triples.append((pair.prompt, pair.chosen, pair.rejected))
       labels.append(0)
+      wheres.append(pair.where)
     if both_orders or not chosen_first:
       triples.append((pair.prompt, pair.rejected, pair.chosen))
       labels.append(1)
+      wheres.append(f"{pair.where} (swapped)")
   encoded, trimmed = encoder.encode_many(triples)
   return encode.TokenizedSet.build([
       encode.Example(ids=np.asarray(ids, np.int32), prompt_len=len(ids),
-                     trimmed=bool(t), label=label)
-      for ids, t, label in zip(encoded, trimmed, labels)])
+                     trimmed=bool(t), label=label, where=where)
+      for ids, t, label, where in zip(encoded, trimmed, labels, wheres)])
 
 
 def make_evaluator(c, tokenizer, eval_pairs: list[preference.PreferencePair], mesh):

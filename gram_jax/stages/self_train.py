@@ -10,6 +10,7 @@ Every sub-step writes its output atomically and training resumes from its checkp
 killed run, rerun, continues at the sub-step (and training step) it reached.
 """
 import copy
+import hashlib
 import json
 import os
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from gram_jax import tokenizer as tok
 from gram_jax.data import preference, records
 from gram_jax.generate import Generator, Sampling
 from gram_jax.hf.export import save_pretrained
+from gram_jax.journal import Journal, run_in_chunks, write_atomic
 from gram_jax.reasoning import ReasoningJudge
 from gram_jax.reward import Reasoning, RewardModel, write_judge_card
 from gram_jax.stages import builtin_jsonl, finetune, prover
@@ -40,10 +42,7 @@ def once(path: str, make: Callable[[], Any]) -> Any:
     return _read_json(path)
   value = make()
   if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      json.dump(value, f)
-    os.replace(path + ".tmp", path)
+    write_atomic(path, json.dumps(value))
   return value
 
 
@@ -154,62 +153,92 @@ class SelfTraining:
 
   def prove(self, prover_dir: str, items: list[dict], out: str) -> str:
     """π_ψ writes k sampled proofs per (pair, label); the best by the paper's Score is kept:
-    -log π(z | s, l) / log π(z), high for proofs likely given the pair, unlikely alone."""
+    -log π(z | s, l) / log π(z), high for proofs likely given the pair, unlikely alone.
+    Journaled a batch of items at a time, so a preempted or killed run resumes mid-file."""
     generator = Generator(pretrained.load_pretrained(prover_dir), self.tokenizer,
                           self.s.batch_size, self.c.data.cutoff_len)
     template = configlib.prover_template(self.c)
-    prompts = [tok.render_user_turn(self.tokenizer, prover.templates.fill(
-        template, i["prompt"], i["response_a"], i["response_b"], label=i["label"]))
-        for i in items]
     k = self.s.proofs_per_pair
     sampling = Sampling(temperature=self.s.proof_temperature)
-    candidates = [generator.generate(prompts, self.s.max_new_tokens, sampling,
-                                     seed=self.c.seed + 7 * j) for j in range(k)]
     encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False)
     empty = encode(tok.render_user_turn(self.tokenizer, ""))
-    best = [0] * len(items)
-    if k > 1:
-      proofs = [encode(g.text) + [self.tokenizer.eos_token_id] for gens in candidates
-                for g in gens]
-      cond = generator.sequence_logprobs([encode(p) for p in prompts] * k, proofs)
-      alone = generator.sequence_logprobs([empty] * len(proofs), proofs)
-      score = (-cond / np.minimum(alone, -1e-9)).reshape(k, len(items))
-      best = list(np.argmax(score, axis=0))
-    rows = [{**item, "rationale": candidates[best[i]][i].text.strip() or "No rationale."}
-            for i, item in enumerate(items)]
-    return write_jsonl(rows, out)
+
+    def work(chunk: list[dict], first: int) -> list[dict]:
+      prompts = [tok.render_user_turn(self.tokenizer, prover.templates.fill(
+          template, i["prompt"], i["response_a"], i["response_b"], label=i["label"]))
+          for i in chunk]
+      candidates = [generator.generate(prompts, self.s.max_new_tokens, sampling,
+                                       seed=self.c.seed + 7 * j, first_index=first)
+                    for j in range(k)]
+      best = [0] * len(chunk)
+      if k > 1:
+        proofs = [encode(g.text) + [self.tokenizer.eos_token_id] for gens in candidates
+                  for g in gens]
+        cond = generator.sequence_logprobs([encode(p) for p in prompts] * k, proofs)
+        alone = generator.sequence_logprobs([empty] * len(proofs), proofs)
+        score = (-cond / np.minimum(alone, -1e-9)).reshape(k, len(chunk))
+        best = list(np.argmax(score, axis=0))
+      return [{**item, "rationale": candidates[best[i]][i].text.strip() or "No rationale."}
+              for i, item in enumerate(chunk)]
+
+    log = Journal(out + ".journal", {"prover": prover_dir, "items": fingerprint(items),
+                                     "k": k, "seed": self.c.seed, "sampling": str(sampling),
+                                     "max_new_tokens": self.s.max_new_tokens})
+    rows = run_in_chunks(items, work, log, self.s.batch_size)
+    write_jsonl(rows, out)
+    log.remove()
+    return out
 
   def label_round(self, policy_dir: str, round_index: int) -> dict:
-    """π_φ judges both orders; consistent, confident, well-formed judgments become labels."""
+    """π_φ judges both orders; consistent, confident, well-formed judgments become labels.
+    Judged a generation batch at a time into a journal, so preemption loses at most one."""
     unlabeled = self.files["unlabeled"]
     pool = records.read_records([unlabeled[(round_index - 1) % len(unlabeled)]],
                                 records.parse_unlabeled_pair, self.c.data.on_bad_record)[0]
-    judged = self.judge(policy_dir).judge_batch(
-        [(p.prompt, p.response_a, p.response_b) for p in pool],
-        Sampling(temperature=self.s.judge_temperature), seed=self.c.seed + round_index)
-    rows = []
-    for pair, j in zip(pool, judged):
-      label = j.preferred
-      confidence = max(j.score_a, j.score_b)
-      well_formed = all(0 < len(r) <= self.s.max_rationale_chars for r in j.rationales)
-      rows.append({"prompt": pair.prompt, "response_a": pair.response_a,
-                   "response_b": pair.response_b, "gold": pair.extra.get("gold"),
-                   "verdicts": list(j.verdicts), "score_a": j.score_a, "score_b": j.score_b,
-                   "label": label, "confidence": confidence,
-                   "keep": bool(label and well_formed and label == (
-                       "A" if j.score_a > j.score_b else "B"))})
+    judge = self.judge(policy_dir)
+    sampling = Sampling(temperature=self.s.judge_temperature)
+
+    def work(chunk: list, first: int) -> list[dict]:
+      judged = judge.judge_batch([(p.prompt, p.response_a, p.response_b) for p in chunk],
+                                 sampling, seed=self.c.seed + round_index, first_index=first)
+      rows = []
+      for pair, j in zip(chunk, judged):
+        label = j.preferred
+        well_formed = all(0 < len(r) <= self.s.max_rationale_chars for r in j.rationales)
+        rows.append({"prompt": pair.prompt, "response_a": pair.response_a,
+                     "response_b": pair.response_b, "gold": pair.extra.get("gold"),
+                     "verdicts": list(j.verdicts), "score_a": j.score_a, "score_b": j.score_b,
+                     "label": label, "confidence": max(j.score_a, j.score_b),
+                     "keep": bool(label and well_formed and label == (
+                         "A" if j.score_a > j.score_b else "B"))})
+      return rows
+
+    judged_path = self.path(f"round_{round_index}", "judged.jsonl")
+    log = Journal(judged_path + ".journal", {
+        "policy": policy_dir, "pool": fingerprint([vars(p) for p in pool]),
+        "seed": self.c.seed + round_index, "sampling": str(sampling)})
+    rows = run_in_chunks(pool, work, log, max(1, self.s.batch_size // 2))
     candidates = [r for r in rows if r["keep"]]
     if self.s.keep_top_fraction > 0:
       candidates.sort(key=lambda r: -r["confidence"])
       kept = candidates[:int(len(rows) * self.s.keep_top_fraction)]
     else:
       kept = [r for r in candidates if r["confidence"] >= self.s.confidence_threshold]
-    write_jsonl(rows, self.path(f"round_{round_index}", "judged.jsonl"))
+    write_jsonl(rows, judged_path)
     write_jsonl(kept, self.path(f"round_{round_index}", "kept.jsonl"))
     with_gold = [r for r in kept if r["gold"]]
-    return {"judged": len(rows), "consistent": sum(r["label"] is not None for r in rows),
-            "kept": len(kept), "kept_agree_gold": float(np.mean(
-                [r["label"] == r["gold"] for r in with_gold])) if with_gold else None}
+    stats = {"judged": len(rows), "consistent": sum(r["label"] is not None for r in rows),
+             "kept": len(kept), "kept_agree_gold": float(np.mean(
+                 [r["label"] == r["gold"] for r in with_gold])) if with_gold else None}
+    once(self.path(f"round_{round_index}", "labels.json"), lambda: stats)
+    log.remove()  # only now: a kill before labels.json exists resumes from the journal
+    return stats
+
+
+def fingerprint(items: list[dict]) -> str:
+  """What a journal's work is, in a few bytes: a hash of its inputs."""
+  return f"{len(items)}:" + hashlib.sha256(
+      json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def preference_file(job: SelfTraining, rounds: int) -> str:
@@ -252,7 +281,8 @@ def run(c: ml_collections.ConfigDict) -> None:
   rows.append({"stage": "warm start", **once(job.path("round_0", "result.json"), lambda: {
       "heldout_accuracy": job.heldout_accuracy(policy)})})
   for r in range(1, c.self_train.rounds + 1):
-    stats = once(job.path(f"round_{r}", "labels.json"), lambda: job.label_round(policy, r))
+    labels = job.path(f"round_{r}", "labels.json")
+    stats = _read_json(labels) if os.path.exists(labels) else job.label_round(policy, r)
     kept_path = job.path(f"round_{r}", "kept.jsonl")
     proofs = job.path(f"round_{r}", "proofs.jsonl")
     if not os.path.exists(proofs):
