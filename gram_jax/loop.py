@@ -100,7 +100,7 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, cfg: ModelConfig, tokenizer: A
       meta = {"data_position": batches.state(), "step": step + 1}
       saved = not bad_steps and checkpointer.save(step + 1, state, meta,
                                                   force=step + 1 == steps)
-      if preemption.should_stop() and step + 1 < steps:
+      if preemption.should_stop(step + 1) and step + 1 < steps:
         if not saved:
           checkpointer.save(step + 1, state, meta, force=True)
         raise preemption.Preempted(f"checkpoint of step {step + 1} in {checkpointer.directory}")

@@ -47,9 +47,13 @@ class _Watch:
     self.requested = True
     logging.warning("SIGTERM: finishing the current step, saving, then exiting")
 
-  def should_stop(self) -> bool:
-    """True when this is the point to save and exit; every process must call it in step."""
-    self.checks += 1
+  def should_stop(self, step: int | None = None) -> bool:
+    """True when this is the point to save and exit; every process must call it in step.
+
+    Training passes its step number, the number Orbax's CheckpointManager also hands the
+    sync point when it saves (it force-saves that step itself); other loops continue the
+    count from the last number used, as the sync point needs increasing numbers."""
+    self.checks = step if step is not None else self.checks + 1
     if jax.process_count() > 1:
       try:
         return multihost_utils.reached_preemption_sync_point(self.checks)
@@ -65,11 +69,5 @@ def install() -> None:
   _WATCH.install()
 
 
-def should_stop() -> bool:
-  return _WATCH.should_stop()
-
-
-def stop_if_requested(what_was_saved: str) -> None:
-  """Raises `Preempted` (after the caller saved `what_was_saved`) when a stop is due."""
-  if should_stop():
-    raise Preempted(what_was_saved)
+def should_stop(step: int | None = None) -> bool:
+  return _WATCH.should_stop(step)
