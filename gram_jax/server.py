@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 import prometheus_client
+from absl import logging
 from aiohttp import web
 
 from gram_jax.errors import GramError
@@ -29,6 +30,10 @@ class Limits:
   max_input_tokens: int = 8192  # prompt + both responses, tokenised
   max_batch_pairs: int = 64  # pairs scored together across requests
   max_wait_ms: float = 5.0
+
+
+def _no_constant(name: str) -> Any:
+  raise ValueError(f"{name} is not JSON")
 
 
 class RequestError(Exception):
@@ -201,9 +206,10 @@ class RewardServer:
       raise RequestError(413, f"body exceeds max_body_bytes={self.limits.max_body_bytes}") \
           from None
     try:
-      return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise RequestError(400, f"body: not valid JSON ({e})") from None
+      return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, NaN, nesting too deep
+      reason = str(e) if not isinstance(e, RecursionError) else "nested too deeply"
+      raise RequestError(400, f"body: not valid JSON ({reason})") from None
 
   def endpoint(self, name: str, handle: Callable) -> Callable:
     async def wrapped(request: web.Request) -> web.Response:
@@ -216,6 +222,11 @@ class RewardServer:
       except GramError as e:
         status = 422
         return web.json_response({"error": str(e)}, status=422)
+      except Exception:  # a bug: logged in full, the client gets a JSON 500, serving goes on
+        status = 500
+        logging.exception("%s: unexpected error", name)
+        return web.json_response({"error": "internal error (logged by the server)"},
+                                 status=500)
       finally:
         self.metrics.requests.labels(name, str(status)).inc()
         self.metrics.latency.labels(name).observe(time.perf_counter() - start)

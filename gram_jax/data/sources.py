@@ -8,6 +8,7 @@ import dataclasses
 import gzip
 import json
 import os
+import zlib
 from typing import Any, Iterator
 
 from gram_jax.errors import GramError
@@ -40,27 +41,36 @@ def _open_text(path: str):
   return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
+def _compressed_lines(path: str) -> Iterator[bytes]:
+  """Lines of a file, gunzipped for .gz; a corrupt or cut gzip stream is a named error."""
+  number = 0
+  try:
+    with _open_text(path) as f:
+      for number, raw in enumerate(f, start=1):
+        yield raw
+  except (OSError, EOFError, zlib.error) as e:
+    raise GramError(f"{path}: not a readable gzip file after line {number} ({e})") from None
+
+
 def _jsonl_rows(path: str) -> Iterator[Row]:
-  with _open_text(path) as f:
-    for number, raw in enumerate(f, start=1):
-      where = f"{path}:{number}"
-      if not raw.strip():
-        continue
-      try:
-        text = raw.decode("utf-8")
-      except UnicodeDecodeError as e:
-        yield Row(where, SourceError(where, f"not valid UTF-8 ({e.reason} at byte {e.start})"))
-        continue
-      try:
-        yield Row(where, json.loads(text))
-      except json.JSONDecodeError as e:
-        yield Row(where, SourceError(where, f"not valid JSON ({e.msg})"))
+  for number, raw in enumerate(_compressed_lines(path), start=1):
+    where = f"{path}:{number}"
+    if not raw.strip():
+      continue
+    try:
+      text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+      yield Row(where, SourceError(where, f"not valid UTF-8 ({e.reason} at byte {e.start})"))
+      continue
+    try:
+      yield Row(where, json.loads(text))
+    except json.JSONDecodeError as e:
+      yield Row(where, SourceError(where, f"not valid JSON ({e.msg})"))
 
 
 def _json_rows(path: str) -> Iterator[Row]:
   try:
-    with _open_text(path) as f:
-      data = json.loads(f.read().decode("utf-8"))
+    data = json.loads(b"".join(_compressed_lines(path)).decode("utf-8"))
   except UnicodeDecodeError as e:
     raise GramError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
   except json.JSONDecodeError as e:
