@@ -179,6 +179,19 @@ def data_files(value: str) -> list[str]:
   return [p.strip() for p in value.split(",") if p.strip()]
 
 
+def check_writable(workdir: str) -> None:
+  """Creates the output directory and writes a probe file: a run must not train for hours
+  and then fail to save."""
+  probe = os.path.join(workdir, f".write_test.{os.getpid()}")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise GramError(f"config.workdir: {workdir}: not writable ({e.strerror or e})") from None
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Every check that can fail before compiling, with the field at fault in the message."""
   if c.stage not in STAGES:
@@ -214,6 +227,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if not 0.0 <= c.train.label_smoothing < 1.0:
     raise GramError(f"config.train.label_smoothing must be in [0, 1), got "
                     f"{c.train.label_smoothing}")
+  if c.stage != "serve":
+    check_writable(c.workdir)
   if c.stage in ("evaluate", "serve") and not c.model.path:
     raise GramError(f"config.model.path: required for stage {c.stage}")
   if c.stage == "evaluate" and not data_files(c.eval.files):

@@ -16,7 +16,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from gram_jax import flops, model_setup, preemption, train
-from gram_jax.checkpoint import MODEL_CONFIG
+from gram_jax.checkpoint import MODEL_CONFIG, read_model_config
 from gram_jax.data.loader import ShuffledCursor
 from gram_jax.errors import GramError
 from gram_jax.metrics import MetricsLogger
@@ -38,6 +38,27 @@ def write_run_files(workdir: str, cfg: ModelConfig, tokenizer: Any,
   tokenizer.save_pretrained(os.path.join(workdir, "tokenizer"))
 
 
+SHAPE_FIELDS = ("family", "vocab_size", "hidden_size", "intermediate_size", "num_layers",
+                "num_heads", "num_kv_heads", "head_dim", "tie_word_embeddings", "qkv_bias",
+                "qk_norm")
+
+
+def check_resumable(workdir: str, cfg: ModelConfig) -> None:
+  """A workdir with checkpoints of another architecture is refused before anything is
+  written (model_config.json would otherwise be replaced by the new, mismatching one)."""
+  saved_path = os.path.join(workdir, MODEL_CONFIG)
+  checkpoints = os.path.join(workdir, RUN_CHECKPOINTS)
+  if not (os.path.isfile(saved_path) and os.path.isdir(checkpoints) and any(
+      name.isdigit() for name in os.listdir(checkpoints))):
+    return
+  saved = read_model_config(workdir).to_dict()
+  wanted = cfg.to_dict()
+  changed = [f"{k} {saved[k]} -> {wanted[k]}" for k in SHAPE_FIELDS if saved[k] != wanted[k]]
+  if changed:
+    raise GramError(f"{workdir}: holds checkpoints of another model ({', '.join(changed)}); "
+                    "use a new config.workdir, or the same model to resume")
+
+
 def total_steps(c: ml_collections.ConfigDict, batches: ShuffledCursor) -> int:
   if c.train.num_steps > 0:
     return int(c.train.num_steps)
@@ -55,6 +76,7 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, cfg: ModelConfig, tokenizer: A
   to eval_metrics.jsonl. Returns the final params (a pure dict on the mesh).
   """
   steps = total_steps(c, batches)
+  check_resumable(workdir, cfg)
   write_run_files(workdir, cfg, tokenizer, c)
   graphdef, abstract = model_setup.abstract_state(cfg)
   tx, schedule = train.make_optimizer(c.train, steps)
@@ -106,6 +128,9 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, cfg: ModelConfig, tokenizer: A
         raise preemption.Preempted(f"checkpoint of step {step + 1} in {checkpointer.directory}")
       if evaluate and ((eval_every and (step + 1) % eval_every == 0) or step + 1 == steps):
         logger.log_extra("eval", step + 1, evaluate(graphdef, state["params"]))
+  except OSError as e:  # metrics or other files: the same clear error as for checkpoints
+    raise GramError(f"{workdir}: cannot write ({e.strerror or e}); the last complete "
+                    f"checkpoint is step {checkpointer.latest_step()}") from None
   finally:
     checkpointer.close()  # waits for the async save in flight: it lands whole or not at all
     logger.close()

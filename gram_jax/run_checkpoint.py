@@ -5,6 +5,7 @@ One step directory holds three items: `params`, `train` (optimizer state, step, 
 temporary directory and renames it when complete, so a crash mid-save never produces a
 step that `latest_step()` returns.
 """
+import contextlib
 import os
 from typing import Any
 
@@ -27,10 +28,26 @@ class RunCheckpointer:
 
   def save(self, step: int, state: dict[str, Any], meta: dict[str, Any],
            force: bool = False) -> bool:
+    """Starts an async save; a failed earlier save (disk full, ...) surfaces here."""
     train = {k: state[k] for k in ("opt_state", "step", "rng")}
-    return self.manager.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(state["params"]), train=ocp.args.StandardSave(train),
-        meta=ocp.args.JsonSave(meta)), force=force)
+    with self._write_errors():
+      return self.manager.save(step, args=ocp.args.Composite(
+          params=ocp.args.StandardSave(state["params"]), train=ocp.args.StandardSave(train),
+          meta=ocp.args.JsonSave(meta)), force=force)
+
+  @contextlib.contextmanager
+  def _write_errors(self):
+    """A write that failed (disk full, quota, I/O error) is one clear error; the step it was
+    writing stays a temporary directory that no restore will ever pick."""
+    try:
+      yield
+    except GramError:
+      raise
+    except Exception as e:  # Orbax/TensorStore raise ValueError, OSError, RuntimeError...
+      reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+      raise GramError(f"{self.directory}: writing a checkpoint failed ({reason}); the last "
+                      f"complete checkpoint is step {self.latest_step()}; free space and "
+                      "rerun to resume from it") from None
 
   def restore(self, step: int, abstract_state: dict[str, Any]) -> tuple[dict, dict]:
     """Restores onto the shardings in `abstract_state` (any mesh)."""
@@ -53,8 +70,10 @@ class RunCheckpointer:
     return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    with self._write_errors():
+      self.manager.wait_until_finished()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    with self._write_errors():
+      self.manager.wait_until_finished()
     self.manager.close()
