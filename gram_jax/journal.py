@@ -28,15 +28,17 @@ def write_atomic(path: str, text: str) -> str:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except OSError as e:
+  except (OSError, UnicodeError) as e:
+    raise GramError(f"{path}: cannot write ({getattr(e, 'strerror', None) or e})") from None
+  finally:
     if os.path.exists(tmp):
       os.remove(tmp)
-    raise GramError(f"{path}: cannot write ({e.strerror or e})") from None
   return path
 
 
 def jsonl_text(rows: Sequence[dict]) -> str:
-  return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+  """ASCII JSON lines: any Python string, lone surrogates included, survives the round trip."""
+  return "".join(json.dumps(row) + "\n" for row in rows)
 
 
 class Journal:

@@ -4,10 +4,10 @@ It lets every stage run on a fresh machine with no download: small arithmetic, n
 comparison and word-category questions, each with one correct and one wrong response, and a
 templated rationale that proves the label (Feedback / Comparision / Conclusion, as released).
 """
-import json
-import os
 import random
 from typing import Iterator
+
+from gram_jax.journal import jsonl_text, write_atomic
 
 CATEGORIES = {
     "fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear", "plum"],
@@ -82,13 +82,7 @@ def as_unlabeled(pairs: list[dict], seed: int) -> Iterator[dict]:
 
 def write_jsonl(rows: Iterator[dict] | list[dict], path: str) -> str:
   """Writes atomically: a reader never sees a half-written file."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(json.dumps(row) + "\n")
-  os.replace(tmp, path)
-  return path
+  return write_atomic(path, jsonl_text(list(rows)))
 
 
 def corpus(pairs: list[dict]) -> Iterator[str]:

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -47,6 +48,7 @@ def preempted_training(tmp_path_factory):
 def test_sigterm_in_training_saves_the_step_and_exits_zero(preempted_training):
   run = preempted_training
   assert run["code"] == 0, run["err"][-3000:]
+  print(f"training: exit 0 {run['seconds']:.1f} s after SIGTERM")
   assert run["seconds"] < EXIT_SECONDS
   last = run["stopped_at"][-1]
   assert 3 <= last < 60 and run["stopped_at"] == list(range(1, last + 1))
@@ -71,6 +73,7 @@ def test_sigterm_in_evaluation_keeps_scored_pairs_and_resumes(preempted_training
   code, seconds, err = cli.signal_when(EVALUATE, flags, lambda: cli.jsonl_lines(journal) >= 2,
                                        signal.SIGTERM)
   assert code == 0 and seconds < EXIT_SECONDS, err[-3000:]
+  print(f"evaluation: exit 0 {seconds:.1f} s after SIGTERM")
   saved = cli.jsonl_lines(journal) - 1  # the first line names the work
   assert 0 < saved < len(pairs) and f"{saved} of {len(pairs)} items saved" in err
   assert not os.path.exists(tmp_path / "eval" / "pairs" / "summary.json")
@@ -109,8 +112,10 @@ def test_sigterm_to_one_host_saves_the_same_step_on_both(tmp_path):
   metrics = os.path.join(workdir, "train_metrics.jsonl")
   try:
     cli.wait_for(lambda: cli.jsonl_lines(metrics) >= 3, hosts, timeout=300)
+    sent = time.time()
     hosts[1].send_signal(signal.SIGTERM)  # only host 1 is preempted
     codes = [h.wait(timeout=120) for h in hosts]
+    print(f"two hosts: both exited {time.time() - sent:.1f} s after SIGTERM to host 1")
   finally:
     for h in hosts:
       h.kill()

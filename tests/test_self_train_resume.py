@@ -1,12 +1,11 @@
-"""Self-training on data files (not the built-in generator), killed inside a round and rerun:
-it resumes where it was and ends with the same kept pairs and results as an unbroken run."""
+"""Self-training on data files (not the built-in generator), preempted (SIGTERM) while labeling
+a round, killed (SIGKILL) while training in it, and rerun: each time it resumes where it was
+and ends with the same kept pairs and results as an unbroken run."""
 import importlib.util
 import json
 import os
 import shutil
 import signal
-import subprocess
-import time
 
 import pytest
 
@@ -40,7 +39,7 @@ def _kept(workdir) -> tuple[dict, list[str]]:
   return stats, kept
 
 
-def test_killed_inside_a_round_resumes_with_the_same_kept_pairs(tmp_path):
+def test_preempted_then_killed_inside_a_round_resumes_with_the_same_results(tmp_path):
   data = _write_data(tmp_path)
   unbroken = tmp_path / "unbroken"
   result = cli.run_main(CONFIG, *_overrides(unbroken, data), timeout=900)
@@ -53,16 +52,20 @@ def test_killed_inside_a_round_resumes_with_the_same_kept_pairs(tmp_path):
   for later in ("round_1", "final", "rounds.jsonl", "report.md", "hf"):
     target = broken / later
     shutil.rmtree(target) if target.is_dir() else target.unlink()
-  process = subprocess.Popen(cli.main_command(CONFIG, *_overrides(broken, data)), cwd=cli.ROOT,
-                             env=cli.main_env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+  journal = str(broken / "round_1" / "judged.jsonl.journal")
+  code, seconds, err = cli.signal_when(  # preempted while π_φ labels round 1's pool
+      CONFIG, _overrides(broken, data), lambda: cli.jsonl_lines(journal) >= 2, signal.SIGTERM,
+      timeout=600)
+  assert code == 0 and seconds < 30, err[-3000:]
+  labeled = cli.jsonl_lines(journal) - 1
+  assert 0 < labeled < 48 and not (broken / "round_1" / "judged.jsonl").exists()
+
   checkpoints = broken / "round_1" / "policy" / "checkpoints"
-  deadline = time.time() + 600
-  while not (checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())):
-    assert process.poll() is None and time.time() < deadline, "never reached round 1 training"
-    time.sleep(0.2)
-  process.send_signal(signal.SIGKILL)  # round 1: labeled, proved, π_φ part-way through training
-  process.wait()
+  code, _, err = cli.signal_when(  # then killed while round 1's π_φ trains
+      CONFIG, _overrides(broken, data), lambda: checkpoints.is_dir() and any(
+          p.name.isdigit() for p in checkpoints.iterdir()), signal.SIGKILL, timeout=600)
+  assert code == -signal.SIGKILL
+  assert f"resuming at item {labeled} of 48" in err  # the labeled part was not redone
   judged_at = os.path.getmtime(broken / "round_1" / "judged.jsonl")
   assert not (broken / "rounds.jsonl").exists()
 
