@@ -54,9 +54,9 @@ class _Watch:
     sync point when it saves (it force-saves that step itself); other loops continue the
     count from the last number used, as the sync point needs increasing numbers."""
     self.checks = step if step is not None else self.checks + 1
-    if jax.process_count() > 1:
-      try:
-        return multihost_utils.reached_preemption_sync_point(self.checks)
+    if jax.process_count() > 1 and not self.requested:
+      try:  # true at one agreed point only: remembered, so later loops stop at once too
+        self.requested = multihost_utils.reached_preemption_sync_point(self.checks)
       except RuntimeError as e:  # jax_enable_preemption_service turned off
         raise GramError(f"preemption: {e}") from None
     return self.requested
