@@ -38,6 +38,13 @@ def shared_data(*parts: str) -> str:
   return path
 
 
+def pytest_configure(config):
+  # xdist would otherwise hand out files by number of tests, most first, which leaves the
+  # longest single test (the main job) for the end of the run.
+  if hasattr(config.option, "loadscopereorder"):
+    config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items):
   rank = lambda item: (SLOW_FIRST.index(item.path.name) if item.path.name in SLOW_FIRST
                        else len(SLOW_FIRST))
