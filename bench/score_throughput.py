@@ -32,6 +32,7 @@ def torch_scores(path: str, pairs, batch: int, max_len: int) -> tuple[float, "np
   import transformers
   from gram_jax import tokenizer as tok
   from gram_jax.judge import JudgeEncoder
+  from gram_jax.scorer import both_order_scores, swapped
   cuda = torch.cuda.is_available()
   dtype = torch.bfloat16 if cuda else torch.float32
   model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
@@ -40,7 +41,7 @@ def torch_scores(path: str, pairs, batch: int, max_len: int) -> tuple[float, "np
   tokenizer.padding_side = "left"
   encoder = JudgeEncoder(tokenizer, max_len)
   a_id, b_id = tok.label_token_ids(tokenizer)
-  triples = [(p, a, b) for p, a, b in pairs] + [(p, b, a) for p, a, b in pairs]
+  triples = list(pairs) + swapped(pairs)
   texts = [encoder.text(*t) for t in triples]
   start = time.perf_counter()
   probs = []
@@ -52,9 +53,7 @@ def torch_scores(path: str, pairs, batch: int, max_len: int) -> tuple[float, "np
       probs.append(torch.softmax(logits, -1).cpu().numpy())
   seconds = time.perf_counter() - start
   probs = np.concatenate(probs)
-  n = len(pairs)
-  return seconds, np.stack([(probs[:n, 0] + probs[n:, 1]) / 2, (probs[:n, 1] + probs[n:, 0]) / 2],
-                           1)
+  return seconds, both_order_scores(probs[:len(pairs)], probs[len(pairs):])
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ def get_config(preset: str = ""):
       reference_model="",            # /reward without references: this policy's greedy answer
       reference_max_new_tokens=512,
   ))
+  c.reasoning = configlib.reasoning_config()  # a GRAM-R² judge: votes, temperature, score
   if preset:
     configlib.apply_model_preset(c, preset)
   return c

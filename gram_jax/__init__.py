@@ -4,3 +4,4 @@ from gram_jax.hf.export import save_pretrained
 from gram_jax.models import Decoder, ModelConfig
 from gram_jax.pretrained import load_pretrained
 from gram_jax.reward import RewardModel
+from gram_jax.judge_card import RELEASE, Reasoning

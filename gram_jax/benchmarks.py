@@ -21,7 +21,7 @@ REWARDBENCH_GROUPS = {
 REWARDBENCH_SUBSETS = {s: g for g, subsets in REWARDBENCH_GROUPS.items() for s in subsets}
 JUDGEBENCH_GROUPS = {"Knowledge": "mmlu-pro", "Reasoning": "livebench-reasoning",
                      "Math": "livebench-math", "Coding": "livecodebench"}
-RMBENCH_DOMAINS = ("chat", "code", "math", "safety")
+RMBENCH_DOMAINS = ("chat", "math", "code", "safety")
 
 
 def _accuracy(flags: list[bool]) -> float:
@@ -59,14 +59,22 @@ def judgebench_group(source: str) -> str | None:
 
 
 def judgebench_summary(source_correct: Iterable[tuple[str, bool]]) -> dict[str, Any]:
-  """Accuracy per group (source substring) and over all pairs."""
+  """micro: accuracy over all pairs (the official JudgeBench scorer); macro: the mean of
+  the four groups' accuracies (what the GRAM and Skywork tables print)."""
   by_group: dict[str, list[bool]] = collections.defaultdict(list)
   flags = []
   for source, correct in source_correct:
     flags.append(bool(correct))
     by_group[judgebench_group(source) or "Other"].append(bool(correct))
-  return {"benchmark": "judgebench", "pairs": len(flags), "overall": _accuracy(flags),
-          "groups": {g: _accuracy(f) for g, f in by_group.items()}}
+  groups = {g: _accuracy(by_group[g]) for g in JUDGEBENCH_GROUPS if by_group[g]}
+  return {"benchmark": "judgebench", "pairs": len(flags), "micro": _accuracy(flags),
+          "macro": float(np.mean(list(groups.values()))) if groups else float("nan"),
+          "groups": groups, "other_source_pairs": len(by_group.get("Other", []))}
+
+
+def rmbench_domain(name: str) -> str:
+  """RM-Bench scores safety-refuse and safety-response as one 'safety' domain."""
+  return "safety" if name.startswith("safety") else name
 
 
 def rmbench_item_accuracy(matrix: np.ndarray) -> dict[str, float]:
@@ -79,19 +87,37 @@ def rmbench_item_accuracy(matrix: np.ndarray) -> dict[str, float]:
 
 
 def rmbench_summary(domain_matrices: Iterable[tuple[str, np.ndarray]]) -> dict[str, Any]:
-  """Per domain: hard / normal / easy / avg over its items; overall: the same over all items,
-  with avg = mean of the domain averages (RM-Bench's total average)."""
+  """Per domain (safety-* merged into safety): hard / normal / easy / avg over its items;
+  overall: each of them averaged over the domains (RM-Bench's total)."""
   per_domain: dict[str, list[dict[str, float]]] = collections.defaultdict(list)
   for domain, matrix in domain_matrices:
-    per_domain[domain].append(rmbench_item_accuracy(matrix))
+    per_domain[rmbench_domain(domain)].append(rmbench_item_accuracy(matrix))
   mean = lambda rows, key: float(np.mean([r[key] for r in rows]))
-  domains = {d: {k: mean(rows, k) for k in ("hard", "normal", "easy", "avg")} | {
-      "items": len(rows)} for d, rows in per_domain.items()}
-  every = [r for rows in per_domain.values() for r in rows]
-  overall = {k: mean(every, k) for k in ("hard", "normal", "easy")} if every else {}
-  overall["avg"] = float(np.mean([d["avg"] for d in domains.values()])) if domains else float(
-      "nan")
-  return {"benchmark": "rmbench", "items": len(every), "overall": overall, "domains": domains}
+  order = sorted(per_domain, key=lambda d: (RMBENCH_DOMAINS.index(d)
+                                            if d in RMBENCH_DOMAINS else len(RMBENCH_DOMAINS), d))
+  domains = {d: {k: mean(per_domain[d], k) for k in ("hard", "normal", "easy", "avg")} | {
+      "items": len(per_domain[d])} for d in order}
+  overall = {k: float(np.mean([d[k] for d in domains.values()])) if domains else float("nan")
+             for k in ("hard", "normal", "easy", "avg")}
+  return {"benchmark": "rmbench", "items": sum(len(r) for r in per_domain.values()),
+          "overall": overall, "domains": domains}
+
+
+def readout_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+  """What every pairwise report adds: position consistency (the share of pairs whose
+  verdict does not flip when A and B swap) and, for reasoning judges, each readout's
+  accuracy and the judgments without a verdict."""
+  summary = {"position_consistency": _accuracy([r["consistent"] for r in rows])}
+  if rows and "verdict_correct" in rows[0]:
+    summary.update(
+        votes=rows[0]["votes_per_order"],
+        verdict_accuracy=_accuracy([r["verdict_correct"] for r in rows]),
+        voting_accuracy=_accuracy([r["voting_correct"] for r in rows]),
+        probability_accuracy=_accuracy([r["probability_correct"] for r in rows]),
+        judgments=sum(r["judgments"] for r in rows),
+        no_verdict_judgments=sum(r["no_verdict"] for r in rows),
+        tied_pairs=sum(r["tied"] for r in rows))
+  return summary
 
 
 def markdown(name: str, summary: dict[str, Any], trimmed: int) -> str:
@@ -104,18 +130,31 @@ def markdown(name: str, summary: dict[str, Any], trimmed: int) -> str:
               f"| {summary['pairs']} | {pct(summary['accuracy'])} |"]
   elif kind in ("rewardbench", "judgebench"):
     groups = summary["groups"]
-    lines += ["| " + " | ".join(list(groups) + ["overall"]) + " |",
-              "|" + "---|" * (len(groups) + 1),
-              "| " + " | ".join(pct(v) for v in list(groups.values()) + [summary["overall"]])
-              + " |"]
+    totals = (["overall"] if kind == "rewardbench" else
+              ["micro (official scorer)", "macro (mean of groups)"])
+    values = ([summary["overall"]] if kind == "rewardbench" else
+              [summary["micro"], summary["macro"]])
+    lines += ["| " + " | ".join(list(groups) + totals) + " |",
+              "|" + "---|" * (len(groups) + len(totals)),
+              "| " + " | ".join(pct(v) for v in list(groups.values()) + values) + " |"]
   else:
     lines += ["| domain | items | hard | normal | easy | avg |", "|---|---|---|---|---|---|"]
     for domain, row in summary["domains"].items():
       lines.append(f"| {domain} | {row['items']} | {pct(row['hard'])} | {pct(row['normal'])} "
                    f"| {pct(row['easy'])} | {pct(row['avg'])} |")
     o = summary["overall"]
-    lines.append(f"| overall | {summary['items']} | {pct(o.get('hard', float('nan')))} | "
-                 f"{pct(o.get('normal', float('nan')))} | {pct(o.get('easy', float('nan')))} | "
-                 f"{pct(o['avg'])} |")
-  lines += ["", f"Pairs trimmed to fit the length budget: {trimmed}.", ""]
+    lines.append(f"| overall (mean of domains) | {summary['items']} | {pct(o['hard'])} | "
+                 f"{pct(o['normal'])} | {pct(o['easy'])} | {pct(o['avg'])} |")
+  lines.append("")
+  if "position_consistency" in summary:
+    lines.append(f"Position consistency (verdict unchanged when A and B swap): "
+                 f"{pct(summary['position_consistency'])}.")
+  if "voting_accuracy" in summary:
+    lines.append(
+        f"Readouts: parsed verdict, one judgment per order {pct(summary['verdict_accuracy'])}; "
+        f"voting@{summary['votes']} {pct(summary['voting_accuracy'])}; P(A)/P(B) after the "
+        f"rationale {pct(summary['probability_accuracy'])}. No verdict in "
+        f"{summary['no_verdict_judgments']} of {summary['judgments']} judgments; "
+        f"{summary['tied_pairs']} pairs tied (counted wrong).")
+  lines += [f"Pairs trimmed to fit the length budget: {trimmed}.", ""]
   return "\n".join(lines)

@@ -1,7 +1,9 @@
 """Best-of-n from the command line: pick the winner of each row's candidates.
 
   python -m gram_jax.best_of_n --model=MODEL --input=candidates.jsonl \
-      --output=winners.jsonl [--method=knockout|linear|round_robin]
+      --output=winners.jsonl [--method=knockout|linear|round_robin|bradley_terry]
+  # a GRAM-R² judge with voting@5 (its judge.json, or --reasoning_preset=release):
+  python -m gram_jax.best_of_n --model=MODEL ... --votes=5 --temperature=0.75
 
 Input rows: {"prompt": str, "responses": [str, ...], ...}; each output row is the input row
 plus best_index, best_response and the per-response scores the method used.
@@ -11,7 +13,7 @@ import sys
 
 from absl import app, flags
 
-from gram_jax import cli_util, synthetic
+from gram_jax import cli_util, journal, judge_card, ranking, templates
 from gram_jax.data import sources
 from gram_jax.errors import GramError
 from gram_jax.reward import RewardModel
@@ -23,9 +25,14 @@ flags.DEFINE_string("input", None, "JSONL/JSON/Parquet rows with prompt and resp
                     required=True)
 flags.DEFINE_string("output", None, "JSONL file for the rows with their winners.",
                     required=True)
-flags.DEFINE_enum("method", "knockout", ["linear", "knockout", "round_robin"], "Ranking.")
+flags.DEFINE_enum("method", "knockout", list(ranking.METHODS), "Ranking.")
 flags.DEFINE_integer("max_len", 2048, "Tokens of one judging prompt.")
 flags.DEFINE_integer("batch_size", 16, "Prompts per jitted call.")
+flags.DEFINE_string("reasoning_preset", "", "release: read the model as a GRAM-RR judge with "
+                    "the release settings (temperature 0.75, 2048 new tokens).")
+flags.DEFINE_integer("votes", 0, "voting@k for a reasoning judge (0: its judge card's).")
+flags.DEFINE_float("temperature", -1.0, "Sampling temperature of a reasoning judge "
+                   "(< 0: its judge card's).")
 
 
 def read_candidates(path: str) -> list[dict]:
@@ -49,14 +56,25 @@ def main(argv: list[str]) -> None:
   cli_util.quiet_library_logs()
   try:
     rows = read_candidates(FLAGS.input)  # every row checked before the model loads
+    card = judge_card.read_judge_card(FLAGS.model)
+    if (FLAGS.votes or FLAGS.temperature >= 0) and not (card.get("reasoning") or
+                                                        FLAGS.reasoning_preset):
+      raise GramError("--votes and --temperature apply to reasoning judges: the model has no "
+                      "judge.json with reasoning; name --reasoning_preset=release")
+    reasoning = judge_card.resolve_reasoning(
+        card.get("reasoning"), preset=FLAGS.reasoning_preset, votes=FLAGS.votes or None,
+        temperature=FLAGS.temperature if FLAGS.temperature >= 0 else None)
+    kwargs = {"template": templates.GRAM_RR_PROMPT} if FLAGS.reasoning_preset and not card \
+        else {}
     reward = RewardModel.from_pretrained(FLAGS.model, max_len=FLAGS.max_len,
-                                         batch_size=FLAGS.batch_size)
+                                         batch_size=FLAGS.batch_size, reasoning=reasoning,
+                                         **kwargs)
     winners = []
     for row in rows:
       ranked = reward.rank(row["prompt"], row["responses"], FLAGS.method)
       winners.append({**row, "best_index": ranked.best,
                       "best_response": row["responses"][ranked.best], "scores": ranked.scores})
-    synthetic.write_jsonl(winners, FLAGS.output)
+    journal.write_jsonl(winners, FLAGS.output)
   except GramError as e:
     sys.exit(f"error: {e}")
   print(json.dumps({"rows": len(winners), "output": FLAGS.output}))

@@ -5,6 +5,7 @@ on the command line (`--config.train.learning_rate=1e-5`). `validate` runs befor
 built or compiled, so a wrong mesh, batch or path fails in seconds with one clear line.
 """
 import os
+from typing import Any
 
 import jax
 import ml_collections
@@ -99,6 +100,29 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   return c
 
 
+def reasoning_config() -> ml_collections.ConfigDict:
+  """How evaluate and serve read a GRAM-R² judge; unset fields keep the model's judge card."""
+  return ml_collections.ConfigDict(dict(
+      mode="auto",  # auto: as the model's judge.json says (or a preset is named) | on | off
+      preset="",  # release: the GRAM-RR release settings (temperature 0.75, 2048 new tokens)
+      max_new_tokens=0,  # 0: the card's (or preset's)
+      temperature=-1.0,  # < 0: the card's (or preset's)
+      votes=0,  # voting@k, judgments per order; 0: the card's (else 1)
+      score="",  # verdict (vote shares, the published readout) | probability; "": the card's
+  ))
+
+
+def reasoning_settings(c: ml_collections.ConfigDict, card_reasoning: Any = None) -> Any:
+  """The Reasoning a stage's judge runs with (None: a verdict-only GRAM readout)."""
+  from gram_jax.judge_card import resolve_reasoning
+  r = c.reasoning
+  return resolve_reasoning(
+      card_reasoning, r.mode, r.preset, max_new_tokens=r.max_new_tokens or None,
+      temperature=r.temperature if r.temperature >= 0 else None, votes=r.votes or None,
+      score=r.score or None,
+      rationale_format=None if card_reasoning else c.template.rationale_format)
+
+
 def apply_model_preset(c: ml_collections.ConfigDict, preset: str) -> None:
   """Real-model presets: bf16 compute, FSDP over all devices, remat, long cutoff."""
   if preset not in MODEL_PRESETS:
@@ -160,7 +184,8 @@ def prover_template(c: ml_collections.ConfigDict) -> str:
   return templates.PROVER_PROMPT if c.template.prover == "default" else c.template.prover
 
 
-SELF_TRAIN_FILES = ("seed_files", "labeled_files", "unlabeled_files", "heldout_files")
+SELF_TRAIN_FILES = ("seed_files", "labeled_files", "unlabeled_files", "heldout_files",
+                    "task_files")
 
 
 def _self_train_files(c: ml_collections.ConfigDict) -> list[tuple[str, str]]:
@@ -173,6 +198,21 @@ def _self_train_files(c: ml_collections.ConfigDict) -> list[tuple[str, str]]:
         raise GramError(f"config.self_train.{field}: required when not running the built-in "
                         "task (set seed_files, labeled_files and unlabeled_files)")
   return [(f"self_train.{f}", v) for f, v in given.items()]
+
+
+def _check_self_train(s: ml_collections.ConfigDict) -> None:
+  choices = {"policy_init": ("base", "previous"), "final_mode": ("rationale", "verdict")}
+  for field, allowed in choices.items():
+    if s[field] not in allowed:
+      raise GramError(f"config.self_train.{field}: {s[field]!r} not in {allowed}")
+  if s.judge_samples < 1:
+    raise GramError(f"config.self_train.judge_samples must be >= 1, got {s.judge_samples}")
+  if s.judge_samples > 1 and s.judge_temperature <= 0:
+    raise GramError(f"config.self_train.judge_temperature must be > 0 to sample "
+                    f"{s.judge_samples} judgments per order (greedy ones are all the same)")
+  if not 0.5 <= s.min_vote_share <= 1.0:
+    raise GramError(f"config.self_train.min_vote_share must be in [0.5, 1], got "
+                    f"{s.min_vote_share}")
 
 
 def data_files(value: str) -> list[str]:
@@ -233,3 +273,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise GramError(f"config.model.path: required for stage {c.stage}")
   if c.stage == "evaluate" and not data_files(c.eval.files):
     raise GramError("config.eval.files: required for stage evaluate")
+  if c.stage == "self_train":
+    _check_self_train(c.self_train)
+  if "reasoning" in c:
+    try:
+      on = c.copy_and_resolve_references()
+      with on.unlocked():
+        on.reasoning.mode = "on"
+      reasoning_settings(on)
+    except GramError as e:
+      raise GramError(f"config.reasoning: {e}") from None

@@ -17,7 +17,7 @@ from gram_jax import checkpoint, cli_util, hub
 from gram_jax.errors import GramError
 from gram_jax.hf.export import save_pretrained
 from gram_jax.pretrained import load_pretrained
-from gram_jax.reward import JUDGE_CARD
+from gram_jax.judge_card import JUDGE_CARD
 from gram_jax.tokenizer import load_tokenizer
 
 FLAGS = flags.FLAGS

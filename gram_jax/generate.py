@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
-from gram_jax.models.decoder import Decoder, positions_from_mask
+from gram_jax import parallel
 from gram_jax.batching import bucket_length, left_pad
+from gram_jax.models.decoder import Decoder, positions_from_mask
 
 _MASKED = -1e30
 
@@ -130,22 +131,13 @@ class Generator:
                max_prompt_len: int = 2048, mesh: Mesh | None = None):
     self.graphdef, self.params = nnx.split(model)
     self.tokenizer, self.max_prompt_len, self.mesh = tokenizer, max_prompt_len, mesh
-    data_parallel = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
-    self.batch_size = -(-batch_size // data_parallel) * data_parallel
+    self.batch_size = parallel.round_up_to_data_parallel(batch_size, mesh)
     self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     eos = model.cfg.eos_token_id
     eos = set(eos if isinstance(eos, tuple) else ([eos] if eos is not None else []))
     if tokenizer.eos_token_id is not None:
       eos.add(tokenizer.eos_token_id)
     self.eos_ids = tuple(sorted(eos))
-
-  def set_params(self, params: Any) -> None:
-    self.params = params
-
-  def _put(self, array: np.ndarray) -> jax.Array:
-    if self.mesh is None:
-      return jnp.asarray(array)
-    return jax.device_put(array, NamedSharding(self.mesh, PartitionSpec(("data", "fsdp"))))
 
   def generate(self, prompts: Sequence[str | Sequence[int]], max_new_tokens: int = 256,
                sampling: Sampling = Sampling(), seed: int = 0,
@@ -167,8 +159,9 @@ class Generator:
       keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(
           jnp.asarray(np.pad(rows, (0, self.batch_size - len(rows))) + first_index))
       out, reasons, lengths = jax.device_get(_generate(
-          self.graphdef, self.params, self._put(ids), self._put(mask), keys, max_new_tokens,
-          sampling, self.eos_ids, stops, self.pad_id))
+          self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
+          parallel.put_batch(mask, self.mesh), keys, max_new_tokens, sampling, self.eos_ids,
+          stops, self.pad_id))
       for r, i in enumerate(rows):
         results[i] = self._finish(out[r, :lengths[r]], int(reasons[r]), stop)
     return results
@@ -183,8 +176,9 @@ class Generator:
       chunk = order[start:start + self.batch_size]
       width = bucket_length(max(len(rows[i]) for i in chunk), 1 << 30)
       ids, mask = left_pad([rows[i] for i in chunk], self.batch_size, width, self.pad_id)
-      logprobs = np.asarray(_token_logprobs(self.graphdef, self.params, self._put(ids),
-                                            self._put(mask)))
+      logprobs = np.asarray(_token_logprobs(self.graphdef, self.params,
+                                            parallel.put_batch(ids, self.mesh),
+                                            parallel.put_batch(mask, self.mesh)))
       for r, i in enumerate(chunk):
         totals[i] = logprobs[r, width - 1 - len(continuations[i]):].sum()
     return totals

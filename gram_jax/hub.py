@@ -9,7 +9,7 @@ import os
 from typing import Sequence
 
 from gram_jax.errors import GramError
-from gram_jax.reward import JUDGE_CARD
+from gram_jax.judge_card import JUDGE_CARD
 
 USAGE = '''```python
 import torch, transformers

@@ -8,7 +8,7 @@ append. A journal whose first line names other work is set aside, not resumed.
 """
 import json
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import tqdm
@@ -39,6 +39,11 @@ def write_atomic(path: str, text: str) -> str:
 def jsonl_text(rows: Sequence[dict]) -> str:
   """ASCII JSON lines: any Python string, lone surrogates included, survives the round trip."""
   return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def write_jsonl(rows: Iterable[dict], path: str) -> str:
+  """A JSONL file written atomically: a reader never sees it half-written."""
+  return write_atomic(path, jsonl_text(list(rows)))
 
 
 class Journal:

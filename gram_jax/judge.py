@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gram_jax import templates, truncation
-from gram_jax.tokenizer import label_token_ids, render_user_turn
+from gram_jax.tokenizer import encode_user_turns, label_token_ids, render_user_turn
 
 
 class JudgeEncoder:
@@ -24,8 +24,12 @@ class JudgeEncoder:
     return render_user_turn(self.tokenizer, message, self.chat_template)
 
   def _ids(self, fields: dict[str, str]) -> list[int]:
-    return self.tokenizer.encode(self.text(fields["prompt"], fields["response_a"],
-                                           fields["response_b"]), add_special_tokens=False)
+    return self.encode_all([(fields["prompt"], fields["response_a"], fields["response_b"])])[0]
+
+  def encode_all(self, triples: Sequence[tuple[str, str, str]]) -> list[list[int]]:
+    """Untrimmed token ids of many judging prompts; user text stays plain text."""
+    values = [{"input": p, "response_a": a, "response_b": b} for p, a, b in triples]
+    return encode_user_turns(self.tokenizer, self.template, values, self.chat_template)
 
   def __call__(self, prompt: str, response_a: str, response_b: str) -> tuple[list[int], bool]:
     """Token ids ending at the verdict position, and whether the pair was trimmed."""
@@ -41,8 +45,7 @@ class JudgeEncoder:
   def encode_many(self, triples: Sequence[tuple[str, str, str]]
                   ) -> tuple[list[list[int]], np.ndarray]:
     """Token ids of many judging prompts (one batched tokenizer call) and which were trimmed."""
-    texts = [self.text(*t) for t in triples]
-    encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    encoded = self.encode_all(triples)
     trimmed = np.zeros(len(triples), bool)
     for i, ids in enumerate(encoded):
       if len(ids) > self.max_len:

@@ -2,6 +2,7 @@
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -98,15 +99,22 @@ def param_shardings(state: nnx.State, mesh: Mesh | None,
   return out
 
 
-def replicated(mesh: Mesh | None) -> jax.sharding.Sharding:
-  if mesh is None:
-    return jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  return NamedSharding(mesh, PartitionSpec())
-
-
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Batches split their leading dim over the data-parallel axes."""
   return NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+
+
+def put_batch(array: np.ndarray, mesh: Mesh | None) -> jax.Array:
+  """An inference batch on the devices: split over the data axes on a mesh."""
+  if mesh is None:
+    return jnp.asarray(array)
+  return jax.device_put(array, batch_sharding(mesh))
+
+
+def round_up_to_data_parallel(batch_size: int, mesh: Mesh | None) -> int:
+  """The smallest batch >= batch_size that splits evenly over the mesh's data axes."""
+  data_parallel = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+  return -(-batch_size // data_parallel) * data_parallel
 
 
 def sync(name: str) -> None:

@@ -15,6 +15,10 @@ FORMATS = ("answer_tag", "preferred_line")
 _ANSWER = re.compile(r"<answer>\s*([^<\s]+)\s*</answer>", re.S)
 _THINK = re.compile(r"<think>\s*(.*?)\s*</think>", re.S)
 _PREFERRED = re.compile(r"#Preferred:\s*(\S+)")
+# The whole reply in the released format: one closed <think>, then one closed <answer>.
+_STRICT_ANSWER_TAG = re.compile(
+    r"\s*<think>(?:(?!<think>|</think>).)*</think>\s*<answer>\s*[^<\s]+\s*</answer>\s*", re.S)
+_STRICT_PREFERRED = re.compile(r"(?:(?!#Preferred:).)*#Preferred:[ \t]*\S+\s*", re.S)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +55,17 @@ def parse(text: str, labels: Sequence[str] = ("A", "B"), fmt: str = "answer_tag"
   else:
     raise ValueError(f"unknown rationale format {fmt!r} (known: {', '.join(FORMATS)})")
   return Judgment(rationale, verdict if verdict in labels else None)
+
+
+def broken_format(text: str, fmt: str = "answer_tag") -> bool:
+  """True unless the reply is exactly the format: for answer_tag one closed <think> block
+  then one closed <answer> block and nothing else; for preferred_line a rationale ending
+  with a single '#Preferred: X' line."""
+  if fmt == "answer_tag":
+    return _STRICT_ANSWER_TAG.fullmatch(text) is None
+  if fmt == "preferred_line":
+    return _STRICT_PREFERRED.fullmatch(text) is None
+  raise ValueError(f"unknown rationale format {fmt!r} (known: {', '.join(FORMATS)})")
 
 
 def reply_before_verdict(text: str, fmt: str = "answer_tag") -> str | None:

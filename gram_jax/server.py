@@ -18,6 +18,7 @@ import prometheus_client
 from absl import logging
 from aiohttp import web
 
+from gram_jax import ranking
 from gram_jax.errors import GramError
 from gram_jax.reward import RewardModel
 
@@ -138,8 +139,8 @@ def parse_rank_request(body: Any, limits: Limits) -> tuple[str, list[str], str]:
   responses = [_text(r, f"responses[{i}]", limits)
                for i, r in enumerate(_list(body, "responses", limits))]
   method = body.get("method", "knockout")
-  if method not in ("linear", "knockout", "round_robin"):
-    raise RequestError(400, f"method: {method!r} not in linear, knockout, round_robin")
+  if method not in ranking.METHODS:
+    raise RequestError(400, f"method: {method!r} not in {', '.join(ranking.METHODS)}")
   return prompt, responses, method
 
 
@@ -263,7 +264,9 @@ class RewardServer:
     return {"rewards": scores[:, 0].tolist(), "reference_scores": scores[:, 1].tolist()}
 
   async def health(self, request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "reasoning": self.reward.reasoner is not None,
+    reasoning = self.reward.reasoning
+    return web.json_response({"status": "ok", "reasoning": reasoning is not None,
+                              "votes": reasoning.votes if reasoning else None,
                               "max_len": self.reward.max_len})
 
   async def prometheus(self, request: web.Request) -> web.Response:

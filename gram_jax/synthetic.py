@@ -7,66 +7,113 @@ templated rationale that proves the label (Feedback / Comparision / Conclusion, 
 import random
 from typing import Iterator
 
-from gram_jax.journal import jsonl_text, write_atomic
-
 CATEGORIES = {
-    "fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear", "plum"],
-    "animal": ["cat", "dog", "horse", "lion", "mouse", "rabbit", "tiger", "wolf", "zebra"],
-    "color": ["red", "blue", "green", "yellow", "purple", "orange", "black", "white", "pink"],
-    "vegetable": ["carrot", "onion", "potato", "pepper", "lettuce", "garlic", "celery", "pea"],
+    "fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear", "plum",
+              "kiwi"],
+    "animal": ["cat", "dog", "horse", "lion", "mouse", "rabbit", "tiger", "wolf", "zebra",
+               "bear"],
+    "color": ["red", "blue", "green", "yellow", "purple", "black", "white", "pink", "brown",
+              "gray"],
+    "vegetable": ["carrot", "onion", "potato", "pepper", "lettuce", "garlic", "celery", "pea",
+                  "cabbage", "spinach"],
+    "tool": ["hammer", "saw", "drill", "wrench", "shovel", "rake", "chisel", "pliers", "ladder",
+             "axe"],
 }
 
-
-def _arithmetic(rng: random.Random) -> tuple[str, str, str, str]:
-  a, b = rng.randint(0, 9), rng.randint(0, 9)
-  op = rng.choice(["+", "*"])
-  truth = a + b if op == "+" else a * b
-  wrong = truth + rng.choice([-3, -2, -1, 1, 2, 3])
-  wrong = wrong if wrong >= 0 else truth + 1
-  question = f"What is {a} {op} {b}?"
-  fact = f"{a} {op} {b} is {truth}"
-  return question, f"{a} {op} {b} = {truth}.", f"{a} {op} {b} = {wrong}.", fact
+# (prompt, chosen, rejected, what the question asks for, why the chosen response is right,
+#  why the rejected one is wrong)
+Item = tuple[str, str, str, str, str, str]
 
 
-def _comparison(rng: random.Random) -> tuple[str, str, str, str]:
-  a, b = rng.sample(range(0, 50), 2)
-  big, small = max(a, b), min(a, b)
-  question = f"Which number is larger, {a} or {b}?"
-  return question, f"{big} is larger.", f"{small} is larger.", f"{big} is larger than {small}"
+def _arithmetic() -> Iterator[Item]:
+  for a in range(10):
+    for b in range(10):
+      for op in ("+", "*"):
+        truth = a + b if op == "+" else a * b
+        for wrong in sorted({max(truth + d, 0) for d in (-3, -2, -1, 1, 2, 3)} - {truth}):
+          yield (f"What is {a} {op} {b}?", f"{a} {op} {b} = {truth}.",
+                 f"{a} {op} {b} = {wrong}.", f"the value of {a} {op} {b}",
+                 f"{a} {op} {b} is {truth}", f"{a} {op} {b} is not {wrong}")
 
 
-def _category(rng: random.Random) -> tuple[str, str, str, str]:
-  name, other = rng.sample(sorted(CATEGORIES), 2)
-  good, bad = rng.choice(CATEGORIES[name]), rng.choice(CATEGORIES[other])
-  question = f"Name one {name}."
-  return question, f"One {name} is {good}.", f"One {name} is {bad}.", \
-      f"{good} is a {name} but {bad} is a {other}"
+def _comparison() -> Iterator[Item]:
+  for a in range(50):
+    for b in range(50):
+      if a != b:
+        big, small = max(a, b), min(a, b)
+        yield (f"Which number is larger, {a} or {b}?", f"{big} is larger.",
+               f"{small} is larger.", f"the larger of {a} and {b}",
+               f"{big} is larger than {small}", f"{small} is smaller than {big}")
 
 
+def _article(noun: str) -> str:
+  return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def _category() -> Iterator[Item]:
+  for name, words in CATEGORIES.items():
+    for other, other_words in CATEGORIES.items():
+      if other == name:
+        continue
+      for good in words:
+        for bad in other_words:
+          yield (f"Name one {name}.", f"One {name} is {good}.", f"One {name} is {bad}.",
+                 _article(name), f"{good} is {_article(name)}", f"{bad} is {_article(other)}")
+
+
+# Every distinct pair each task can make: splits drawn from them never share a pair.
 TASKS = {"arithmetic": _arithmetic, "comparison": _comparison, "category": _category}
 
 
-def rationale(fact: str, response_a: str, response_b: str, label: str) -> str:
-  """A proof of `label` in the released GRAM-R² three-part format."""
-  winner, loser = ("A", "B") if label == "A" else ("B", "A")
-  return (f"Feedback:\nResponse A says: {response_a} Response B says: {response_b}\n\n"
-          f"Comparision:\nWe know {fact}. Response {winner} is correct and Response {loser} "
-          f"is wrong.\n\nConclusion:\nResponse {winner} is better.")
+def rationale(pair: dict, label: str) -> str:
+  """A proof of `label` in the released GRAM-R² three-part format: each response judged
+  where it stands, then the verdict that follows."""
+  reasons = {label: f"right: {pair['right']}", ("B" if label == "A" else "A"):
+             f"wrong: {pair['wrong']}"}
+  return (f"Feedback:\nThe question asks for {pair['asks']}.\n\nComparision:\n"
+          f"Response A is {reasons['A']}. Response B is {reasons['B']}.\n\n"
+          f"Conclusion:\nResponse {label} is better.")
 
 
-def make_pairs(count: int, seed: int, tasks: tuple[str, ...] = tuple(TASKS)) -> list[dict]:
-  """`count` labeled pairs {prompt, chosen, rejected, fact, task}, reproducible from `seed`."""
+def disjoint_splits(sizes: dict[str, int], seed: int,
+                    tasks: tuple[str, ...] = tuple(TASKS)) -> dict[str, list[dict]]:
+  """Labeled pairs {prompt, chosen, rejected, asks, right, wrong, task} (what the question
+  asks for; why each response is right or wrong) for each named split, no pair in
+  two splits (nor twice in one), reproducible from `seed`. Each pair's task is drawn
+  uniformly from `tasks`."""
   unknown = sorted(set(tasks) - set(TASKS))
   if unknown:
     raise ValueError(f"unknown synthetic tasks {unknown} (known: {', '.join(TASKS)})")
   rng = random.Random(seed)
-  pairs = []
-  for _ in range(count):
-    name = rng.choice(sorted(tasks))
-    prompt, chosen, rejected, fact = TASKS[name](rng)
-    pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "fact": fact,
-                  "task": name})
-  return pairs
+  names = sorted(tasks)
+  pools = {}
+  for name in names:
+    pool = list(TASKS[name]())
+    rng.shuffle(pool)
+    pools[name] = pool
+  splits = {}
+  for split, count in sizes.items():
+    rows = []
+    for _ in range(count):
+      name = rng.choice([n for n in names if pools[n]] or [None])
+      if name is None:
+        raise ValueError(f"the tasks {names} have fewer distinct pairs than the "
+                         f"{sum(sizes.values())} asked for")
+      prompt, chosen, rejected, asks, right, wrong = pools[name].pop()
+      rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "asks": asks,
+                   "right": right, "wrong": wrong, "task": name})
+    splits[split] = rows
+  return splits
+
+
+def make_pairs(count: int, seed: int, tasks: tuple[str, ...] = tuple(TASKS)) -> list[dict]:
+  """`count` distinct labeled pairs {prompt, chosen, rejected, asks, right, wrong, task}."""
+  return disjoint_splits({"pairs": count}, seed, tasks)["pairs"]
+
+
+def pair_key(prompt: str, first: str, second: str) -> tuple[str, frozenset[str]]:
+  """What makes two pairs the same pair, whatever the order of their responses."""
+  return prompt, frozenset((first, second))
 
 
 def as_unlabeled(pairs: list[dict], seed: int) -> Iterator[dict]:
@@ -80,23 +127,17 @@ def as_unlabeled(pairs: list[dict], seed: int) -> Iterator[dict]:
            "gold": "A" if chosen_first else "B"}
 
 
-def write_jsonl(rows: Iterator[dict] | list[dict], path: str) -> str:
-  """Writes atomically: a reader never sees a half-written file."""
-  return write_atomic(path, jsonl_text(list(rows)))
-
-
 def corpus(pairs: list[dict]) -> Iterator[str]:
   """Text to train the built-in tokenizer on."""
   for pair in pairs:
     yield pair["prompt"]
     yield pair["chosen"]
     yield pair["rejected"]
-    yield rationale(pair["fact"], pair["chosen"], pair["rejected"], "A")
+    yield rationale(pair, "A")
 
 
 def as_proved(pairs: list[dict], seed: int) -> Iterator[dict]:
   """Seed records for the prover: random A/B order, the label, and the templated proof."""
   for row, pair in zip(as_unlabeled(pairs, seed), pairs):
     yield {**{k: row[k] for k in ("prompt", "response_a", "response_b")}, "label": row["gold"],
-           "rationale": rationale(pair["fact"], row["response_a"], row["response_b"],
-                                  row["gold"])}
+           "rationale": rationale(pair, row["gold"])}

@@ -1,4 +1,6 @@
 """Prompt texts of the papers (exact; see SPEC.md sections 1, 2 and 6) and how to fill them."""
+import re
+
 
 GRAM_JUDGE_PROMPT = (
     "Please act as an impartial judge and evaluate the quality of the responses provided by "
@@ -35,14 +37,33 @@ PRETRAIN_OUTPUT = (
     "[The Start of Assistant B's Answer]\n{response_b}\n[The End of Assistant B's Answer]")
 
 
+_SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_with_spans(template: str, values: dict[str, str]) -> tuple[str, list[tuple[int, int]]]:
+  """Fills every `{name}` slot of the template in one pass and returns where each value
+  landed. Values are never searched for slots, so user text holding '{response_b}' or any
+  braces stays as written; a `{name}` without a value stays as it is."""
+  pieces, spans, position, last = [], [], 0, 0
+  for match in _SLOT.finditer(template):
+    if match.group(1) not in values:
+      continue
+    literal = template[last:match.start()]
+    value = values[match.group(1)]
+    pieces += [literal, value]
+    position += len(literal)
+    spans.append((position, position + len(value)))
+    position += len(value)
+    last = match.end()
+  pieces.append(template[last:])
+  return "".join(pieces), spans
+
+
 def fill(template: str, prompt: str, response_a: str = "", response_b: str = "",
          **slots: str) -> str:
-  """Fills {input}, {response_a}, {response_b} and any named `slots` by plain replacement,
-  so braces in user text stay untouched (slots are filled before the user's text goes in)."""
-  for name, value in slots.items():
-    template = template.replace("{" + name + "}", value)
-  return (template.replace("{input}", prompt).replace("{response_a}", response_a)
-          .replace("{response_b}", response_b))
+  """The template with {input}, {response_a}, {response_b} and any named `slots` filled."""
+  values = {"input": prompt, "response_a": response_a, "response_b": response_b, **slots}
+  return fill_with_spans(template, values)[0]
 
 
 # GRAM-R² preference-proving model π_ψ: the pair and the label it must prove.

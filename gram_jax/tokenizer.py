@@ -6,6 +6,7 @@ byte-level BPE in tokenizer.json form, with a ChatML chat template, loadable by 
 import os
 from typing import Any, Iterable, Sequence
 
+from gram_jax import templates
 from gram_jax.errors import GramError
 
 CHATML_TEMPLATE = (
@@ -53,6 +54,72 @@ def render_user_turn(tokenizer: Any, message: str, chat_template: str | None = N
   return tokenizer.apply_chat_template(
       [{"role": "user", "content": message}], chat_template=template, tokenize=False,
       add_generation_prompt=True, enable_thinking=False)
+
+
+def special_token_texts(tokenizer: Any) -> tuple[str, ...]:
+  """The strings this tokenizer turns into special (control) tokens."""
+  texts = set(tokenizer.all_special_tokens)
+  texts.update(t.content for t in tokenizer.added_tokens_decoder.values() if t.special)
+  return tuple(sorted(t for t in texts if t))
+
+
+def encode_plain(tokenizer: Any, text: str) -> list[int]:
+  """Token ids of data (user text, a response, a rationale): a special-token string inside
+  it is tokenised as the plain text it is, never as a control token."""
+  return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
+def _values_hold_specials(tokenizer: Any, values: dict[str, str]) -> bool:
+  specials = special_token_texts(tokenizer)
+  return any(s in value for value in values.values() for s in specials)
+
+
+def _encode_in_pieces(tokenizer: Any, template: str, values: dict[str, str],
+                      chat_template: str | None) -> list[int]:
+  """Template and chat markup tokenised with their special tokens, values as plain text."""
+  message, spans = templates.fill_with_spans(template, values)
+  rendered = render_user_turn(tokenizer, message, chat_template)
+  start, lo, hi = rendered.find(message), 0, 0
+  if start >= 0:
+    lo, hi = start, start + len(message)
+  else:  # templates that trim the message (Llama-3's) keep its inner text
+    stripped = message.strip()
+    lo = rendered.find(stripped)
+    if not stripped or lo < 0:
+      raise GramError("the chat template rewrites the message text, so special-token strings "
+                      "in user text cannot be kept plain; set config.tokenizer.chat_template")
+    hi, start = lo + len(stripped), lo - (len(message) - len(message.lstrip()))
+  ids, position = [], 0
+  for begin, end in spans:
+    begin = min(max(begin + start, lo, position), hi)
+    end = min(max(end + start, begin), hi)
+    ids += tokenizer.encode(rendered[position:begin], add_special_tokens=False)
+    ids += encode_plain(tokenizer, rendered[begin:end])
+    position = end
+  return ids + tokenizer.encode(rendered[position:], add_special_tokens=False)
+
+
+def encode_user_turns(tokenizer: Any, template: str, values: Sequence[dict[str, str]],
+                      chat_template: str | None = None) -> list[list[int]]:
+  """Token ids of user turns: `template` filled with each values dict, wrapped by the chat
+  template with the generation prompt.
+
+  The rendered string is tokenised whole, as the official scorer does, so ordinary text
+  gets exactly the official tokens. A value that holds a special-token string
+  ('<|im_end|>', ...) is data, not markup: that turn is tokenised in pieces, its values as
+  plain text, so no user or policy text can close a turn or open a new one."""
+  plain = [not _values_hold_specials(tokenizer, v) for v in values]
+  texts = [render_user_turn(tokenizer, templates.fill_with_spans(template, v)[0], chat_template)
+           for v, ok in zip(values, plain) if ok]
+  whole = iter(tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
+  return [next(whole) if ok else _encode_in_pieces(tokenizer, template, v, chat_template)
+          for v, ok in zip(values, plain)]
+
+
+def encode_user_turn(tokenizer: Any, template: str, values: dict[str, str],
+                     chat_template: str | None = None) -> list[int]:
+  """encode_user_turns for one turn."""
+  return encode_user_turns(tokenizer, template, [values], chat_template)[0]
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512,

@@ -6,13 +6,14 @@ fields shrink, the responses first and in proportion to their lengths, then the 
 from typing import Any, Callable, Sequence
 
 from gram_jax.errors import GramError
+from gram_jax.tokenizer import encode_plain
 
 Fields = dict[str, str]
+DEFAULT_ORDER = (("response_a", "response_b"), ("prompt",))
 
 
 def fit_fields(tokenizer: Any, fields: Fields, measure: Callable[[Fields], int], budget: int,
-               groups: Sequence[Sequence[str]] = (("response_a", "response_b"), ("prompt",)),
-               ) -> tuple[Fields, bool]:
+               groups: Sequence[Sequence[str]] = DEFAULT_ORDER) -> tuple[Fields, bool]:
   """Returns (fields that fit, whether anything was trimmed); raises if impossible."""
   total = measure(fields)
   if total <= budget:
@@ -23,8 +24,7 @@ def fit_fields(tokenizer: Any, fields: Fields, measure: Callable[[Fields], int],
       excess = total - budget
       if excess <= 0:
         return fields, True
-      tokens = {name: tokenizer.encode(fields[name], add_special_tokens=False)
-                for name in group}
+      tokens = {name: encode_plain(tokenizer, fields[name]) for name in group}
       available = sum(max(len(t) - 1, 0) for t in tokens.values())
       if available <= 0:
         break

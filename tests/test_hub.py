@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from gram_jax import hub
-from gram_jax.reward import Reasoning, write_judge_card
+from gram_jax.judge_card import Reasoning, write_judge_card
 from gram_jax.serve_util import BackgroundApp
 from tests import cli, hf_fixtures
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from gram_jax import synthetic, templates
+from gram_jax import journal, synthetic, templates
 from gram_jax.reward import RewardModel
 from tests import cli
 
@@ -65,23 +65,23 @@ def test_rerun_after_sigterm_resumes_without_redoing_steps(preempted_training):
 def test_sigterm_in_evaluation_keeps_scored_pairs_and_resumes(preempted_training, tmp_path):
   model = preempted_training["workdir"]
   pairs = synthetic.make_pairs(320, seed=5, tasks=("category",))
-  data = synthetic.write_jsonl(pairs, str(tmp_path / "pairs.jsonl"))
+  data = journal.write_jsonl(pairs, str(tmp_path / "pairs.jsonl"))
   flags = [f"--config.workdir={tmp_path / 'eval'}", f"--config.model.path={model}",
            f"--config.eval.files={data}", "--config.eval.batch_size=2",
            "--config.eval.max_len=256", "--config.template.judge=compact"]
-  journal = str(tmp_path / "eval" / "pairs" / "scores.journal")
-  code, seconds, err = cli.signal_when(EVALUATE, flags, lambda: cli.jsonl_lines(journal) >= 2,
-                                       signal.SIGTERM)
+  journal_path = str(tmp_path / "eval" / "pairs" / "scores.journal")
+  code, seconds, err = cli.signal_when(
+      EVALUATE, flags, lambda: cli.jsonl_lines(journal_path) >= 2, signal.SIGTERM)
   assert code == 0 and seconds < EXIT_SECONDS, err[-3000:]
   print(f"evaluation: exit 0 {seconds:.1f} s after SIGTERM")
-  saved = cli.jsonl_lines(journal) - 1  # the first line names the work
+  saved = cli.jsonl_lines(journal_path) - 1  # the first line names the work
   assert 0 < saved < len(pairs) and f"{saved} of {len(pairs)} items saved" in err
   assert not os.path.exists(tmp_path / "eval" / "pairs" / "summary.json")
 
   result = cli.run_main(EVALUATE, *flags)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"resuming at item {saved} of {len(pairs)}" in result.stderr
-  assert not os.path.exists(journal)
+  assert not os.path.exists(journal_path)
   rows = [json.loads(l) for l in open(tmp_path / "eval" / "pairs" / "results.jsonl")]
   reward = RewardModel.from_pretrained(model, max_len=256,
                                        template=templates.COMPACT_JUDGE_PROMPT)

@@ -1,4 +1,5 @@
 """Stage prover: learns to write a proof in the released format for the label it is given."""
+import json
 import os
 
 import pytest
@@ -21,12 +22,15 @@ def test_prover_learns_to_prove_the_given_label(tmp_path):
   tokenizer = tok.load_tokenizer(workdir)
   generator = Generator(gram_jax.load_pretrained(workdir), tokenizer, batch_size=8,
                         max_prompt_len=192)
-  rows = list(synthetic.as_proved(synthetic.make_pairs(8, 4242, ("category",)), 4242))
+  seeds = [json.loads(l) for l in open(os.path.join(workdir, "data", "seed_proofs.jsonl"))]
+  seen = {synthetic.pair_key(r["prompt"], r["response_a"], r["response_b"]) for r in seeds}
+  rows = [r for r in synthetic.as_proved(synthetic.make_pairs(40, 4242, ("category",)), 4242)
+          if synthetic.pair_key(r["prompt"], r["response_a"], r["response_b"]) not in seen][:8]
   for row in rows:  # ask for the wrong label too: a prover proves what it is told
     row["label"] = "B" if row["label"] == "A" else "A"
-  prompts = [tok.render_user_turn(tokenizer, templates.fill(
-      templates.PROVER_PROMPT, r["prompt"], r["response_a"], r["response_b"], label=r["label"]))
-      for r in rows]
+  prompts = tok.encode_user_turns(tokenizer, templates.PROVER_PROMPT, [
+      {"input": r["prompt"], "response_a": r["response_a"], "response_b": r["response_b"],
+       "label": r["label"]} for r in rows])
   proofs = generator.generate(prompts, 96)
   for row, proof in zip(rows, proofs):
     assert proof.finish_reason == "eos"

@@ -1,15 +1,18 @@
-"""RewardModel scores equal the official PyTorch scorer; ranking methods; the verdict loss."""
+"""RewardModel scores equal the official PyTorch scorer; reasoning readouts and voting@k;
+the verdict loss."""
 import numpy as np
 import pytest
 import torch
 
 import gram_jax
-from gram_jax import GramError, objectives, parallel, templates
+from gram_jax import GramError, objectives, parallel, ranking, templates
 from gram_jax import tokenizer as tok
-from gram_jax.judge import JudgeEncoder
 from gram_jax.batching import bucket_length
+from gram_jax.generate import Sampling
+from gram_jax.judge import JudgeEncoder
+from gram_jax.judge_card import RELEASE, Reasoning, read_judge_card, write_judge_card
 from gram_jax.reasoning import ReasoningJudge
-from gram_jax.reward import Reasoning, RewardModel, read_judge_card, write_judge_card
+from gram_jax.reward import RewardModel
 from tests import hf_fixtures
 
 PAIRS = [
@@ -80,24 +83,19 @@ def test_trimming_keeps_the_verdict_position_and_counts(model_dir):
   assert "[The End of Assistant A's Answer]" in text and "Paris is the capital" in text
 
 
-def test_rank_methods_agree_on_a_clear_winner(model_dir):
+def test_every_rank_method_runs_on_the_model_scores(model_dir):
   path, _ = model_dir
   reward = RewardModel.from_pretrained(path, batch_size=8)
   responses = ["Paris.", "The answer is 4.", "Response A is better.", "B", "Paris is the capital."]
   prompt = "What is the capital of France?"
-  round_robin = reward.rank(prompt, responses, method="round_robin")
-  assert sorted(round_robin.order) == list(range(5)) and round_robin.comparisons == 10
-  linear = reward.rank(prompt, responses, method="linear")
-  knockout = reward.rank(prompt, responses, method="knockout")
-  assert linear.comparisons == 4 and knockout.comparisons == 4
-  # The linear scan keeps the current best unless the challenger scores strictly higher.
-  best = 0
-  for i in range(1, 5):
-    keep, new = reward.score(prompt, responses[best], responses[i])
-    best = i if new > keep else best
-  assert linear.best == best
-  with pytest.raises(GramError, match="unknown rank method"):
-    reward.rank(prompt, responses, method="bogus")
+  for method in ranking.METHODS:
+    result = reward.rank(prompt, responses, method=method)
+    assert 0 <= result.best < 5 and result.comparisons == (10 if method in (
+        "round_robin", "bradley_terry") else 4)
+  # The round robin counts the model's wins: check one game's outcome by hand.
+  wins = reward.rank(prompt, responses[:2], method="round_robin").scores
+  first, second = reward.score(prompt, responses[0], responses[1])
+  assert wins == ([1.0, 0.0] if first > second else [0.0, 1.0])
 
 
 def test_bucket_lengths():
@@ -136,39 +134,78 @@ def test_label_smoothing_is_bradley_terry_plus_margin_penalty():
   assert margins[np.argmin(loss)] == pytest.approx(np.log(0.95 / 0.05), abs=1e-3)
 
 
-def test_reasoning_models_score_and_rank_through_their_rationales(tmp_path):
-  path = str(tmp_path / "rr")
+@pytest.fixture(scope="module")
+def reasoning_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("rr"))
   hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
-  reasoning = Reasoning(max_new_tokens=6)
-  write_judge_card(path, templates.COMPACT_RR_PROMPT, ("A", "B"), reasoning)
-  reward = RewardModel.from_pretrained(path, max_len=256, batch_size=4)
-  assert reward.reasoning == reasoning
-  direct = ReasoningJudge(gram_jax.load_pretrained(path), tok.load_tokenizer(path),
-                          templates.COMPACT_RR_PROMPT, batch_size=4, max_len=256,
-                          max_new_tokens=6).judge_batch(PAIRS[:3])
+  write_judge_card(path, templates.COMPACT_RR_PROMPT, ("A", "B"), Reasoning(max_new_tokens=6))
+  return path
+
+
+def _direct_judge(path):
+  return ReasoningJudge(gram_jax.load_pretrained(path), tok.load_tokenizer(path),
+                        templates.COMPACT_RR_PROMPT, batch_size=4, max_len=256, max_new_tokens=6)
+
+
+def test_reasoning_judge_reads_both_orders(reasoning_dir):
+  reward = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4)
+  assert reward.reasoning == Reasoning(max_new_tokens=6)
+  direct = _direct_judge(reasoning_dir).judge_batch(PAIRS[:3])
   judged = reward.judge_batch(PAIRS[:3])
-  assert [j.rationales for j in judged] == [j.rationales for j in direct]
-  expected = np.array([[j.score_a, j.score_b] for j in direct])
-  np.testing.assert_allclose(reward.score_batch(PAIRS[:3]), expected, atol=1e-6)
-  plain = RewardModel.from_pretrained(path, max_len=256, batch_size=4, reasoning=None,
+  assert [j.judgments for j in judged] == [j.judgments for j in direct]
+  for j in judged:
+    first, second = j.judgments
+    assert not first.swapped and second.swapped
+    # P(A)/P(B) after each rationale, averaged over both orders in the pair's orientation.
+    expected = ((first.probs[0] + second.probs[1]) / 2, (first.probs[1] + second.probs[0]) / 2)
+    assert j.probability_scores == pytest.approx(expected, abs=1e-6)
+  # The published readout: vote shares of the parsed verdicts.
+  expected = np.array([j.vote.scores() for j in judged])
+  np.testing.assert_allclose(reward.score_batch(PAIRS[:3]), expected)
+  plain = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4, reasoning=None,
                                       template=templates.COMPACT_RR_PROMPT)
-  assert np.abs(plain.score_batch(PAIRS[:3]) - expected).max() > 1e-3  # a different readout
-  prompt, responses = PAIRS[0][0], [PAIRS[0][1], PAIRS[0][2], PAIRS[1][2]]
-  ranked = reward.rank(prompt, responses, method="round_robin")
-  games = [(0, 1), (0, 2), (1, 2)]
-  scores = reward.score_batch([(prompt, responses[i], responses[j]) for i, j in games])
-  totals = np.zeros(3)
-  for (i, j), (si, sj) in zip(games, scores):
-    totals[i], totals[j] = totals[i] + si, totals[j] + sj
-  np.testing.assert_allclose(ranked.scores, totals, atol=1e-6)
+  probability = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4,
+                                            reasoning=Reasoning(max_new_tokens=6,
+                                                                score="probability"))
+  np.testing.assert_allclose(probability.score_batch(PAIRS[:3]),
+                             [j.probability_scores for j in judged], atol=1e-6)
+  assert np.abs(plain.score_batch(PAIRS[:3]) - probability.score_batch(PAIRS[:3])).max() > 1e-3
 
 
-def test_judge_of_a_verdict_model_follows_its_scores(model_dir):
+def test_voting_at_k_samples_k_judgments_per_order(reasoning_dir):
+  voting = Reasoning(max_new_tokens=6, temperature=1.0, votes=3)
+  reward = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4,
+                                       reasoning=voting)
+  judged = reward.judge_batch(PAIRS, seed=5)
+  for j in judged:
+    assert [x.swapped for x in j.judgments] == [False] * 3 + [True] * 3
+    picks = [x.pick(("A", "B")) for x in j.judgments]
+    assert (j.vote.for_a, j.vote.for_b, j.vote.abstained) == (
+        picks.count(0), picks.count(1), picks.count(None))
+  # Samples follow (seed, pair, order, sample): pair 3 alone, as item 3, gets the same text.
+  alone = _direct_judge(reasoning_dir).judge_batch(
+      PAIRS[3:4], Sampling(temperature=1.0), seed=5, first_index=3, samples=3)[0]
+  assert [x.reply for x in alone.judgments] == [x.reply for x in judged[3].judgments]
+  assert len({x.reply for j in judged for x in j.judgments}) > 3  # sampling varies them
+
+
+def test_reasoning_settings_are_checked():
+  with pytest.raises(GramError, match="needs sampling"):
+    Reasoning(votes=4)
+  with pytest.raises(GramError, match="score"):
+    Reasoning(score="mean")
+  assert (RELEASE.temperature, RELEASE.max_new_tokens) == (0.75, 2048)
+
+
+def test_judge_of_a_verdict_model_reads_each_order(model_dir):
   path, _ = model_dir
   reward = RewardModel.from_pretrained(path, max_len=2048, batch_size=4)
-  for judgment, (score_a, score_b) in zip(reward.judge_batch(PAIRS), reward.score_batch(PAIRS)):
+  first, second = reward.scorer.order_probs(PAIRS)[:2]
+  for judgment, f, s, (score_a, score_b) in zip(reward.judge_batch(PAIRS), first, second,
+                                                 reward.score_batch(PAIRS)):
     assert judgment.rationales == ("", "")
-    assert judgment.preferred == ("A" if score_a > score_b else "B")
+    assert judgment.verdicts == ("A" if f[0] > f[1] else "B", "A" if s[0] > s[1] else "B")
+    assert judgment.consistent == ((f[0] > f[1]) == (s[1] > s[0]))
     assert (judgment.score_a, judgment.score_b) == pytest.approx((score_a, score_b))
 
 

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from gram_jax import GramError, configlib, synthetic
+from gram_jax import GramError, configlib, journal, synthetic
 from tests import cli
 
 CONFIG = "configs/self_train.py"
@@ -22,13 +22,14 @@ def _write_data(folder) -> list[str]:
       "labeled_files": synthetic.make_pairs(12, 1, TASKS),
       "unlabeled_files": synthetic.as_unlabeled(synthetic.make_pairs(48, 2, TASKS), 3),
       "heldout_files": synthetic.make_pairs(16, 4, TASKS)}
-  return [f"--config.self_train.{field}=" + synthetic.write_jsonl(rows, str(folder / f"{field}.jsonl"))
+  return [f"--config.self_train.{field}=" +
+          journal.write_jsonl(rows, str(folder / f"{field}.jsonl"))
           for field, rows in files.items()]
 
 
 def _overrides(workdir, data) -> list[str]:
-  small = dict(rounds=1, prover_steps=30, policy_steps=30, policy_epochs=1.0, max_new_tokens=48,
-               batch_size=16, baseline=False, final_finetune_steps=10)
+  small = dict(rounds=1, prover_steps=30, policy_steps=30, round_steps=30, policy_epochs=1.0,
+               max_new_tokens=48, batch_size=16, baseline=False, final_finetune_steps=10)
   return [f"--config.workdir={workdir}", "--config.checkpoint.every_steps=10",
           *data, *[f"--config.self_train.{k}={v}" for k, v in small.items()]]
 
@@ -45,19 +46,19 @@ def test_preempted_then_killed_inside_a_round_resumes_with_the_same_results(tmp_
   result = cli.run_main(CONFIG, *_overrides(unbroken, data), timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   stages = [json.loads(l)["stage"] for l in open(unbroken / "rounds.jsonl")]
-  assert stages == ["warm start", "round 1", "final label-smoothed fine-tuning"]
+  assert stages == ["warm start", "round 1", "task adaptation (rationale + verdict SFT)"]
 
   broken = tmp_path / "broken"  # the unbroken run's state before round 1, then round 1 again
   shutil.copytree(unbroken, broken)
   for later in ("round_1", "final", "rounds.jsonl", "report.md", "hf"):
     target = broken / later
     shutil.rmtree(target) if target.is_dir() else target.unlink()
-  journal = str(broken / "round_1" / "judged.jsonl.journal")
+  journal_path = str(broken / "round_1" / "judged.jsonl.journal")
   code, seconds, err = cli.signal_when(  # preempted while π_φ labels round 1's pool
-      CONFIG, _overrides(broken, data), lambda: cli.jsonl_lines(journal) >= 2, signal.SIGTERM,
-      timeout=600)
+      CONFIG, _overrides(broken, data), lambda: cli.jsonl_lines(journal_path) >= 2,
+      signal.SIGTERM, timeout=600)
   assert code == 0 and seconds < 30, err[-3000:]
-  labeled = cli.jsonl_lines(journal) - 1
+  labeled = cli.jsonl_lines(journal_path) - 1
   assert 0 < labeled < 48 and not (broken / "round_1" / "judged.jsonl").exists()
 
   checkpoints = broken / "round_1" / "policy" / "checkpoints"

@@ -12,11 +12,14 @@ import urllib.request
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
-import gram_jax
 from gram_jax import GramError, configlib, templates
-from gram_jax.generate import Generator
+from gram_jax import tokenizer as tok
+from gram_jax.judge_card import Reasoning, write_judge_card
 from gram_jax.reward import RewardModel
+from gram_jax.stages import serve as serve_stage
 from gram_jax.serve_util import serve_in_background
 from gram_jax.server import Limits, RewardServer
 from tests import cli, hf_fixtures
@@ -86,7 +89,8 @@ def test_rank_and_reward(server, reward):
 
 
 def test_health_and_metrics(server):
-  assert call(server, "/health") == (200, {"status": "ok", "reasoning": False, "max_len": 1024})
+  assert call(server, "/health") == (200, {"status": "ok", "reasoning": False, "votes": None,
+                                           "max_len": 1024})
   call(server, "/score", as_body(PAIRS[:1]))
   status, text = call(server, "/metrics")
   assert status == 200
@@ -206,10 +210,25 @@ def test_best_of_n_cli_writes_the_winners(tmp_path):
                                 "expected a non-empty list of strings"
 
 
+def _torch_greedy(model_path: str, prompt: str, max_new_tokens: int) -> str:
+  """The reference policy's greedy answer, as transformers generates it."""
+  tokenizer = tok.load_tokenizer(model_path)
+  model = transformers.AutoModelForCausalLM.from_pretrained(model_path).eval()
+  text = tok.render_user_turn(tokenizer, prompt)
+  ids = torch.tensor([tokenizer.encode(text, add_special_tokens=False)])
+  with torch.no_grad():
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                         max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+  new = [int(t) for t in out[0, ids.shape[1]:]]
+  if tokenizer.eos_token_id in new:
+    new = new[:new.index(tokenizer.eos_token_id)]
+  return tokenizer.decode(new, skip_special_tokens=False).strip()
+
+
 def test_reward_against_greedy_references(reward, model_path):
-  generator = Generator(gram_jax.load_pretrained(model_path), reward.tokenizer, 4, 256)
-  make = lambda prompts: [g.text.strip() for g in generator.generate(prompts, 8)]
-  running = serve_in_background(RewardServer(reward, LIMITS, reference=make))
+  references = serve_stage.greedy_references(model_path, 8, 4, 256, None)
+  running = serve_in_background(RewardServer(reward, LIMITS, reference=references))
   try:
     prompts = [p for p, _, _ in PAIRS]
     status, body = call((running, ""), "/reward", {"query": [p + r for p, r, _ in PAIRS],
@@ -217,6 +236,48 @@ def test_reward_against_greedy_references(reward, model_path):
   finally:
     running.stop()
   assert status == 200
-  references = make(prompts)
-  expected = reward.score_batch([(p, r, ref) for (p, r, _), ref in zip(PAIRS, references)])
-  np.testing.assert_allclose(body["rewards"], expected[:, 0], atol=1e-6)
+  expected_refs = [_torch_greedy(model_path, p, 8) for p in prompts]
+  expected = reward.score_batch([(p, r, ref) for (p, r, _), ref in zip(PAIRS, expected_refs)])
+  np.testing.assert_allclose(body["rewards"], expected[:, 0], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def reasoning_path(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("reasoning"))
+  hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
+  write_judge_card(path, templates.COMPACT_RR_PROMPT, ("A", "B"),
+                   Reasoning(max_new_tokens=6, temperature=1.0, votes=3))
+  return path
+
+
+def test_a_reasoning_judge_serves_its_vote_shares(reasoning_path):
+  reward = RewardModel.from_pretrained(reasoning_path, max_len=256, batch_size=4)
+  running = serve_in_background(RewardServer(reward, LIMITS))
+  try:
+    status, health = call((running, ""), "/health")
+    status, body = call((running, ""), "/score", as_body(PAIRS))
+  finally:
+    running.stop()
+  assert health["reasoning"] and health["votes"] == 3
+  judged = reward.judge_batch(PAIRS)
+  assert status == 200 and len(judged[0].judgments) == 6
+  np.testing.assert_allclose(body["scores"], [j.vote.scores() for j in judged], atol=1e-6)
+
+
+def test_best_of_n_votes_with_a_reasoning_judge_only(reasoning_path, model_path, tmp_path):
+  (tmp_path / "in.jsonl").write_text(json.dumps(
+      {"prompt": PAIRS[0][0], "responses": [PAIRS[0][1], PAIRS[0][2]]}) + "\n")
+  command = lambda model: [sys.executable, "-m", "gram_jax.best_of_n", f"--model={model}",
+                           f"--input={tmp_path / 'in.jsonl'}", f"--output={tmp_path / 'o.jsonl'}",
+                           "--method=linear", "--max_len=256", "--votes=2",
+                           "--temperature=0.5"]
+  result = subprocess.run(command(reasoning_path), cwd=cli.ROOT, env=cli.main_env(),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  winner = json.loads(open(tmp_path / "o.jsonl").read())
+  direct = RewardModel.from_pretrained(reasoning_path, max_len=256, reasoning=Reasoning(
+      max_new_tokens=6, temperature=0.5, votes=2))
+  assert winner["best_index"] == direct.rank(PAIRS[0][0], [PAIRS[0][1], PAIRS[0][2]]).best
+  plain = subprocess.run(command(model_path), cwd=cli.ROOT, env=cli.main_env(),
+                         capture_output=True, text=True, timeout=300)
+  assert "--votes and --temperature apply to reasoning judges" in cli.error_line(plain)

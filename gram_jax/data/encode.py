@@ -7,7 +7,7 @@ import numpy as np
 from gram_jax import templates, truncation
 from gram_jax.data.records import UnlabeledPair
 from gram_jax.errors import GramError
-from gram_jax.tokenizer import render_user_turn
+from gram_jax.tokenizer import encode_plain, encode_user_turn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,30 +22,44 @@ class Example:
 Fields = dict[str, str]
 
 
+def pair_values(fields: Fields) -> dict[str, str]:
+  """The judging prompt's slots from a record's fields."""
+  return {"input": fields["prompt"], "response_a": fields["response_a"],
+          "response_b": fields["response_b"]}
+
+
 class ReplyEncoder:
   """A user turn and the trained assistant reply, built from a record's fields.
 
-  `user(fields)` and `reply(fields)` render the texts; prompt tokens are masked, the reply
-  ends with EOS, and an example over `cutoff_len` has its responses (then question) trimmed
-  so no template marker is cut.
+  The user turn is `template` filled with `values(fields)`; `reply(fields)` is the trained
+  text. Prompt tokens are masked, the reply ends with EOS, record text is tokenised as plain
+  text (a '<|im_end|>' in it is not a control token), and an example over `cutoff_len` has
+  its fields trimmed in `trim_order` (responses, then question, by default) so no template
+  marker is cut.
   """
 
-  def __init__(self, tokenizer: Any, cutoff_len: int, user: Callable[[Fields], str],
-               reply: Callable[[Fields], str], chat_template: str | None = None):
-    self.tokenizer, self.cutoff_len = tokenizer, cutoff_len
-    self.user, self.reply, self.chat_template = user, reply, chat_template
+  def __init__(self, tokenizer: Any, cutoff_len: int, template: str,
+               reply: Callable[[Fields], str],
+               values: Callable[[Fields], dict[str, str]] = pair_values,
+               chat_template: str | None = None,
+               trim_order: Sequence[Sequence[str]] = truncation.DEFAULT_ORDER):
+    self.tokenizer, self.cutoff_len, self.template = tokenizer, cutoff_len, template
+    self.reply, self.values, self.chat_template = reply, values, chat_template
+    self.trim_order = trim_order
     if tokenizer.eos_token_id is None:
       raise GramError("tokenizer has no eos token; the trained reply must end with one")
 
   def _parts(self, fields: Fields) -> tuple[list[int], list[int]]:
-    prompt_text = render_user_turn(self.tokenizer, self.user(fields), self.chat_template)
-    encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False)
-    return encode(prompt_text), encode(self.reply(fields)) + [self.tokenizer.eos_token_id]
+    prompt = encode_user_turn(self.tokenizer, self.template, self.values(fields),
+                              self.chat_template)
+    return prompt, encode_plain(self.tokenizer, self.reply(fields)) + [
+        self.tokenizer.eos_token_id]
 
   def __call__(self, fields: Fields, where: str = "") -> Example:
     measure = lambda f: sum(map(len, self._parts(f)))
     try:
-      fields, trimmed = truncation.fit_fields(self.tokenizer, fields, measure, self.cutoff_len)
+      fields, trimmed = truncation.fit_fields(self.tokenizer, fields, measure, self.cutoff_len,
+                                              self.trim_order)
     except GramError as e:
       raise GramError(f"{where}: {e}") from None
     prompt_ids, reply_ids = self._parts(fields)
@@ -57,11 +71,10 @@ def pretrain_encoder(tokenizer: Any, cutoff_len: int,
                      chat_template: str | None = None) -> Callable[[UnlabeledPair], Example]:
   """GRAM stage 1: the question in the user turn, both responses as the trained reply."""
   encoder = ReplyEncoder(
-      tokenizer, cutoff_len,
-      user=lambda f: templates.fill(templates.PRETRAIN_INSTRUCTION, f["prompt"]),
+      tokenizer, cutoff_len, templates.PRETRAIN_INSTRUCTION,
       reply=lambda f: templates.fill(templates.PRETRAIN_OUTPUT, "", f["response_a"],
                                      f["response_b"]),
-      chat_template=chat_template)
+      values=lambda f: {"input": f["prompt"]}, chat_template=chat_template)
   return lambda pair: encoder({"prompt": pair.prompt, "response_a": pair.response_a,
                                "response_b": pair.response_b}, pair.where)
 

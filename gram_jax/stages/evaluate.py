@@ -18,6 +18,8 @@ from gram_jax import benchmarks, configlib, parallel
 from gram_jax.data import preference, sources
 from gram_jax.errors import GramError
 from gram_jax.journal import Journal, run_in_chunks, write_atomic
+from gram_jax.judge_card import read_judge_card
+from gram_jax.reasoning import PairJudgment
 from gram_jax.reward import RewardModel
 
 
@@ -67,17 +69,29 @@ def _rmbench_triples(where: str, row: dict) -> list[tuple[str, str, str]]:
   return [(row["prompt"], chosen[i], rejected[j]) for i in range(3) for j in range(3)]
 
 
-def score_journaled(reward: RewardModel, triples: list[tuple[str, str, str]],
-                    log: Journal) -> tuple[np.ndarray, int]:
-  """Scores in chunks through a journal: a preempted or killed evaluation resumes there."""
+def pair_outcome(reward: RewardModel, judged: PairJudgment) -> dict[str, Any]:
+  """One (prompt, chosen, rejected) pair's scores and readouts, for results and summaries."""
+  (chosen, rejected), = reward.scores_of([judged])
+  row = {"a": float(chosen), "b": float(rejected), "trimmed": judged.trimmed,
+         "consistent": judged.consistent}
+  if reward.reasoning is not None:
+    vote = judged.vote
+    row.update(votes_per_order=reward.reasoning.votes, for_chosen=vote.for_a,
+               for_rejected=vote.for_b, no_verdict=vote.abstained,
+               judgments=len(judged.judgments), tied=vote.winner is None,
+               verdict_correct=judged.first_vote.winner == 0, voting_correct=vote.winner == 0,
+               probability_correct=judged.score_a > judged.score_b)
+  return row
+
+
+def judge_journaled(reward: RewardModel, triples: list[tuple[str, str, str]],
+                    log: Journal) -> list[dict[str, Any]]:
+  """Judges in chunks through a journal: a preempted or killed evaluation resumes there.
+  A reasoning judge's samples depend on (seed, pair index) only, not on the chunking."""
   def work(chunk: list, first: int) -> list[dict]:
-    scores, trimmed = reward.score_pairs(chunk)
-    return [{"a": float(a), "b": float(b), "trimmed": bool(t)}
-            for (a, b), t in zip(scores, trimmed)]
-  rows = run_in_chunks(triples, work, log, reward.batch_size * 8,
+    return [pair_outcome(reward, j) for j in reward.judge_batch(chunk, first_index=first)]
+  return run_in_chunks(triples, work, log, reward.batch_size * 8,
                        desc=os.path.basename(log.path))
-  return (np.array([[r["a"], r["b"]] for r in rows], np.float32).reshape(-1, 2),
-          sum(r["trimmed"] for r in rows))
 
 
 def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
@@ -98,38 +112,51 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
   results = []
   if kind == "rmbench":
     triples = [t for where, row in rows for t in _rmbench_triples(where, row)]
-    flat, trimmed = score_journaled(reward, triples, log)
-    scores = flat.reshape(len(rows), 3, 3, 2)
+    outcomes = judge_journaled(reward, triples, log)
     matrices = []
-    for (_, row), item in zip(rows, scores):
-      wins = item[..., 0] > item[..., 1]
+    for index, (_, row) in enumerate(rows):
+      item = outcomes[9 * index:9 * index + 9]
+      chosen = np.array([o["a"] for o in item]).reshape(3, 3)
+      rejected = np.array([o["b"] for o in item]).reshape(3, 3)
+      wins = np.array([correct(o) for o in item]).reshape(3, 3)
       matrices.append((rmbench_domain(row, path), wins))
-      results.append({**row, "score_chosen": item[..., 0].tolist(),
-                      "score_rejected": item[..., 1].tolist(), "correct": wins.tolist(),
-                      **benchmarks.rmbench_item_accuracy(wins)})
+      results.append({**row, "score_chosen": chosen.tolist(), "score_rejected": rejected.tolist(),
+                      "correct": wins.tolist(), **benchmarks.rmbench_item_accuracy(wins),
+                      "readouts": [{k: v for k, v in o.items() if k not in ("a", "b")}
+                                   for o in item]})
     summary = benchmarks.rmbench_summary(matrices)
   else:
     pairs = [preference.parse_preference_pair(row, where) for where, row in rows]
-    scores, trimmed = score_journaled(reward, [(p.prompt, p.chosen, p.rejected)
-                                               for p in pairs], log)
-    correct = scores[:, 0] > scores[:, 1]
-    for (_, row), (chosen, rejected), ok in zip(rows, scores, correct):
-      results.append({**row, "score_chosen": float(chosen), "score_rejected": float(rejected),
-                      "correct": bool(ok)})
+    outcomes = judge_journaled(reward, [(p.prompt, p.chosen, p.rejected) for p in pairs], log)
+    flags = [correct(o) for o in outcomes]
+    for (_, row), outcome, ok in zip(rows, outcomes, flags):
+      readout = {k: v for k, v in outcome.items() if k not in ("a", "b")}
+      results.append({**row, "score_chosen": outcome["a"], "score_rejected": outcome["b"],
+                      "correct": ok, **readout})
     if kind == "rewardbench":
       summary = benchmarks.rewardbench_summary(
-          (str(r.get("subset", "")), ok) for (_, r), ok in zip(rows, correct))
+          (str(r.get("subset", "")), ok) for (_, r), ok in zip(rows, flags))
     elif kind == "judgebench":
       summary = benchmarks.judgebench_summary(
-          (str(r.get("source", "")), ok) for (_, r), ok in zip(rows, correct))
+          (str(r.get("source", "")), ok) for (_, r), ok in zip(rows, flags))
     else:
-      summary = benchmarks.pairs_summary(correct)
-  summary.update(trimmed_pairs=trimmed, file=path, work=work)
+      summary = benchmarks.pairs_summary(flags)
+  trimmed = sum(o["trimmed"] for o in outcomes)
+  summary.update(benchmarks.readout_summary(outcomes), trimmed_pairs=trimmed, file=path,
+                 work=work)
   if jax.process_index() == 0:
     write_outputs(out_dir, results, summary, benchmarks.markdown(os.path.basename(path),
                                                                  summary, trimmed))
   log.remove()
   return summary
+
+
+def correct(outcome: dict[str, Any]) -> bool:
+  """The published readout: the voting@k verdict for a reasoning judge, else the
+  both-order score (chosen is the pair's response_a)."""
+  if "voting_correct" in outcome:
+    return bool(outcome["voting_correct"])
+  return outcome["a"] > outcome["b"]
 
 
 def file_identity(path: str) -> dict[str, Any]:
@@ -157,11 +184,12 @@ def _json_default(value: Any) -> Any:
 def run(c: ml_collections.ConfigDict) -> None:
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
   dtype = configlib.compute_dtype(c)
+  reasoning = configlib.reasoning_settings(c, read_judge_card(c.model.path).get("reasoning"))
   reward = RewardModel.from_pretrained(
       c.model.path, mesh=mesh, compute_dtype=dtype, max_len=c.eval.max_len,
       batch_size=c.eval.batch_size, template=configlib.judge_template(c),
       labels=tuple(c.template.labels), chat_template=c.tokenizer.chat_template or None,
-      prefer_card=True)
+      prefer_card=True, reasoning=reasoning)
   work = {"model": os.path.abspath(c.model.path), "max_len": c.eval.max_len,
           "template": hashlib.sha256(reward.encoder.template.encode()).hexdigest()[:16],
           "labels": list(reward.labels), "benchmark": c.eval.benchmark,
@@ -171,8 +199,8 @@ def run(c: ml_collections.ConfigDict) -> None:
     stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0].replace(".json", "")
     summary = evaluate_file(reward, path, c.eval.benchmark, os.path.join(c.workdir, stem),
                             work)
-    logging.info("%s: %s", path, json.dumps({k: v for k, v in summary.items()
-                                             if k in ("overall", "accuracy", "groups")}))
+    logging.info("%s: %s", path, json.dumps({k: v for k, v in summary.items() if k in (
+        "overall", "accuracy", "micro", "macro", "groups", "position_consistency")}))
     reports.append(benchmarks.markdown(os.path.basename(path), summary,
                                        summary["trimmed_pairs"]))
   if jax.process_index() == 0:

@@ -24,13 +24,18 @@ BUILTIN_EVAL_PAIRS = 200
 
 
 def builtin_files(c: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
-  """Labeled synthetic pairs for training and a disjoint-seed held-out file."""
-  tasks, data = configlib.builtin_tasks(c), os.path.join(c.workdir, "data")
-  train = stages.builtin_jsonl(os.path.join(data, "train_pairs.jsonl"),
-                               lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, tasks))
+  """Labeled synthetic pairs for training and a held-out file that shares no pair with it."""
+  data = os.path.join(c.workdir, "data")
+  splits = {}
+  def split(name: str) -> list[dict]:
+    if not splits:
+      splits.update(synthetic.disjoint_splits(
+          {"heldout": BUILTIN_EVAL_PAIRS, "train": c.data.builtin_pairs}, c.seed,
+          configlib.builtin_tasks(c)))
+    return splits[name]
+  train = stages.builtin_jsonl(os.path.join(data, "train_pairs.jsonl"), lambda: split("train"))
   held_out = stages.builtin_jsonl(os.path.join(data, "eval_pairs.jsonl"),
-                                  lambda: synthetic.make_pairs(BUILTIN_EVAL_PAIRS,
-                                                               c.seed + 10_000, tasks))
+                                  lambda: split("heldout"))
   return [train], [held_out]
 
 

@@ -13,17 +13,21 @@ from absl import logging
 
 from gram_jax import stages
 from gram_jax import (configlib, loop, model_setup, objectives, parallel, rationale, synthetic,
-                      templates)
+                      truncation)
 from gram_jax.data import encode, loader, preference, records
+
+
+# A generated proof can run long: after the responses and the question, the rationale
+# itself is trimmed (its end), so one runaway proof never stops a run.
+PROOF_TRIM_ORDER = truncation.DEFAULT_ORDER + (("rationale",),)
 
 
 def prover_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
   template = configlib.prover_template(c)
   return encode.ReplyEncoder(
-      tokenizer, c.data.cutoff_len,
-      user=lambda f: templates.fill(template, f["prompt"], f["response_a"], f["response_b"],
-                                    label=f["label"]),
-      reply=lambda f: f["rationale"], chat_template=c.tokenizer.chat_template or None)
+      tokenizer, c.data.cutoff_len, template, reply=lambda f: f["rationale"],
+      values=lambda f: {**encode.pair_values(f), "label": f["label"]},
+      chat_template=c.tokenizer.chat_template or None, trim_order=PROOF_TRIM_ORDER)
 
 
 def seed_files(c: ml_collections.ConfigDict) -> list[str]:
@@ -39,11 +43,10 @@ def policy_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncod
   """π_φ's targets: the judging prompt, then rationale and verdict in the configured format."""
   template = configlib.judge_template(c)
   return encode.ReplyEncoder(
-      tokenizer, c.data.cutoff_len,
-      user=lambda f: templates.fill(template, f["prompt"], f["response_a"], f["response_b"]),
+      tokenizer, c.data.cutoff_len, template,
       reply=lambda f: rationale.format_target(f["rationale"], f["label"],
                                               c.template.rationale_format),
-      chat_template=c.tokenizer.chat_template or None)
+      chat_template=c.tokenizer.chat_template or None, trim_order=PROOF_TRIM_ORDER)
 
 
 def train_on_proofs(c: ml_collections.ConfigDict, tokenizer, files: list[str],

@@ -1,14 +1,17 @@
-"""GRAM-R² self-training (the main job): prover, warm start, R rounds, report, HF export.
+"""GRAM-R² self-training (the main job): prover, warm start, R rounds, task adaptation.
 
   workdir/prover/            π_ψ trained on seed proofs
-  workdir/baseline/          labeled-only GRAM verdict fine-tuning, for comparison
+  workdir/baseline/          labeled-only GRAM verdict fine-tuning on the same gold labels
   workdir/round_0/           warm start: proofs of the labeled set, π_φ trained on them
-  workdir/round_r/           judged.jsonl -> kept.jsonl -> proofs.jsonl, π_φ retrained
-  workdir/rounds.jsonl, report.md, hf/
+  workdir/round_r/           judged.jsonl (k votes per order, rule checks, why each pair was
+                             dropped) -> kept.jsonl -> proofs.jsonl, π_φ retrained
+  workdir/final/             task adaptation of the last π_φ (rationale SFT, or verdict-only)
+  workdir/rounds.jsonl, report.md, hf/ (the model the report's last row measured)
 
 Every sub-step writes its output atomically and training resumes from its checkpoints, so a
 killed run, rerun, continues at the sub-step (and training step) it reached.
 """
+import collections
 import copy
 import hashlib
 import json
@@ -20,20 +23,28 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import configlib, model_setup, pretrained, synthetic
-from gram_jax import tokenizer as tok
+from gram_jax import configlib, model_setup, pretrained, self_training, synthetic
 from gram_jax.data import preference, records
 from gram_jax.generate import Generator, Sampling
 from gram_jax.hf.export import save_pretrained
-from gram_jax.journal import Journal, run_in_chunks, write_atomic
-from gram_jax.reasoning import ReasoningJudge
-from gram_jax.reward import Reasoning, RewardModel, write_judge_card
+from gram_jax.journal import Journal, run_in_chunks, write_atomic, write_jsonl
+from gram_jax.judge_card import Reasoning, write_judge_card
+from gram_jax.reasoning import PairJudgment, ReasoningJudge
+from gram_jax.reward import RewardModel
 from gram_jax.stages import builtin_jsonl, finetune, prover
+from gram_jax.tokenizer import encode_plain, encode_user_turn, encode_user_turns
+
+VERDICT_TEMPLATES = {"gram_rr": "gram", "compact_rr": "compact"}
 
 
 def _read_json(path: str) -> Any:
   with open(path, encoding="utf-8") as f:
     return json.load(f)
+
+
+def _read_jsonl(path: str) -> list[dict]:
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f]
 
 
 def once(path: str, make: Callable[[], Any]) -> Any:
@@ -55,184 +66,56 @@ def sub_config(c: ml_collections.ConfigDict, workdir: str, steps: int,
   return sub
 
 
+def builtin_splits(c: ml_collections.ConfigDict) -> dict[str, list[dict]]:
+  """The built-in task's splits, pairwise disjoint: no held-out pair is in any
+  training-side set, and every round gets a fresh unlabeled pool."""
+  s = c.self_train
+  sizes = {"heldout": s.heldout_pairs, "seed": s.seed_pairs, "labeled": s.labeled_pairs,
+           **{f"unlabeled_{r}": s.unlabeled_pairs for r in range(1, s.rounds + 1)}}
+  return synthetic.disjoint_splits(sizes, c.seed, configlib.builtin_tasks(c))
+
+
 def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
   """The configured files, or the built-in task's: seed proofs, a few labeled pairs,
   unlabeled pools (gold kept aside for the report) and a held-out split."""
   s = c.self_train
   if configlib.data_files(s.labeled_files):
-    return {"seed": configlib.data_files(s.seed_files),
-            "labeled": configlib.data_files(s.labeled_files),
+    labeled = configlib.data_files(s.labeled_files)
+    return {"seed": configlib.data_files(s.seed_files), "labeled": labeled,
+            "task": configlib.data_files(s.task_files) or labeled,
             "heldout": configlib.data_files(s.heldout_files),
             "unlabeled": configlib.data_files(s.unlabeled_files)}
-  tasks, base = configlib.builtin_tasks(c), os.path.join(c.workdir, "data")
-  path = lambda name: os.path.join(base, name)
-  unlabeled = [builtin_jsonl(path(f"unlabeled_{r}.jsonl"), lambda r=r: synthetic.as_unlabeled(
-      synthetic.make_pairs(s.unlabeled_pairs, c.seed + 100 + r, tasks), c.seed + r))
-      for r in range(1, s.rounds + 1)]
+  path = lambda name: os.path.join(c.workdir, "data", name)
+  splits = {}
+  def split(name: str) -> list[dict]:
+    if not splits:
+      splits.update(builtin_splits(c))
+    return splits[name]
+  labeled = [builtin_jsonl(path("labeled.jsonl"), lambda: split("labeled"))]
   return {
-      "seed": [builtin_jsonl(path("seed_proofs.jsonl"), lambda: synthetic.as_proved(
-          synthetic.make_pairs(s.seed_pairs, c.seed, tasks), c.seed))],
-      "labeled": [builtin_jsonl(path("labeled.jsonl"), lambda: synthetic.make_pairs(
-          s.labeled_pairs, c.seed + 1, tasks))],
-      "heldout": [builtin_jsonl(path("heldout.jsonl"), lambda: synthetic.make_pairs(
-          s.heldout_pairs, c.seed + 10_000, tasks))],
-      "unlabeled": unlabeled}
+      "seed": [builtin_jsonl(path("seed_proofs.jsonl"),
+                             lambda: synthetic.as_proved(split("seed"), c.seed))],
+      "labeled": labeled, "task": labeled,
+      "heldout": [builtin_jsonl(path("heldout.jsonl"), lambda: split("heldout"))],
+      "unlabeled": [builtin_jsonl(path(f"unlabeled_{r}.jsonl"), lambda r=r: synthetic.as_unlabeled(
+          split(f"unlabeled_{r}"), c.seed + r)) for r in range(1, s.rounds + 1)]}
 
 
-def write_jsonl(rows: list[dict], path: str) -> str:
-  if jax.process_index() == 0:
-    synthetic.write_jsonl(rows, path)
-  return path
+def as_preference_rows(pairs: list) -> list[dict]:
+  return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
-class SelfTraining:
-  """Holds what every sub-step shares: the config, tokenizer and file locations."""
+def proved_as_preference(proof: preference.ProvedPair) -> dict:
+  chosen, rejected = ((proof.response_a, proof.response_b) if proof.label == "A"
+                      else (proof.response_b, proof.response_a))
+  return {"prompt": proof.prompt, "chosen": chosen, "rejected": rejected}
 
-  def __init__(self, c: ml_collections.ConfigDict):
-    self.c, self.s = c, c.self_train
-    self.tokenizer = model_setup.load_or_build_tokenizer(c)
-    self.files = data_files(c)
-    read = lambda paths, parse: records.read_records(paths, parse, c.data.on_bad_record)[0]
-    self.labeled = read(self.files["labeled"], preference.parse_preference_pair)
-    self.heldout = read(self.files["heldout"], preference.parse_preference_pair)
-    self.heldout_triples = [(p.prompt, p.chosen, p.rejected) for p in self.heldout]
 
-  def path(self, *parts: str) -> str:
-    return os.path.join(self.c.workdir, *parts)
-
-  def train_prover(self) -> str:
-    sub = sub_config(self.c, self.path("prover"), self.s.prover_steps, self.s.learning_rate)
-    prover.train_on_proofs(sub, self.tokenizer, self.files["seed"],
-                           prover.prover_encoder(sub, self.tokenizer), sub.workdir)
-    return sub.workdir
-
-  def train_policy(self, round_index: int, proof_files: list[str]) -> str:
-    """π_φ from the base model on every proof so far, for at least policy_epochs epochs."""
-    rows = sum(1 for path in proof_files for _ in open(path, encoding="utf-8"))
-    per_step = configlib.rows_per_process(self.c) * jax.process_count() * \
-        self.c.train.micro_batches
-    steps = max(self.s.policy_steps, int(np.ceil(self.s.policy_epochs * rows / per_step)))
-    sub = sub_config(self.c, self.path(f"round_{round_index}", "policy"), steps,
-                     self.s.learning_rate)
-    prover.train_on_proofs(sub, self.tokenizer, proof_files,
-                           prover.policy_encoder(sub, self.tokenizer), sub.workdir)
-    return sub.workdir
-
-  def verdict_finetune(self, name: str, train_files: list[str], steps: int,
-                       start_from: str = "") -> float | None:
-    """GRAM label-smoothed verdict fine-tuning (stage finetune, no rationale) into
-    workdir/name, from `start_from` (a run directory) or the base model; held-out accuracy."""
-    sub = sub_config(self.c, self.path(name), steps, self.s.learning_rate)
-    with sub.unlocked():
-      sub.stage = "finetune"
-      sub.template.judge = {"gram_rr": "gram", "compact_rr": "compact"}.get(
-          self.c.template.judge, self.c.template.judge)
-      sub.data.cutoff_len = sub.data.seq_len = self.s.verdict_cutoff_len or sub.data.cutoff_len
-      sub.data.train_files = ",".join(train_files)
-      sub.eval.files = ",".join(self.files["heldout"])
-      sub.eval.every_steps = 0
-      if start_from:
-        sub.model.path = start_from
-    finetune.run(sub)
-    if not self.heldout_triples:
-      return None
-    reward = RewardModel.from_pretrained(sub.workdir, max_len=sub.data.cutoff_len,
-                                         template=configlib.judge_template(sub))
-    scores = reward.score_batch(self.heldout_triples)
-    return float(np.mean(scores[:, 0] > scores[:, 1]))
-
-  def heldout_accuracy(self, policy_dir: str) -> float | None:
-    return self.judge(policy_dir).accuracy(self.heldout_triples) if self.heldout_triples \
-        else None
-
-  def judge(self, policy_dir: str) -> ReasoningJudge:
-    return ReasoningJudge(pretrained.load_pretrained(policy_dir), self.tokenizer,
-                          configlib.judge_template(self.c), self.c.template.rationale_format,
-                          tuple(self.c.template.labels), self.s.batch_size,
-                          self.c.data.cutoff_len, self.s.max_new_tokens)
-
-  def prove(self, prover_dir: str, items: list[dict], out: str) -> str:
-    """π_ψ writes k sampled proofs per (pair, label); the best by the paper's Score is kept:
-    -log π(z | s, l) / log π(z), high for proofs likely given the pair, unlikely alone.
-    Journaled a batch of items at a time, so a preempted or killed run resumes mid-file."""
-    generator = Generator(pretrained.load_pretrained(prover_dir), self.tokenizer,
-                          self.s.batch_size, self.c.data.cutoff_len)
-    template = configlib.prover_template(self.c)
-    k = self.s.proofs_per_pair
-    sampling = Sampling(temperature=self.s.proof_temperature)
-    encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False)
-    empty = encode(tok.render_user_turn(self.tokenizer, ""))
-
-    def work(chunk: list[dict], first: int) -> list[dict]:
-      prompts = [tok.render_user_turn(self.tokenizer, prover.templates.fill(
-          template, i["prompt"], i["response_a"], i["response_b"], label=i["label"]))
-          for i in chunk]
-      candidates = [generator.generate(prompts, self.s.max_new_tokens, sampling,
-                                       seed=self.c.seed + 7 * j, first_index=first)
-                    for j in range(k)]
-      best = [0] * len(chunk)
-      if k > 1:
-        proofs = [encode(g.text) + [self.tokenizer.eos_token_id] for gens in candidates
-                  for g in gens]
-        cond = generator.sequence_logprobs([encode(p) for p in prompts] * k, proofs)
-        alone = generator.sequence_logprobs([empty] * len(proofs), proofs)
-        score = (-cond / np.minimum(alone, -1e-9)).reshape(k, len(chunk))
-        best = list(np.argmax(score, axis=0))
-      return [{**item, "rationale": candidates[best[i]][i].text.strip() or "No rationale."}
-              for i, item in enumerate(chunk)]
-
-    log = Journal(out + ".journal", {"prover": prover_dir, "items": fingerprint(items),
-                                     "k": k, "seed": self.c.seed, "sampling": str(sampling),
-                                     "max_new_tokens": self.s.max_new_tokens})
-    rows = run_in_chunks(items, work, log, self.s.batch_size)
-    write_jsonl(rows, out)
-    log.remove()
-    return out
-
-  def label_round(self, policy_dir: str, round_index: int) -> dict:
-    """π_φ judges both orders; consistent, confident, well-formed judgments become labels.
-    Judged a generation batch at a time into a journal, so preemption loses at most one."""
-    unlabeled = self.files["unlabeled"]
-    pool = records.read_records([unlabeled[(round_index - 1) % len(unlabeled)]],
-                                records.parse_unlabeled_pair, self.c.data.on_bad_record)[0]
-    judge = self.judge(policy_dir)
-    sampling = Sampling(temperature=self.s.judge_temperature)
-
-    def work(chunk: list, first: int) -> list[dict]:
-      judged = judge.judge_batch([(p.prompt, p.response_a, p.response_b) for p in chunk],
-                                 sampling, seed=self.c.seed + round_index, first_index=first)
-      rows = []
-      for pair, j in zip(chunk, judged):
-        label = j.preferred
-        well_formed = all(0 < len(r) <= self.s.max_rationale_chars for r in j.rationales)
-        rows.append({"prompt": pair.prompt, "response_a": pair.response_a,
-                     "response_b": pair.response_b, "gold": pair.extra.get("gold"),
-                     "verdicts": list(j.verdicts), "score_a": j.score_a, "score_b": j.score_b,
-                     "label": label, "confidence": max(j.score_a, j.score_b),
-                     "keep": bool(label and well_formed and label == (
-                         "A" if j.score_a > j.score_b else "B"))})
-      return rows
-
-    judged_path = self.path(f"round_{round_index}", "judged.jsonl")
-    log = Journal(judged_path + ".journal", {
-        "policy": policy_dir, "pool": fingerprint([vars(p) for p in pool]),
-        "seed": self.c.seed + round_index, "sampling": str(sampling)})
-    rows = run_in_chunks(pool, work, log, max(1, self.s.batch_size // 2))
-    candidates = [r for r in rows if r["keep"]]
-    if self.s.keep_top_fraction > 0:
-      candidates.sort(key=lambda r: -r["confidence"])
-      kept = candidates[:int(len(rows) * self.s.keep_top_fraction)]
-    else:
-      kept = [r for r in candidates if r["confidence"] >= self.s.confidence_threshold]
-    write_jsonl(rows, judged_path)
-    write_jsonl(kept, self.path(f"round_{round_index}", "kept.jsonl"))
-    with_gold = [r for r in kept if r["gold"]]
-    stats = {"judged": len(rows), "consistent": sum(r["label"] is not None for r in rows),
-             "kept": len(kept), "kept_agree_gold": float(np.mean(
-                 [r["label"] == r["gold"] for r in with_gold])) if with_gold else None}
-    once(self.path(f"round_{round_index}", "labels.json"), lambda: stats)
-    log.remove()  # only now: a kill before labels.json exists resumes from the journal
-    return stats
+def both_orders(pairs: list[preference.PreferencePair]) -> list[dict]:
+  """Items for the prover: each labeled pair in both A/B orders with its label."""
+  return [{"prompt": p.prompt, "response_a": a, "response_b": b, "label": label}
+          for p in pairs
+          for a, b, label in ((p.chosen, p.rejected, "A"), (p.rejected, p.chosen, "B"))]
 
 
 def fingerprint(items: list[dict]) -> str:
@@ -241,73 +124,318 @@ def fingerprint(items: list[dict]) -> str:
       json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def preference_file(job: SelfTraining, rounds: int) -> str:
+class SelfTraining:
+  """Holds what every sub-step shares: the config, tokenizer and file locations."""
+
+  def __init__(self, c: ml_collections.ConfigDict):
+    self.c, self.s = c, c.self_train
+    self.labels = tuple(c.template.labels)
+    self.tokenizer = model_setup.load_or_build_tokenizer(c)
+    self.files = data_files(c)
+    read = lambda paths, parse: records.read_records(paths, parse, c.data.on_bad_record)[0]
+    self.labeled = read(self.files["labeled"], preference.parse_preference_pair)
+    self.task = read(self.files["task"], preference.parse_preference_pair)
+    self.heldout = read(self.files["heldout"], preference.parse_preference_pair)
+    self.heldout_triples = [(p.prompt, p.chosen, p.rejected) for p in self.heldout]
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.c.workdir, *parts)
+
+  def gold_file(self) -> str:
+    """Every gold label the reasoning side uses (seed proofs' labels, labeled and task
+    pairs) as preference pairs: the labeled-only baseline trains on exactly these."""
+    def rows():
+      parse = lambda row, where: preference.parse_proved_pair(row, where, self.labels)
+      seeds = records.read_records(self.files["seed"], parse, self.c.data.on_bad_record)[0]
+      extra = self.task if self.files["task"] != self.files["labeled"] else []
+      return [proved_as_preference(p) for p in seeds] + as_preference_rows(self.labeled + extra)
+    return builtin_jsonl(self.path("baseline", "gold_pairs.jsonl"), rows)
+
+  def train_prover(self) -> str:
+    sub = sub_config(self.c, self.path("prover"), self.s.prover_steps, self.s.learning_rate)
+    prover.train_on_proofs(sub, self.tokenizer, self.files["seed"],
+                           prover.prover_encoder(sub, self.tokenizer), sub.workdir)
+    return sub.workdir
+
+  def train_policy(self, name: str, proof_files: list[str], start_from: str = "",
+                   min_steps: int | None = None) -> str:
+    """π_φ on `proof_files`, from `start_from` (a run directory: round_steps at
+    round_learning_rate) or from the base model (policy_steps at learning_rate), for at
+    least policy_epochs epochs when starting from the base."""
+    if start_from:
+      steps = self.s.round_steps if min_steps is None else min_steps
+      learning_rate = self.s.round_learning_rate or self.s.learning_rate
+    else:
+      rows = sum(1 for path in proof_files for _ in open(path, encoding="utf-8"))
+      per_step = configlib.rows_per_process(self.c) * jax.process_count() * \
+          self.c.train.micro_batches
+      steps = max(self.s.policy_steps, int(np.ceil(self.s.policy_epochs * rows / per_step)))
+      learning_rate = self.s.learning_rate
+    sub = sub_config(self.c, self.path(name, "policy"), steps, learning_rate)
+    if start_from:
+      with sub.unlocked():
+        sub.model.path = start_from
+    prover.train_on_proofs(sub, self.tokenizer, proof_files,
+                           prover.policy_encoder(sub, self.tokenizer), sub.workdir)
+    return sub.workdir
+
+  def verdict_template(self) -> str:
+    sub = copy.deepcopy(self.c)
+    with sub.unlocked():
+      sub.template.judge = VERDICT_TEMPLATES.get(self.c.template.judge, self.c.template.judge)
+    return configlib.judge_template(sub)
+
+  def verdict_finetune(self, name: str, train_files: list[str], steps: int,
+                       start_from: str = "") -> dict:
+    """GRAM label-smoothed verdict fine-tuning (stage finetune, no rationale) into
+    workdir/name, from `start_from` (a run directory) or the base model."""
+    sub = sub_config(self.c, self.path(name), steps, self.s.learning_rate)
+    with sub.unlocked():
+      sub.stage = "finetune"
+      sub.template.judge = VERDICT_TEMPLATES.get(self.c.template.judge, self.c.template.judge)
+      sub.data.cutoff_len = sub.data.seq_len = self.s.verdict_cutoff_len or sub.data.cutoff_len
+      sub.data.train_files = ",".join(train_files)
+      sub.eval.files = ",".join(self.files["heldout"])
+      sub.eval.every_steps = 0
+      if start_from:
+        sub.model.path = start_from
+    finetune.run(sub)
+    return self.evaluate_verdict_model(sub.workdir, sub.data.cutoff_len)
+
+  def evaluate_verdict_model(self, model_dir: str, max_len: int) -> dict:
+    if not self.heldout_triples:
+      return {}
+    reward = RewardModel.from_pretrained(model_dir, max_len=max_len,
+                                         template=self.verdict_template())
+    judged = reward.judge_batch(self.heldout_triples)
+    accuracy = float(np.mean([j.score_a > j.score_b for j in judged]))
+    return {"heldout_accuracy": accuracy, "heldout_probability_accuracy": accuracy,
+            "heldout_consistency": float(np.mean([j.consistent for j in judged]))}
+
+  def judge(self, policy_dir: str) -> ReasoningJudge:
+    return ReasoningJudge(pretrained.load_pretrained(policy_dir), self.tokenizer,
+                          configlib.judge_template(self.c), self.c.template.rationale_format,
+                          self.labels, self.s.batch_size, self.c.data.cutoff_len,
+                          self.s.max_new_tokens)
+
+  def evaluate_policy(self, policy_dir: str) -> dict:
+    """Held-out accuracy of π_φ read as the published numbers are (the parsed <answer>
+    letters of one greedy judgment per order; a tie or no verdict is wrong), and of
+    P(A)/P(B) after the rationale."""
+    if not self.heldout_triples:
+      return {}
+    judged = self.judge(policy_dir).judge_batch(self.heldout_triples)
+    return {"heldout_accuracy": float(np.mean([j.vote.winner == 0 for j in judged])),
+            "heldout_probability_accuracy": float(np.mean([j.score_a > j.score_b
+                                                           for j in judged])),
+            "heldout_consistency": float(np.mean([j.consistent for j in judged]))}
+
+  def prove(self, prover_dir: str, items: list[dict], out: str) -> str:
+    """π_ψ writes k sampled proofs per (pair, label); the best by proof_score is kept.
+    Journaled a batch of items at a time, so a preempted or killed run resumes mid-file."""
+    if os.path.exists(out):
+      return out
+    generator = Generator(pretrained.load_pretrained(prover_dir), self.tokenizer,
+                          self.s.batch_size, self.c.data.cutoff_len)
+    template, chat_template = configlib.prover_template(self.c), \
+        self.c.tokenizer.chat_template or None
+    k = self.s.proofs_per_pair
+    sampling = Sampling(temperature=self.s.proof_temperature)
+    alone = encode_user_turn(self.tokenizer, "{input}", {"input": ""}, chat_template)
+    eos = self.tokenizer.eos_token_id
+
+    def work(chunk: list[dict], first: int) -> list[dict]:
+      prompts = encode_user_turns(self.tokenizer, template, [
+          {"input": i["prompt"], "response_a": i["response_a"], "response_b": i["response_b"],
+           "label": i["label"]} for i in chunk], chat_template)
+      candidates = [generator.generate(prompts, self.s.max_new_tokens, sampling,
+                                       seed=self.c.seed + 7 * j, first_index=first)
+                    for j in range(k)]
+      best = [0] * len(chunk)
+      if k > 1:
+        proofs = [encode_plain(self.tokenizer, g.text) + [eos] for gens in candidates
+                  for g in gens]
+        conditional = generator.sequence_logprobs(prompts * k, proofs).reshape(k, len(chunk))
+        unconditional = generator.sequence_logprobs([alone] * len(proofs),
+                                                    proofs).reshape(k, len(chunk))
+        best = [self_training.select_proof(conditional[:, i], unconditional[:, i])
+                for i in range(len(chunk))]
+      return [{**item, "rationale": candidates[best[i]][i].text.strip() or "No rationale."}
+              for i, item in enumerate(chunk)]
+
+    log = Journal(out + ".journal", {"prover": prover_dir, "items": fingerprint(items),
+                                     "k": k, "seed": self.c.seed, "sampling": str(sampling),
+                                     "max_new_tokens": self.s.max_new_tokens})
+    rows = run_in_chunks(items, work, log, self.s.batch_size)
+    if jax.process_index() == 0:
+      write_jsonl(rows, out)
+    log.remove()
+    return out
+
+  def judged_row(self, pair: records.UnlabeledPair, judged: PairJudgment,
+                 min_confidence: float) -> dict:
+    """A pair's k judgments per order, each rule-checked, and the pseudo-label they vote."""
+    samples = [self_training.SampledJudgment(
+        j.pick(self.labels),
+        self_training.judgment_problem(j.reply, self.labels, self.c.template.rationale_format,
+                                       self.s.max_rationale_chars),
+        j.pair_probs()) for j in judged.judgments]
+    label = self_training.pseudo_label(samples, self.s.min_vote_share, min_confidence)
+    return {"prompt": pair.prompt, "response_a": pair.response_a,
+            "response_b": pair.response_b, "gold": pair.extra.get("gold"),
+            "judgments": [{"swapped": j.swapped, "verdict": j.verdict, "problem": s.problem,
+                           "p_a": round(s.probs[0], 6)}
+                          for j, s in zip(judged.judgments, samples)],
+            "votes": [label.vote.for_a, label.vote.for_b], "abstained": label.vote.abstained,
+            "vote_share": label.vote.share, "confidence": label.confidence,
+            "label": None if label.pick is None else self.labels[label.pick],
+            "drop_reason": label.drop_reason}
+
+  def label_round(self, policy_dir: str, round_index: int) -> dict:
+    """π_φ judges each pair k times per order (sampled); rule-passing judgments vote; the
+    majority is the pseudo-label unless tied, split or unconfident. Judged a generation
+    batch at a time into a journal, so preemption loses at most one batch."""
+    unlabeled = self.files["unlabeled"]
+    pool = records.read_records([unlabeled[(round_index - 1) % len(unlabeled)]],
+                                records.parse_unlabeled_pair, self.c.data.on_bad_record)[0]
+    judge = self.judge(policy_dir)
+    sampling = Sampling(temperature=self.s.judge_temperature)
+    by_fraction = self.s.keep_top_fraction > 0
+    min_confidence = 0.0 if by_fraction else self.s.confidence_threshold
+
+    def work(chunk: list, first: int) -> list[dict]:
+      judged = judge.judge_batch([(p.prompt, p.response_a, p.response_b) for p in chunk],
+                                 sampling, seed=self.c.seed + round_index, first_index=first,
+                                 samples=self.s.judge_samples)
+      return [self.judged_row(pair, j, min_confidence) for pair, j in zip(chunk, judged)]
+
+    judged_path = self.path(f"round_{round_index}", "judged.jsonl")
+    log = Journal(judged_path + ".journal", {
+        "policy": policy_dir, "pool": fingerprint([vars(p) for p in pool]),
+        "seed": self.c.seed + round_index, "sampling": str(sampling),
+        "samples": self.s.judge_samples, "min_vote_share": self.s.min_vote_share,
+        "min_confidence": min_confidence})
+    rows = run_in_chunks(pool, work, log, max(1, self.s.batch_size // (
+        2 * self.s.judge_samples)))
+    if by_fraction:
+      keep = self_training.keep_most_confident(
+          [r["confidence"] if r["drop_reason"] is None else None for r in rows],
+          self.s.keep_top_fraction)
+      for row, kept in zip(rows, keep):
+        if row["drop_reason"] is None and not kept:
+          row["drop_reason"] = "low_confidence"
+    kept = [r for r in rows if r["drop_reason"] is None]
+    if jax.process_index() == 0:
+      write_jsonl(rows, judged_path)
+      write_jsonl(kept, self.path(f"round_{round_index}", "kept.jsonl"))
+    stats = once(self.path(f"round_{round_index}", "labels.json"), lambda: round_stats(rows))
+    log.remove()  # only now: a kill before labels.json exists resumes from the journal
+    return stats
+
+
+def round_stats(rows: list[dict]) -> dict:
+  """What a round's labeling did: pairs judged and kept, why the rest were dropped, which
+  rules the judgments broke, and (on data with gold labels) how often the kept agree."""
+  kept = [r for r in rows if r["drop_reason"] is None]
+  with_gold = [r for r in kept if r["gold"]]
+  problems = collections.Counter(j["problem"] for r in rows for j in r["judgments"]
+                                 if j["problem"])
+  return {"judged": len(rows), "kept": len(kept),
+          "drop_reasons": {reason: sum(r["drop_reason"] == reason for r in rows)
+                           for reason in self_training.DROP_REASONS},
+          "judgment_problems": {p: problems[p] for p in self_training.JUDGMENT_PROBLEMS},
+          "judgments": sum(len(r["judgments"]) for r in rows),
+          "kept_agree_gold": float(np.mean([r["label"] == r["gold"] for r in with_gold]))
+          if with_gold else None}
+
+
+def kept_items(job: SelfTraining, round_index: int) -> list[dict]:
+  return [{k: row[k] for k in ("prompt", "response_a", "response_b", "label")}
+          for row in _read_jsonl(job.path(f"round_{round_index}", "kept.jsonl"))]
+
+
+def pseudo_labeled_file(job: SelfTraining, rounds: int) -> str:
   """Every kept pseudo-label so far as {prompt, chosen, rejected}, for verdict fine-tuning."""
-  rows = []
-  for r in range(1, rounds + 1):
-    for line in open(job.path(f"round_{r}", "kept.jsonl"), encoding="utf-8"):
-      row = json.loads(line)
-      chosen, rejected = ((row["response_a"], row["response_b"]) if row["label"] == "A"
-                          else (row["response_b"], row["response_a"]))
-      rows.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected})
-  return builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), lambda: rows)
+  def rows():
+    out = []
+    for r in range(1, rounds + 1):
+      for item in kept_items(job, r):
+        a, b = item["response_a"], item["response_b"]
+        chosen, rejected = (a, b) if item["label"] == job.labels[0] else (b, a)
+        out.append({"prompt": item["prompt"], "chosen": chosen, "rejected": rejected})
+    return out
+  return builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), rows)
 
 
 def report_table(rows: list[dict]) -> str:
-  lines = ["| stage | judged | kept | kept agree w/ gold | held-out accuracy |",
-           "|---|---|---|---|---|"]
-  fmt = lambda v: "-" if v is None else (f"{100 * v:.1f}" if isinstance(v, float) else str(v))
+  """The per-stage table: labels, what labeling kept and dropped, held-out accuracy."""
+  lines = ["| stage | judged | kept | dropped: tie / split / low conf. / no valid judgment | "
+           "judgments broken: no verdict / format / no rationale / long / contradiction | "
+           "kept agree w/ gold | held-out verdict acc. | held-out P(A)/P(B) acc. | "
+           "position consistency |", "|---" * 9 + "|"]
+  pct = lambda v: "-" if v is None else f"{100 * v:.1f}"
   for row in rows:
-    lines.append(f"| {row['stage']} | {fmt(row.get('judged'))} | {fmt(row.get('kept'))} | "
-                 f"{fmt(row.get('kept_agree_gold'))} | {fmt(row['heldout_accuracy'])} |")
+    drops, problems = row.get("drop_reasons"), row.get("judgment_problems")
+    dropped = "-" if not drops else " / ".join(str(drops[k]) for k in (
+        "tie", "split_vote", "low_confidence", "no_valid_judgment"))
+    broken = "-" if not problems else " / ".join(
+        str(problems[k]) for k in self_training.JUDGMENT_PROBLEMS)
+    lines.append(f"| {row['stage']} | {row.get('judged', '-')} | {row.get('kept', '-')} | "
+                 f"{dropped} | {broken} | {pct(row.get('kept_agree_gold'))} | "
+                 f"{pct(row.get('heldout_accuracy'))} | "
+                 f"{pct(row.get('heldout_probability_accuracy'))} | "
+                 f"{pct(row.get('heldout_consistency'))} |")
   return "\n".join(lines)
 
 
 def run(c: ml_collections.ConfigDict) -> None:
+  s = c.self_train
   job = SelfTraining(c)
   prover_dir = job.train_prover()
   rows = []
-  if c.self_train.baseline and job.heldout_triples:  # same labels, same step budget
-    rows.append({"stage": "labeled-only fine-tuning", **once(
-        job.path("baseline", "result.json"), lambda: {"heldout_accuracy": job.verdict_finetune(
-            "baseline", job.files["labeled"], c.self_train.policy_steps)})})
-  labeled_items = [{"prompt": p.prompt, "response_a": a, "response_b": b, "label": label}
-                   for p in job.labeled
-                   for a, b, label in ((p.chosen, p.rejected, "A"), (p.rejected, p.chosen, "B"))]
-  proof_files = [job.path("round_0", "proofs.jsonl")]
-  if not os.path.exists(proof_files[0]):
-    job.prove(prover_dir, labeled_items, proof_files[0])
-  policy = job.train_policy(0, proof_files)
-  rows.append({"stage": "warm start", **once(job.path("round_0", "result.json"), lambda: {
-      "heldout_accuracy": job.heldout_accuracy(policy)})})
-  for r in range(1, c.self_train.rounds + 1):
+  if s.baseline and job.heldout_triples:  # the same gold labels, the same step budget
+    rows.append({"stage": "labeled-only fine-tuning (same gold labels)", **once(
+        job.path("baseline", "result.json"),
+        lambda: job.verdict_finetune("baseline", [job.gold_file()], s.policy_steps))})
+  proof_files = [job.prove(prover_dir, both_orders(job.labeled),
+                           job.path("round_0", "proofs.jsonl"))]
+  if s.seeds_in_warm_start:
+    proof_files = job.files["seed"] + proof_files
+  policy = job.train_policy("round_0", proof_files)
+  rows.append({"stage": "warm start", **once(job.path("round_0", "result.json"),
+                                             lambda: job.evaluate_policy(policy))})
+  for r in range(1, s.rounds + 1):
     labels = job.path(f"round_{r}", "labels.json")
     stats = _read_json(labels) if os.path.exists(labels) else job.label_round(policy, r)
-    kept_path = job.path(f"round_{r}", "kept.jsonl")
-    proofs = job.path(f"round_{r}", "proofs.jsonl")
-    if not os.path.exists(proofs):
-      kept = [json.loads(l) for l in open(kept_path, encoding="utf-8")]
-      job.prove(prover_dir, [{k: row[k] for k in ("prompt", "response_a", "response_b",
-                                                   "label")} for row in kept], proofs)
-    proof_files.append(proofs)
-    policy = job.train_policy(r, proof_files)
+    proof_files.append(job.prove(prover_dir, kept_items(job, r),
+                                 job.path(f"round_{r}", "proofs.jsonl")))
+    policy = job.train_policy(f"round_{r}", proof_files,
+                              start_from=policy if s.policy_init == "previous" else "")
     rows.append({"stage": f"round {r}", **stats, **once(
-        job.path(f"round_{r}", "result.json"),
-        lambda: {"heldout_accuracy": job.heldout_accuracy(policy)})})
-  if c.self_train.final_finetune_steps:
-    rows.append({"stage": "final label-smoothed fine-tuning", **once(
-        job.path("final", "result.json"), lambda: {"heldout_accuracy": job.verdict_finetune(
-            "final", job.files["labeled"] + [preference_file(job, c.self_train.rounds)],
-            c.self_train.final_finetune_steps, start_from=policy)})})
+        job.path(f"round_{r}", "result.json"), lambda: job.evaluate_policy(policy))})
+  final_model, reasoning = policy, True
+  if s.final_finetune_steps and s.final_mode == "rationale":
+    task_proofs = job.prove(prover_dir, both_orders(job.task), job.path("final", "proofs.jsonl"))
+    final_model = job.train_policy("final", [task_proofs], start_from=policy,
+                                   min_steps=s.final_finetune_steps)
+    rows.append({"stage": "task adaptation (rationale + verdict SFT)", **once(
+        job.path("final", "result.json"), lambda: job.evaluate_policy(final_model))})
+  elif s.final_finetune_steps and s.final_mode == "verdict":
+    final_model, reasoning = job.path("final"), False
+    rows.append({"stage": "task adaptation (label-smoothed verdict only)", **once(
+        job.path("final", "result.json"), lambda: job.verdict_finetune(
+            "final", job.files["task"] + [pseudo_labeled_file(job, s.rounds)],
+            s.final_finetune_steps, start_from=policy))})
   table = report_table(rows)
   if jax.process_index() == 0:
-    with open(job.path("rounds.jsonl"), "w", encoding="utf-8") as f:
-      f.writelines(json.dumps(row) + "\n" for row in rows)
-    with open(job.path("report.md"), "w", encoding="utf-8") as f:
-      f.write(table + "\n")
-  save_pretrained(pretrained.load_pretrained(policy), job.path("hf"), tokenizer=job.tokenizer)
+    write_jsonl(rows, job.path("rounds.jsonl"))
+    write_atomic(job.path("report.md"), table + "\n")
+  save_pretrained(pretrained.load_pretrained(final_model), job.path("hf"),
+                  tokenizer=job.tokenizer)
   if jax.process_index() == 0:
-    write_judge_card(job.path("hf"), configlib.judge_template(c), c.template.labels, Reasoning(
-        c.template.rationale_format, c.self_train.max_new_tokens, c.self_train.judge_temperature))
+    # Read as the report measured it: one greedy judgment per order (votes: evaluate's config).
+    write_judge_card(job.path("hf"), configlib.judge_template(c) if reasoning else
+                     job.verdict_template(), c.template.labels, Reasoning(
+                         c.template.rationale_format, s.max_new_tokens) if reasoning else None)
   print(table)
-  logging.info("final model exported to %s", job.path("hf"))
+  logging.info("exported %s (the report's last row) to %s", final_model, job.path("hf"))

@@ -8,20 +8,22 @@ from aiohttp import web
 
 from gram_jax import configlib, parallel
 from gram_jax.generate import Generator
+from gram_jax.judge_card import read_judge_card
 from gram_jax.pretrained import load_pretrained
 from gram_jax.reward import RewardModel
-from gram_jax.tokenizer import load_tokenizer, render_user_turn
+from gram_jax.tokenizer import encode_user_turns, load_tokenizer
 from gram_jax.server import Limits, RewardServer
 
 
 def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   s = c.serve
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
+  reasoning = configlib.reasoning_settings(c, read_judge_card(c.model.path).get("reasoning"))
   reward = RewardModel.from_pretrained(
       c.model.path, mesh=mesh, compute_dtype=configlib.compute_dtype(c), max_len=s.max_len,
       batch_size=s.batch_size, template=configlib.judge_template(c),
       labels=tuple(c.template.labels), chat_template=c.tokenizer.chat_template or None,
-      prefer_card=True)
+      prefer_card=True, reasoning=reasoning)
   if s.warm_up:
     logging.info("compiled %d length buckets", reward.warm_up())
   limits = Limits(s.max_body_bytes, s.max_pairs, s.max_text_chars, s.max_input_tokens,
@@ -37,7 +39,8 @@ def greedy_references(path: str, max_new_tokens: int, batch_size: int, max_len: 
   tokenizer = load_tokenizer(path)
   generator = Generator(load_pretrained(path, mesh=mesh), tokenizer, batch_size, max_len, mesh)
   return lambda prompts: [g.text.strip() for g in generator.generate(
-      [render_user_turn(tokenizer, p) for p in prompts], max_new_tokens)]
+      encode_user_turns(tokenizer, "{input}", [{"input": p} for p in prompts]),
+      max_new_tokens)]
 
 
 def run(c: ml_collections.ConfigDict) -> None:

@@ -1,0 +1,118 @@
+"""GRAM-R² self-training rules as pure functions (SPEC.md section 6).
+
+- proof selection (paper Eq. 5): of k sampled proofs keep the one with the highest
+  Score = -log π_ψ(z | s, l) / log π_ψ(z), likely given the pair and label, unlikely alone;
+- rule checks on one sampled judgment: no verdict, broken format, missing rationale,
+  rationale too long, rationale that calls the other response better than its verdict;
+- the pseudo-label: a majority vote over a pair's judgments that pass the rules (both
+  orders, k samples each), dropped on a tie, a split vote or low confidence.
+"""
+import dataclasses
+import functools
+import re
+from typing import Sequence
+
+import numpy as np
+
+from gram_jax import rationale
+from gram_jax.voting import Vote, count
+
+# Why a judgment does not vote, in the order they are checked.
+JUDGMENT_PROBLEMS = ("no_verdict", "broken_format", "missing_rationale", "too_long",
+                     "contradiction")
+# Why a pair gets no pseudo-label, in the order they are checked.
+DROP_REASONS = ("no_valid_judgment", "tie", "split_vote", "low_confidence")
+
+
+def proof_score(conditional_logprob: float, unconditional_logprob: float) -> float:
+  """-log π(z | s, l) / log π(z), in (-inf, 0]; higher is a better proof."""
+  return -conditional_logprob / min(unconditional_logprob, -1e-9)
+
+
+def select_proof(conditional_logprobs: Sequence[float],
+                 unconditional_logprobs: Sequence[float]) -> int:
+  """Index of the best of k proofs by proof_score (the first on a tie)."""
+  scores = [proof_score(c, u) for c, u in zip(conditional_logprobs, unconditional_logprobs)]
+  return int(np.argmax(scores))
+
+
+@functools.lru_cache(maxsize=16)
+def _preference_pattern(labels: tuple[str, ...]) -> re.Pattern:
+  letters = "|".join(re.escape(label) for label in labels)
+  return re.compile(
+      r"(?<!\w)(?:(?i:response|assistant|answer|output)\s+)?(" + letters + r")\s+"
+      r"(?i:is|was)\s+(?:(?i:the|clearly|much|far|slightly|overall|definitely)\s+)*"
+      r"(?i:better|superior|preferred|preferable|stronger)(?!\w)")
+
+
+def stated_preference(text: str, labels: Sequence[str] = ("A", "B")) -> str | None:
+  """The label a rationale last calls better, or None when it calls none better.
+
+  A deliberately simple check: phrases like 'Response B is better', 'Assistant A is the
+  better one', 'B is clearly superior'; the letter must be written as the label is (case
+  matters), a negation ('is not better') does not match, and the last such phrase counts.
+  """
+  found = _preference_pattern(tuple(labels)).findall(text)
+  return found[-1] if found else None
+
+
+def judgment_problem(reply: str, labels: Sequence[str] = ("A", "B"), fmt: str = "answer_tag",
+                     max_rationale_chars: int = 2000) -> str | None:
+  """Why one generated judgment must not vote (a JUDGMENT_PROBLEMS entry), or None."""
+  judged = rationale.parse(reply, labels, fmt)
+  if judged.verdict is None:
+    return "no_verdict"
+  if rationale.broken_format(reply, fmt):
+    return "broken_format"
+  if not judged.rationale.strip():
+    return "missing_rationale"
+  if len(judged.rationale) > max_rationale_chars:
+    return "too_long"
+  stated = stated_preference(judged.rationale, labels)
+  if stated is not None and stated != judged.verdict:
+    return "contradiction"
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledJudgment:
+  """One judgment of a pair as the filter sees it, in the pair's own orientation."""
+  pick: int | None  # 0 = response_a, 1 = response_b, None = no verdict
+  problem: str | None  # a JUDGMENT_PROBLEMS entry, or None
+  probs: tuple[float, float]  # P(response_a), P(response_b) at the answer position
+
+
+@dataclasses.dataclass(frozen=True)
+class PseudoLabel:
+  pick: int | None  # the majority's response (0 = response_a), None when dropped before
+  vote: Vote  # votes of the judgments that pass the rules
+  confidence: float  # mean P(pick) at the answer position over the passing judgments
+  drop_reason: str | None  # a DROP_REASONS entry, or None when the pair is kept
+
+
+def pseudo_label(judgments: Sequence[SampledJudgment], min_vote_share: float = 0.5,
+                 min_confidence: float = 0.0) -> PseudoLabel:
+  """Majority vote over the judgments that pass the rules, then the denoising drops."""
+  valid = [j for j in judgments if j.problem is None]
+  vote = count(j.pick for j in valid) + Vote(abstained=len(judgments) - len(valid))
+  if not valid:
+    return PseudoLabel(None, vote, 0.0, "no_valid_judgment")
+  pick = vote.winner
+  if pick is None:
+    return PseudoLabel(None, vote, 0.0, "tie")
+  confidence = float(np.mean([j.probs[pick] for j in valid]))
+  if vote.share < min_vote_share:
+    return PseudoLabel(pick, vote, confidence, "split_vote")
+  if confidence < min_confidence:
+    return PseudoLabel(pick, vote, confidence, "low_confidence")
+  return PseudoLabel(pick, vote, confidence, None)
+
+
+def keep_most_confident(confidences: Sequence[float | None], fraction: float) -> list[bool]:
+  """Marks the `fraction` of all judged pairs with the highest confidence; None = not a
+  candidate (already dropped). Ties keep the earlier pair."""
+  budget = int(len(confidences) * fraction)
+  candidates = [i for i, c in enumerate(confidences) if c is not None]
+  ranked = sorted(candidates, key=lambda i: -confidences[i])[:budget]
+  chosen = set(ranked)
+  return [i in chosen for i in range(len(confidences))]
