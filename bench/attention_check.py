@@ -27,10 +27,10 @@ def main() -> None:
   report = {"device": jax.devices()[0].device_kind}
   results = {}
   for impl in ("xla", "cudnn"):
-    cfg = ModelConfig(family="llama", vocab_size=1000, hidden_size=256, intermediate_size=512,
-                      num_layers=2, num_heads=4, num_kv_heads=2, head_dim=64, qk_norm=False,
-                      dtype="bfloat16", attention=impl)
-    model = Decoder(cfg, nnx.Rngs(0))
+    model_config = ModelConfig(family="llama", vocab_size=1000, hidden_size=256,
+                               intermediate_size=512, num_layers=2, num_heads=4, num_kv_heads=2,
+                               head_dim=64, qk_norm=False, dtype="bfloat16", attention=impl)
+    model = Decoder(model_config, nnx.Rngs(0))
     graphdef, params = nnx.split(model)
 
     def loss(p):

@@ -28,19 +28,19 @@ def main() -> None:
   import transformers
   from flax import nnx
   import gram_jax
-  from gram_jax import synthetic
-  from gram_jax import tokenizer as tok
-  from gram_jax.generate import Generator
-  from gram_jax.models import presets
+  from gram_jax.data import synthetic
+  from gram_jax.text import tokenizer as tok
+  from gram_jax.inference.generate import Generator
+  from gram_jax.models.config import architecture
   from gram_jax.models.decoder import Decoder
   on_cpu = jax.default_backend() == "cpu"
   tokenizer = tok.train_bpe_tokenizer(synthetic.corpus(synthetic.make_pairs(200, 0)), 1024)
   dtype = "float32" if on_cpu else "bfloat16"
-  cfg = presets.architecture(args.arch, vocab_size=len(tokenizer), dtype=dtype,
-                             param_dtype=dtype, eos_token_id=None)
-  model = Decoder(cfg, nnx.Rngs(0))
+  model_config = architecture(args.arch, vocab_size=len(tokenizer), dtype=dtype,
+                              param_dtype=dtype, eos_token_id=None)
+  model = Decoder(model_config, nnx.Rngs(0))
   rng = np.random.default_rng(0)
-  prompts = [rng.integers(10, cfg.vocab_size, rng.integers(args.prompt // 2, args.prompt + 1))
+  prompts = [rng.integers(10, model_config.vocab_size, rng.integers(args.prompt // 2, args.prompt + 1))
              .tolist() for _ in range(args.batch)]
   tokenizer.eos_token = None
   generator = Generator(model, tokenizer, batch_size=args.batch, max_prompt_len=args.prompt)

@@ -21,8 +21,8 @@ for part in "$@"; do
   case $part in
     parity)  # float32 parity with transformers (CPU torch), JAX on the GPU at full precision
       JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest timeout 240 \
-        python3 -m pytest -q -p no:cacheprovider tests/test_hf_parity.py \
-        tests/test_generate.py tests/test_reward.py -k "not mesh" 2>&1 | tail -15 \
+        python3 -m pytest -q -p no:cacheprovider tests/unit/test_hf_parity.py \
+        tests/unit/test_generate.py tests/unit/test_reward.py -k "not mesh" 2>&1 | tail -15 \
         | tee "$OUT/parity.txt" ;;
     attention)
       timeout 120 python3 bench/attention_check.py 2>&1 | tail -20 | tee "$OUT/attention.json" ;;

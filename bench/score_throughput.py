@@ -30,9 +30,9 @@ def torch_scores(path: str, pairs, batch: int, max_len: int) -> tuple[float, "np
   import numpy as np
   import torch
   import transformers
-  from gram_jax import tokenizer as tok
-  from gram_jax.judge import JudgeEncoder
-  from gram_jax.scorer import both_order_scores, swapped
+  from gram_jax.text import tokenizer as tok
+  from gram_jax.data.encode import JudgeEncoder
+  from gram_jax.inference.scorer import both_order_scores, swapped
   cuda = torch.cuda.is_available()
   dtype = torch.bfloat16 if cuda else torch.float32
   model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
@@ -67,20 +67,21 @@ def main() -> None:
   import numpy as np
   from flax import nnx
   import gram_jax
-  from gram_jax import synthetic, templates
-  from gram_jax import tokenizer as tok
-  from gram_jax.models import presets
+  from gram_jax.data import synthetic
+  from gram_jax.text import templates
+  from gram_jax.text import tokenizer as tok
+  from gram_jax.models.config import architecture
   from gram_jax.models.decoder import Decoder
-  from gram_jax.reward import RewardModel
+  from gram_jax.inference.reward import RewardModel
   on_cpu = jax.default_backend() == "cpu"
   pairs = random_pairs(args.pairs, seed=0)
   texts = [t for p in pairs for t in p] + [templates.GRAM_JUDGE_PROMPT] * 5
   tokenizer = tok.train_bpe_tokenizer(texts + list(synthetic.corpus(synthetic.make_pairs(50, 0))),
                                       vocab_size=1024)
-  cfg = presets.architecture(args.arch, vocab_size=len(tokenizer),
-                             dtype="float32" if on_cpu else "bfloat16",
-                             param_dtype="float32" if on_cpu else "bfloat16")
-  model = Decoder(cfg, nnx.Rngs(0))
+  model_config = architecture(args.arch, vocab_size=len(tokenizer),
+                              dtype="float32" if on_cpu else "bfloat16",
+                              param_dtype="float32" if on_cpu else "bfloat16")
+  model = Decoder(model_config, nnx.Rngs(0))
   with tempfile.TemporaryDirectory() as path:
     gram_jax.save_pretrained(model, path, tokenizer=tokenizer)
     reward = RewardModel(model, tokenizer, max_len=args.max_len, batch_size=args.batch)

@@ -55,19 +55,20 @@ def main() -> None:
   import numpy as np
   from flax import nnx
   import gram_jax
-  from gram_jax import synthetic, templates
-  from gram_jax import tokenizer as tok
-  from gram_jax.models import presets
+  from gram_jax.data import synthetic
+  from gram_jax.text import templates
+  from gram_jax.text import tokenizer as tok
+  from gram_jax.models.config import architecture
   from gram_jax.models.decoder import Decoder
-  from gram_jax.reward import RewardModel
-  from gram_jax.serve_util import serve_in_background
-  from gram_jax.server import Limits, RewardServer
+  from gram_jax.inference.reward import RewardModel
+  from gram_jax.inference.serve_util import serve_in_background
+  from gram_jax.inference.server import Limits, RewardServer
   pool = [(p["prompt"], p["chosen"], p["rejected"]) for p in synthetic.make_pairs(args.pool, 0)]
   tokenizer = tok.train_bpe_tokenizer(list(synthetic.corpus(synthetic.make_pairs(200, 1))) +
                                       [templates.COMPACT_JUDGE_PROMPT] * 3, vocab_size=1024)
-  cfg = presets.architecture(args.arch, vocab_size=len(tokenizer))
+  model_config = architecture(args.arch, vocab_size=len(tokenizer))
   with tempfile.TemporaryDirectory() as path:
-    gram_jax.save_pretrained(Decoder(cfg, nnx.Rngs(0)), path, tokenizer=tokenizer)
+    gram_jax.save_pretrained(Decoder(model_config, nnx.Rngs(0)), path, tokenizer=tokenizer)
     reward = RewardModel.from_pretrained(path, max_len=256, batch_size=16,
                                          template=templates.COMPACT_JUDGE_PROMPT)
   compile_start = time.perf_counter()
@@ -91,7 +92,7 @@ def main() -> None:
   server.stop()
   latencies = np.array(stats["latencies"]) * 1000
   print(json.dumps({
-      "device": jax.devices()[0].device_kind, "arch": args.arch, "params": cfg.num_params(),
+      "device": jax.devices()[0].device_kind, "arch": args.arch, "params": model_config.num_params(),
       "clients": args.clients, "seconds": round(seconds, 1), "requests": len(latencies),
       "pairs": stats["pairs"], "errors": stats["errors"], "wrong_scores": stats["wrong"],
       "requests_per_second": len(latencies) / seconds, "pairs_per_second": stats["pairs"] / seconds,

@@ -20,27 +20,28 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def bench_jax(args) -> dict:
   import jax
   import numpy as np
-  from gram_jax import configlib, flops, objectives, parallel, train
-  from gram_jax.hf import load as hf_load
-  from gram_jax.models import presets
+  from gram_jax import configlib, parallel
+  from gram_jax.training import flops, objectives, train_step
+  from gram_jax.models.decoder import abstract_model
+  from gram_jax.models.config import architecture
   from gram_jax.models.decoder import Decoder
   from flax import nnx
   on_cpu = jax.default_backend() == "cpu"
-  cfg = presets.architecture(args.arch, dtype="float32" if on_cpu else "bfloat16",
-                             remat=args.remat, attention=args.attention)
+  model_config = architecture(args.arch, dtype="float32" if on_cpu else "bfloat16",
+                              remat=args.remat, attention=args.attention)
   mesh = parallel.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
   c = configlib.base_config("pretrain")
-  graphdef, abstract = hf_load.abstract_model(cfg)
-  tx, schedule = train.make_optimizer(c.train, args.steps + args.warmup)
-  trainer = train.Trainer.create(graphdef, abstract, tx, schedule, objectives.causal_lm_loss,
-                                 mesh, c.rules)
+  graphdef, abstract = abstract_model(model_config)
+  tx, schedule = train_step.make_optimizer(c.train, args.steps + args.warmup)
+  trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule,
+                                      objectives.causal_lm_loss, mesh, c.rules)
   shardings = parallel.param_shardings(abstract, mesh)
-  params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(Decoder(cfg, nnx.Rngs(0)))),
+  params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(Decoder(model_config, nnx.Rngs(0)))),
                    out_shardings=shardings)()
   state = trainer.init_state(params, 0)
   rng = np.random.default_rng(0)
   shape = (1, args.batch, args.seq)
-  ids = rng.integers(0, cfg.vocab_size, shape).astype(np.int32)
+  ids = rng.integers(0, model_config.vocab_size, shape).astype(np.int32)
   batch = trainer.put_batch({
       "input_ids": ids, "segment_ids": np.ones(shape, np.int32),
       "positions": np.broadcast_to(np.arange(args.seq, dtype=np.int32), shape).copy(),
@@ -56,12 +57,12 @@ def bench_jax(args) -> dict:
   seconds = (time.perf_counter() - start) / args.steps
   tokens = args.batch * args.seq
   peak = flops.peak_flops_per_device()
-  mfu = flops.training_flops_per_token(cfg, args.seq) * tokens / seconds / (
+  mfu = flops.training_flops_per_token(model_config, args.seq) * tokens / seconds / (
       peak * jax.device_count()) if peak else None
   return {"step_seconds": seconds, "tokens_per_second": tokens / seconds, "mfu": mfu,
           "device": jax.devices()[0].device_kind, "devices": jax.device_count(),
-          "params": cfg.num_params(), "compute_dtype": cfg.dtype, "remat": cfg.remat,
-          "attention": cfg.attention,
+          "params": model_config.num_params(), "compute_dtype": model_config.dtype, "remat": model_config.remat,
+          "attention": model_config.attention,
           "final_loss": float(metrics["loss"])}
 
 
@@ -69,18 +70,18 @@ def bench_torch(args) -> dict:
   import torch
   import transformers
   from gram_jax.hf.config import hf_config_dict
-  from gram_jax.models import presets
+  from gram_jax.models.config import architecture
   cuda = torch.cuda.is_available()
   dtype = torch.bfloat16 if cuda else torch.float32
-  cfg = presets.architecture(args.arch)
-  config = transformers.AutoConfig.for_model(**hf_config_dict(cfg))
+  model_config = architecture(args.arch)
+  config = transformers.AutoConfig.for_model(**hf_config_dict(model_config))
   device = "cuda" if cuda else "cpu"
   model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
   if args.remat != "none":
     model.gradient_checkpointing_enable()
   model.train()
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=cuda)
-  ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), device=device)
+  ids = torch.randint(0, model_config.vocab_size, (args.batch, args.seq), device=device)
 
   def step():
     loss = model(input_ids=ids, labels=ids).loss

@@ -9,14 +9,15 @@ Input rows: {"prompt": str, "responses": [str, ...], ...}; each output row is th
 plus best_index, best_response and the per-response scores the method used.
 """
 import json
-import sys
 
 from absl import app, flags
 
-from gram_jax import cli_util, journal, judge_card, ranking, templates
+from gram_jax import cli_util, journal, judge_card
 from gram_jax.data import sources
 from gram_jax.errors import GramError
-from gram_jax.reward import RewardModel
+from gram_jax.inference import ranking
+from gram_jax.inference.reward import RewardModel
+from gram_jax.text import templates
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "HF directory, gram_jax checkpoint or run directory.",
@@ -54,7 +55,7 @@ def read_candidates(path: str) -> list[dict]:
 def main(argv: list[str]) -> None:
   del argv
   cli_util.quiet_library_logs()
-  try:
+  with cli_util.one_line_errors():
     rows = read_candidates(FLAGS.input)  # every row checked before the model loads
     card = judge_card.read_judge_card(FLAGS.model)
     if (FLAGS.votes or FLAGS.temperature >= 0) and not (card.get("reasoning") or
@@ -75,8 +76,6 @@ def main(argv: list[str]) -> None:
       winners.append({**row, "best_index": ranked.best,
                       "best_response": row["responses"][ranked.best], "scores": ranked.scores})
     journal.write_jsonl(winners, FLAGS.output)
-  except GramError as e:
-    sys.exit(f"error: {e}")
   print(json.dumps({"rows": len(winners), "output": FLAGS.output}))
 
 

@@ -1,30 +1,37 @@
-"""gram_jax model checkpoints: Orbax params + model_config.json + tokenizer files.
+"""The run directory and model checkpoints: the one module that knows their layout.
 
-A model checkpoint is a directory:
+A model checkpoint (`save_model`) is a directory:
   params/              Orbax checkpoint of the parameter tree
   model_config.json    ModelConfig fields
   tokenizer/           tokenizer files (optional)
-Training checkpoints (train_state.py) hold one of these per step plus optimizer state.
+A training run directory (`config.workdir`) holds model_config.json, config.json,
+tokenizer/ and checkpoints/<step>/, each step with three Orbax items: `params`, `train`
+(optimizer state, step, RNG) and `meta` (data position, anything JSON). Orbax writes each
+step into a temporary directory and renames it when complete, so a crash mid-save never
+produces a step that `latest_step()` returns.
 """
+import contextlib
 import json
 import os
 import shutil
 from typing import Any, Sequence
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh
 
 from gram_jax import parallel
 from gram_jax.errors import GramError
-from gram_jax.hf import load as hf_load
 from gram_jax.models.config import ModelConfig
-from gram_jax.models.decoder import Decoder
+from gram_jax.models.decoder import Decoder, abstract_model
 
 MODEL_CONFIG = "model_config.json"
+RUN_CONFIG = "config.json"
 PARAMS = "params"
 TOKENIZER = "tokenizer"
+RUN_CHECKPOINTS = "checkpoints"
 
 
 def is_model_checkpoint(path: str) -> bool:
@@ -32,7 +39,19 @@ def is_model_checkpoint(path: str) -> bool:
           os.path.isdir(os.path.join(path, PARAMS)))
 
 
-def read_model_config(path: str) -> ModelConfig:
+def is_run_dir(path: str) -> bool:
+  return (os.path.isfile(os.path.join(path, MODEL_CONFIG)) and
+          os.path.isdir(os.path.join(path, RUN_CHECKPOINTS)))
+
+
+def tokenizer_dir(path: str) -> str:
+  """Where the tokenizer of a checkpoint or run directory lives (an HF directory: itself)."""
+  nested = os.path.join(path, TOKENIZER)
+  return nested if os.path.isdir(nested) else path
+
+
+def read_saved_model_config(path: str) -> ModelConfig:
+  """model_config.json of a gram_jax checkpoint or run directory."""
   config_path = os.path.join(path, MODEL_CONFIG)
   try:
     with open(config_path, encoding="utf-8") as f:
@@ -55,7 +74,7 @@ def save_model(model: Decoder, path: str, tokenizer: Any = None) -> str:
     checkpointer.wait_until_finished()
   if jax.process_index() == 0:
     with open(os.path.join(tmp, MODEL_CONFIG), "w") as f:
-      json.dump(model.cfg.to_dict(), f, indent=2)
+      json.dump(model.config.to_dict(), f, indent=2)
     if tokenizer is not None:
       tokenizer.save_pretrained(os.path.join(tmp, TOKENIZER))
     shutil.rmtree(path, ignore_errors=True)
@@ -75,12 +94,12 @@ def load_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
                compute_dtype: str | None = None,
                rules: Sequence = parallel.DEFAULT_RULES) -> Decoder:
   """Restores a model checkpoint directly onto its shardings (any mesh)."""
-  cfg = read_model_config(path)
+  model_config = read_saved_model_config(path)
   if dtype:
-    cfg = cfg.replace(param_dtype=dtype, dtype=compute_dtype or dtype)
+    model_config = model_config.replace(param_dtype=dtype, dtype=compute_dtype or dtype)
   elif compute_dtype:
-    cfg = cfg.replace(dtype=compute_dtype)
-  graphdef, abstract_state = hf_load.abstract_model(cfg)
+    model_config = model_config.replace(dtype=compute_dtype)
+  graphdef, abstract_state = abstract_model(model_config)
   target = restore_target(abstract_state, mesh, rules)
   with ocp.StandardCheckpointer() as checkpointer:
     try:
@@ -89,3 +108,120 @@ def load_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
       raise GramError(f"{path}: checkpoint does not match {MODEL_CONFIG} ({e})") from None
   nnx.replace_by_pure_dict(abstract_state, restored)
   return nnx.merge(graphdef, abstract_state)
+
+
+def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
+                   compute_dtype: str | None = None,
+                   rules: Sequence = parallel.DEFAULT_RULES) -> Decoder:
+  """The model of a run directory's latest complete checkpoint, onto its shardings."""
+  model_config = read_saved_model_config(path)
+  model_config = model_config.replace(param_dtype=dtype or model_config.param_dtype,
+                                      dtype=compute_dtype or dtype or model_config.dtype)
+  checkpointer = RunCheckpointer(os.path.join(path, RUN_CHECKPOINTS), every_steps=1, keep=1)
+  step = checkpointer.latest_step()
+  if step is None:
+    raise GramError(f"{path}/{RUN_CHECKPOINTS}: no complete checkpoint")
+  graphdef, abstract_state = abstract_model(model_config)
+  params = checkpointer.restore_params(step, restore_target(abstract_state, mesh, rules))
+  checkpointer.close()
+  params = jax.tree.map(lambda x, t: x.astype(t.dtype), params,
+                        nnx.to_pure_dict(abstract_state))
+  return nnx.merge(graphdef, params)
+
+
+def write_run_files(workdir: str, model_config: ModelConfig, tokenizer: Any,
+                    config: ml_collections.ConfigDict) -> None:
+  """model_config.json, tokenizer/ and config.json: what makes `workdir` loadable."""
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, MODEL_CONFIG), "w") as f:
+    json.dump(model_config.to_dict(), f, indent=2)
+  with open(os.path.join(workdir, RUN_CONFIG), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  tokenizer.save_pretrained(os.path.join(workdir, TOKENIZER))
+
+
+SHAPE_FIELDS = ("family", "vocab_size", "hidden_size", "intermediate_size", "num_layers",
+                "num_heads", "num_kv_heads", "head_dim", "tie_word_embeddings", "qkv_bias",
+                "qk_norm")
+
+
+def check_resumable(workdir: str, model_config: ModelConfig) -> None:
+  """A workdir with checkpoints of another architecture is refused before anything is
+  written (model_config.json would otherwise be replaced by the new, mismatching one)."""
+  saved_path = os.path.join(workdir, MODEL_CONFIG)
+  checkpoints = os.path.join(workdir, RUN_CHECKPOINTS)
+  if not (os.path.isfile(saved_path) and os.path.isdir(checkpoints) and any(
+      name.isdigit() for name in os.listdir(checkpoints))):
+    return
+  saved = read_saved_model_config(workdir).to_dict()
+  wanted = model_config.to_dict()
+  changed = [f"{k} {saved[k]} -> {wanted[k]}" for k in SHAPE_FIELDS if saved[k] != wanted[k]]
+  if changed:
+    raise GramError(f"{workdir}: holds checkpoints of another model ({', '.join(changed)}); "
+                    "use a new config.workdir, or the same model to resume")
+
+
+class RunCheckpointer:
+  """Orbax CheckpointManager over checkpoints/: async, keep-last-K, resume, reshard."""
+
+  def __init__(self, directory: str, every_steps: int, keep: int, async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, save_interval_steps=every_steps,
+        enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=("params", "train", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state: dict[str, Any], meta: dict[str, Any],
+           force: bool = False) -> bool:
+    """Starts an async save; a failed earlier save (disk full, ...) surfaces here."""
+    train = {k: state[k] for k in ("opt_state", "step", "rng")}
+    with self._write_errors():
+      return self.manager.save(step, args=ocp.args.Composite(
+          params=ocp.args.StandardSave(state["params"]), train=ocp.args.StandardSave(train),
+          meta=ocp.args.JsonSave(meta)), force=force)
+
+  @contextlib.contextmanager
+  def _write_errors(self):
+    """A write that failed (disk full, quota, I/O error) is one clear error; the step it was
+    writing stays a temporary directory that no restore will ever pick."""
+    try:
+      yield
+    except GramError:
+      raise
+    except Exception as e:  # Orbax/TensorStore raise ValueError, OSError, RuntimeError...
+      reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+      raise GramError(f"{self.directory}: writing a checkpoint failed ({reason}); the last "
+                      f"complete checkpoint is step {self.latest_step()}; free space and "
+                      "rerun to resume from it") from None
+
+  def restore(self, step: int, abstract_state: dict[str, Any]) -> tuple[dict, dict]:
+    """Restores onto the shardings in `abstract_state` (any mesh)."""
+    train_target = {k: abstract_state[k] for k in ("opt_state", "step", "rng")}
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(abstract_state["params"]),
+          train=ocp.args.StandardRestore(train_target), meta=ocp.args.JsonRestore()))
+    except (ValueError, KeyError) as e:
+      raise GramError(f"{self.directory}/{step}: checkpoint does not match this model and "
+                      f"optimizer ({str(e).splitlines()[0]})") from None
+    return {"params": restored.params, **restored.train}, restored.meta
+
+  def restore_params(self, step: int, abstract_params: dict[str, Any]) -> dict:
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract_params)))
+    return restored.params
+
+  def wait(self) -> None:
+    with self._write_errors():
+      self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    with self._write_errors():
+      self.manager.wait_until_finished()
+    self.manager.close()

@@ -13,20 +13,15 @@ import ml_collections
 from gram_jax import parallel
 from gram_jax.data import sources
 from gram_jax.errors import GramError
-from gram_jax.models.config import ATTENTION_IMPLS
+from gram_jax.models.config import ARCHITECTURES, ATTENTION_IMPLS
 
 STAGES = ("pretrain", "finetune", "prover", "self_train", "evaluate", "serve")
 DTYPES = ("float32", "bfloat16", "float16")
 
 # Paper hyper-parameters per model (SPEC.md section 2/3); model.path points at the weights.
-MODEL_PRESETS = {
-    "qwen3-1.7b": dict(family="qwen3"),
-    "qwen3-4b": dict(family="qwen3"),
-    "qwen3-8b": dict(family="qwen3"),
-    "qwen3-14b": dict(family="qwen3"),
-    "llama3.2-3b": dict(family="llama"),
-    "llama3.1-8b": dict(family="llama"),
-}
+# The real-model presets of configs/*.py (`:qwen3-8b`): shapes in models.config.ARCHITECTURES.
+MODEL_PRESETS = ("qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "llama3.2-3b",
+                 "llama3.1-8b")
 
 
 def base_config(stage: str) -> ml_collections.ConfigDict:
@@ -127,7 +122,7 @@ def apply_model_preset(c: ml_collections.ConfigDict, preset: str) -> None:
   """Real-model presets: bf16 compute, FSDP over all devices, remat, long cutoff."""
   if preset not in MODEL_PRESETS:
     raise GramError(f"unknown preset {preset!r} (known: {', '.join(MODEL_PRESETS)})")
-  c.model.init.family = MODEL_PRESETS[preset]["family"]
+  c.model.init.family = ARCHITECTURES[preset]["family"]
   c.model.dtype = "bfloat16"
   c.model.remat = "full"
   c.data.cutoff_len = 2048
@@ -169,7 +164,7 @@ def rows_per_process(c: ml_collections.ConfigDict) -> int:
 
 
 def judge_template(c: ml_collections.ConfigDict) -> str:
-  from gram_jax import templates
+  from gram_jax.text import templates
   named = {"gram": templates.GRAM_JUDGE_PROMPT, "compact": templates.COMPACT_JUDGE_PROMPT,
            "gram_rr": templates.GRAM_RR_PROMPT, "compact_rr": templates.COMPACT_RR_PROMPT}
   return named.get(c.template.judge, c.template.judge)
@@ -180,7 +175,7 @@ def builtin_tasks(c: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def prover_template(c: ml_collections.ConfigDict) -> str:
-  from gram_jax import templates
+  from gram_jax.text import templates
   return templates.PROVER_PROMPT if c.template.prover == "default" else c.template.prover
 
 

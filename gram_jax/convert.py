@@ -8,17 +8,16 @@
 """
 import os
 import shutil
-import sys
 from typing import Any
 
 from absl import app, flags
 
-from gram_jax import checkpoint, cli_util, hub
+from gram_jax import checkpoint, cli_util
 from gram_jax.errors import GramError
+from gram_jax.hf import hub
 from gram_jax.hf.export import save_pretrained
-from gram_jax.pretrained import load_pretrained
 from gram_jax.judge_card import JUDGE_CARD
-from gram_jax.tokenizer import load_tokenizer
+from gram_jax.pretrained import load_pretrained, load_tokenizer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("src", None, "HF model directory or gram_jax checkpoint.", required=True)
@@ -55,7 +54,7 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None,
 def main(argv: list[str]) -> None:
   del argv
   cli_util.quiet_library_logs()
-  try:
+  with cli_util.one_line_errors():
     if FLAGS.push_to_hub and FLAGS.to != "hf":
       raise GramError("--push_to_hub needs --to=hf")
     out = convert(FLAGS.src, FLAGS.dst, FLAGS.to, FLAGS.dtype, FLAGS.max_shard_size)
@@ -66,8 +65,6 @@ def main(argv: list[str]) -> None:
       with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
         f.write(card)
       print(f"pushed to {hub.push(out, FLAGS.push_to_hub, FLAGS.private)}")
-  except GramError as e:
-    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from absl import app, logging
 from ml_collections import config_flags
 
 from gram_jax import cli_util, configlib, parallel, preemption
-from gram_jax.errors import GramError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file[:preset].",
                                           lock_config=True)
@@ -23,21 +22,19 @@ def main(argv: list[str]) -> None:
   config = _CONFIG.value
   if config is None:
     sys.exit("error: --config=configs/<stage>.py is required")
-  try:
-    d = config.distributed
-    parallel.initialize_distributed(d.mode, d.coordinator_address, d.num_processes,
-                                    d.process_id)
-    preemption.install()
-    configlib.validate(config)
-    stage = importlib.import_module(f"gram_jax.stages.{config.stage}")
-    logging.info("stage %s, workdir %s", config.stage, config.workdir)
-    stage.run(config)
-  except preemption.Preempted as e:
-    logging.warning("preempted: saved %s; rerun the same command to resume", e)
-    print(f"preempted: saved {e}; rerun the same command to resume", file=sys.stderr)
-  except GramError as e:
-    sys.exit(f"error: {e}")
-
+  with cli_util.one_line_errors():
+    try:
+      d = config.distributed
+      parallel.initialize_distributed(d.mode, d.coordinator_address, d.num_processes,
+                                      d.process_id)
+      preemption.install()
+      configlib.validate(config)
+      stage = importlib.import_module(f"gram_jax.stages.{config.stage}")
+      logging.info("stage %s, workdir %s", config.stage, config.workdir)
+      stage.run(config)
+    except preemption.Preempted as e:
+      logging.warning("preempted: saved %s; rerun the same command to resume", e)
+      print(f"preempted: saved {e}; rerun the same command to resume", file=sys.stderr)
 
 if __name__ == "__main__":
   app.run(main)

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from gram_jax import rationale
-from gram_jax.voting import Vote, count
+from gram_jax.inference.voting import Vote, count
+from gram_jax.text import rationale
 
 # Why a judgment does not vote, in the order they are checked.
 JUDGMENT_PROBLEMS = ("no_verdict", "broken_format", "missing_rationale", "too_long",

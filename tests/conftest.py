@@ -16,11 +16,11 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
 
 import pytest  # noqa: E402
 
-from tests import hf_fixtures  # noqa: E402
+from tests.helpers import hf_fixtures  # noqa: E402
 
-# The longest modules start first, so `pytest -n 2 --dist loadfile` workers end together.
-SLOW_FIRST = ("test_self_train_stage.py", "test_self_train_resume.py", "test_crash_trials.py",
-              "test_preemption.py", "test_finetune_evaluate.py", "test_pretrain_stage.py")
+# Folders by cost, the costliest first, so `pytest -n 2 --dist loadfile` workers end together:
+# cli/ starts processes (whole stages), reliability/ kills and restarts them, unit/ is fast.
+FOLDERS_BY_COST = ("cli", "reliability", "unit")
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
@@ -46,6 +46,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-  rank = lambda item: (SLOW_FIRST.index(item.path.name) if item.path.name in SLOW_FIRST
-                       else len(SLOW_FIRST))
-  items.sort(key=rank)  # stable: the order within and after the slow modules is unchanged
+  def cost_rank(item) -> int:
+    folder = item.path.parent.name
+    return FOLDERS_BY_COST.index(folder) if folder in FOLDERS_BY_COST else len(FOLDERS_BY_COST)
+  items.sort(key=cost_rank)  # stable: within a folder, the collection order

@@ -1,9 +1,10 @@
-"""Typed records and the validation that turns raw rows into them.
+"""Reading records and validating them into typed pairs.
 
-Every format a user may bring is parsed into one of two record kinds before tokenisation:
-UnlabeledPair (stage-1 pre-training, self-training pools) and PreferencePair (labeled).
-A bad row raises RecordError naming source, line and field; `read_records` either stops on
-the first one or skips and counts them, as the user chose.
+Every format a user may bring is parsed before tokenisation into one of three record kinds:
+UnlabeledPair (here: stage-1 pre-training, self-training pools), PreferencePair and
+ProvedPair (data/preference.py: labeled pairs, and labeled pairs with a rationale). A bad
+row raises RecordError naming source, line and field; `read_records` either stops on the
+first one or skips and counts them, as the user chose.
 """
 import collections
 import dataclasses

@@ -104,28 +104,30 @@ def model_config_from_hf(raw: dict[str, Any], source: str = "config.json",
   )
 
 
-def hf_config_dict(cfg: ModelConfig) -> dict[str, Any]:
+def hf_config_dict(model_config: ModelConfig) -> dict[str, Any]:
   """The config.json fields transformers needs to rebuild this architecture."""
-  rope: dict[str, Any] = {"rope_type": cfg.rope_type, "rope_theta": cfg.rope_theta}
-  if cfg.rope_type in ("linear", "llama3"):
-    rope["factor"] = cfg.rope_factor
-  if cfg.rope_type == "llama3":
-    rope.update(low_freq_factor=cfg.rope_low_freq_factor,
-                high_freq_factor=cfg.rope_high_freq_factor,
-                original_max_position_embeddings=cfg.rope_original_max_position)
-  eos = list(cfg.eos_token_id) if isinstance(cfg.eos_token_id, tuple) else cfg.eos_token_id
+  rope: dict[str, Any] = {"rope_type": model_config.rope_type,
+                          "rope_theta": model_config.rope_theta}
+  if model_config.rope_type in ("linear", "llama3"):
+    rope["factor"] = model_config.rope_factor
+  if model_config.rope_type == "llama3":
+    rope.update(low_freq_factor=model_config.rope_low_freq_factor,
+                high_freq_factor=model_config.rope_high_freq_factor,
+                original_max_position_embeddings=model_config.rope_original_max_position)
+  eos = model_config.eos_token_id
+  eos = list(eos) if isinstance(eos, tuple) else eos
   values = dict(
-      architectures=[_ARCHITECTURES[cfg.family]], model_type=cfg.family,
-      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-      intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-      num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-      head_dim=cfg.head_dim, hidden_act="silu", rms_norm_eps=cfg.rms_norm_eps,
-      max_position_embeddings=cfg.max_position_embeddings,
-      tie_word_embeddings=cfg.tie_word_embeddings, rope_parameters=rope,
-      bos_token_id=cfg.bos_token_id, eos_token_id=eos, pad_token_id=cfg.pad_token_id,
-      dtype=cfg.param_dtype)
-  if cfg.family == "llama":
-    values.update(attention_bias=cfg.qkv_bias, mlp_bias=False)
-  if cfg.family == "qwen3":
+      architectures=[_ARCHITECTURES[model_config.family]], model_type=model_config.family,
+      vocab_size=model_config.vocab_size, hidden_size=model_config.hidden_size,
+      intermediate_size=model_config.intermediate_size, num_hidden_layers=model_config.num_layers,
+      num_attention_heads=model_config.num_heads, num_key_value_heads=model_config.num_kv_heads,
+      head_dim=model_config.head_dim, hidden_act="silu", rms_norm_eps=model_config.rms_norm_eps,
+      max_position_embeddings=model_config.max_position_embeddings,
+      tie_word_embeddings=model_config.tie_word_embeddings, rope_parameters=rope,
+      bos_token_id=model_config.bos_token_id, eos_token_id=eos,
+      pad_token_id=model_config.pad_token_id, dtype=model_config.param_dtype)
+  if model_config.family == "llama":
+    values.update(attention_bias=model_config.qkv_bias, mlp_bias=False)
+  if model_config.family == "qwen3":
     values.update(attention_bias=False)
   return values

@@ -10,8 +10,8 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from gram_jax.errors import GramError
-from gram_jax.hf import config as hf_config
 from gram_jax.hf import mapping, safetensors_io
+from gram_jax.hf import config as hf_config
 from gram_jax.models.decoder import Decoder
 
 _UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -49,15 +49,15 @@ def _plan_shards(specs: list[mapping.ParamSpec], dtypes: dict[str, np.dtype],
   return shards
 
 
-def write_config_files(cfg, out_dir: str) -> None:
+def write_config_files(model_config, out_dir: str) -> None:
   """config.json through transformers' own config class, plus generation_config.json."""
   import transformers
-  values = hf_config.hf_config_dict(cfg)
+  values = hf_config.hf_config_dict(model_config)
   hf_cfg = transformers.AutoConfig.for_model(**values)
   hf_cfg.save_pretrained(out_dir)
-  generation = {k: v for k, v in dict(bos_token_id=cfg.bos_token_id,
-                                      eos_token_id=values["eos_token_id"],
-                                      pad_token_id=cfg.pad_token_id).items() if v is not None}
+  generation = dict(bos_token_id=model_config.bos_token_id, eos_token_id=values["eos_token_id"],
+                    pad_token_id=model_config.pad_token_id)
+  generation = {k: v for k, v in generation.items() if v is not None}
   transformers.GenerationConfig(**generation).save_pretrained(out_dir)
 
 
@@ -71,9 +71,9 @@ def save_pretrained(model: Decoder, out_dir: str, tokenizer: Any = None,
   if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(
       os.path.join(out_dir, "config.json")):
     raise GramError(f"{out_dir}: exists and is not a model export; refusing to replace it")
-  cfg = model.cfg
+  model_config = model.config
   state = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
-  specs = mapping.param_specs(cfg)
+  specs = mapping.param_specs(model_config)
   dtypes = {s.hf_name: np.dtype(state[s.path].dtype) for s in specs}
   shards = _plan_shards(specs, dtypes, parse_size(max_shard_size))
   is_writer = jax.process_index() == 0
@@ -101,7 +101,7 @@ def save_pretrained(model: Decoder, out_dir: str, tokenizer: Any = None,
   if len(shards) > 1:
     with open(os.path.join(tmp_dir, "model.safetensors.index.json"), "w") as f:
       json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-  write_config_files(cfg, tmp_dir)
+  write_config_files(model_config, tmp_dir)
   if tokenizer is not None:
     tokenizer.save_pretrained(tmp_dir)
   shutil.rmtree(out_dir, ignore_errors=True)

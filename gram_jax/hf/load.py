@@ -10,10 +10,9 @@ from jax.sharding import Mesh
 
 from gram_jax import parallel
 from gram_jax.errors import GramError
-from gram_jax.hf import config as hf_config
 from gram_jax.hf import mapping, safetensors_io
-from gram_jax.models.config import ModelConfig
-from gram_jax.models.decoder import Decoder
+from gram_jax.hf import config as hf_config
+from gram_jax.models.decoder import Decoder, abstract_model
 
 
 def is_hf_dir(path: str) -> bool:
@@ -43,11 +42,6 @@ def tensor_index(model_dir: str) -> dict[str, tuple[str, dict[str, Any], int]]:
   return index
 
 
-def abstract_model(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
-  """Graph and shape-only state of a Decoder, without allocating parameters."""
-  return nnx.split(nnx.eval_shape(lambda: Decoder(cfg, nnx.Rngs(0))))
-
-
 def place(array_fn: Callable[[], np.ndarray], variable: nnx.Variable, mesh: Mesh | None,
           rules: Sequence) -> jax.Array:
   """Puts one host tensor onto its sharding; each process copies only its own shards."""
@@ -71,14 +65,14 @@ def load_hf(model_dir: str, dtype: str | None = None, mesh: Mesh | None = None,
             rules: Sequence = parallel.DEFAULT_RULES) -> Decoder:
   """Reads config.json and safetensors from `model_dir`, one tensor at a time."""
   raw = hf_config.read_config_json(model_dir)
-  cfg = hf_config.model_config_from_hf(raw, os.path.join(model_dir, "config.json"), dtype)
+  model_config = hf_config.model_config_from_hf(raw, os.path.join(model_dir, "config.json"), dtype)
   if compute_dtype:
-    cfg = cfg.replace(dtype=compute_dtype)
+    model_config = model_config.replace(dtype=compute_dtype)
   index = tensor_index(model_dir)
-  graphdef, abstract_state = abstract_model(cfg)
+  graphdef, abstract_state = abstract_model(model_config)
   variables = dict(nnx.to_flat_state(abstract_state))
   values = {}
-  for spec in mapping.param_specs(cfg):
+  for spec in mapping.param_specs(model_config):
     if spec.hf_name not in index:
       raise GramError(f"{model_dir}: tensor '{spec.hf_name}' is missing from the safetensors "
                       "files")

@@ -46,12 +46,13 @@ def _bias(heads: int, head_dim: int) -> tuple[Transform, Transform]:
   return (lambda b: b.reshape(heads, head_dim), lambda b: b.reshape(heads * head_dim))
 
 
-def param_specs(cfg: ModelConfig) -> list[ParamSpec]:
+def param_specs(model_config: ModelConfig) -> list[ParamSpec]:
   """Every parameter of a Decoder with this config, in checkpoint order."""
-  e, h, kv, d, m, v = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
-                       cfg.intermediate_size, cfg.vocab_size)
+  e, h, kv, d, m, v = (model_config.hidden_size, model_config.num_heads,
+                       model_config.num_kv_heads, model_config.head_dim,
+                       model_config.intermediate_size, model_config.vocab_size)
   specs = [ParamSpec(("embed",), "model.embed_tokens.weight", _identity, _identity, (v, e))]
-  for i in range(cfg.num_layers):
+  for i in range(model_config.num_layers):
     hf, ours = f"model.layers.{i}.", ("layers", i)
     attn = ours + ("attn",)
     q_in, kv_in, out = _in_proj(h, d, e), _in_proj(kv, d, e), _out_proj(h, d, e)
@@ -63,13 +64,13 @@ def param_specs(cfg: ModelConfig) -> list[ParamSpec]:
         ParamSpec(attn + ("v_kernel",), hf + "self_attn.v_proj.weight", *kv_in, (kv * d, e)),
         ParamSpec(attn + ("o_kernel",), hf + "self_attn.o_proj.weight", *out, (e, h * d)),
     ]
-    if cfg.qkv_bias:
+    if model_config.qkv_bias:
       specs += [
           ParamSpec(attn + ("q_bias",), hf + "self_attn.q_proj.bias", *_bias(h, d), (h * d,)),
           ParamSpec(attn + ("k_bias",), hf + "self_attn.k_proj.bias", *_bias(kv, d), (kv * d,)),
           ParamSpec(attn + ("v_bias",), hf + "self_attn.v_proj.bias", *_bias(kv, d), (kv * d,)),
       ]
-    if cfg.qk_norm:
+    if model_config.qk_norm:
       specs += [
           ParamSpec(attn + ("q_norm", "scale"), hf + "self_attn.q_norm.weight",
                     _identity, _identity, (d,)),
@@ -87,7 +88,7 @@ def param_specs(cfg: ModelConfig) -> list[ParamSpec]:
                   _transpose, _transpose, (e, m)),
     ]
   specs.append(ParamSpec(("final_norm", "scale"), "model.norm.weight", _identity, _identity, (e,)))
-  if not cfg.tie_word_embeddings:
+  if not model_config.tie_word_embeddings:
     specs.append(ParamSpec(("lm_head",), "lm_head.weight", _transpose, _transpose, (v, e)))
   return specs
 

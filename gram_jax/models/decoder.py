@@ -30,9 +30,9 @@ def _weight(param: nnx.Param, dtype: str) -> jnp.ndarray:
 
 
 class RMSNorm(nnx.Module):
-  def __init__(self, size: int, eps: float, cfg: ModelConfig, rngs: nnx.Rngs, axis_name: str):
+  def __init__(self, size: int, eps: float, config: ModelConfig, rngs: nnx.Rngs, axis_name: str):
     self.eps = eps
-    self.scale = _param(rngs, (size,), (axis_name,), cfg.param_dtype, init="ones")
+    self.scale = _param(rngs, (size,), (axis_name,), config.param_dtype, init="ones")
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     x32 = x.astype(jnp.float32)
@@ -43,33 +43,34 @@ class RMSNorm(nnx.Module):
 class Attention(nnx.Module):
   """Grouped-query attention with RoPE, optional q/k/v bias (Qwen2) and q/k norm (Qwen3)."""
 
-  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-    self.cfg = cfg
-    e, h, kv, d, p = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
+  def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+    self.config = config
+    e, h, kv, d, p = (config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim,
+                      config.param_dtype)
     self.q_kernel = _param(rngs, (e, h, d), ("embed", "heads", "head_dim"), p)
     self.k_kernel = _param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), p)
     self.v_kernel = _param(rngs, (e, kv, d), ("embed", "kv_heads", "head_dim"), p)
     self.o_kernel = _param(rngs, (h, d, e), ("heads", "head_dim", "embed"), p)
-    if cfg.qkv_bias:
+    if config.qkv_bias:
       self.q_bias = _param(rngs, (h, d), ("heads", "head_dim"), p, init="zeros")
       self.k_bias = _param(rngs, (kv, d), ("kv_heads", "head_dim"), p, init="zeros")
       self.v_bias = _param(rngs, (kv, d), ("kv_heads", "head_dim"), p, init="zeros")
-    if cfg.qk_norm:
-      self.q_norm = RMSNorm(d, cfg.rms_norm_eps, cfg, rngs, "head_dim")
-      self.k_norm = RMSNorm(d, cfg.rms_norm_eps, cfg, rngs, "head_dim")
+    if config.qk_norm:
+      self.q_norm = RMSNorm(d, config.rms_norm_eps, config, rngs, "head_dim")
+      self.k_norm = RMSNorm(d, config.rms_norm_eps, config, rngs, "head_dim")
 
   def project_qkv(self, x: jnp.ndarray, positions: jnp.ndarray):
     """Queries, keys and values [batch, seq, heads, head_dim], normed and rotated."""
-    cfg, dt = self.cfg, x.dtype
+    config, dt = self.config, x.dtype
     q = jnp.einsum("bte,ehd->bthd", x, _weight(self.q_kernel, dt))
     k = jnp.einsum("bte,ehd->bthd", x, _weight(self.k_kernel, dt))
     v = jnp.einsum("bte,ehd->bthd", x, _weight(self.v_kernel, dt))
-    if cfg.qkv_bias:
+    if config.qkv_bias:
       q, k, v = (q + _weight(self.q_bias, dt), k + _weight(self.k_bias, dt),
                  v + _weight(self.v_bias, dt))
-    if cfg.qk_norm:
+    if config.qk_norm:
       q, k = self.q_norm(q), self.k_norm(k)
-    inv_freq = rope.inverse_frequencies(cfg)
+    inv_freq = rope.inverse_frequencies(config)
     return rope.apply_rope(q, positions, inv_freq), rope.apply_rope(k, positions, inv_freq), v
 
   def attend(self, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, mask_bias: jnp.ndarray,
@@ -89,10 +90,10 @@ class Attention(nnx.Module):
     return jnp.einsum("bthd,hde->bte", out, _weight(self.o_kernel, out.dtype))
 
   def _implementation(self, q: jnp.ndarray) -> str:
-    if self.cfg.attention != "auto":
-      return self.cfg.attention
+    if self.config.attention != "auto":
+      return self.config.attention
     supported = (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
-                 and self.cfg.head_dim % 8 == 0 and self.cfg.head_dim <= 128)
+                 and self.config.head_dim % 8 == 0 and self.config.head_dim <= 128)
     return "cudnn" if supported else "xla"
 
   def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray):
@@ -113,8 +114,8 @@ class Attention(nnx.Module):
 class MLP(nnx.Module):
   """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
 
-  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-    e, m, p = cfg.hidden_size, cfg.intermediate_size, cfg.param_dtype
+  def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+    e, m, p = config.hidden_size, config.intermediate_size, config.param_dtype
     self.gate_kernel = _param(rngs, (e, m), ("embed", "mlp"), p)
     self.up_kernel = _param(rngs, (e, m), ("embed", "mlp"), p)
     self.down_kernel = _param(rngs, (m, e), ("mlp", "embed"), p)
@@ -126,11 +127,11 @@ class MLP(nnx.Module):
 
 
 class DecoderLayer(nnx.Module):
-  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-    self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg, rngs, "norm")
-    self.attn = Attention(cfg, rngs)
-    self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg, rngs, "norm")
-    self.mlp = MLP(cfg, rngs)
+  def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+    self.input_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config, rngs, "norm")
+    self.attn = Attention(config, rngs)
+    self.post_attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config, rngs, "norm")
+    self.mlp = MLP(config, rngs)
 
   def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray):
     x = x + self.attn(self.input_norm(x), positions, mask_bias)
@@ -171,15 +172,15 @@ def causal_mask_bias(attention_mask: jnp.ndarray,
 class Decoder(nnx.Module):
   """A causal LM: `model(input_ids, attention_mask)` returns float32 logits [b, t, vocab]."""
 
-  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-    self.cfg = cfg
-    self.embed = _param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"),
-                        cfg.param_dtype)
-    self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.num_layers)])
-    self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg, rngs, "norm")
-    if not cfg.tie_word_embeddings:
-      self.lm_head = _param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
-                            cfg.param_dtype)
+  def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+    self.config = config
+    self.embed = _param(rngs, (config.vocab_size, config.hidden_size), ("vocab", "embed"),
+                        config.param_dtype)
+    self.layers = nnx.List([DecoderLayer(config, rngs) for _ in range(config.num_layers)])
+    self.final_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config, rngs, "norm")
+    if not config.tie_word_embeddings:
+      self.lm_head = _param(rngs, (config.hidden_size, config.vocab_size), ("embed", "vocab"),
+                            config.param_dtype)
 
   def hidden_states(self, input_ids: jnp.ndarray, attention_mask: jnp.ndarray | None = None,
                     positions: jnp.ndarray | None = None,
@@ -191,20 +192,20 @@ class Decoder(nnx.Module):
     if positions is None:
       positions = positions_from_mask(attention_mask)
     mask_bias = causal_mask_bias(attention_mask, segment_ids)
-    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.cfg.dtype)
+    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.config.dtype)
     for layer in self.layers:
       x = self._run_layer(layer, x, positions, mask_bias)
     return self.final_norm(x)
 
   def _run_layer(self, layer, x, positions, mask_bias):
-    if self.cfg.remat == "none":
+    if self.config.remat == "none":
       return layer(x, positions, mask_bias)
-    policy = REMAT_POLICIES[self.cfg.remat]
+    policy = REMAT_POLICIES[self.config.remat]
     return nnx.remat(lambda lyr, *a: lyr(*a), policy=policy)(layer, x, positions, mask_bias)
 
   def logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
     """Projects hidden states to float32 vocabulary logits."""
-    if self.cfg.tie_word_embeddings:
+    if self.config.tie_word_embeddings:
       head = _weight(self.embed, hidden.dtype).T
     else:
       head = _weight(self.lm_head, hidden.dtype)
@@ -212,9 +213,9 @@ class Decoder(nnx.Module):
 
   def init_cache(self, batch: int, max_len: int) -> list[dict]:
     """An empty KV cache: per layer, keys and values [batch, max_len, kv_heads, head_dim]."""
-    shape = (batch, max_len, self.cfg.num_kv_heads, self.cfg.head_dim)
-    return [{"k": jnp.zeros(shape, self.cfg.dtype), "v": jnp.zeros(shape, self.cfg.dtype)}
-            for _ in range(self.cfg.num_layers)]
+    shape = (batch, max_len, self.config.num_kv_heads, self.config.head_dim)
+    return [{"k": jnp.zeros(shape, self.config.dtype), "v": jnp.zeros(shape, self.config.dtype)}
+            for _ in range(self.config.num_layers)]
 
   def forward_cached(self, input_ids: jnp.ndarray, positions: jnp.ndarray,
                      mask_bias: jnp.ndarray, cache: list[dict],
@@ -223,7 +224,7 @@ class Decoder(nnx.Module):
 
     Returns final-normed hidden states of the chunk and the updated cache.
     """
-    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.cfg.dtype)
+    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.config.dtype)
     new_cache = []
     for layer, layer_cache in zip(self.layers, cache):
       x, layer_cache = layer.call_cached(x, positions, mask_bias, layer_cache, index)
@@ -233,7 +234,7 @@ class Decoder(nnx.Module):
   def label_logits(self, hidden: jnp.ndarray, token_ids: tuple[int, ...]) -> jnp.ndarray:
     """Float32 logits of a few tokens only: hidden [..., embed] -> [..., len(token_ids)]."""
     ids = jnp.asarray(token_ids)
-    if self.cfg.tie_word_embeddings:
+    if self.config.tie_word_embeddings:
       head = jnp.take(self.embed[...], ids, axis=0).T
     else:
       head = jnp.take(self.lm_head[...], ids, axis=1)
@@ -244,3 +245,19 @@ class Decoder(nnx.Module):
                positions: jnp.ndarray | None = None,
                segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:
     return self.logits(self.hidden_states(input_ids, attention_mask, positions, segment_ids))
+
+
+def abstract_model(config: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
+  """Graph and shape-only state of a Decoder, without allocating parameters."""
+  return nnx.split(nnx.eval_shape(lambda: Decoder(config, nnx.Rngs(0))))
+
+
+def verdict_logits(model: Decoder, input_ids: jnp.ndarray, attention_mask: jnp.ndarray,
+                   label_ids: tuple[int, ...]) -> jnp.ndarray:
+  """Logits of the label tokens [batch, labels] at the last position (rows are left-padded).
+
+  Only the label columns of the LM head are computed: the full-vocabulary product would be
+  thrown away.
+  """
+  hidden = model.hidden_states(input_ids, attention_mask)[:, -1]
+  return model.label_logits(hidden, label_ids)

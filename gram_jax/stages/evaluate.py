@@ -14,13 +14,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import benchmarks, configlib, parallel
-from gram_jax.data import preference, sources
+from gram_jax import configlib, parallel
+from gram_jax.data import benchmarks, preference, sources
 from gram_jax.errors import GramError
+from gram_jax.inference.reasoning import PairJudgment
+from gram_jax.inference.reward import RewardModel
 from gram_jax.journal import Journal, run_in_chunks, write_atomic
-from gram_jax.judge_card import read_judge_card
-from gram_jax.reasoning import PairJudgment
-from gram_jax.reward import RewardModel
+from gram_jax.stages import setup
 
 
 def detect_benchmark(rows: list[dict], setting: str) -> str:
@@ -183,13 +183,7 @@ def _json_default(value: Any) -> Any:
 
 def run(c: ml_collections.ConfigDict) -> None:
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
-  dtype = configlib.compute_dtype(c)
-  reasoning = configlib.reasoning_settings(c, read_judge_card(c.model.path).get("reasoning"))
-  reward = RewardModel.from_pretrained(
-      c.model.path, mesh=mesh, compute_dtype=dtype, max_len=c.eval.max_len,
-      batch_size=c.eval.batch_size, template=configlib.judge_template(c),
-      labels=tuple(c.template.labels), chat_template=c.tokenizer.chat_template or None,
-      prefer_card=True, reasoning=reasoning)
+  reward = setup.reward_model(c, mesh, c.eval.max_len, c.eval.batch_size)
   work = {"model": os.path.abspath(c.model.path), "max_len": c.eval.max_len,
           "template": hashlib.sha256(reward.encoder.template.encode()).hexdigest()[:16],
           "labels": list(reward.labels), "benchmark": c.eval.benchmark,

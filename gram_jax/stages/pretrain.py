@@ -10,9 +10,10 @@ import jax
 import ml_collections
 from absl import logging
 
-from gram_jax import stages
-from gram_jax import configlib, loop, model_setup, objectives, parallel, synthetic
-from gram_jax.data import encode, loader, records
+from gram_jax import configlib, parallel
+from gram_jax.data import encode, loader, records, synthetic
+from gram_jax.stages import setup
+from gram_jax.training import loop, objectives
 
 
 def train_files(c: ml_collections.ConfigDict) -> list[str]:
@@ -20,13 +21,13 @@ def train_files(c: ml_collections.ConfigDict) -> list[str]:
   if files:
     return files
   pairs = lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
-  return [stages.builtin_jsonl(os.path.join(c.workdir, "data", "pretrain_pairs.jsonl"),
-                               lambda: synthetic.as_unlabeled(pairs(), seed=c.seed))]
+  return [setup.builtin_jsonl(os.path.join(c.workdir, "data", "pretrain_pairs.jsonl"),
+                              lambda: synthetic.as_unlabeled(pairs(), seed=c.seed))]
 
 
 def run(c: ml_collections.ConfigDict) -> None:
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
-  tokenizer = model_setup.load_or_build_tokenizer(c)
+  tokenizer = setup.load_or_build_tokenizer(c)
   pairs, report = records.read_records(
       train_files(c), records.parse_unlabeled_pair, c.data.on_bad_record,
       shard=(jax.process_index(), jax.process_count()))
@@ -39,5 +40,6 @@ def run(c: ml_collections.ConfigDict) -> None:
   batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
                                  c.train.micro_batches,
                                  seed=c.seed, pack=c.data.pack, pad_id=tokenizer.pad_token_id)
-  cfg = model_setup.model_config(c, tokenizer)
-  loop.fit(c, mesh, cfg, tokenizer, batches, objectives.causal_lm_loss, c.workdir)
+  model_config = setup.make_model_config(c, tokenizer)
+  loop.fit(c, mesh, model_config, tokenizer, batches, objectives.causal_lm_loss, c.workdir,
+           init_params=lambda: setup.initial_params(c, model_config, mesh))

@@ -23,16 +23,16 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import configlib, model_setup, pretrained, self_training, synthetic
-from gram_jax.data import preference, records
-from gram_jax.generate import Generator, Sampling
+from gram_jax import checkpoint, configlib, pretrained, self_training
+from gram_jax.data import preference, records, synthetic
 from gram_jax.hf.export import save_pretrained
+from gram_jax.inference.generate import Generator, Sampling
+from gram_jax.inference.reasoning import PairJudgment, RationaleJudge
+from gram_jax.inference.reward import RewardModel
 from gram_jax.journal import Journal, run_in_chunks, write_atomic, write_jsonl
 from gram_jax.judge_card import Reasoning, write_judge_card
-from gram_jax.reasoning import PairJudgment, ReasoningJudge
-from gram_jax.reward import RewardModel
-from gram_jax.stages import builtin_jsonl, finetune, prover
-from gram_jax.tokenizer import encode_plain, encode_user_turn, encode_user_turns
+from gram_jax.stages import recipes, setup
+from gram_jax.text.tokenizer import encode_plain, encode_user_turn, encode_user_turns
 
 VERDICT_TEMPLATES = {"gram_rr": "gram", "compact_rr": "compact"}
 
@@ -62,7 +62,7 @@ def sub_config(c: ml_collections.ConfigDict, workdir: str, steps: int,
   sub = copy.deepcopy(c)
   with sub.unlocked():
     sub.workdir, sub.train.num_steps, sub.train.learning_rate = workdir, steps, learning_rate
-    sub.tokenizer.path = os.path.join(c.workdir, "tokenizer")
+    sub.tokenizer.path = os.path.join(c.workdir, checkpoint.TOKENIZER)
   return sub
 
 
@@ -91,14 +91,16 @@ def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
     if not splits:
       splits.update(builtin_splits(c))
     return splits[name]
-  labeled = [builtin_jsonl(path("labeled.jsonl"), lambda: split("labeled"))]
+  labeled = [setup.builtin_jsonl(path("labeled.jsonl"), lambda: split("labeled"))]
   return {
-      "seed": [builtin_jsonl(path("seed_proofs.jsonl"),
-                             lambda: synthetic.as_proved(split("seed"), c.seed))],
+      "seed": [setup.builtin_jsonl(path("seed_proofs.jsonl"),
+                                   lambda: synthetic.as_proved(split("seed"), c.seed))],
       "labeled": labeled, "task": labeled,
-      "heldout": [builtin_jsonl(path("heldout.jsonl"), lambda: split("heldout"))],
-      "unlabeled": [builtin_jsonl(path(f"unlabeled_{r}.jsonl"), lambda r=r: synthetic.as_unlabeled(
-          split(f"unlabeled_{r}"), c.seed + r)) for r in range(1, s.rounds + 1)]}
+      "heldout": [setup.builtin_jsonl(path("heldout.jsonl"), lambda: split("heldout"))],
+      "unlabeled": [setup.builtin_jsonl(
+          path(f"unlabeled_{r}.jsonl"),
+          lambda r=r: synthetic.as_unlabeled(split(f"unlabeled_{r}"), c.seed + r))
+                    for r in range(1, s.rounds + 1)]}
 
 
 def as_preference_rows(pairs: list) -> list[dict]:
@@ -130,7 +132,7 @@ class SelfTraining:
   def __init__(self, c: ml_collections.ConfigDict):
     self.c, self.s = c, c.self_train
     self.labels = tuple(c.template.labels)
-    self.tokenizer = model_setup.load_or_build_tokenizer(c)
+    self.tokenizer = setup.load_or_build_tokenizer(c)
     self.files = data_files(c)
     read = lambda paths, parse: records.read_records(paths, parse, c.data.on_bad_record)[0]
     self.labeled = read(self.files["labeled"], preference.parse_preference_pair)
@@ -149,12 +151,12 @@ class SelfTraining:
       seeds = records.read_records(self.files["seed"], parse, self.c.data.on_bad_record)[0]
       extra = self.task if self.files["task"] != self.files["labeled"] else []
       return [proved_as_preference(p) for p in seeds] + as_preference_rows(self.labeled + extra)
-    return builtin_jsonl(self.path("baseline", "gold_pairs.jsonl"), rows)
+    return setup.builtin_jsonl(self.path("baseline", "gold_pairs.jsonl"), rows)
 
   def train_prover(self) -> str:
     sub = sub_config(self.c, self.path("prover"), self.s.prover_steps, self.s.learning_rate)
-    prover.train_on_proofs(sub, self.tokenizer, self.files["seed"],
-                           prover.prover_encoder(sub, self.tokenizer), sub.workdir)
+    recipes.train_on_proofs(sub, self.tokenizer, self.files["seed"],
+                            recipes.prover_encoder(sub, self.tokenizer), sub.workdir)
     return sub.workdir
 
   def train_policy(self, name: str, proof_files: list[str], start_from: str = "",
@@ -175,8 +177,8 @@ class SelfTraining:
     if start_from:
       with sub.unlocked():
         sub.model.path = start_from
-    prover.train_on_proofs(sub, self.tokenizer, proof_files,
-                           prover.policy_encoder(sub, self.tokenizer), sub.workdir)
+    recipes.train_on_proofs(sub, self.tokenizer, proof_files,
+                            recipes.policy_encoder(sub, self.tokenizer), sub.workdir)
     return sub.workdir
 
   def verdict_template(self) -> str:
@@ -199,7 +201,7 @@ class SelfTraining:
       sub.eval.every_steps = 0
       if start_from:
         sub.model.path = start_from
-    finetune.run(sub)
+    recipes.finetune_verdicts(sub, train_files, self.files["heldout"])
     return self.evaluate_verdict_model(sub.workdir, sub.data.cutoff_len)
 
   def evaluate_verdict_model(self, model_dir: str, max_len: int) -> dict:
@@ -212,8 +214,8 @@ class SelfTraining:
     return {"heldout_accuracy": accuracy, "heldout_probability_accuracy": accuracy,
             "heldout_consistency": float(np.mean([j.consistent for j in judged]))}
 
-  def judge(self, policy_dir: str) -> ReasoningJudge:
-    return ReasoningJudge(pretrained.load_pretrained(policy_dir), self.tokenizer,
+  def policy_judge(self, policy_dir: str) -> RationaleJudge:
+    return RationaleJudge(pretrained.load_pretrained(policy_dir), self.tokenizer,
                           configlib.judge_template(self.c), self.c.template.rationale_format,
                           self.labels, self.s.batch_size, self.c.data.cutoff_len,
                           self.s.max_new_tokens)
@@ -224,7 +226,7 @@ class SelfTraining:
     P(A)/P(B) after the rationale."""
     if not self.heldout_triples:
       return {}
-    judged = self.judge(policy_dir).judge_batch(self.heldout_triples)
+    judged = self.policy_judge(policy_dir).judge_batch(self.heldout_triples)
     return {"heldout_accuracy": float(np.mean([j.vote.winner == 0 for j in judged])),
             "heldout_probability_accuracy": float(np.mean([j.score_a > j.score_b
                                                            for j in judged])),
@@ -298,7 +300,7 @@ class SelfTraining:
     unlabeled = self.files["unlabeled"]
     pool = records.read_records([unlabeled[(round_index - 1) % len(unlabeled)]],
                                 records.parse_unlabeled_pair, self.c.data.on_bad_record)[0]
-    judge = self.judge(policy_dir)
+    judge = self.policy_judge(policy_dir)
     sampling = Sampling(temperature=self.s.judge_temperature)
     by_fraction = self.s.keep_top_fraction > 0
     min_confidence = 0.0 if by_fraction else self.s.confidence_threshold
@@ -364,7 +366,7 @@ def pseudo_labeled_file(job: SelfTraining, rounds: int) -> str:
         chosen, rejected = (a, b) if item["label"] == job.labels[0] else (b, a)
         out.append({"prompt": item["prompt"], "chosen": chosen, "rejected": rejected})
     return out
-  return builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), rows)
+  return setup.builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), rows)
 
 
 def report_table(rows: list[dict]) -> str:

@@ -6,24 +6,18 @@ import ml_collections
 from absl import logging
 from aiohttp import web
 
-from gram_jax import configlib, parallel
-from gram_jax.generate import Generator
-from gram_jax.judge_card import read_judge_card
-from gram_jax.pretrained import load_pretrained
-from gram_jax.reward import RewardModel
-from gram_jax.tokenizer import encode_user_turns, load_tokenizer
-from gram_jax.server import Limits, RewardServer
+from gram_jax import parallel
+from gram_jax.inference.generate import Generator
+from gram_jax.inference.server import Limits, RewardServer
+from gram_jax.pretrained import load_pretrained, load_tokenizer
+from gram_jax.stages import setup
+from gram_jax.text.tokenizer import encode_user_turns
 
 
 def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   s = c.serve
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
-  reasoning = configlib.reasoning_settings(c, read_judge_card(c.model.path).get("reasoning"))
-  reward = RewardModel.from_pretrained(
-      c.model.path, mesh=mesh, compute_dtype=configlib.compute_dtype(c), max_len=s.max_len,
-      batch_size=s.batch_size, template=configlib.judge_template(c),
-      labels=tuple(c.template.labels), chat_template=c.tokenizer.chat_template or None,
-      prefer_card=True, reasoning=reasoning)
+  reward = setup.reward_model(c, mesh, s.max_len, s.batch_size)
   if s.warm_up:
     logging.info("compiled %d length buckets", reward.warm_up())
   limits = Limits(s.max_body_bytes, s.max_pairs, s.max_text_chars, s.max_input_tokens,

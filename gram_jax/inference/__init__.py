@@ -1,0 +1,1 @@
+"""Scoring, generation, reasoning judges, voting, ranking, the RewardModel and its server."""

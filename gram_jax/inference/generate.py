@@ -1,0 +1,197 @@
+"""Batched generation: one jitted prefill + KV-cache decode loop, static bucketed shapes.
+
+Prompts are left-padded to a length bucket so every row writes its next token at the same
+cache index; decoding runs in a `lax.while_loop` that stops when every row has finished
+(EOS or a stop sequence) or at max_new_tokens. Each row samples from its own key, derived
+from (seed, the prompt's index), so a prompt's sample does not depend on its batch-mates.
+"""
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from gram_jax import parallel
+from gram_jax.inference.batching import bucket_length, left_pad
+from gram_jax.models.decoder import Decoder, positions_from_mask
+
+_MASKED = -1e30
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+  """temperature 0 = greedy; top_k 0 = off; top_p 1 = off."""
+  temperature: float = 0.0
+  top_k: int = 0
+  top_p: float = 1.0
+
+
+@dataclasses.dataclass
+class Generation:
+  text: str
+  token_ids: list[int]
+  finish_reason: str  # "eos", "stop" or "length"
+
+
+def filter_logits(logits: jax.Array, sampling: Sampling) -> jax.Array:
+  """Temperature, then top-k, then top-p (nucleus) masking of [batch, vocab] logits."""
+  logits = logits.astype(jnp.float32) / sampling.temperature
+  if sampling.top_k > 0:
+    kth = jax.lax.top_k(logits, sampling.top_k)[0][:, -1:]
+    logits = jnp.where(logits < kth, _MASKED, logits)
+  if sampling.top_p < 1.0:
+    ordered = jnp.sort(logits, axis=-1)[:, ::-1]
+    probs = jax.nn.softmax(ordered, axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly better tokens
+    kept = jnp.where(before < sampling.top_p, ordered, jnp.inf)
+    threshold = jnp.min(kept, axis=-1, keepdims=True)
+    logits = jnp.where(logits < threshold, _MASKED, logits)
+  return logits
+
+
+def next_tokens(logits: jax.Array, row_keys: jax.Array, step: jax.Array,
+                sampling: Sampling) -> jax.Array:
+  if sampling.temperature == 0.0:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  filtered = filter_logits(logits, sampling)
+  keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(row_keys)
+  return jax.vmap(jax.random.categorical)(keys, filtered).astype(jnp.int32)
+
+
+def _ends_with_stop(out: jax.Array, step: jax.Array, stops: tuple[tuple[int, ...], ...]):
+  """Rows whose generated tokens (up to `step`) end with one of the stop sequences."""
+  hit = jnp.zeros(out.shape[0], bool)
+  for stop in stops:
+    length = len(stop)
+    start = jnp.maximum(step + 1 - length, 0)
+    window = jax.lax.dynamic_slice_in_dim(out, start, length, axis=1)
+    hit |= (step + 1 >= length) & jnp.all(window == jnp.asarray(stop, jnp.int32), axis=1)
+  return hit
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7, 8, 9))
+def _generate(graphdef: nnx.GraphDef, params: Any, prompt_ids: jax.Array,
+              prompt_mask: jax.Array, row_keys: jax.Array, max_new: int, sampling: Sampling,
+              eos_ids: tuple[int, ...], stops: tuple[tuple[int, ...], ...], pad_id: int):
+  model: Decoder = nnx.merge(graphdef, params)
+  batch, prompt_len = prompt_ids.shape
+  total = prompt_len + max_new
+  cache = model.init_cache(batch, total)
+  key_mask = jnp.concatenate([prompt_mask.astype(bool), jnp.zeros((batch, max_new), bool)], 1)
+  causal = jnp.arange(total)[None, :] <= jnp.arange(prompt_len)[:, None]
+  bias = jnp.where(causal[None] & key_mask[:, None, :], 0.0, _MASKED)
+  positions = positions_from_mask(prompt_mask)
+  hidden, cache = model.forward_cached(prompt_ids, positions, bias, cache, 0)
+  logits = model.logits(hidden[:, -1:])[:, 0]
+  eos = jnp.asarray(eos_ids, jnp.int32)
+
+  def body(carry):
+    step, logits, cache, key_mask, done, out, reason, length, position = carry
+    token = jnp.where(done, pad_id, next_tokens(logits, row_keys, step, sampling))
+    out = out.at[:, step].set(token)
+    is_eos = jnp.isin(token, eos) & ~done
+    is_stop = _ends_with_stop(out, step, stops) & ~done & ~is_eos
+    reason = jnp.where(is_eos, 1, jnp.where(is_stop, 2, reason))
+    length = jnp.where(is_eos | is_stop, step + 1, length)
+    done = done | is_eos | is_stop
+    index = prompt_len + step
+    key_mask = key_mask.at[:, index].set(True)
+    bias = jnp.where((jnp.arange(total)[None, :] <= index) & key_mask, 0.0, _MASKED)[:, None]
+    hidden, cache = model.forward_cached(token[:, None], position[:, None], bias, cache, index)
+    return (step + 1, model.logits(hidden)[:, 0], cache, key_mask, done, out, reason, length,
+            position + 1)
+
+  def cond(carry):
+    return (carry[0] < max_new) & ~jnp.all(carry[4])
+
+  start_position = jnp.sum(prompt_mask, axis=1).astype(jnp.int32)
+  carry = (jnp.int32(0), logits, cache, key_mask, jnp.zeros(batch, bool),
+           jnp.full((batch, max_new), pad_id, jnp.int32), jnp.zeros(batch, jnp.int32),
+           jnp.full(batch, max_new, jnp.int32), start_position)
+  carry = jax.lax.while_loop(cond, body, carry)
+  return carry[5], carry[6], carry[7]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _token_logprobs(graphdef: nnx.GraphDef, params: Any, ids: jax.Array, mask: jax.Array):
+  """log p(ids[t] | ids[:t]) for every t >= 1 of left-padded rows: [batch, width - 1]."""
+  logits = nnx.merge(graphdef, params)(ids, mask)[:, :-1]
+  logprobs = jax.nn.log_softmax(logits, axis=-1)
+  return jnp.take_along_axis(logprobs, ids[:, 1:, None], axis=-1)[..., 0]
+
+
+class Generator:
+  """Generates continuations of text prompts (already chat-formatted) in jitted batches."""
+
+  def __init__(self, model: Decoder, tokenizer: Any, batch_size: int = 16,
+               max_prompt_len: int = 2048, mesh: Mesh | None = None):
+    self.graphdef, self.params = nnx.split(model)
+    self.tokenizer, self.max_prompt_len, self.mesh = tokenizer, max_prompt_len, mesh
+    self.batch_size = parallel.round_up_to_data_parallel(batch_size, mesh)
+    self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    eos = model.config.eos_token_id
+    eos = set(eos if isinstance(eos, tuple) else ([eos] if eos is not None else []))
+    if tokenizer.eos_token_id is not None:
+      eos.add(tokenizer.eos_token_id)
+    self.eos_ids = tuple(sorted(eos))
+
+  def generate(self, prompts: Sequence[str | Sequence[int]], max_new_tokens: int = 256,
+               sampling: Sampling = Sampling(), seed: int = 0,
+               stop: Sequence[str] = (), first_index: int = 0) -> list[Generation]:
+    """One Generation per prompt, in order. Prompts longer than max_prompt_len keep their
+    last max_prompt_len tokens. Prompt i samples with key (seed, first_index + i), so work
+    split into chunks samples exactly as in one call."""
+    encoded = [list(p) if not isinstance(p, str) else
+               self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    encoded = [ids[-self.max_prompt_len:] for ids in encoded]
+    stops = tuple(tuple(self.tokenizer.encode(s, add_special_tokens=False)) for s in stop if s)
+    base = jax.random.key(seed)
+    order = np.argsort([len(ids) for ids in encoded], kind="stable")
+    results: list[Generation | None] = [None] * len(encoded)
+    for start in range(0, len(order), self.batch_size):
+      rows = order[start:start + self.batch_size]
+      width = bucket_length(max(len(encoded[i]) for i in rows), self.max_prompt_len)
+      ids, mask = left_pad([encoded[i] for i in rows], self.batch_size, width, self.pad_id)
+      keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(
+          jnp.asarray(np.pad(rows, (0, self.batch_size - len(rows))) + first_index))
+      out, reasons, lengths = jax.device_get(_generate(
+          self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
+          parallel.put_batch(mask, self.mesh), keys, max_new_tokens, sampling, self.eos_ids,
+          stops, self.pad_id))
+      for r, i in enumerate(rows):
+        results[i] = self._finish(out[r, :lengths[r]], int(reasons[r]), stop)
+    return results
+
+  def sequence_logprobs(self, prompts: Sequence[Sequence[int]],
+                        continuations: Sequence[Sequence[int]]) -> np.ndarray:
+    """Sum of log p(continuation | prompt) for each pair of token lists."""
+    rows = [list(p) + list(c) for p, c in zip(prompts, continuations)]
+    totals = np.zeros(len(rows), np.float64)
+    order = np.argsort([len(r) for r in rows], kind="stable")
+    for start in range(0, len(order), self.batch_size):
+      chunk = order[start:start + self.batch_size]
+      width = bucket_length(max(len(rows[i]) for i in chunk), 1 << 30)
+      ids, mask = left_pad([rows[i] for i in chunk], self.batch_size, width, self.pad_id)
+      logprobs = np.asarray(_token_logprobs(self.graphdef, self.params,
+                                            parallel.put_batch(ids, self.mesh),
+                                            parallel.put_batch(mask, self.mesh)))
+      for r, i in enumerate(chunk):
+        totals[i] = logprobs[r, width - 1 - len(continuations[i]):].sum()
+    return totals
+
+  def _finish(self, tokens: np.ndarray, reason: int, stop: Sequence[str]) -> Generation:
+    """Drops the EOS token, decodes, and cuts the text at the first stop string."""
+    ids = [int(t) for t in tokens]
+    if reason == 1:
+      ids = ids[:-1]
+    text = self.tokenizer.decode(ids, skip_special_tokens=False)
+    finish = {0: "length", 1: "eos", 2: "stop"}[reason]
+    for s in stop:
+      cut = text.find(s) if s else -1
+      if cut >= 0:
+        text, finish = text[:cut], "stop"
+    return Generation(text, ids, finish)

@@ -1,0 +1,114 @@
+"""RewardModel: the user's handle on a generative judge (GRAM or GRAM-R²).
+
+A GRAM model is read as the official scorer does: both orders, softmax over the label
+tokens at the verdict position, averaged (gram_jax.inference.scorer). A GRAM-R² model (`reasoning`
+set) first writes a rationale for each order, k times each with `votes=k`; its scores are
+the vote shares of the parsed verdicts (or, with `score='probability'`, the label
+probabilities read after each rationale). Exports of self-trained models carry a judge card
+(judge.json) that says so.
+"""
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from jax.sharding import Mesh
+
+from gram_jax.inference import ranking
+from gram_jax.inference.generate import Sampling
+from gram_jax.inference.reasoning import PairJudgment, RationaleJudge, verdict_judgments
+from gram_jax.inference.scorer import VerdictScorer, as_pairs, both_order_scores
+from gram_jax.judge_card import Reasoning, read_judge_card
+from gram_jax.models.decoder import Decoder
+from gram_jax.pretrained import load_pretrained, load_tokenizer
+from gram_jax.text import templates
+
+
+class RewardModel:
+  def __init__(self, model: Decoder, tokenizer: Any, max_len: int = 2048, batch_size: int = 16,
+               template: str = templates.GRAM_JUDGE_PROMPT, labels: Sequence[str] = ("A", "B"),
+               chat_template: str | None = None, mesh: Mesh | None = None,
+               reasoning: Reasoning | None = None):
+    self.scorer = VerdictScorer(model, tokenizer, max_len, batch_size, template, labels,
+                                chat_template, mesh)
+    self.tokenizer, self.max_len, self.mesh = tokenizer, max_len, mesh
+    self.encoder, self.labels = self.scorer.encoder, self.scorer.labels
+    self.batch_size = self.scorer.batch_size
+    self.trimmed = 0  # pairs trimmed to fit max_len since the last reset
+    self.reasoning = reasoning
+    self.reasoner = None if reasoning is None else RationaleJudge(
+        model, tokenizer, template, reasoning.rationale_format, labels, batch_size, max_len,
+        reasoning.max_new_tokens, chat_template, mesh)
+
+  @classmethod
+  def from_pretrained(cls, path: str, mesh: Mesh | None = None, dtype: str | None = None,
+                      compute_dtype: str | None = None, prefer_card: bool = False,
+                      **kwargs: Any) -> "RewardModel":
+    """From an HF directory, a gram_jax checkpoint or a run directory (tokenizer included).
+
+    The template, labels and reasoning saved in the model's judge.json are the defaults;
+    keyword arguments override them (e.g. `reasoning=judge_card.RELEASE` with
+    `template=templates.GRAM_RR_PROMPT` for the released GRAM-RR checkpoints), unless
+    `prefer_card` (stages pass their configured defaults so, and the card wins); a
+    `reasoning` keyword always wins (stages resolve it from the card and the config)."""
+    card = read_judge_card(path)
+    settings = {**kwargs, **card} if prefer_card else {**card, **kwargs}
+    if "reasoning" in kwargs:
+      settings["reasoning"] = kwargs["reasoning"]
+    if "labels" in settings:
+      settings["labels"] = tuple(settings["labels"])
+    model = load_pretrained(path, dtype=dtype, mesh=mesh, compute_dtype=compute_dtype)
+    return cls(model, load_tokenizer(path), mesh=mesh, **settings)
+
+  def warm_up(self) -> int:
+    """Compiles the verdict readout for every length bucket (a server calls it before it
+    listens, so no request waits for a compile); returns how many shapes."""
+    return self.scorer.warm_up()
+
+  def judge_batch(self, pairs: Iterable[Any], seed: int = 0,
+                  first_index: int = 0) -> list[PairJudgment]:
+    """A PairJudgment per pair: every judgment of both orders, the vote, both-order scores.
+    A verdict-only model writes no rationale: each order's verdict is its likelier label."""
+    pairs = as_pairs(list(pairs))
+    if self.reasoner is not None:
+      r = self.reasoning
+      return self.reasoner.judge_batch(pairs, Sampling(temperature=r.temperature), seed,
+                                       first_index, r.votes)
+    first, second, trimmed = self.scorer.order_probs(pairs)
+    return verdict_judgments(first, second, self.labels, trimmed)
+
+  def judge(self, prompt: str, response_a: str, response_b: str, seed: int = 0) -> PairJudgment:
+    """Rationales, verdicts and scores of one pair."""
+    return self.judge_batch([(prompt, response_a, response_b)], seed)[0]
+
+  def scores_of(self, judged: Sequence[PairJudgment]) -> np.ndarray:
+    """[N, 2] scores of judged pairs by this model's readout."""
+    if self.reasoning is not None and self.reasoning.score == "verdict":
+      return np.array([j.vote.scores() for j in judged], np.float32).reshape(-1, 2)
+    return np.array([j.probability_scores for j in judged], np.float32).reshape(-1, 2)
+
+  def score_pairs(self, pairs: Iterable[Any], progress: bool = False, seed: int = 0,
+                  first_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Scores [N, 2] of (response_a, response_b) and whether each pair was trimmed [N]."""
+    pairs = as_pairs(list(pairs))
+    if not pairs:
+      return np.zeros((0, 2), np.float32), np.zeros(0, bool)
+    if self.reasoner is not None:
+      judged = self.judge_batch(pairs, seed, first_index)
+      return self.scores_of(judged), np.array([j.trimmed for j in judged], bool)
+    first, second, trimmed = self.scorer.order_probs(pairs, progress)
+    return both_order_scores(first, second), trimmed
+
+  def score_batch(self, pairs: Iterable[Any], progress: bool = False) -> np.ndarray:
+    """Scores [N, 2] = (score of response_a, score of response_b)."""
+    scores, trimmed = self.score_pairs(pairs, progress)
+    self.trimmed += int(trimmed.sum())
+    return scores
+
+  def score(self, prompt: str, response_a: str, response_b: str) -> tuple[float, float]:
+    score_a, score_b = self.score_batch([(prompt, response_a, response_b)])[0]
+    return float(score_a), float(score_b)
+
+  def rank(self, prompt: str, responses: Sequence[str],
+           method: str = "linear") -> ranking.RankResult:
+    """Best-of-n (gram_jax.inference.ranking): linear (the official scan), knockout, round_robin
+    (win counts) or bradley_terry."""
+    return ranking.rank(prompt, responses, self.score_batch, method)

@@ -1,0 +1,115 @@
+"""Verdict-token probabilities of judging prompts, and the both-order score (SPEC.md §4).
+
+For a pair (r1, r2) both orders are judged; at the verdict position the softmax over the
+label tokens gives P(A), P(B); score(r1) = mean(P(A | r1 first), P(B | r1 second)) and
+score(r2) likewise. `both_order_scores` is the one place this formula lives. Prompts are
+length-bucketed and left-padded, so a handful of jitted shapes serve any input; on a mesh
+the batch splits over the data axes and the weights stay sharded.
+"""
+import functools
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+import tqdm
+from flax import nnx
+from jax.sharding import Mesh
+
+from gram_jax import parallel
+from gram_jax.data.encode import JudgeEncoder
+from gram_jax.errors import GramError
+from gram_jax.inference.batching import bucket_length, bucket_widths, left_pad
+from gram_jax.models.decoder import Decoder, verdict_logits
+from gram_jax.text import templates
+
+Pair = tuple[str, str, str]  # (prompt, response_a, response_b)
+
+
+def as_pair(item: Any) -> Pair:
+  """A (prompt, response_a, response_b) triple from a tuple or a dict with those keys."""
+  if isinstance(item, dict):
+    return item["prompt"], item["response_a"], item["response_b"]
+  prompt, a, b = item
+  return prompt, a, b
+
+
+def as_pairs(items: Sequence[Any]) -> list[Pair]:
+  pairs = [as_pair(p) for p in items]
+  for i, pair in enumerate(pairs):
+    if not all(isinstance(x, str) for x in pair):
+      raise GramError(f"pair {i}: prompt and responses must be strings")
+  return pairs
+
+
+def both_order_scores(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+  """[N, 2] scores of (response_a, response_b) from label probabilities [N, 2] with
+  response_a shown first (`first`) and shown second (`second`)."""
+  first, second = np.asarray(first), np.asarray(second)
+  return np.stack([(first[:, 0] + second[:, 1]) / 2, (first[:, 1] + second[:, 0]) / 2], 1)
+
+
+def swapped(pairs: Sequence[Pair]) -> list[Pair]:
+  return [(p, b, a) for p, a, b in pairs]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _label_probs(graphdef: nnx.GraphDef, params: Any, input_ids: jax.Array,
+                 attention_mask: jax.Array, label_ids: tuple[int, ...]) -> jax.Array:
+  model = nnx.merge(graphdef, params)
+  logits = verdict_logits(model, input_ids, attention_mask, label_ids)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+class VerdictScorer:
+  """Reads P(label) at the last position of token sequences, in jitted bucketed batches."""
+
+  def __init__(self, model: Decoder, tokenizer: Any, max_len: int = 2048, batch_size: int = 16,
+               template: str = templates.GRAM_JUDGE_PROMPT, labels: Sequence[str] = ("A", "B"),
+               chat_template: str | None = None, mesh: Mesh | None = None):
+    self.graphdef, self.params = nnx.split(model)
+    self.tokenizer, self.max_len, self.mesh = tokenizer, max_len, mesh
+    self.encoder = JudgeEncoder(tokenizer, max_len, template, labels, chat_template)
+    self.label_ids, self.labels = tuple(self.encoder.label_ids), tuple(labels)
+    self.batch_size = parallel.round_up_to_data_parallel(batch_size, mesh)
+    self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+  def probs_of_ids(self, encoded: Sequence[Sequence[int]], progress: bool = False) -> np.ndarray:
+    """Label probabilities after each token sequence (its last token is the verdict position)."""
+    order = np.argsort([len(ids) for ids in encoded], kind="stable")
+    probs = np.zeros((len(encoded), len(self.label_ids)), np.float32)
+    bar = tqdm.tqdm(total=len(encoded), unit="prompt", disable=not progress, dynamic_ncols=True)
+    for start in range(0, len(order), self.batch_size):
+      rows = order[start:start + self.batch_size]
+      width = bucket_length(max(len(encoded[i]) for i in rows), self.max_len)
+      ids, mask = left_pad([encoded[i] for i in rows], self.batch_size, width, self.pad_id)
+      batch_probs = _label_probs(self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
+                                 parallel.put_batch(mask, self.mesh), self.label_ids)
+      probs[rows] = np.asarray(batch_probs)[:len(rows)]
+      bar.update(len(rows))
+    bar.close()
+    return probs
+
+  def label_probs(self, triples: Sequence[Pair],
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """P(label) at the verdict position of each judging prompt [N, labels], and which
+    prompts had to be trimmed to max_len."""
+    encoded, trimmed = self.encoder.encode_many(triples)
+    return self.probs_of_ids(encoded, progress), trimmed
+
+  def order_probs(self, pairs: Sequence[Pair], progress: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label probabilities with response_a first [N, 2], with it second [N, 2], and
+    whether either order was trimmed [N]."""
+    probs, trimmed = self.label_probs(list(pairs) + swapped(pairs), progress)
+    n = len(pairs)
+    return probs[:n], probs[n:], np.asarray(trimmed[:n] | trimmed[n:], bool)
+
+  def warm_up(self) -> int:
+    """Compiles the readout for every length bucket; returns how many shapes."""
+    widths = bucket_widths(self.max_len)
+    for width in widths:
+      ids, mask = left_pad([[self.pad_id]], self.batch_size, width, self.pad_id)
+      jax.block_until_ready(_label_probs(self.graphdef, self.params,
+                                         parallel.put_batch(ids, self.mesh),
+                                         parallel.put_batch(mask, self.mesh), self.label_ids))
+    return len(widths)

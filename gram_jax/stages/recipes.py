@@ -1,0 +1,118 @@
+"""Training recipes more than one stage runs: LM training on proved pairs (π_ψ and π_φ) and
+GRAM label-smoothed verdict fine-tuning. Self-training runs them for its prover, policy and
+labeled-only baseline, so stages never import each other."""
+import functools
+import random
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from gram_jax import configlib, parallel
+from gram_jax.data import encode, loader, preference, records
+from gram_jax.inference.reward import RewardModel
+from gram_jax.stages import setup
+from gram_jax.text import rationale, truncation
+from gram_jax.training import loop, objectives
+
+# A generated proof can run long: after the responses and the question, the rationale
+# itself is trimmed (its end), so one runaway proof never stops a run.
+PROOF_TRIM_ORDER = truncation.DEFAULT_ORDER + (("rationale",),)
+
+
+def prover_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
+  """π_ψ's targets: the rationale, given the pair and its label."""
+  template = configlib.prover_template(c)
+  return encode.ReplyEncoder(
+      tokenizer, c.data.cutoff_len, template, reply=lambda f: f["rationale"],
+      values=lambda f: {**encode.pair_values(f), "label": f["label"]},
+      chat_template=c.tokenizer.chat_template or None, trim_order=PROOF_TRIM_ORDER)
+
+
+def policy_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
+  """π_φ's targets: the judging prompt, then rationale and verdict in the configured format."""
+  template = configlib.judge_template(c)
+  return encode.ReplyEncoder(
+      tokenizer, c.data.cutoff_len, template,
+      reply=lambda f: rationale.format_target(f["rationale"], f["label"],
+                                              c.template.rationale_format),
+      chat_template=c.tokenizer.chat_template or None, trim_order=PROOF_TRIM_ORDER)
+
+
+def train_on_proofs(c: ml_collections.ConfigDict, tokenizer, files: list[str],
+                    encoder: encode.ReplyEncoder, workdir: str) -> None:
+  """LM training on proved pairs (prover or policy targets); resumes from `workdir`."""
+  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
+  parse = functools.partial(preference.parse_proved_pair, labels=tuple(c.template.labels))
+  proofs, report = records.read_records(files, parse, c.data.on_bad_record,
+                                        shard=(jax.process_index(), jax.process_count()))
+  logging.info("%s: %s", workdir, report.summary())
+  dataset = encode.TokenizedSet.build([encoder(vars(p), p.where) for p in proofs])
+  batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
+                                 c.train.micro_batches, seed=c.seed, pack=c.data.pack,
+                                 pad_id=tokenizer.pad_token_id)
+  model_config = setup.make_model_config(c, tokenizer)
+  loop.fit(c, mesh, model_config, tokenizer, batches, objectives.causal_lm_loss, workdir,
+           init_params=lambda: setup.initial_params(c, model_config, mesh))
+
+
+def verdict_examples(pairs: list[preference.PreferencePair], encoder: encode.JudgeEncoder,
+                     both_orders: bool, seed: int) -> encode.TokenizedSet:
+  """Judging prompts labeled 0 when the better response is A, 1 when it is B."""
+  rng = random.Random(seed)
+  triples, labels, wheres = [], [], []
+  for pair in pairs:
+    chosen_first = both_orders or rng.random() < 0.5
+    if chosen_first:
+      triples.append((pair.prompt, pair.chosen, pair.rejected))
+      labels.append(0)
+      wheres.append(pair.where)
+    if both_orders or not chosen_first:
+      triples.append((pair.prompt, pair.rejected, pair.chosen))
+      labels.append(1)
+      wheres.append(f"{pair.where} (swapped)")
+  encoded, trimmed = encoder.encode_many(triples)
+  return encode.TokenizedSet.build([
+      encode.Example(ids=np.asarray(ids, np.int32), prompt_len=len(ids),
+                     trimmed=bool(t), label=label, where=where)
+      for ids, t, label, where in zip(encoded, trimmed, labels, wheres)])
+
+
+def heldout_accuracy(c: ml_collections.ConfigDict, tokenizer,
+                     eval_pairs: list[preference.PreferencePair], mesh) -> loop.Hook:
+  """Held-out accuracy with the official readout, for the current params."""
+  def evaluate(graphdef: nnx.GraphDef, params: dict) -> dict:
+    reward = RewardModel(nnx.merge(graphdef, params), tokenizer, max_len=c.data.cutoff_len,
+                         batch_size=c.eval.batch_size, template=configlib.judge_template(c),
+                         labels=tuple(c.template.labels), mesh=mesh,
+                         chat_template=c.tokenizer.chat_template or None)
+    scores = reward.score_batch([(p.prompt, p.chosen, p.rejected) for p in eval_pairs])
+    return {"accuracy": float((scores[:, 0] > scores[:, 1]).mean())}
+  return loop.Hook("eval", evaluate, c.eval.every_steps)
+
+
+def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
+                      eval_files: list[str]) -> None:
+  """GRAM stage 2 on `train_files`, held-out accuracy on `eval_files` as it trains."""
+  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
+  tokenizer = setup.load_or_build_tokenizer(c)
+  encoder = encode.JudgeEncoder(tokenizer, c.data.cutoff_len, configlib.judge_template(c),
+                                tuple(c.template.labels), c.tokenizer.chat_template or None)
+  read = functools.partial(records.read_records, parse=preference.parse_preference_pair,
+                           on_bad=c.data.on_bad_record)
+  pairs, report = read(train_files, shard=(jax.process_index(), jax.process_count()))
+  logging.info("finetune data: %s", report.summary())
+  dataset = verdict_examples(pairs, encoder, c.data.both_orders, c.seed)
+  logging.info("%d verdict examples, %d trimmed to %d tokens", len(dataset), dataset.trimmed,
+               c.data.cutoff_len)
+  batches = loader.VerdictBatchIterator(dataset, configlib.rows_per_process(c),
+                                        c.data.cutoff_len, c.train.micro_batches, c.seed,
+                                        tokenizer.pad_token_id)
+  hooks = [heldout_accuracy(c, tokenizer, read(eval_files)[0], mesh)] if eval_files else []
+  objective = functools.partial(objectives.verdict_loss, label_ids=tuple(encoder.label_ids),
+                                smoothing=c.train.label_smoothing)
+  model_config = setup.make_model_config(c, tokenizer)
+  loop.fit(c, mesh, model_config, tokenizer, batches, objective, c.workdir,
+           init_params=lambda: setup.initial_params(c, model_config, mesh), hooks=hooks)

@@ -1,0 +1,84 @@
+"""What a stage starts from: tokenizer, model config, initial params, built-in data files and
+the RewardModel a config describes."""
+import os
+from typing import Any, Callable, Iterable
+
+import jax
+import ml_collections
+from flax import nnx
+from jax.sharding import Mesh
+
+from gram_jax import checkpoint, configlib, journal, parallel, pretrained
+from gram_jax.data import synthetic
+from gram_jax.inference.reward import RewardModel
+from gram_jax.judge_card import read_judge_card
+from gram_jax.models.config import FAMILY_DEFAULTS, ModelConfig
+from gram_jax.models.decoder import Decoder, abstract_model
+from gram_jax.text import templates
+from gram_jax.text import tokenizer as tok
+
+BUILTIN_VOCAB = 1024
+
+
+def load_or_build_tokenizer(c: ml_collections.ConfigDict) -> Any:
+  """The configured tokenizer, else the model's, else the built-in BPE (saved in workdir)."""
+  path = c.tokenizer.path or c.model.path
+  if path:
+    return pretrained.load_tokenizer(path)
+  saved = os.path.join(c.workdir, checkpoint.TOKENIZER)
+  if os.path.isfile(os.path.join(saved, "tokenizer.json")):
+    return tok.load_tokenizer(saved)
+  texts = list(synthetic.corpus(synthetic.make_pairs(2000, seed=1234)))
+  texts += [templates.GRAM_JUDGE_PROMPT, templates.PRETRAIN_OUTPUT] * 20
+  tokenizer = tok.train_bpe_tokenizer(texts, vocab_size=BUILTIN_VOCAB)
+  if jax.process_index() == 0:
+    tokenizer.save_pretrained(saved)
+  return tokenizer
+
+
+def make_model_config(c: ml_collections.ConfigDict, tokenizer: Any) -> ModelConfig:
+  """From model.path when set, else model.init sized to the tokenizer."""
+  dtype = configlib.compute_dtype(c)
+  if c.model.path:
+    model_config = pretrained.read_model_config(c.model.path)
+    return model_config.replace(param_dtype=c.model.param_dtype, dtype=dtype,
+                                remat=c.model.remat, attention=c.model.attention)
+  init = c.model.init.to_dict()
+  family = init.pop("family")
+  return ModelConfig(
+      family=family, vocab_size=len(tokenizer), **FAMILY_DEFAULTS[family], **init,
+      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+      pad_token_id=tokenizer.pad_token_id, param_dtype=c.model.param_dtype, dtype=dtype,
+      remat=c.model.remat, attention=c.model.attention)
+
+
+def initial_params(c: ml_collections.ConfigDict, model_config: ModelConfig, mesh: Mesh) -> dict:
+  """Pretrained weights from model.path, or a fresh init made directly on its shardings."""
+  rules = tuple(c.rules)
+  if c.model.path:
+    model = pretrained.load_pretrained(c.model.path, dtype=model_config.param_dtype, mesh=mesh,
+                                       compute_dtype=model_config.dtype, rules=rules)
+    return nnx.to_pure_dict(nnx.state(model))
+  _, abstract = abstract_model(model_config)
+  shardings = parallel.param_shardings(abstract, mesh, rules)
+  init = lambda: nnx.to_pure_dict(nnx.state(Decoder(model_config, nnx.Rngs(c.seed))))
+  return jax.jit(init, out_shardings=shardings)()
+
+
+def builtin_jsonl(path: str, make_rows: Callable[[], Iterable[dict]]) -> str:
+  """Writes a built-in data file once (process 0, atomically); every process waits for it."""
+  if jax.process_index() == 0 and not os.path.exists(path):
+    journal.write_jsonl(make_rows(), path)
+  parallel.sync(f"builtin:{path}")
+  return path
+
+
+def reward_model(c: ml_collections.ConfigDict, mesh: Mesh, max_len: int,
+                 batch_size: int) -> RewardModel:
+  """`c.model.path` read as a judge: its judge card, unless `c.reasoning` overrides it."""
+  reasoning = configlib.reasoning_settings(c, read_judge_card(c.model.path).get("reasoning"))
+  return RewardModel.from_pretrained(
+      c.model.path, mesh=mesh, compute_dtype=configlib.compute_dtype(c), max_len=max_len,
+      batch_size=batch_size, template=configlib.judge_template(c),
+      labels=tuple(c.template.labels), chat_template=c.tokenizer.chat_template or None,
+      prefer_card=True, reasoning=reasoning)

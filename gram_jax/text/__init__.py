@@ -1,0 +1,1 @@
+"""Tokenizer, prompt templates, rationale format and truncation: text in, token ids out."""

@@ -1,0 +1,1 @@
+"""The sharded train step, the training loop, objectives, metrics and FLOP counts."""

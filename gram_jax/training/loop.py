@@ -1,0 +1,133 @@
+"""The training loop every training stage shares: resume, step, log, checkpoint, finish.
+
+The caller hands in how to make the initial params (called only when there is no checkpoint
+to resume) and hooks that run every N steps (evaluation, say); the run directory's layout
+belongs to `gram_jax.checkpoint`.
+"""
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+from absl import logging
+from flax import nnx
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from gram_jax import checkpoint, preemption
+from gram_jax.checkpoint import RunCheckpointer, check_resumable, write_run_files
+from gram_jax.data.loader import ShuffledCursor
+from gram_jax.errors import GramError
+from gram_jax.models.config import ModelConfig
+from gram_jax.models.decoder import abstract_model
+from gram_jax.training import flops, train_step
+from gram_jax.training.metrics import MetricsLogger
+
+
+def total_steps(c: ml_collections.ConfigDict, batches: ShuffledCursor) -> int:
+  if c.train.num_steps > 0:
+    return int(c.train.num_steps)
+  per_step = batches.rows * batches.micro_batches
+  return max(1, int(np.ceil(c.train.num_epochs * batches.rows_per_epoch() / per_step)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Hook:
+  """`run(graphdef, params)` every `every` steps (0: only at the end) and after the last step;
+  the numbers it returns go to <name>_metrics.jsonl."""
+  name: str
+  run: Callable[[nnx.GraphDef, dict], dict]
+  every: int = 0
+
+  def due(self, step: int, last_step: int) -> bool:
+    return step == last_step or bool(self.every and step % self.every == 0)
+
+
+def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tokenizer: Any,
+        batches: ShuffledCursor, objective: train_step.Objective, workdir: str,
+        init_params: Callable[[], dict], hooks: Sequence[Hook] = ()) -> dict:
+  """Trains to the configured length, resuming from workdir's latest checkpoint if any.
+
+  `init_params()` makes the starting params (a pure dict on the mesh) of a fresh run.
+  Returns the final params.
+  """
+  steps = total_steps(c, batches)
+  check_resumable(workdir, model_config)
+  write_run_files(workdir, model_config, tokenizer, c)
+  graphdef, abstract = abstract_model(model_config)
+  tx, schedule = train_step.make_optimizer(c.train, steps)
+  trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh,
+                                      tuple(c.rules))
+  checkpointer = RunCheckpointer(os.path.join(workdir, checkpoint.RUN_CHECKPOINTS),
+                                 c.checkpoint.every_steps, c.checkpoint.keep,
+                                 c.checkpoint.async_save)
+  start = checkpointer.latest_step()
+  if start is None:
+    state = trainer.init_state(init_params(), c.seed)
+    start = 0
+  else:
+    state, meta = checkpointer.restore(
+        start, trainer.abstract_state(nnx.to_pure_dict(abstract)))
+    batches.skip(start)
+    if jax.process_count() == 1 and meta["data_position"] != batches.state():
+      raise RuntimeError(f"data position after replay {batches.state()} differs from the "
+                         f"checkpoint's {meta['data_position']}")
+  step_fn = trainer.compile_step()
+  token_flops = flops.training_flops_per_token(model_config, batches.seq_len)
+  peak = flops.peak_flops_per_device(c.train.peak_flops_per_device)
+  logger = MetricsLogger(workdir, steps, start)
+  bad_steps = 0
+  last_time = time.perf_counter()
+  try:
+    for step in range(start, steps):
+      host_batch = next(batches)
+      sources = batches.taken_sources()
+      state, metrics = step_fn(state, trainer.put_batch(host_batch))
+      metrics = jax.device_get(metrics)
+      bad_steps = 0 if metrics["finite"] else bad_steps + 1
+      if bad_steps:
+        report_bad_step(step + 1, metrics, sources, bad_steps, c.train.max_bad_steps,
+                        checkpointer)
+      now = time.perf_counter()
+      seconds, last_time = now - last_time, now
+      positions = host_batch["input_ids"].size * jax.process_count()
+      tokens = batches.count_tokens(host_batch) * jax.process_count()
+      mfu = token_flops * positions / seconds / (peak * jax.device_count()) if peak else None
+      logger.log(step + 1, {**metrics, "step_seconds": seconds, "tokens_per_second":
+                            tokens / seconds, "mfu": mfu})
+      meta = {"data_position": batches.state(), "step": step + 1}
+      saved = not bad_steps and checkpointer.save(step + 1, state, meta,
+                                                  force=step + 1 == steps)
+      if preemption.should_stop(step + 1) and step + 1 < steps:
+        if not saved:
+          checkpointer.save(step + 1, state, meta, force=True)
+        raise preemption.Preempted(f"checkpoint of step {step + 1} in {checkpointer.directory}")
+      for hook in hooks:
+        if hook.due(step + 1, steps):
+          logger.log_extra(hook.name, step + 1, hook.run(graphdef, state["params"]))
+  except OSError as e:  # metrics or other files: the same clear error as for checkpoints
+    raise GramError(f"{workdir}: cannot write ({e.strerror or e}); the last complete "
+                    f"checkpoint is step {checkpointer.latest_step()}") from None
+  finally:
+    checkpointer.close()  # waits for the async save in flight: it lands whole or not at all
+    logger.close()
+  return state["params"]
+
+
+def report_bad_step(step: int, metrics: dict, sources: list[str], bad_steps: int,
+                    max_bad_steps: int, checkpointer: RunCheckpointer) -> None:
+  """Logs a skipped update with its batch's records; too many in a row stop the run."""
+  shown = ", ".join(sources[:16]) + (f" and {len(sources) - 16} more" if len(sources) > 16
+                                     else "")
+  logging.warning("step %d: non-finite loss %s or gradient norm %s; update not applied "
+                  "(%d in a row); batch: %s", step, metrics["loss"], metrics["grad_norm"],
+                  bad_steps, shown)
+  if max_bad_steps and bad_steps >= max_bad_steps:
+    checkpointer.wait()
+    raise GramError(
+        f"training stopped at step {step}: {bad_steps} consecutive steps with a non-finite "
+        f"loss or gradient (config.train.max_bad_steps={max_bad_steps}); no update was "
+        f"applied; last good checkpoint: step {checkpointer.latest_step()} in "
+        f"{checkpointer.directory}; last bad batch: {shown}")

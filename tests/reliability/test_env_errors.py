@@ -1,0 +1,74 @@
+"""Environment and config faults: a full disk during a checkpoint write, an unwritable output
+directory, a workdir or checkpoint of another model. Each is one clear error, raised before
+expensive work where it can be, and nothing half-written is left where it counts as valid."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from flax import nnx
+
+from gram_jax import GramError
+from gram_jax.checkpoint import load_model, save_model
+from gram_jax.models.config import tiny_config
+from gram_jax.models.decoder import Decoder
+from tests.helpers import cli
+
+PRETRAIN = "configs/pretrain.py"
+TINY = ("--config.model.init.hidden_size=32", "--config.model.init.intermediate_size=64",
+        "--config.model.init.head_dim=8", "--config.data.seq_len=128",
+        "--config.data.cutoff_len=128", "--config.data.builtin_pairs=100")
+
+
+def test_disk_full_during_a_checkpoint_write(tmp_path):
+  env = {**cli.main_env(), "PYTHONPATH": cli.ROOT,
+         "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache"),
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  result = subprocess.run([sys.executable, "-m", "tests.helpers.disk_full_worker",
+                           str(tmp_path / "run"), str(tmp_path / "result.json")],
+                          cwd=cli.ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  outcome = json.load(open(tmp_path / "result.json"))
+  assert outcome["first"] == "ok"
+  message = outcome["disk_full"]
+  assert message.startswith("error: ") and "\n" not in message
+  assert "writing a checkpoint failed" in message and "File too large" in message
+  assert "the last complete checkpoint is step 4" in message
+  assert outcome["latest_after_failure"] == 4  # the torn step is never the latest
+  assert all(name.isdigit() or "tmp" in name for name in outcome["left_behind"])
+  assert outcome["rerun"] == "ok" and outcome["latest_after_rerun"] == 8
+
+
+def test_unwritable_workdir_fails_before_any_work(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  result = cli.run_main(PRETRAIN, f"--config.workdir={blocker}/run", *TINY)
+  line = cli.error_line(result)
+  assert line.startswith(f"error: config.workdir: {blocker}/run: not writable")
+  assert "train:" not in result.stderr  # stopped before training started
+
+
+def test_workdir_with_another_models_checkpoints_is_refused(tmp_path):
+  workdir = str(tmp_path / "run")
+  first = cli.run_main(PRETRAIN, f"--config.workdir={workdir}", "--config.train.num_steps=2",
+                       *TINY)
+  assert first.returncode == 0, first.stderr[-3000:]
+  saved = open(os.path.join(workdir, "model_config.json")).read()
+  result = cli.run_main(PRETRAIN, f"--config.workdir={workdir}", "--config.train.num_steps=4",
+                        *TINY, "--config.model.init.hidden_size=48")
+  line = cli.error_line(result)
+  assert "holds checkpoints of another model (hidden_size 32 -> 48)" in line
+  assert open(os.path.join(workdir, "model_config.json")).read() == saved  # not overwritten
+
+
+def test_model_checkpoint_that_does_not_match_its_config(tmp_path):
+  model_config = tiny_config("qwen3", vocab_size=64, hidden_size=32, intermediate_size=64,
+                             num_heads=4, num_kv_heads=2, head_dim=8, num_layers=1)
+  path = save_model(Decoder(model_config, nnx.Rngs(0)), str(tmp_path / "model"))
+  config_path = os.path.join(path, "model_config.json")
+  values = json.load(open(config_path))
+  values["intermediate_size"] = 96
+  json.dump(values, open(config_path, "w"))
+  with pytest.raises(GramError, match=f"{path}: checkpoint does not match model_config.json"):
+    load_model(path)

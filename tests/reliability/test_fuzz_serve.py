@@ -1,0 +1,104 @@
+"""Property-based fuzzing of the reward server's JSON endpoints over real HTTP: random JSON of
+every shape, wrong types, missing/extra fields, huge and empty strings, random bytes. Every
+answer is a JSON object with a 2xx or 4xx status naming what is wrong — never a 500, never
+a score that is not a finite number, and the server keeps serving."""
+import json
+import math
+import urllib.error
+import urllib.request
+
+import pytest
+from flax import nnx
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from gram_jax.inference.reward import RewardModel
+from gram_jax.inference.serve_util import serve_in_background
+from gram_jax.inference.server import Limits, RewardServer
+from gram_jax.models.config import tiny_config
+from gram_jax.models.decoder import Decoder
+from gram_jax.text import templates
+from gram_jax.text import tokenizer as tok
+
+LIMITS = Limits(max_body_bytes=50_000, max_pairs=4, max_text_chars=3_000,
+                max_input_tokens=400, max_batch_pairs=8, max_wait_ms=5)
+FUZZ = settings(max_examples=120, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
+ENDPOINTS = ("/score", "/rank", "/reward", "/get_reward")
+
+
+@pytest.fixture(scope="module")
+def url():
+  tokenizer = tok.train_bpe_tokenizer(["Which answer is better, A or B? Paris is the capital."]
+                                      * 4, vocab_size=128)
+  model = Decoder(tiny_config("qwen3", vocab_size=len(tokenizer), hidden_size=32,
+                              intermediate_size=64, num_heads=4, num_kv_heads=2, head_dim=8,
+                              num_layers=1), nnx.Rngs(0))
+  reward = RewardModel(model, tokenizer, max_len=512, batch_size=4,
+                       template=templates.COMPACT_JUDGE_PROMPT)
+  running = serve_in_background(RewardServer(reward, LIMITS))
+  yield running.url
+  running.stop()
+
+
+def post(url: str, path: str, data: bytes) -> tuple[int, dict]:
+  request = urllib.request.Request(url + path, data=data,
+                                   headers={"Content-Type": "application/json"})
+  try:
+    with urllib.request.urlopen(request, timeout=120) as response:
+      return response.status, json.loads(response.read())
+  except urllib.error.HTTPError as e:
+    return e.code, json.loads(e.read())
+
+
+texts = st.one_of(st.text(max_size=30), st.just(""), st.just("x" * (LIMITS.max_text_chars + 1)),
+                  st.just("word " * 300), st.text(alphabet="éü中文🙂\u2028\x00", max_size=10))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), texts)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) |
+                      st.dictionaries(texts, inner, max_size=3), max_leaves=10)
+pair = st.dictionaries(st.sampled_from(("prompt", "response_a", "response_b", "extra")),
+                       texts | values, max_size=4)
+bodies = st.one_of(
+    values,
+    st.fixed_dictionaries({"pairs": st.lists(pair, max_size=6) | values}),
+    st.fixed_dictionaries({"prompt": texts | values, "responses": st.lists(texts, max_size=6)
+                           | values, "method": st.sampled_from(("linear", "knockout", "bad"))}),
+    st.fixed_dictionaries({"query": st.lists(texts, max_size=5) | values,
+                           "prompts": st.lists(texts, max_size=5) | values,
+                           "references": st.lists(texts, max_size=5) | values}))
+
+
+def check_answer(path: str, status: int, answer: dict) -> None:
+  assert status in (200, 400, 413, 422), (status, answer)
+  if status != 200:
+    assert isinstance(answer.get("error"), str) and answer["error"]
+    return
+  numbers = {"/score": lambda a: [x for pair in a["scores"] for x in pair],
+             "/rank": lambda a: a["scores"]}.get(path, lambda a: a["rewards"] +
+                                                 a["reference_scores"])(answer)
+  assert numbers and all(isinstance(x, float) and math.isfinite(x) for x in numbers)
+
+
+@FUZZ
+@given(path=st.sampled_from(ENDPOINTS), body=bodies)
+def test_any_json_body_gets_a_json_answer_never_a_500(url, path, body):
+  status, answer = post(url, path, json.dumps(body).encode())
+  check_answer(path, status, answer)
+
+
+@FUZZ
+@given(path=st.sampled_from(ENDPOINTS), raw=st.one_of(
+    st.binary(max_size=200), st.just(b"[" * 20_000), st.just(b"[" * 100_000),
+    st.just(b'{"pairs": NaN}'),
+    st.just(b"\xff\xfe{}"), st.just("{\"prompt\": \"é\"}".encode("latin-1")),
+    st.just(b"x" * (LIMITS.max_body_bytes + 1))))
+def test_any_bytes_get_a_json_answer_never_a_500(url, path, raw):
+  status, answer = post(url, path, raw)
+  check_answer(path, status, answer)
+  assert status != 200
+
+
+def test_server_still_scores_after_the_fuzzing(url):
+  status, answer = post(url, "/score", json.dumps({"pairs": [
+      {"prompt": "Capital?", "response_a": "Paris", "response_b": "A"}]}).encode())
+  assert status == 200 and len(answer["scores"]) == 1

@@ -1,0 +1,94 @@
+"""GRAM-R² self-training rules on hand-computed cases: proof selection (paper Eq. 5), the
+rule checks on a judgment, and the pseudo-label keep/drop decision."""
+import pytest
+
+from gram_jax import self_training as rules
+from gram_jax.inference.voting import Vote
+from gram_jax.self_training import SampledJudgment
+
+GOOD = ("<think>\nFeedback:\nA says 4, B says 5.\n\nComparision:\n2 + 2 is 4.\n\n"
+        "Conclusion:\nResponse A is better.\n</think>\n<answer>\nA\n</answer>")
+
+
+def test_proof_score_is_conditional_over_unconditional_log_likelihood():
+  # Score = -log p(z | s, l) / log p(z): -(-10) / -50 = -0.2; -(-40) / -50 = -0.8.
+  assert rules.proof_score(-10.0, -50.0) == pytest.approx(-0.2)
+  assert rules.proof_score(-40.0, -50.0) == pytest.approx(-0.8)
+  assert rules.proof_score(0.0, -3.0) == 0.0  # a certain proof scores the maximum
+
+
+def test_select_proof_prefers_likely_given_the_pair_and_unlikely_alone():
+  # scores: -(-10)/-50 = -0.2, -(-5)/-10 = -0.5, -(-20)/-100 = -0.2: the first best wins.
+  assert rules.select_proof([-10.0, -5.0, -20.0], [-50.0, -10.0, -100.0]) == 0
+  # A generic proof (likely alone, -6) loses to a specific one (unlikely alone, -60).
+  assert rules.select_proof([-8.0, -9.0], [-6.0, -60.0]) == 1
+
+
+def test_a_well_formed_judgment_passes():
+  assert rules.judgment_problem(GOOD) is None
+
+
+@pytest.mark.parametrize("reply,problem", [
+    ("<think>\nA is fine.\n</think>\n<answer>\nC\n</answer>", "no_verdict"),
+    ("Response A is better.", "no_verdict"),
+    ("<think>\nok\n<answer>\nA\n</answer>", "broken_format"),  # <think> never closed
+    (GOOD + "\nAnd more text.", "broken_format"),
+    ("<think>\n\n</think>\n<answer>\nA\n</answer>", "missing_rationale"),
+    ("<think>\n" + "x" * 101 + "\n</think>\n<answer>\nA\n</answer>", "too_long"),
+    ("<think>\nConclusion:\nResponse B is better.\n</think>\n<answer>\nA\n</answer>",
+     "contradiction"),
+])
+def test_each_rule(reply, problem):
+  assert rules.judgment_problem(reply, max_rationale_chars=100) == problem
+
+
+def test_preferred_line_format_rules():
+  assert rules.judgment_problem("A is right.\n#Preferred: A", fmt="preferred_line") is None
+  assert rules.judgment_problem("#Preferred: A", fmt="preferred_line") == "missing_rationale"
+  assert rules.judgment_problem("x\n#Preferred: A\n#Preferred: B",
+                                fmt="preferred_line") == "broken_format"
+
+
+@pytest.mark.parametrize("text,stated", [
+    ("Response B is better.", "B"),
+    ("Assistant A is the better one.", "A"),
+    ("B is clearly superior to A.", "B"),
+    ("At first Response A is better, but on reflection Response B is better.", "B"),
+    ("Response A is not better than B.", None),  # a negation is not a claim
+    ("a is better", None),  # the label's own case
+    ("Response A is correct and Response B is wrong.", None),
+])
+def test_stated_preference(text, stated):
+  assert rules.stated_preference(text) == stated
+
+
+def _j(pick, problem=None, p=0.9):
+  probs = (p, 1 - p) if pick == 0 else (1 - p, p)
+  return SampledJudgment(pick, problem, probs)
+
+
+def test_pseudo_label_is_the_majority_of_the_judgments_that_pass_the_rules():
+  judgments = [_j(0), _j(0), _j(1, "contradiction"), _j(0, p=0.6), _j(1, p=0.8), _j(None,
+                                                                                   "no_verdict")]
+  label = rules.pseudo_label(judgments, min_vote_share=0.6, min_confidence=0.7)
+  # Valid: A, A, A (p 0.6), B: 3 of 4 votes for A; confidence = mean P(A) over the valid
+  # four = (0.9 + 0.9 + 0.6 + 0.2) / 4 = 0.65 < 0.7.
+  assert label.vote == Vote(for_a=3, for_b=1, abstained=2) and label.pick == 0
+  assert label.confidence == pytest.approx(0.65)
+  assert label.drop_reason == "low_confidence"
+  assert rules.pseudo_label(judgments, 0.6, 0.6).drop_reason is None
+
+
+@pytest.mark.parametrize("judgments,reason", [
+    ([_j(0, "broken_format"), _j(None, "no_verdict")], "no_valid_judgment"),
+    ([_j(0), _j(1), _j(0), _j(1)], "tie"),
+    ([_j(0), _j(0), _j(0), _j(1), _j(1)], "split_vote"),  # 3/5 = 0.6 < 0.7
+])
+def test_drop_reasons(judgments, reason):
+  assert rules.pseudo_label(judgments, min_vote_share=0.7).drop_reason == reason
+
+
+def test_keep_most_confident_fraction_of_all_pairs():
+  confidences = [0.9, None, 0.7, 0.95, 0.7]
+  assert rules.keep_most_confident(confidences, 0.4) == [True, False, False, True, False]
+  assert rules.keep_most_confident(confidences, 0.6) == [True, False, True, True, False]
