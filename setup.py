@@ -31,6 +31,8 @@ setuptools.setup(
     ],
     extras_require={
         # torch is the parity reference; install the CPU build (README pins torch==2.13.0).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "torch>=2.4"],
+        # gguf + accelerate: transformers reads the real test model (SmolLM2, GGUF) with them.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "torch>=2.4",
+                 "gguf>=0.10", "accelerate>=1.0"],
     },
 )

@@ -125,6 +125,9 @@ def read_records(paths: Iterable[str], parse: Callable[[Any, str], Any], on_bad:
           raise row.data
         record = parse(row.data, row.where)
       except GramError as error:
+        if on_bad == "fail" and isinstance(error, RecordError):
+          raise RecordError(error.where, error.field, f"{error.reason}; to skip and count "
+                            "such rows instead: --config.data.on_bad_record=skip") from None
         if on_bad == "fail":
           raise
         report.skip(error)

@@ -3,12 +3,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
 import gram_jax
 from gram_jax.inference.generate import Generator, Sampling, filter_logits, next_tokens
 from gram_jax.text import tokenizer as tok
-from tests.helpers import hf_fixtures
+from tests.helpers import hf_fixtures, official
 
 PROMPTS = [[5, 9, 17, 33, 2, 8, 100], [40, 41], [7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 12, 13, 14], [99]]
 
@@ -20,29 +19,13 @@ def family(request, tmp_path_factory):
   return path, torch_model
 
 
-def hf_greedy(torch_model, prompts, max_new, eos_id, pad_id=0):
-  width = max(map(len, prompts))
-  ids = torch.full((len(prompts), width), pad_id)
-  mask = torch.zeros((len(prompts), width), dtype=torch.long)
-  for r, p in enumerate(prompts):
-    ids[r, width - len(p):] = torch.tensor(p)
-    mask[r, width - len(p):] = 1
-  out = torch_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new,
-                             do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id)
-  rows = []
-  for r in range(len(prompts)):
-    new = out[r, width:].tolist()
-    rows.append(new[:new.index(eos_id) + 1] if eos_id in new else new)
-  return rows
-
-
 def test_greedy_is_token_identical_to_transformers(family):
   path, torch_model = family
   model = gram_jax.load_pretrained(path)
   tokenizer = tok.load_tokenizer(path)
   generator = Generator(model, tokenizer, batch_size=4)
   ours = generator.generate(PROMPTS, max_new_tokens=12)
-  expected = hf_greedy(torch_model, PROMPTS, 12, eos_id=tokenizer.eos_token_id)
+  expected = official.hf_greedy(torch_model, PROMPTS, 12, eos_id=tokenizer.eos_token_id)
   for generation, reference in zip(ours, expected):
     produced = generation.token_ids + ([tokenizer.eos_token_id]
                                        if generation.finish_reason == "eos" else [])

@@ -133,3 +133,14 @@ def test_real_rmbench_file_fields():
   path = shared_data("rm-bench", "chat_filtered.json")
   rows = json.load(open(path))
   assert len(rows) == 129 and all(len(r["chosen"]) == 3 for r in rows)
+
+
+def test_a_bad_row_in_fail_mode_says_how_to_skip_such_rows(tmp_path):
+  path = tmp_path / "hh.jsonl"
+  path.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello",
+                              "rejected": "\n\nHuman: hi\n\nAssistant:"}) + "\n")
+  with pytest.raises(GramError) as error:
+    records.read_records([str(path)], preference.parse_preference_pair)
+  assert str(error.value).startswith(f"{path}:1: field 'rejected': ")
+  assert str(error.value).endswith("to skip and count such rows instead: "
+                                   "--config.data.on_bad_record=skip")

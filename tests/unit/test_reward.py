@@ -6,7 +6,6 @@ import torch
 
 import gram_jax
 from gram_jax import GramError, parallel
-from gram_jax.data.encode import JudgeEncoder
 from gram_jax.inference import ranking
 from gram_jax.inference.batching import bucket_length
 from gram_jax.inference.generate import Sampling
@@ -16,7 +15,7 @@ from gram_jax.judge_card import RELEASE, Reasoning, read_judge_card, write_judge
 from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
 from gram_jax.training import objectives
-from tests.helpers import hf_fixtures
+from tests.helpers import hf_fixtures, official
 
 PAIRS = [
     ("What is the capital of France?", "Paris is the capital.", "The answer is 4."),
@@ -34,28 +33,11 @@ def model_dir(request, tmp_path_factory):
   return path, torch_model
 
 
-def official_scores(torch_model, tokenizer, pairs):
-  """The official evaluation recipe: transformers, left padding, softmax over the two label
-  logits at the last position, mean of both orders."""
-  encoder = JudgeEncoder(tokenizer, 10_000)
-  a_id, b_id = tok.label_token_ids(tokenizer)
-  def probs(triples):
-    texts = [encoder.text(*t) for t in triples]
-    tokenizer.padding_side = "left"
-    inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.no_grad():
-      logits = torch_model(**inputs).logits[:, -1, :]
-    return torch.softmax(logits[:, [a_id, b_id]], dim=-1).numpy()
-  first = probs(pairs)
-  second = probs([(p, b, a) for p, a, b in pairs])
-  return np.stack([(first[:, 0] + second[:, 1]) / 2, (first[:, 1] + second[:, 0]) / 2], 1)
-
-
 def test_score_batch_matches_official_scorer(model_dir):
   path, torch_model = model_dir
   reward = RewardModel.from_pretrained(path, batch_size=4)
   got = reward.score_batch(PAIRS)
-  expected = official_scores(torch_model, reward.tokenizer, PAIRS)
+  expected = official.official_scores(torch_model, reward.tokenizer, PAIRS)
   np.testing.assert_allclose(got, expected, atol=1e-4)
   assert np.abs(got[:, 0] - got[:, 1]).max() > 1e-3  # the scores are not all ties
   np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
