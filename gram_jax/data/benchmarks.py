@@ -24,6 +24,25 @@ JUDGEBENCH_GROUPS = {"Knowledge": "mmlu-pro", "Reasoning": "livebench-reasoning"
 RMBENCH_DOMAINS = ("chat", "math", "code", "safety")
 
 
+# LLMBar's own folders (princeton-nlp/LLMBar, Dataset/LLMBar/...) are RewardBench chat-hard
+# subsets.
+LLMBAR_SUBSETS = {("Natural",): "llmbar-natural",
+                  ("Adversarial", "GPTInst"): "llmbar-adver-GPTInst",
+                  ("Adversarial", "GPTOut"): "llmbar-adver-GPTOut",
+                  ("Adversarial", "Manual"): "llmbar-adver-manual",
+                  ("Adversarial", "Neighbor"): "llmbar-adver-neighbor"}
+
+
+def llmbar_subset(path: str) -> str | None:
+  """The RewardBench subset of a file in LLMBar's folder layout, else None."""
+  parts = tuple(path.split("/"))
+  for folders, subset in LLMBAR_SUBSETS.items():
+    tail = ("LLMBar", *folders)
+    if any(parts[i:i + len(tail)] == tail for i in range(len(parts))):
+      return subset
+  return None
+
+
 def _accuracy(flags: list[bool]) -> float:
   return float(np.mean(flags)) if flags else float("nan")
 

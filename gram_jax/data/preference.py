@@ -46,6 +46,17 @@ def _official_finetune(row: dict, where: str) -> PreferencePair:
   return PreferencePair(blocks.group("prompt"), chosen, rejected, where)
 
 
+def _llmbar(row: dict, where: str) -> PreferencePair:
+  """LLMBar and the sets shipped with it (MT-Bench human, LLMEval², FairEval):
+  {input, output_1, output_2, label}, label 1 or 2 naming the better output."""
+  label = row.get("label")
+  if label not in (1, 2, "1", "2"):
+    raise RecordError(where, "label", f"expected 1 or 2, got {label!r}")
+  outputs = (text_field(row, "output_1", where), text_field(row, "output_2", where))
+  chosen, rejected = outputs if int(label) == 1 else outputs[::-1]
+  return PreferencePair(text_field(row, "input", where), chosen, rejected, where)
+
+
 def _judgebench(row: dict, where: str) -> PreferencePair:
   label = text_field(row, "label", where).strip()
   if label not in ("A>B", "B>A"):
@@ -126,6 +137,8 @@ def parse_preference_pair(row: Any, where: str) -> PreferencePair:
     return _official_finetune(row, where)
   if "response_A" in row and "label" in row:
     return _judgebench(row, where)
+  if "output_1" in row and "output_2" in row:
+    return _llmbar(row, where)
   if isinstance(row.get("chosen"), list) and row["chosen"] and isinstance(row["chosen"][0],
                                                                            dict):
     return _conversational(row, where)

@@ -23,10 +23,12 @@ from gram_jax.journal import Journal, run_in_chunks, write_atomic
 from gram_jax.stages import setup
 
 
-def detect_benchmark(rows: list[dict], setting: str) -> str:
+def detect_benchmark(rows: list[dict], setting: str, path: str = "") -> str:
   if setting != "auto":
     return setting
   first = rows[0] if rows else {}
+  if "output_1" in first and benchmarks.llmbar_subset(path):
+    return "rewardbench"
   if isinstance(first.get("chosen"), list) and first["chosen"] and isinstance(
       first["chosen"][0], str):
     return "rmbench"
@@ -107,7 +109,7 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
       logging.info("%s: already evaluated in %s", path, out_dir)
       return summary
   rows = read_rows(path)
-  kind = detect_benchmark([r for _, r in rows], setting)
+  kind = detect_benchmark([r for _, r in rows], setting, path)
   log = Journal(os.path.join(out_dir, "scores.journal"), work)
   results = []
   if kind == "rmbench":
@@ -134,8 +136,9 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
       results.append({**row, "score_chosen": outcome["a"], "score_rejected": outcome["b"],
                       "correct": ok, **readout})
     if kind == "rewardbench":
+      in_folder = benchmarks.llmbar_subset(path)
       summary = benchmarks.rewardbench_summary(
-          (str(r.get("subset", "")), ok) for (_, r), ok in zip(rows, flags))
+          (str(r.get("subset", in_folder or "")), ok) for (_, r), ok in zip(rows, flags))
     elif kind == "judgebench":
       summary = benchmarks.judgebench_summary(
           (str(r.get("source", "")), ok) for (_, r), ok in zip(rows, flags))
@@ -181,6 +184,19 @@ def _json_default(value: Any) -> Any:
   raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def output_names(paths: list[str]) -> list[str]:
+  """A folder name per file: its stem, with parent folders prepended while stems collide
+  (LLMBar's subsets are all called dataset.json)."""
+  parts = [path.rstrip("/").replace(".jsonl", "").replace(".json", "").replace(".gz", "")
+           .replace(".parquet", "").split("/") for path in paths]
+  depth = 1
+  while True:
+    names = ["_".join(p[-depth:]) for p in parts]
+    if len(set(names)) == len(names) or depth >= max(map(len, parts)):
+      return names
+    depth += 1
+
+
 def run(c: ml_collections.ConfigDict) -> None:
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
   reward = setup.reward_model(c, mesh, c.eval.max_len, c.eval.batch_size)
@@ -189,9 +205,9 @@ def run(c: ml_collections.ConfigDict) -> None:
           "labels": list(reward.labels), "benchmark": c.eval.benchmark,
           "reasoning": str(reward.reasoning)}
   reports = []
-  for path in configlib.data_files(c.eval.files):
-    stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0].replace(".json", "")
-    summary = evaluate_file(reward, path, c.eval.benchmark, os.path.join(c.workdir, stem),
+  files = configlib.data_files(c.eval.files)
+  for path, name in zip(files, output_names(files)):
+    summary = evaluate_file(reward, path, c.eval.benchmark, os.path.join(c.workdir, name),
                             work)
     logging.info("%s: %s", path, json.dumps({k: v for k, v in summary.items() if k in (
         "overall", "accuracy", "micro", "macro", "groups", "position_consistency")}))

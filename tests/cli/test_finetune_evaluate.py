@@ -143,6 +143,27 @@ def test_evaluate_real_rmbench_file(finetuned, tmp_path):
   assert summary["trimmed_pairs"] > 0  # real responses exceed the tiny budget: counted
 
 
+def test_evaluate_llmbar_in_its_own_format_as_rewardbench_chat_hard(finetuned, tmp_path):
+  natural = os.path.join(SHARED_DATA, "llmbar", "LLMBar", "Natural", "dataset.json")
+  neighbor = os.path.join(SHARED_DATA, "llmbar", "LLMBar", "Adversarial", "Neighbor",
+                          "dataset.json")
+  if not os.path.exists(natural):
+    pytest.skip("shared LLMBar data not present")
+  out = str(tmp_path / "eval")
+  result = cli.run_main("configs/evaluate.py", f"--config.model.path={finetuned}",
+                        f"--config.eval.files={natural},{neighbor}", f"--config.workdir={out}",
+                        "--config.eval.max_len=160", "--config.template.judge=compact",
+                        "--config.eval.batch_size=64")
+  assert result.returncode == 0, result.stderr[-3000:]
+  for folder, subset, count in (("Natural_dataset", "llmbar-natural", 100),
+                                ("Neighbor_dataset", "llmbar-adver-neighbor", 134)):
+    summary = json.load(open(os.path.join(out, folder, "summary.json")))
+    rows = [json.loads(l) for l in open(os.path.join(out, folder, "results.jsonl"))]
+    recount = float(np.mean([r["score_chosen"] > r["score_rejected"] for r in rows]))
+    assert summary["pairs"] == count and list(summary["subsets"]) == [subset]
+    assert summary["groups"] == {"chat-hard": pytest.approx(recount)}
+
+
 def test_evaluate_requires_model_and_files(tmp_path):
   result = cli.run_main("configs/evaluate.py", f"--config.workdir={tmp_path}")
   assert "config.model.path: required" in cli.error_line(result)

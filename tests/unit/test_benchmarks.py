@@ -86,3 +86,13 @@ def test_markdown_renders_every_kind():
   text = benchmarks.markdown("jb", jb, 0)
   assert "| Knowledge | Coding | micro (official scorer) | macro (mean of groups) |" in text
   assert "| 0.0 | 100.0 | 50.0 | 50.0 |" in text and "Position consistency" in text
+
+
+def test_llmbar_folders_map_to_rewardbench_chat_hard_subsets():
+  assert benchmarks.llmbar_subset("/d/llmbar/LLMBar/Natural/dataset.json") == "llmbar-natural"
+  assert benchmarks.llmbar_subset("LLMBar/Adversarial/GPTOut/dataset.json") == \
+      "llmbar-adver-GPTOut"
+  assert benchmarks.llmbar_subset("/d/llmbar/Processed/MT-Bench/dataset.json") is None
+  assert benchmarks.llmbar_subset("/d/Natural/dataset.json") is None
+  for subset in benchmarks.LLMBAR_SUBSETS.values():
+    assert benchmarks.REWARDBENCH_SUBSETS[subset] == "chat-hard"

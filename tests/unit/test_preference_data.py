@@ -144,3 +144,23 @@ def test_a_bad_row_in_fail_mode_says_how_to_skip_such_rows(tmp_path):
   assert str(error.value).startswith(f"{path}:1: field 'rejected': ")
   assert str(error.value).endswith("to skip and count such rows instead: "
                                    "--config.data.on_bad_record=skip")
+
+
+def test_llmbar_rows_read_as_pairs_and_a_bad_label_is_named(tmp_path):
+  rows = [{"input": "Q1", "output_1": "good", "output_2": "bad", "label": 1},
+          {"input": "Q2", "output_1": "bad", "output_2": "good", "label": 2}]
+  pairs, _ = _read(tmp_path, rows)
+  assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("Q1", "good", "bad"),
+                                                              ("Q2", "good", "bad")]
+  with pytest.raises(GramError, match=r"p.jsonl:1: field 'label': expected 1 or 2, got 0"):
+    _read(tmp_path, [{**rows[0], "label": 0}])
+
+
+def test_the_shared_llmbar_file_reads_whole():
+  path = shared_data("llmbar", "LLMBar", "Natural", "dataset.json")
+  pairs, report = records.read_records([path], preference.parse_preference_pair)
+  raw = json.load(open(path))
+  assert len(pairs) == 100 and report.kept == 100
+  first = raw[0]
+  better = first["output_1"] if first["label"] == 1 else first["output_2"]
+  assert pairs[0].prompt == first["input"] and pairs[0].chosen == better
