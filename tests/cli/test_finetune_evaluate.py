@@ -128,16 +128,22 @@ def test_evaluate_writes_results_and_official_summaries(finetuned, tmp_path):
   assert summary["overall"]["normal"] == pytest.approx(wins[:, [0, 1, 2], [0, 1, 2]].mean())
 
 
+def _evaluate_shared(model: str, files: list[str], tmp_path) -> str:
+  """The evaluate CLI on real files with the tiny model's budget; returns its workdir."""
+  out = str(tmp_path / "eval")
+  result = cli.run_main("configs/evaluate.py", f"--config.model.path={model}",
+                        f"--config.eval.files={','.join(files)}", f"--config.workdir={out}",
+                        "--config.eval.max_len=160", "--config.template.judge=compact",
+                        "--config.eval.batch_size=64")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return out
+
+
 def test_evaluate_real_rmbench_file(finetuned, tmp_path):
   path = os.path.join(SHARED_DATA, "rm-bench", "chat_filtered.json")
   if not os.path.exists(path):
     pytest.skip("shared RM-Bench data not present")
-  out = str(tmp_path / "eval")
-  result = cli.run_main("configs/evaluate.py", f"--config.model.path={finetuned}",
-                        f"--config.eval.files={path}", f"--config.workdir={out}",
-                        "--config.eval.max_len=160", "--config.template.judge=compact",
-                        "--config.eval.batch_size=64")
-  assert result.returncode == 0, result.stderr[-3000:]
+  out = _evaluate_shared(finetuned, [path], tmp_path)
   summary = json.load(open(os.path.join(out, "chat_filtered", "summary.json")))
   assert summary["items"] == 129 and set(summary["domains"]) == {"chat"}
   assert summary["trimmed_pairs"] > 0  # real responses exceed the tiny budget: counted
@@ -149,12 +155,7 @@ def test_evaluate_llmbar_in_its_own_format_as_rewardbench_chat_hard(finetuned, t
                           "dataset.json")
   if not os.path.exists(natural):
     pytest.skip("shared LLMBar data not present")
-  out = str(tmp_path / "eval")
-  result = cli.run_main("configs/evaluate.py", f"--config.model.path={finetuned}",
-                        f"--config.eval.files={natural},{neighbor}", f"--config.workdir={out}",
-                        "--config.eval.max_len=160", "--config.template.judge=compact",
-                        "--config.eval.batch_size=64")
-  assert result.returncode == 0, result.stderr[-3000:]
+  out = _evaluate_shared(finetuned, [natural, neighbor], tmp_path)
   for folder, subset, count in (("Natural_dataset", "llmbar-natural", 100),
                                 ("Neighbor_dataset", "llmbar-adver-neighbor", 134)):
     summary = json.load(open(os.path.join(out, folder, "summary.json")))
