@@ -6,6 +6,7 @@ with flush + fsync after each chunk, so a kill loses at most the chunk in flight
 without its newline is a torn write: it is never read as data and is cut off before the next
 append. A journal whose first line names other work is set aside, not resumed.
 """
+import hashlib
 import json
 import os
 from typing import Any, Callable, Iterable, Sequence
@@ -120,3 +121,9 @@ def run_in_chunks(items: Sequence[Any], work: Callable[[Sequence[Any], int], lis
       raise preemption.Preempted(f"{len(rows)} of {len(items)} items saved in {log.path}")
   bar.close()
   return rows
+
+
+def fingerprint(items: list[dict]) -> str:
+  """What a journal's work is, in a few bytes: a hash of its inputs."""
+  return f"{len(items)}:" + hashlib.sha256(
+      json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]

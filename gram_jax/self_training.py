@@ -5,8 +5,10 @@
 - rule checks on one sampled judgment: no verdict, broken format, missing rationale,
   rationale too long, rationale that calls the other response better than its verdict;
 - the pseudo-label: a majority vote over a pair's judgments that pass the rules (both
-  orders, k samples each), dropped on a tie, a split vote or low confidence.
+  orders, k samples each), dropped on a tie, a split vote or low confidence;
+- what a round's labeling did (counts per drop reason and rule) and the report table.
 """
+import collections
 import dataclasses
 import functools
 import re
@@ -116,3 +118,40 @@ def keep_most_confident(confidences: Sequence[float | None], fraction: float) ->
   ranked = sorted(candidates, key=lambda i: -confidences[i])[:budget]
   chosen = set(ranked)
   return [i in chosen for i in range(len(confidences))]
+
+
+def round_stats(rows: list[dict]) -> dict:
+  """What a round's labeling did: pairs judged and kept, why the rest were dropped, which
+  rules the judgments broke, and (on data with gold labels) how often the kept agree."""
+  kept = [r for r in rows if r["drop_reason"] is None]
+  with_gold = [r for r in kept if r["gold"]]
+  problems = collections.Counter(j["problem"] for r in rows for j in r["judgments"]
+                                 if j["problem"])
+  return {"judged": len(rows), "kept": len(kept),
+          "drop_reasons": {reason: sum(r["drop_reason"] == reason for r in rows)
+                           for reason in DROP_REASONS},
+          "judgment_problems": {p: problems[p] for p in JUDGMENT_PROBLEMS},
+          "judgments": sum(len(r["judgments"]) for r in rows),
+          "kept_agree_gold": float(np.mean([r["label"] == r["gold"] for r in with_gold]))
+          if with_gold else None}
+
+
+def report_table(rows: list[dict]) -> str:
+  """The per-stage table: labels, what labeling kept and dropped, held-out accuracy."""
+  lines = ["| stage | judged | kept | dropped: tie / split / low conf. / no valid judgment | "
+           "judgments broken: no verdict / format / no rationale / long / contradiction | "
+           "kept agree w/ gold | held-out verdict acc. | held-out P(A)/P(B) acc. | "
+           "position consistency |", "|---" * 9 + "|"]
+  pct = lambda v: "-" if v is None else f"{100 * v:.1f}"
+  for row in rows:
+    drops, problems = row.get("drop_reasons"), row.get("judgment_problems")
+    dropped = "-" if not drops else " / ".join(str(drops[k]) for k in (
+        "tie", "split_vote", "low_confidence", "no_valid_judgment"))
+    broken = "-" if not problems else " / ".join(
+        str(problems[k]) for k in JUDGMENT_PROBLEMS)
+    lines.append(f"| {row['stage']} | {row.get('judged', '-')} | {row.get('kept', '-')} | "
+                 f"{dropped} | {broken} | {pct(row.get('kept_agree_gold'))} | "
+                 f"{pct(row.get('heldout_accuracy'))} | "
+                 f"{pct(row.get('heldout_probability_accuracy'))} | "
+                 f"{pct(row.get('heldout_consistency'))} |")
+  return "\n".join(lines)

@@ -22,6 +22,9 @@ class PreferencePair:
   where: str = ""
   extra: dict = dataclasses.field(default_factory=dict, compare=False)
 
+  def as_row(self) -> dict:
+    return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+
 
 _GRAM_BLOCKS = re.compile(
     r"\[User Question\]\n(?P<prompt>.*?)\n\n"
@@ -30,6 +33,21 @@ _GRAM_BLOCKS = re.compile(
     r"\[The Start of Assistant B's (?:Answer|Response)\]\n(?P<b>.*?)\n"
     r"\[The End of Assistant B's (?:Answer|Response)\]", re.S)
 _HUMAN, _ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
+
+
+def preference_row(prompt: str, response_a: str, response_b: str, label: str,
+                   first_label: str = "A") -> dict:
+  """{prompt, chosen, rejected} of a pair labeled by the letter of its better response."""
+  chosen, rejected = ((response_a, response_b) if label == first_label
+                      else (response_b, response_a))
+  return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def both_orders(pairs: list[PreferencePair]) -> list[dict]:
+  """Items for the prover: each labeled pair in both A/B orders with its label."""
+  return [{"prompt": p.prompt, "response_a": a, "response_b": b, "label": label}
+          for p in pairs
+          for a, b, label in ((p.chosen, p.rejected, "A"), (p.rejected, p.chosen, "B"))]
 
 
 def _official_finetune(row: dict, where: str) -> PreferencePair:

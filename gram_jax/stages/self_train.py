@@ -11,9 +11,7 @@
 Every sub-step writes its output atomically and training resumes from its checkpoints, so a
 killed run, rerun, continues at the sub-step (and training step) it reached.
 """
-import collections
 import copy
-import hashlib
 import json
 import os
 from typing import Any, Callable
@@ -29,7 +27,7 @@ from gram_jax.hf.export import save_pretrained
 from gram_jax.inference.generate import Generator, Sampling
 from gram_jax.inference.reasoning import PairJudgment, RationaleJudge
 from gram_jax.inference.reward import RewardModel
-from gram_jax.journal import Journal, run_in_chunks, write_atomic, write_jsonl
+from gram_jax.journal import Journal, fingerprint, run_in_chunks, write_atomic, write_jsonl
 from gram_jax.judge_card import Reasoning, write_judge_card
 from gram_jax.stages import recipes, setup
 from gram_jax.text.tokenizer import encode_plain, encode_user_turn, encode_user_turns
@@ -103,29 +101,6 @@ def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
                     for r in range(1, s.rounds + 1)]}
 
 
-def as_preference_rows(pairs: list) -> list[dict]:
-  return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
-
-
-def proved_as_preference(proof: preference.ProvedPair) -> dict:
-  chosen, rejected = ((proof.response_a, proof.response_b) if proof.label == "A"
-                      else (proof.response_b, proof.response_a))
-  return {"prompt": proof.prompt, "chosen": chosen, "rejected": rejected}
-
-
-def both_orders(pairs: list[preference.PreferencePair]) -> list[dict]:
-  """Items for the prover: each labeled pair in both A/B orders with its label."""
-  return [{"prompt": p.prompt, "response_a": a, "response_b": b, "label": label}
-          for p in pairs
-          for a, b, label in ((p.chosen, p.rejected, "A"), (p.rejected, p.chosen, "B"))]
-
-
-def fingerprint(items: list[dict]) -> str:
-  """What a journal's work is, in a few bytes: a hash of its inputs."""
-  return f"{len(items)}:" + hashlib.sha256(
-      json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 class SelfTraining:
   """Holds what every sub-step shares: the config, tokenizer and file locations."""
 
@@ -150,7 +125,9 @@ class SelfTraining:
       parse = lambda row, where: preference.parse_proved_pair(row, where, self.labels)
       seeds = records.read_records(self.files["seed"], parse, self.c.data.on_bad_record)[0]
       extra = self.task if self.files["task"] != self.files["labeled"] else []
-      return [proved_as_preference(p) for p in seeds] + as_preference_rows(self.labeled + extra)
+      proved = [preference.preference_row(p.prompt, p.response_a, p.response_b, p.label,
+                                          self.labels[0]) for p in seeds]
+      return proved + [p.as_row() for p in self.labeled + extra]
     return setup.builtin_jsonl(self.path("baseline", "gold_pairs.jsonl"), rows)
 
   def train_prover(self) -> str:
@@ -330,25 +307,10 @@ class SelfTraining:
     if jax.process_index() == 0:
       write_jsonl(rows, judged_path)
       write_jsonl(kept, self.path(f"round_{round_index}", "kept.jsonl"))
-    stats = once(self.path(f"round_{round_index}", "labels.json"), lambda: round_stats(rows))
+    stats = once(self.path(f"round_{round_index}", "labels.json"),
+                 lambda: self_training.round_stats(rows))
     log.remove()  # only now: a kill before labels.json exists resumes from the journal
     return stats
-
-
-def round_stats(rows: list[dict]) -> dict:
-  """What a round's labeling did: pairs judged and kept, why the rest were dropped, which
-  rules the judgments broke, and (on data with gold labels) how often the kept agree."""
-  kept = [r for r in rows if r["drop_reason"] is None]
-  with_gold = [r for r in kept if r["gold"]]
-  problems = collections.Counter(j["problem"] for r in rows for j in r["judgments"]
-                                 if j["problem"])
-  return {"judged": len(rows), "kept": len(kept),
-          "drop_reasons": {reason: sum(r["drop_reason"] == reason for r in rows)
-                           for reason in self_training.DROP_REASONS},
-          "judgment_problems": {p: problems[p] for p in self_training.JUDGMENT_PROBLEMS},
-          "judgments": sum(len(r["judgments"]) for r in rows),
-          "kept_agree_gold": float(np.mean([r["label"] == r["gold"] for r in with_gold]))
-          if with_gold else None}
 
 
 def kept_items(job: SelfTraining, round_index: int) -> list[dict]:
@@ -361,33 +323,10 @@ def pseudo_labeled_file(job: SelfTraining, rounds: int) -> str:
   def rows():
     out = []
     for r in range(1, rounds + 1):
-      for item in kept_items(job, r):
-        a, b = item["response_a"], item["response_b"]
-        chosen, rejected = (a, b) if item["label"] == job.labels[0] else (b, a)
-        out.append({"prompt": item["prompt"], "chosen": chosen, "rejected": rejected})
+      out += [preference.preference_row(i["prompt"], i["response_a"], i["response_b"],
+                                        i["label"], job.labels[0]) for i in kept_items(job, r)]
     return out
   return setup.builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), rows)
-
-
-def report_table(rows: list[dict]) -> str:
-  """The per-stage table: labels, what labeling kept and dropped, held-out accuracy."""
-  lines = ["| stage | judged | kept | dropped: tie / split / low conf. / no valid judgment | "
-           "judgments broken: no verdict / format / no rationale / long / contradiction | "
-           "kept agree w/ gold | held-out verdict acc. | held-out P(A)/P(B) acc. | "
-           "position consistency |", "|---" * 9 + "|"]
-  pct = lambda v: "-" if v is None else f"{100 * v:.1f}"
-  for row in rows:
-    drops, problems = row.get("drop_reasons"), row.get("judgment_problems")
-    dropped = "-" if not drops else " / ".join(str(drops[k]) for k in (
-        "tie", "split_vote", "low_confidence", "no_valid_judgment"))
-    broken = "-" if not problems else " / ".join(
-        str(problems[k]) for k in self_training.JUDGMENT_PROBLEMS)
-    lines.append(f"| {row['stage']} | {row.get('judged', '-')} | {row.get('kept', '-')} | "
-                 f"{dropped} | {broken} | {pct(row.get('kept_agree_gold'))} | "
-                 f"{pct(row.get('heldout_accuracy'))} | "
-                 f"{pct(row.get('heldout_probability_accuracy'))} | "
-                 f"{pct(row.get('heldout_consistency'))} |")
-  return "\n".join(lines)
 
 
 def run(c: ml_collections.ConfigDict) -> None:
@@ -399,7 +338,7 @@ def run(c: ml_collections.ConfigDict) -> None:
     rows.append({"stage": "labeled-only fine-tuning (same gold labels)", **once(
         job.path("baseline", "result.json"),
         lambda: job.verdict_finetune("baseline", [job.gold_file()], s.policy_steps))})
-  proof_files = [job.prove(prover_dir, both_orders(job.labeled),
+  proof_files = [job.prove(prover_dir, preference.both_orders(job.labeled),
                            job.path("round_0", "proofs.jsonl"))]
   if s.seeds_in_warm_start:
     proof_files = job.files["seed"] + proof_files
@@ -417,7 +356,8 @@ def run(c: ml_collections.ConfigDict) -> None:
         job.path(f"round_{r}", "result.json"), lambda: job.evaluate_policy(policy))})
   final_model, reasoning = policy, True
   if s.final_finetune_steps and s.final_mode == "rationale":
-    task_proofs = job.prove(prover_dir, both_orders(job.task), job.path("final", "proofs.jsonl"))
+    task_proofs = job.prove(prover_dir, preference.both_orders(job.task),
+                            job.path("final", "proofs.jsonl"))
     final_model = job.train_policy("final", [task_proofs], start_from=policy,
                                    min_steps=s.final_finetune_steps)
     rows.append({"stage": "task adaptation (rationale + verdict SFT)", **once(
@@ -428,7 +368,7 @@ def run(c: ml_collections.ConfigDict) -> None:
         job.path("final", "result.json"), lambda: job.verdict_finetune(
             "final", job.files["task"] + [pseudo_labeled_file(job, s.rounds)],
             s.final_finetune_steps, start_from=policy))})
-  table = report_table(rows)
+  table = self_training.report_table(rows)
   if jax.process_index() == 0:
     write_jsonl(rows, job.path("rounds.jsonl"))
     write_atomic(job.path("report.md"), table + "\n")

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from gram_jax import self_training
 from gram_jax.data import synthetic
 from gram_jax.data.records import UnlabeledPair
 from gram_jax.inference.reasoning import Judgment, PairJudgment
@@ -104,7 +105,7 @@ def test_round_stats_count_each_reason():
           {"drop_reason": "tie", "label": None, "gold": "B",
            "judgments": [{"problem": "no_verdict"}, {"problem": "no_verdict"}]},
           {"drop_reason": "low_confidence", "label": "A", "gold": "A", "judgments": []}]
-  stats = self_train.round_stats(rows)
+  stats = self_training.round_stats(rows)
   assert stats["judged"] == 4 and stats["kept"] == 2 and stats["judgments"] == 5
   assert stats["drop_reasons"] == {"no_valid_judgment": 0, "tie": 1, "split_vote": 0,
                                    "low_confidence": 1}
