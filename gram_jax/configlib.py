@@ -11,7 +11,7 @@ import jax
 import ml_collections
 
 from gram_jax import parallel
-from gram_jax.data import sources
+from gram_jax.data import benchmarks, sources
 from gram_jax.errors import GramError
 from gram_jax.models.config import ARCHITECTURES, ATTENTION_IMPLS
 
@@ -84,7 +84,7 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.files = ""  # comma-separated held-out / benchmark files
-  c.eval.benchmark = "auto"  # auto | rewardbench | judgebench | rmbench | pairs
+  c.eval.benchmark = "auto"  # auto (from the records' fields) or one of benchmarks.BENCHMARKS
   c.eval.batch_size = 16
   c.eval.max_len = 2048
   c.eval.every_steps = 0  # 0: evaluate at the end of training only
@@ -268,6 +268,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise GramError(f"config.model.path: required for stage {c.stage}")
   if c.stage == "evaluate" and not data_files(c.eval.files):
     raise GramError("config.eval.files: required for stage evaluate")
+  if c.eval.benchmark not in ("auto",) + benchmarks.BENCHMARKS:
+    raise GramError(f"config.eval.benchmark: {c.eval.benchmark!r} not in "
+                    f"{('auto',) + benchmarks.BENCHMARKS}")
   if c.stage == "self_train":
     _check_self_train(c.self_train)
   if "reasoning" in c:

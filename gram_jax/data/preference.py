@@ -6,12 +6,18 @@ Accepted rows (one parser picks the format by the fields present):
 - {instruction, input, output: "A"|"B"}: official GRAM fine-tuning rows (full judging prompt)
 - {chosen: [messages], rejected: [messages]} (optionally prompt: [messages]): conversational
 - {chosen: "\\n\\nHuman: ...\\n\\nAssistant: ...", rejected: ...}: Anthropic HH-RLHF transcripts
+- {input, output_1, output_2, label: 1|2}: LLMBar, MT-Bench human, LLMEval², FairEval
+- {instruction, input, response1, response2, annotator1..3}: PandaLM (majority of three; ties)
+- {conversation_input, chosen: {answer}, reject: {answer}}: RMB pairwise set
+- {chosen_instruction, rejected_instruction}: HHH alignment as packaged by prometheus-eval
+RMB's best-of-n groups ({conversation_input, bon_best, loser_list}) are BestOfNGroup records.
 """
 import dataclasses
+import hashlib
 import re
 from typing import Any
 
-from gram_jax.data.records import RecordError, text_field
+from gram_jax.data.records import RecordError, UnlabeledPair, parse_unlabeled_pair, text_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +79,121 @@ def _llmbar(row: dict, where: str) -> PreferencePair:
   outputs = (text_field(row, "output_1", where), text_field(row, "output_2", where))
   chosen, rejected = outputs if int(label) == 1 else outputs[::-1]
   return PreferencePair(text_field(row, "input", where), chosen, rejected, where)
+
+
+def pandalm_label(row: dict, where: str) -> int:
+  """The majority of PandaLM's three annotators: 1 or 2 names the better response, 0 a tie
+  (also when no two annotators agree)."""
+  votes = []
+  for i in (1, 2, 3):
+    vote = row.get(f"annotator{i}")
+    if vote not in (0, 1, 2):
+      raise RecordError(where, f"annotator{i}", f"expected 0, 1 or 2, got {vote!r}")
+    votes.append(vote)
+  top = max((0, 1, 2), key=votes.count)
+  return top if votes.count(top) >= 2 else 0
+
+
+def pandalm_question(row: dict, where: str) -> str:
+  """PandaLM's question: the instruction, then its input on a new line when there is one."""
+  parts = [text_field(row, field, where, allow_empty=True) for field in ("instruction", "input")
+           if field == "instruction" or row.get(field) is not None]
+  question = "\n".join(part for part in parts if part.strip())
+  if not question:
+    raise RecordError(where, "instruction", "empty, and no input")
+  return question
+
+
+def _pandalm_response(row: dict, field: str, where: str) -> str:
+  """A response as PandaLM's annotators saw it: empty outputs were judged too, and a few
+  outputs 'True' were stored as JSON booleans."""
+  value = row.get(field)
+  if isinstance(value, bool):
+    return str(value)
+  return text_field(row, field, where, allow_empty=True)
+
+
+def _pandalm(row: dict, where: str) -> PreferencePair:
+  label = pandalm_label(row, where)
+  if label == 0:
+    raise RecordError(where, "annotator1", "the annotators' majority is a tie, not a "
+                      "preference")
+  responses = (_pandalm_response(row, "response1", where),
+               _pandalm_response(row, "response2", where))
+  chosen, rejected = responses if label == 1 else responses[::-1]
+  extra = {k: v for k, v in row.items() if k in ("idx", "cmp_key", "motivation_app")}
+  return PreferencePair(pandalm_question(row, where), chosen, rejected, where, extra)
+
+
+def _conversation_question(row: dict, where: str) -> str:
+  messages = _messages_text(row.get("conversation_input"), where, "conversation_input")
+  if messages[-1]["role"] != "user":
+    raise RecordError(where, "conversation_input", "must end with the user turn to answer")
+  return _transcript(messages)
+
+
+def _answer(value: Any, where: str, field: str) -> str:
+  """The answer text of RMB's {llm_name, answer}."""
+  if not isinstance(value, dict):
+    raise RecordError(where, field, "expected {llm_name, answer}")
+  # RMB keeps whitespace-only answers (two in Harmlessness/S5): degenerate outputs it scores.
+  return text_field(value, "answer", f"{where}: field '{field}'", allow_empty=True)
+
+
+def _rmb_pair(row: dict, where: str) -> PreferencePair:
+  extra = {k: row[k] for k in ("pair_uid", "category_path") if k in row}
+  return PreferencePair(_conversation_question(row, where),
+                        _answer(row.get("chosen"), where, "chosen"),
+                        _answer(row.get("reject"), where, "reject"), where, extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class BestOfNGroup:
+  """RMB best-of-n: the best answer must beat every loser."""
+  prompt: str
+  best: str
+  losers: tuple[str, ...]
+  where: str = ""
+  extra: dict = dataclasses.field(default_factory=dict, compare=False)
+
+
+def parse_best_of_n(row: Any, where: str) -> BestOfNGroup:
+  """{conversation_input, bon_best: {answer}, loser_list: [{answer}, ...], category_path}."""
+  if not isinstance(row, dict):
+    raise RecordError(where, "<record>", f"expected a JSON object, got {type(row).__name__}")
+  losers = row.get("loser_list")
+  if not isinstance(losers, list) or not losers:
+    raise RecordError(where, "loser_list", "expected a non-empty list of {llm_name, answer}")
+  extra = {k: row[k] for k in ("bon_uid", "category_path") if k in row}
+  return BestOfNGroup(_conversation_question(row, where),
+                      _answer(row.get("bon_best"), where, "bon_best"),
+                      tuple(_answer(loser, where, f"loser_list[{i}]")
+                            for i, loser in enumerate(losers)), where, extra)
+
+
+_PROMETHEUS = re.compile(r"###The instruction to evaluate:\n(?P<question>.*?)\n\n"
+                         r"###Response to evaluate:\n(?P<response>.*?)\n\n###Score Rubrics:",
+                         re.S)
+
+
+def _prometheus_side(row: dict, field: str, where: str) -> tuple[str, str]:
+  found = _PROMETHEUS.search(text_field(row, field, where))
+  if not found or not found.group("response").strip():
+    raise RecordError(where, field, "does not hold '###The instruction to evaluate:' and a "
+                      "non-empty '###Response to evaluate:' before '###Score Rubrics:'")
+  return found.group("question"), found.group("response")
+
+
+def _hhh(row: dict, where: str) -> PreferencePair:
+  """HHH alignment as prometheus-eval packages it: each side is a grading prompt that holds
+  the question and one response."""
+  question, chosen = _prometheus_side(row, "chosen_instruction", where)
+  other_question, rejected = _prometheus_side(row, "rejected_instruction", where)
+  if question != other_question:
+    raise RecordError(where, "rejected_instruction", "asks another question than "
+                      "chosen_instruction")
+  extra = {"source": row["source"]} if "source" in row else {}
+  return PreferencePair(question, chosen, rejected, where, extra)
 
 
 def _judgebench(row: dict, where: str) -> PreferencePair:
@@ -153,6 +274,15 @@ def parse_preference_pair(row: Any, where: str) -> PreferencePair:
     raise RecordError(where, "<record>", f"expected a JSON object, got {type(row).__name__}")
   if "instruction" in row and "output" in row:
     return _official_finetune(row, where)
+  if "bon_best" in row:
+    raise RecordError(where, "bon_best", "a best-of-n group, not a pair: evaluate it with "
+                      "benchmark rmb_bon")
+  if "conversation_input" in row:
+    return _rmb_pair(row, where)
+  if "annotator1" in row:
+    return _pandalm(row, where)
+  if "chosen_instruction" in row:
+    return _hhh(row, where)
   if "response_A" in row and "label" in row:
     return _judgebench(row, where)
   if "output_1" in row and "output_2" in row:
@@ -166,6 +296,19 @@ def parse_preference_pair(row: Any, where: str) -> PreferencePair:
   extra = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
   return PreferencePair(text_field(row, "prompt", where), text_field(row, "chosen", where),
                         text_field(row, "rejected", where), where, extra)
+
+
+def parse_unlabeled(row: Any, where: str) -> UnlabeledPair:
+  """An unlabeled pair from any pair format: GRAM pre-training rows and plain
+  {prompt, response_a, response_b} as they are; a labeled row loses its label, its two
+  responses ordered by a hash of their text so that A is not always the better one."""
+  if isinstance(row, dict) and ("response_a" in row or ("instruction" in row and
+                                                        "output" in row)):
+    return parse_unlabeled_pair(row, where)
+  pair = parse_preference_pair(row, where)
+  first, second = sorted((pair.chosen, pair.rejected),
+                         key=lambda text: hashlib.sha256(text.encode()).digest())
+  return UnlabeledPair(pair.prompt, first, second, where, pair.extra)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,9 +32,22 @@ class SourceError(GramError):
     self.reason = reason
 
 
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".jsonl.gz", ".json.gz", ".parquet.gz")
+
+
 def check_exists(path: str) -> None:
-  if not path.startswith((HF_PREFIX, TFDS_PREFIX)) and not os.path.isfile(path):
+  if not path.startswith((HF_PREFIX, TFDS_PREFIX)) and not os.path.exists(path):
     raise GramError(f"{path}: data file not found")
+
+
+def folder_files(path: str) -> list[str]:
+  """The data files under a folder, in sorted path order (a benchmark shipped as a tree of
+  files, e.g. RMB's Pairwise_set, reads as one source)."""
+  found = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
+                 for name in names if name.endswith(DATA_SUFFIXES))
+  if not found:
+    raise GramError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder")
+  return found
 
 
 def _open_text(path: str):
@@ -143,7 +156,8 @@ def _plain(value: Any) -> Any:
 
 
 def iter_rows(path: str) -> Iterator[Row]:
-  """Rows of one source; the format follows the file extension."""
+  """Rows of one source (a file, or every data file under a folder); the format follows the
+  file extension."""
   if path.startswith(HF_PREFIX):
     yield from _hub_rows(path)
     return
@@ -151,6 +165,10 @@ def iter_rows(path: str) -> Iterator[Row]:
     yield from _tfds_rows(path)
     return
   check_exists(path)
+  if os.path.isdir(path):
+    for name in folder_files(path):
+      yield from iter_rows(name)
+    return
   name = path[:-3] if path.endswith(".gz") else path
   if name.endswith(".jsonl"):
     yield from _jsonl_rows(path)

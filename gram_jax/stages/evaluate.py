@@ -27,6 +27,10 @@ def detect_benchmark(rows: list[dict], setting: str, path: str = "") -> str:
   if setting != "auto":
     return setting
   first = rows[0] if rows else {}
+  for field, kind in (("bon_best", "rmb_bon"), ("conversation_input", "rmb"),
+                      ("annotator1", "pandalm"), ("chosen_instruction", "hhh")):
+    if field in first:
+      return kind
   if "output_1" in first and benchmarks.llmbar_subset(path):
     return "rewardbench"
   if isinstance(first.get("chosen"), list) and first["chosen"] and isinstance(
@@ -96,6 +100,96 @@ def judge_journaled(reward: RewardModel, triples: list[tuple[str, str, str]],
                        desc=os.path.basename(log.path))
 
 
+Scored = tuple[list[dict], dict[str, Any], list[dict[str, Any]]]
+
+
+def _rmbench(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
+             log: Journal) -> Scored:
+  """Every item's 3x3 (chosen variant, rejected variant) pairs."""
+  triples = [t for where, row in rows for t in _rmbench_triples(where, row)]
+  outcomes = judge_journaled(reward, triples, log)
+  results, matrices = [], []
+  for index, (_, row) in enumerate(rows):
+    item = outcomes[9 * index:9 * index + 9]
+    chosen = np.array([o["a"] for o in item]).reshape(3, 3)
+    rejected = np.array([o["b"] for o in item]).reshape(3, 3)
+    wins = np.array([correct(o) for o in item]).reshape(3, 3)
+    matrices.append((rmbench_domain(row, path), wins))
+    results.append({**row, "score_chosen": chosen.tolist(), "score_rejected": rejected.tolist(),
+                    "correct": wins.tolist(), **benchmarks.rmbench_item_accuracy(wins),
+                    "readouts": [_readout(o) for o in item]})
+  return results, benchmarks.rmbench_summary(matrices), outcomes
+
+
+def _best_of_n(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
+               log: Journal) -> Scored:
+  """RMB best-of-n: a group is right only when its best answer beats every loser."""
+  groups = [preference.parse_best_of_n(row, where) for where, row in rows]
+  triples = [(g.prompt, g.best, loser) for g in groups for loser in g.losers]
+  outcomes = judge_journaled(reward, triples, log)
+  results, subset_correct, start = [], [], 0
+  for (where, row), group in zip(rows, groups):
+    item = outcomes[start:start + len(group.losers)]
+    start += len(group.losers)
+    ok = all(correct(o) for o in item)
+    subset_correct.append((_rmb_subset(row, where), ok))
+    results.append({**row, "score_best": [o["a"] for o in item],
+                    "score_losers": [o["b"] for o in item], "correct": ok,
+                    "readouts": [_readout(o) for o in item]})
+  return results, benchmarks.rmb_summary(kind, subset_correct), outcomes
+
+
+def _pairwise(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
+              log: Journal) -> Scored:
+  """One (prompt, chosen, rejected) pair per record, summarised by the benchmark's rules.
+  PandaLM records whose annotators' majority is a tie are counted, not scored."""
+  ties = 0
+  if kind == "pandalm":
+    labels = [preference.pandalm_label(row, where) for where, row in rows]
+    ties = labels.count(0)
+    rows = [r for r, label in zip(rows, labels) if label]
+  pairs = [preference.parse_preference_pair(row, where) for where, row in rows]
+  outcomes = judge_journaled(reward, [(p.prompt, p.chosen, p.rejected) for p in pairs], log)
+  flags = [correct(o) for o in outcomes]
+  results = [{**row, "score_chosen": o["a"], "score_rejected": o["b"], "correct": ok,
+              **_readout(o)} for (_, row), o, ok in zip(rows, outcomes, flags)]
+  if kind == "rewardbench":
+    in_folder = benchmarks.llmbar_subset(path)
+    summary = benchmarks.rewardbench_summary(
+        (str(r.get("subset", in_folder or "")), ok) for (_, r), ok in zip(rows, flags))
+  elif kind == "judgebench":
+    summary = benchmarks.judgebench_summary(
+        (str(r.get("source", "")), ok) for (_, r), ok in zip(rows, flags))
+  elif kind == "rmb":
+    summary = benchmarks.rmb_summary(kind, ((_rmb_subset(r, w), ok)
+                                            for (w, r), ok in zip(rows, flags)))
+  elif kind == "hhh":
+    summary = benchmarks.hhh_summary((p.extra.get("source", ""), ok)
+                                     for p, ok in zip(pairs, flags))
+  elif kind == "pandalm":
+    unanimous = [len({r["annotator1"], r["annotator2"], r["annotator3"]}) == 1
+                 for _, r in rows]
+    summary = benchmarks.pandalm_summary(zip(flags, unanimous), ties)
+  else:
+    summary = benchmarks.pairs_summary(flags)
+  return results, summary, outcomes
+
+
+def _readout(outcome: dict[str, Any]) -> dict[str, Any]:
+  return {k: v for k, v in outcome.items() if k not in ("a", "b")}
+
+
+def _rmb_subset(row: dict, where: str) -> str:
+  """RMB's subset: the record's category_path, else its file's path from the set folder."""
+  if isinstance(row.get("category_path"), str):
+    return row["category_path"]
+  path = where.rsplit("[", 1)[0]
+  for root in ("Pairwise_set", "BoN_set"):
+    if f"{root}/" in path:
+      return root + path.split(root, 1)[1].split(".json")[0]
+  return path
+
+
 def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
                   work: dict[str, Any]) -> dict[str, Any]:
   """Scores one file into out_dir; a file already finished for the same `work` (model,
@@ -111,39 +205,8 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
   rows = read_rows(path)
   kind = detect_benchmark([r for _, r in rows], setting, path)
   log = Journal(os.path.join(out_dir, "scores.journal"), work)
-  results = []
-  if kind == "rmbench":
-    triples = [t for where, row in rows for t in _rmbench_triples(where, row)]
-    outcomes = judge_journaled(reward, triples, log)
-    matrices = []
-    for index, (_, row) in enumerate(rows):
-      item = outcomes[9 * index:9 * index + 9]
-      chosen = np.array([o["a"] for o in item]).reshape(3, 3)
-      rejected = np.array([o["b"] for o in item]).reshape(3, 3)
-      wins = np.array([correct(o) for o in item]).reshape(3, 3)
-      matrices.append((rmbench_domain(row, path), wins))
-      results.append({**row, "score_chosen": chosen.tolist(), "score_rejected": rejected.tolist(),
-                      "correct": wins.tolist(), **benchmarks.rmbench_item_accuracy(wins),
-                      "readouts": [{k: v for k, v in o.items() if k not in ("a", "b")}
-                                   for o in item]})
-    summary = benchmarks.rmbench_summary(matrices)
-  else:
-    pairs = [preference.parse_preference_pair(row, where) for where, row in rows]
-    outcomes = judge_journaled(reward, [(p.prompt, p.chosen, p.rejected) for p in pairs], log)
-    flags = [correct(o) for o in outcomes]
-    for (_, row), outcome, ok in zip(rows, outcomes, flags):
-      readout = {k: v for k, v in outcome.items() if k not in ("a", "b")}
-      results.append({**row, "score_chosen": outcome["a"], "score_rejected": outcome["b"],
-                      "correct": ok, **readout})
-    if kind == "rewardbench":
-      in_folder = benchmarks.llmbar_subset(path)
-      summary = benchmarks.rewardbench_summary(
-          (str(r.get("subset", in_folder or "")), ok) for (_, r), ok in zip(rows, flags))
-    elif kind == "judgebench":
-      summary = benchmarks.judgebench_summary(
-          (str(r.get("source", "")), ok) for (_, r), ok in zip(rows, flags))
-    else:
-      summary = benchmarks.pairs_summary(flags)
+  score = {"rmbench": _rmbench, "rmb_bon": _best_of_n}.get(kind, _pairwise)
+  results, summary, outcomes = score(reward, rows, kind, path, log)
   trimmed = sum(o["trimmed"] for o in outcomes)
   summary.update(benchmarks.readout_summary(outcomes), trimmed_pairs=trimmed, file=path,
                  work=work)
@@ -163,11 +226,14 @@ def correct(outcome: dict[str, Any]) -> bool:
 
 
 def file_identity(path: str) -> dict[str, Any]:
-  """A local file's size and modification time, so an edited file is evaluated again."""
-  if not os.path.isfile(path):
+  """A local file's (or a folder's files') sizes and modification times, so an edited file
+  is evaluated again."""
+  if not os.path.exists(path):
     return {"file": path}
-  stat = os.stat(path)
-  return {"file": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+  names = sources.folder_files(path) if os.path.isdir(path) else [path]
+  stats = [os.stat(name) for name in names]
+  return {"file": os.path.abspath(path), "size": sum(s.st_size for s in stats),
+          "mtime_ns": max(s.st_mtime_ns for s in stats), "files": len(names)}
 
 
 def write_outputs(out_dir: str, results: list[dict], summary: dict, report: str) -> None:

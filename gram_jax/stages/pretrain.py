@@ -11,7 +11,7 @@ import ml_collections
 from absl import logging
 
 from gram_jax import configlib, parallel
-from gram_jax.data import encode, loader, records, synthetic
+from gram_jax.data import encode, loader, preference, records, synthetic
 from gram_jax.stages import setup
 from gram_jax.training import loop, objectives
 
@@ -29,7 +29,7 @@ def run(c: ml_collections.ConfigDict) -> None:
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
   tokenizer = setup.load_or_build_tokenizer(c)
   pairs, report = records.read_records(
-      train_files(c), records.parse_unlabeled_pair, c.data.on_bad_record,
+      train_files(c), preference.parse_unlabeled, c.data.on_bad_record,
       shard=(jax.process_index(), jax.process_count()))
   logging.info("pretrain data: %s", report.summary())
   encoder = encode.pretrain_encoder(tokenizer, c.data.cutoff_len,

@@ -276,7 +276,7 @@ class SelfTraining:
     batch at a time into a journal, so preemption loses at most one batch."""
     unlabeled = self.files["unlabeled"]
     pool = records.read_records([unlabeled[(round_index - 1) % len(unlabeled)]],
-                                records.parse_unlabeled_pair, self.c.data.on_bad_record)[0]
+                                preference.parse_unlabeled, self.c.data.on_bad_record)[0]
     judge = self.policy_judge(policy_dir)
     sampling = Sampling(temperature=self.s.judge_temperature)
     by_fraction = self.s.keep_top_fraction > 0

@@ -165,6 +165,47 @@ def test_evaluate_llmbar_in_its_own_format_as_rewardbench_chat_hard(finetuned, t
     assert summary["groups"] == {"chat-hard": pytest.approx(recount)}
 
 
+def _results(out: str, folder: str) -> tuple[dict, list[dict]]:
+  summary = json.load(open(os.path.join(out, folder, "summary.json")))
+  return summary, [json.loads(l) for l in open(os.path.join(out, folder, "results.jsonl"))]
+
+
+def test_evaluate_pandalm_hhh_and_rmb_in_their_own_formats(finetuned, tmp_path):
+  files = [os.path.join(SHARED_DATA, *parts) for parts in (
+      ("pandalm", "testset-v1.json"), ("hhh-alignment", "hhh_alignment_eval.json"),
+      ("rmb", "BoN_set", "Helpfulness", "Chat"),
+      ("rmb", "Pairwise_set", "Harmlessness", "S1.json.gz"))]
+  if not all(os.path.exists(f) for f in files):
+    pytest.skip("shared PandaLM / HHH / RMB data not present")
+  out = _evaluate_shared(finetuned, files, tmp_path)
+  wins = lambda rows: [r["score_chosen"] > r["score_rejected"] for r in rows]
+
+  summary, rows = _results(out, "testset-v1")
+  assert summary["benchmark"] == "pandalm" and summary["ties_excluded"] == 105
+  assert len(rows) == summary["pairs"] == 894 and summary["unanimous_pairs"] == 426 + 368
+  assert summary["accuracy"] == pytest.approx(np.mean(wins(rows)))
+
+  summary, rows = _results(out, "hhh_alignment_eval")
+  assert summary["benchmark"] == "hhh" and len(rows) == 221
+  assert summary["groups"] == pytest.approx(_group_means([r["source"] for r in rows],
+                                                         wins(rows)))
+  assert summary["overall"] == pytest.approx(np.mean(wins(rows)))
+
+  # RMB best-of-n: a group counts only when its best answer beats every loser; a goal is
+  # the mean of its subsets (one file each).
+  summary, rows = _results(out, "Chat")
+  assert summary["benchmark"] == "rmb_bon" and len(rows) == 71 + 59 + 25
+  won = [all(b > l for b, l in zip(r["score_best"], r["score_losers"])) for r in rows]
+  assert [r["correct"] for r in rows] == won
+  by_subset = _group_means([r["category_path"] for r in rows], won)
+  assert len(by_subset) == 3
+  assert summary["groups"] == {"Helpfulness": pytest.approx(np.mean(list(by_subset.values())))}
+
+  summary, rows = _results(out, "S1")
+  assert summary["benchmark"] == "rmb" and len(rows) == 459
+  assert summary["groups"] == {"Harmlessness": pytest.approx(np.mean(wins(rows)))}
+
+
 def test_evaluate_requires_model_and_files(tmp_path):
   result = cli.run_main("configs/evaluate.py", f"--config.workdir={tmp_path}")
   assert "config.model.path: required" in cli.error_line(result)

@@ -78,7 +78,7 @@ def test_readout_summary_counts_consistency_and_reasoning_readouts():
 
 def test_markdown_renders_every_kind():
   rb = benchmarks.rewardbench_summary([("alpacaeval-easy", True)])
-  assert "| chat | overall |" in benchmarks.markdown("rb.json", rb, 2)
+  assert "| chat | overall (mean of groups) |" in benchmarks.markdown("rb.json", rb, 2)
   rm = benchmarks.rmbench_summary([("chat", np.ones((3, 3), bool))])
   assert "| chat | 1 | 100.0 | 100.0 | 100.0 | 100.0 |" in benchmarks.markdown("rm", rm, 0)
   jb = benchmarks.judgebench_summary([("livecodebench", True), ("mmlu-pro", False)])
