@@ -34,5 +34,7 @@ setuptools.setup(
         # gguf + accelerate: transformers reads the real test model (SmolLM2, GGUF) with them.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "torch>=2.4",
                  "gguf>=0.10", "accelerate>=1.0"],
+        # bench/replicate_gram.py: its Bradley–Terry peer is TRL's RewardTrainer.
+        "replicate": ["torch>=2.4", "gguf>=0.10", "accelerate>=1.0", "trl>=1.0"],
     },
 )

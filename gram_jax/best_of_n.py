@@ -52,6 +52,16 @@ def read_candidates(path: str) -> list[dict]:
   return rows
 
 
+def pick_winners(reward: RewardModel, rows: list[dict], method: str) -> list[dict]:
+  """Each row with its best_index, best_response and the scores the ranking used."""
+  winners = []
+  for row in rows:
+    ranked = reward.rank(row["prompt"], row["responses"], method)
+    winners.append({**row, "best_index": ranked.best,
+                    "best_response": row["responses"][ranked.best], "scores": ranked.scores})
+  return winners
+
+
 def main(argv: list[str]) -> None:
   del argv
   cli_util.quiet_library_logs()
@@ -70,11 +80,7 @@ def main(argv: list[str]) -> None:
     reward = RewardModel.from_pretrained(FLAGS.model, max_len=FLAGS.max_len,
                                          batch_size=FLAGS.batch_size, reasoning=reasoning,
                                          **kwargs)
-    winners = []
-    for row in rows:
-      ranked = reward.rank(row["prompt"], row["responses"], FLAGS.method)
-      winners.append({**row, "best_index": ranked.best,
-                      "best_response": row["responses"][ranked.best], "scores": ranked.scores})
+    winners = pick_winners(reward, rows, FLAGS.method)
     journal.write_jsonl(winners, FLAGS.output)
   print(json.dumps({"rows": len(winners), "output": FLAGS.output}))
 

@@ -17,7 +17,7 @@ import torch
 import transformers
 
 import gram_jax
-from gram_jax import GramError, pretrained
+from gram_jax import GramError, best_of_n, pretrained
 from gram_jax.data import preference
 from gram_jax.data.encode import JudgeEncoder
 from gram_jax.hf import smollm2
@@ -119,8 +119,17 @@ def test_evaluate_serve_and_best_of_n_paths_run_on_the_real_model(reward, tmp_pa
   summary = evaluate.evaluate_file(reward, data, "auto", str(tmp_path / "eval"), {})
   assert summary["pairs"] == 4 and 0.0 <= summary["accuracy"] <= 1.0
   assert 0.0 <= summary["position_consistency"] <= 1.0
-  ranked = reward.rank(PAIRS[0][0], list(PAIRS[0][1:]) + ["Paris."], "round_robin")
-  assert sorted(ranked.order) == [0, 1, 2] and ranked.comparisons == 3
+  candidates = list(PAIRS[0][1:]) + ["Paris."]
+  winner, = best_of_n.pick_winners(reward, [{"prompt": PAIRS[0][0], "responses": candidates,
+                                             "id": 5}], "round_robin")
+  # Round robin by hand from the model's own pair scores: a win per game, most wins first.
+  games = [(i, j) for i in range(3) for j in range(i + 1, 3)]
+  scores = reward.score_batch([(PAIRS[0][0], candidates[i], candidates[j]) for i, j in games])
+  wins = np.zeros(3)
+  for (i, j), (a, b) in zip(games, scores):
+    wins[i if a > b else j] += 1
+  assert winner["id"] == 5 and winner["best_index"] == int(np.argmax(wins))
+  assert winner["best_response"] == candidates[winner["best_index"]]
   running = serve_in_background(RewardServer(reward, LIMITS))
   try:
     body = json.dumps({"pairs": [dict(zip(("prompt", "response_a", "response_b"), PAIRS[0]))]})

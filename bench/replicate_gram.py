@@ -1,0 +1,294 @@
+"""GRAM's table at small scale: SmolLM2-135M-Instruct, real preference data, and the
+Bradley–Terry reward model users train today (TRL's RewardTrainer) as the peer.
+
+  python bench/replicate_gram.py                  # the full recipe: needs a GPU (hours on CPU)
+  python bench/replicate_gram.py --scale=smoke    # the same recipe on a small subset (CPU)
+  python bench/replicate_gram.py --seeds=0,1,2 --workdir=/tmp/replicate
+
+Recipe, per seed (a rerun reuses every finished step under --workdir):
+  zero-shot        SmolLM2 judging with the official GRAM prompt, no training;
+  BT (TRL)         AutoModelForSequenceClassification + trl.RewardTrainer on the same pairs,
+                   same epochs, learning rate and pairs per step;
+  GRAM ft ε=0.1    stage `finetune` (verdict loss, both A/B orders, label smoothing 0.1);
+  GRAM ft ε=0      the label-smoothing ablation;
+  GRAM s1 + ft     stage `pretrain` on the same pairs without their labels, then `finetune`.
+GRAM-R² (rationales) is not a row: its seed proofs would have to be written for real pairs
+(see BENCHMARKS.md).
+
+Data (../shared/data): train = HH-RLHF harmless-base test + RMB pairwise outside the held-out
+categories; evaluation = LLMBar (5 subsets, RewardBench chat-hard), HHH, RM-Bench chat,
+PandaLM, and RMB pairwise and best-of-n in the held-out categories. A training pair whose
+question appears in any evaluation set is dropped and counted. Every evaluation uses the
+official grouping rules (gram_jax.data.benchmarks); the output is one Markdown table, also
+written with every figure to <workdir>/summary.json.
+"""
+import argparse
+import dataclasses
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from gram_jax.data import benchmarks, preference, sources  # noqa: E402
+from gram_jax.errors import GramError  # noqa: E402
+from gram_jax.hf.smollm2 import smollm2_instruct  # noqa: E402
+from gram_jax.stages import evaluate  # noqa: E402
+
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+HELD_OUT_RMB = ("Helpfulness/Code", "Helpfulness/Reasoning", "Harmlessness/S1",
+                "Harmlessness/multi")
+LLMBAR = (("Natural",), ("Adversarial", "GPTInst"), ("Adversarial", "GPTOut"),
+          ("Adversarial", "Manual"), ("Adversarial", "Neighbor"))
+FILE_NAMES = {"rmbench": "rmbench_chat"}
+ROWS = ("zero-shot", "BT (TRL RewardTrainer)", "GRAM ft ε=0.1", "GRAM ft ε=0",
+        "GRAM s1 + ft ε=0.1")
+COLUMNS = (("llmbar", "LLMBar (chat-hard)"), ("hhh", "HHH"), ("rmbench", "RM-Bench chat"),
+           ("rmbench_hard", "RM-Bench hard"), ("pandalm", "PandaLM"),
+           ("rmb", "RMB pairwise (held-out)"), ("rmb_bon", "RMB BoN (held-out)"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+  train_pairs: int  # 0: every training pair
+  eval_items: int  # per benchmark; 0: all
+  cutoff: int  # tokens of a training example and of a judging prompt
+  epochs: float
+  pairs_per_step: int
+  learning_rate: float
+  pretrain_learning_rate: float
+  eval_batch: int
+
+
+SCALES = {
+    # GRAM's stage-2 settings (lr 2e-5, warmup 0.1, cosine) at a 135M model's batch.
+    "full": Scale(train_pairs=0, eval_items=0, cutoff=1024, epochs=1.0, pairs_per_step=16,
+                  learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=32),
+    "smoke": Scale(train_pairs=16, eval_items=4, cutoff=320, epochs=1.0, pairs_per_step=4,
+                   learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=8),
+}
+
+
+def _json(path: str) -> list[dict]:
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rt", encoding="utf-8") as f:
+    return [json.loads(l) for l in f if l.strip()] if ".jsonl" in path else json.load(f)
+
+
+def _write(path: str, rows: list[dict]) -> str:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(rows, f)
+  return path
+
+
+def _sample(rows: list, count: int, seed: int) -> list:
+  if not count or count >= len(rows):
+    return rows
+  keep = np.random.default_rng(seed).choice(len(rows), count, replace=False)
+  return [rows[i] for i in sorted(keep)]
+
+
+def _rmb_rows(kind: str, held_out: bool) -> list[dict]:
+  rows = [r.data for r in sources.iter_rows(os.path.join(SHARED, "rmb", kind))]
+  return [r for r in rows if any(f"/{c}" in r["category_path"] for c in HELD_OUT_RMB)
+          == held_out]
+
+
+def native_eval_sets() -> dict[str, list[dict]]:
+  """Every evaluation set, whole, in its native format (LLMBar's subsets joined, each row
+  naming its RewardBench subset)."""
+  llmbar = [{**row, "subset": benchmarks.LLMBAR_SUBSETS[parts]}
+            for parts in LLMBAR
+            for row in _json(os.path.join(SHARED, "llmbar", "LLMBar", *parts, "dataset.json"))]
+  return {"llmbar": llmbar,
+          "hhh": _json(os.path.join(SHARED, "hhh-alignment", "hhh_alignment_eval.json")),
+          "rmbench": _json(os.path.join(SHARED, "rm-bench", "chat_filtered.json")),
+          "pandalm": _json(os.path.join(SHARED, "pandalm", "testset-v1.json")),
+          "rmb": _rmb_rows("Pairwise_set", held_out=True),
+          "rmb_bon": _rmb_rows("BoN_set", held_out=True)}
+
+
+def questions(rows: list[dict]) -> set[str]:
+  """The questions a set asks, as the judge reads them."""
+  asked = set()
+  for index, row in enumerate(rows):
+    where = f"[{index}]"
+    if "bon_best" in row:
+      asked.add(preference.parse_best_of_n(row, where).prompt.strip())
+    elif "annotator1" in row:
+      asked.add(preference.pandalm_question(row, where).strip())
+    elif isinstance(row.get("chosen"), list) and isinstance(row["chosen"][0], str):
+      asked.add(row["prompt"].strip())  # RM-Bench's 3 x 3 variants
+    else:
+      asked.add(preference.parse_preference_pair(row, where).prompt.strip())
+  return asked
+
+
+def train_set(out: str, scale: Scale, seed: int, asked: set[str]) -> dict:
+  """Training pairs as {prompt, chosen, rejected}; none asks a question of any evaluation
+  set (whole sets, not only the sampled items)."""
+  pairs, bad = [], 0
+  for row in sources.iter_rows(os.path.join(SHARED, "hh-rlhf", "harmless-base-test.jsonl.gz")):
+    try:
+      pairs.append(preference.parse_preference_pair(row.data, row.where))
+    except GramError:  # HH-RLHF's empty replies: counted, as data.on_bad_record=skip does
+      bad += 1
+  pairs += [preference.parse_preference_pair(r, r["pair_uid"])
+            for r in _rmb_rows("Pairwise_set", held_out=False)]
+  kept = [p for p in pairs if p.prompt.strip() not in asked]
+  chosen = _sample(kept, scale.train_pairs, seed)
+  path = _write(os.path.join(out, "train.json"), [p.as_row() for p in chosen])
+  return {"path": path, "pairs": len(chosen), "skipped_bad": bad,
+          "dropped_eval_overlap": len(pairs) - len(kept)}
+
+
+def main_stage(config: str, workdir: str, *overrides: str) -> str:
+  """One gram_jax stage through its CLI; a finished workdir is reused."""
+  done = os.path.join(workdir, ".replicate_done")
+  if not os.path.exists(done):
+    command = [sys.executable, "-m", "gram_jax.main", f"--config={ROOT}/configs/{config}.py",
+               f"--config.workdir={workdir}", *overrides]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode:
+      sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    open(done, "w").close()
+  return workdir
+
+
+def train_overrides(scale: Scale, seed: int, train: dict, lr: float,
+                    examples_per_pair: int) -> list[str]:
+  """The same pairs per step and steps for every trained row (fine-tuning sees each pair in
+  both A/B orders, pre-training once)."""
+  steps = max(1, int(scale.epochs * train["pairs"] / scale.pairs_per_step))
+  return [f"--config.data.train_files={train['path']}", f"--config.seed={seed}",
+          f"--config.data.cutoff_len={scale.cutoff}", f"--config.data.seq_len={scale.cutoff}",
+          f"--config.train.global_batch_size={examples_per_pair * scale.pairs_per_step}",
+          f"--config.train.num_steps={steps}", f"--config.train.learning_rate={lr}",
+          "--config.eval.files=", "--config.checkpoint.every_steps=100000"]
+
+
+def gram_pairs_per_second(workdir: str, pairs_per_step: int) -> float:
+  """Trained pairs per second over every step but the first (compilation)."""
+  with open(os.path.join(workdir, "train_metrics.jsonl"), encoding="utf-8") as f:
+    seconds = [json.loads(l)["step_seconds"] for l in f][1:]
+  return pairs_per_step * len(seconds) / sum(seconds) if seconds else float("nan")
+
+
+def evaluate_gram(model: str, workdir: str, files: dict[str, str], scale: Scale) -> dict:
+  main_stage("evaluate", workdir, f"--config.model.path={model}",
+             f"--config.eval.files={','.join(files.values())}",
+             f"--config.eval.max_len={scale.cutoff}",
+             f"--config.eval.batch_size={scale.eval_batch}")
+  folders = evaluate.output_names(list(files.values()))
+  return {name: json.load(open(os.path.join(workdir, folder, "summary.json"), encoding="utf-8"))
+          for name, folder in zip(files, folders)}
+
+
+def figures(summaries: dict[str, dict]) -> dict[str, float]:
+  """The table's cells from the official summaries."""
+  s = summaries
+  cells = {"llmbar": s["llmbar"]["groups"]["chat-hard"], "hhh": s["hhh"]["overall"],
+           "rmbench": s["rmbench"]["overall"]["avg"],
+           "rmbench_hard": s["rmbench"]["overall"]["hard"], "pandalm": s["pandalm"]["accuracy"],
+           "rmb": s["rmb"]["overall"], "rmb_bon": s["rmb_bon"]["overall"]}
+  cells["mean"] = float(np.mean([cells[k] for k in ("llmbar", "hhh", "rmbench", "pandalm",
+                                                    "rmb", "rmb_bon")]))
+  cells["consistency"] = float(np.mean([v["position_consistency"] for v in s.values()]))
+  cells["trimmed"] = sum(v["trimmed_pairs"] for v in s.values())
+  return cells
+
+
+def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dict]:
+  out = os.path.join(args.workdir, f"seed{seed}")
+  native = native_eval_sets()
+  # RM-Bench's chat file names no domain in its rows: the file name does.
+  files = {name: _write(os.path.join(out, "eval_data", f"{FILE_NAMES.get(name, name)}.json"),
+                        _sample(rows, scale.eval_items, seed)) for name, rows in native.items()}
+  asked = set().union(*map(questions, native.values()))
+  train = train_set(os.path.join(out, "train_data"), scale, seed, asked)
+  print(f"seed {seed}: {train['pairs']} training pairs ({train['dropped_eval_overlap']} "
+        f"dropped: their question is in an evaluation set; {train['skipped_bad']} bad)",
+        flush=True)
+  base = smollm2_instruct()
+  rows: dict[str, dict] = {}
+  start = time.time()
+  rows["zero-shot"] = figures(evaluate_gram(base, os.path.join(out, "eval_zero_shot"), files,
+                                            scale))
+  import bt_peer  # torch and trl load only here
+  bt = bt_peer.train_and_evaluate(base, train, files, scale, seed, os.path.join(out, "bt"))
+  rows["BT (TRL RewardTrainer)"] = {**figures(bt["summaries"]),
+                                    "pairs_per_second": bt["pairs_per_second"]}
+  for name, smoothing in (("GRAM ft ε=0.1", 0.1), ("GRAM ft ε=0", 0.0)):
+    workdir = main_stage("finetune", os.path.join(out, f"ft_eps{smoothing}"),
+                         f"--config.model.path={base}",
+                         f"--config.train.label_smoothing={smoothing}",
+                         *train_overrides(scale, seed, train, scale.learning_rate, 2))
+    rows[name] = {**figures(evaluate_gram(workdir, workdir + "_eval", files, scale)),
+                  "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
+  stage1 = main_stage("pretrain", os.path.join(out, "stage1"), f"--config.model.path={base}",
+                      "--config.data.pack=false",
+                      *train_overrides(scale, seed, train, scale.pretrain_learning_rate, 1))
+  workdir = main_stage("finetune", os.path.join(out, "stage1_ft"),
+                       f"--config.model.path={stage1}",
+                       *train_overrides(scale, seed, train, scale.learning_rate, 2))
+  rows["GRAM s1 + ft ε=0.1"] = {
+      **figures(evaluate_gram(workdir, workdir + "_eval", files, scale)),
+      "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
+  print(f"seed {seed}: {(time.time() - start) / 60:.1f} min", flush=True)
+  return {"train": train, "rows": rows}
+
+
+def cell(values: list[float], percent: bool = True) -> str:
+  values = [v for v in values if v == v]
+  if not values:
+    return "—"
+  scale = 100 if percent else 1
+  mean = scale * float(np.mean(values))
+  if len(values) == 1:
+    return f"{mean:.1f}"
+  return f"{mean:.1f} ± {scale * float(np.std(values, ddof=1)):.1f}"
+
+
+def table(results: dict[int, dict]) -> str:
+  header = ([label for _, label in COLUMNS] + ["mean of 6 sets", "position consistency",
+                                               "train pairs/s"])
+  lines = ["| model | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+  for row in ROWS:
+    per_seed = [r["rows"][row] for r in results.values()]
+    cells = [cell([s[k] for s in per_seed]) for k, _ in COLUMNS]
+    cells.append(cell([s["mean"] for s in per_seed]))
+    consistency = [s["consistency"] for s in per_seed]
+    cells.append("— (scalar)" if row.startswith("BT") else cell(consistency))
+    cells.append(cell([s.get("pairs_per_second", float("nan")) for s in per_seed], False))
+    lines.append(f"| {row} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+  parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+  parser.add_argument("--workdir", default=os.path.join(ROOT, "workdir", "replicate_gram"))
+  args = parser.parse_args()
+  if not os.path.isdir(SHARED):
+    sys.exit(f"{SHARED}: the shared data folder is missing")
+  scale = SCALES[args.scale]
+  results = {int(s): run_seed(args, scale, int(s)) for s in args.seeds.split(",")}
+  text = table(results)
+  os.makedirs(args.workdir, exist_ok=True)
+  with open(os.path.join(args.workdir, "summary.json"), "w", encoding="utf-8") as f:
+    json.dump({"scale": args.scale, "settings": dataclasses.asdict(scale),
+               "seeds": {str(k): v for k, v in results.items()}, "table": text}, f, indent=2)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
