@@ -223,8 +223,9 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dic
                                             scale))
   import bt_peer  # torch and trl load only here
   bt = bt_peer.train_and_evaluate(base, train, files, scale, seed, os.path.join(out, "bt"))
-  rows["BT (TRL RewardTrainer)"] = {**figures(bt["summaries"]),
-                                    "pairs_per_second": bt["pairs_per_second"]}
+  rows["BT (TRL RewardTrainer)"] = {
+      **figures(bt["summaries"]), "pairs_per_second": bt["pairs_per_second"],
+      "pairs_filtered_too_long": bt["pairs_filtered_too_long"]}
   for name, smoothing in (("GRAM ft ε=0.1", 0.1), ("GRAM ft ε=0", 0.0)):
     workdir = main_stage("finetune", os.path.join(out, f"ft_eps{smoothing}"),
                          f"--config.model.path={base}",
@@ -246,14 +247,16 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dic
 
 
 def cell(values: list[float], percent: bool = True) -> str:
+  """Mean ± sample standard deviation over seeds: percentages to 0.1, rates to 3 digits."""
   values = [v for v in values if v == v]
   if not values:
     return "—"
   scale = 100 if percent else 1
-  mean = scale * float(np.mean(values))
+  shown = (lambda x: f"{x:.1f}") if percent else (lambda x: f"{x:.3g}")
+  mean = shown(scale * float(np.mean(values)))
   if len(values) == 1:
-    return f"{mean:.1f}"
-  return f"{mean:.1f} ± {scale * float(np.std(values, ddof=1)):.1f}"
+    return mean
+  return f"{mean} ± {shown(scale * float(np.std(values, ddof=1)))}"
 
 
 def table(results: dict[int, dict]) -> str:
@@ -268,6 +271,16 @@ def table(results: dict[int, dict]) -> str:
     cells.append("— (scalar)" if row.startswith("BT") else cell(consistency))
     cells.append(cell([s.get("pairs_per_second", float("nan")) for s in per_seed], False))
     lines.append(f"| {row} | " + " | ".join(cells) + " |")
+  lines.append("")
+  for seed, r in results.items():
+    train, peer = r["train"], r["rows"]["BT (TRL RewardTrainer)"]
+    trimmed = {row: r["rows"][row]["trimmed"] for row in ROWS}
+    lines.append(
+        f"Seed {seed}: {train['pairs']} training pairs ({train['dropped_eval_overlap']} dropped "
+        f"for asking an evaluation question, {train['skipped_bad']} unreadable); TRL filtered "
+        f"{peer['pairs_filtered_too_long']} pairs longer than the cutoff (RewardConfig."
+        f"max_length) and trained on the rest; judged pairs trimmed to the cutoff per row: "
+        f"{trimmed}.")
   return "\n".join(lines)
 
 
