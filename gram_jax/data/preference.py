@@ -287,11 +287,10 @@ def parse_preference_pair(row: Any, where: str) -> PreferencePair:
     return _judgebench(row, where)
   if "output_1" in row and "output_2" in row:
     return _llmbar(row, where)
-  if isinstance(row.get("chosen"), list) and row["chosen"] and isinstance(row["chosen"][0],
-                                                                           dict):
+  chosen = row.get("chosen")
+  if isinstance(chosen, list) and chosen and isinstance(chosen[0], dict):
     return _conversational(row, where)
-  if "prompt" not in row and isinstance(row.get("chosen"), str) and \
-      row["chosen"].startswith("\n\nHuman:"):
+  if "prompt" not in row and isinstance(chosen, str) and chosen.startswith("\n\nHuman:"):
     return _hh_rlhf(row, where)
   extra = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
   return PreferencePair(text_field(row, "prompt", where), text_field(row, "chosen", where),
