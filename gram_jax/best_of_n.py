@@ -12,7 +12,7 @@ import json
 
 from absl import app, flags
 
-from gram_jax import cli_util, journal, judge_card
+from gram_jax import cli_util, journal, judge_card, storage
 from gram_jax.data import sources
 from gram_jax.errors import GramError
 from gram_jax.inference import ranking
@@ -66,6 +66,9 @@ def main(argv: list[str]) -> None:
   del argv
   cli_util.quiet_library_logs()
   with cli_util.one_line_errors():
+    storage.check_local(FLAGS.model, "--model")
+    storage.check_local(FLAGS.input, "--input", data=True)
+    storage.check_local(FLAGS.output, "--output")
     rows = read_candidates(FLAGS.input)  # every row checked before the model loads
     card = judge_card.read_judge_card(FLAGS.model)
     if (FLAGS.votes or FLAGS.temperature >= 0) and not (card.get("reasoning") or

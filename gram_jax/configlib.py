@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from gram_jax import parallel
+from gram_jax import parallel, storage
 from gram_jax.data import benchmarks, sources
 from gram_jax.errors import GramError
 from gram_jax.models.config import ARCHITECTURES, ATTENTION_IMPLS
@@ -239,6 +239,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise GramError(f"config.model.remat: {c.model.remat!r} not in ('none', 'full', 'dots')")
   if c.model.attention not in ATTENTION_IMPLS:
     raise GramError(f"config.model.attention: {c.model.attention!r} not in {ATTENTION_IMPLS}")
+  storage.check_local(c.workdir, "config.workdir")
+  storage.check_local(c.model.path, "config.model.path")
+  storage.check_local(c.tokenizer.path, "config.tokenizer.path")
   if c.model.path and not os.path.isdir(c.model.path):
     raise GramError(f"config.model.path: {c.model.path}: directory not found")
   data_parallel_size(c)  # checks the mesh against the devices
@@ -255,6 +258,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     fields += _self_train_files(c)
   for field, value in fields:
     for path in data_files(value):
+      storage.check_local(path, f"config.{field}", data=True)
       try:
         sources.check_exists(path)
       except GramError as e:

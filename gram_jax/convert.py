@@ -12,7 +12,7 @@ from typing import Any
 
 from absl import app, flags
 
-from gram_jax import checkpoint, cli_util
+from gram_jax import checkpoint, cli_util, storage
 from gram_jax.errors import GramError
 from gram_jax.hf import hub
 from gram_jax.hf.export import save_pretrained
@@ -57,6 +57,8 @@ def main(argv: list[str]) -> None:
   with cli_util.one_line_errors():
     if FLAGS.push_to_hub and FLAGS.to != "hf":
       raise GramError("--push_to_hub needs --to=hf")
+    storage.check_local(FLAGS.src, "--src")
+    storage.check_local(FLAGS.dst, "--dst")
     out = convert(FLAGS.src, FLAGS.dst, FLAGS.to, FLAGS.dtype, FLAGS.max_shard_size)
     print(f"wrote {FLAGS.to} model to {out}")
     if FLAGS.push_to_hub:
