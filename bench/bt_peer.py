@@ -7,6 +7,7 @@ Needs `pip install trl datasets` (not gram_jax dependencies).
 import dataclasses
 import json
 import os
+import shutil
 import time
 from typing import Any
 
@@ -120,19 +121,23 @@ def train(base: str, train_path: str, scale: Any, seed: int, out: str
 
 
 def train_and_evaluate(base: str, train_set: dict, files: dict[str, str], scale: Any,
-                       seed: int, out: str) -> dict[str, Any]:
-  """Trains the peer and evaluates it on every file with evaluate's rules."""
+                       seed: int, out: str, key: str) -> dict[str, Any]:
+  """Trains the peer and evaluates it on every file with evaluate's rules; a result for the
+  same `key` (inputs and settings) is reused."""
   done = os.path.join(out, "peer.json")
   if os.path.exists(done):
     with open(done, encoding="utf-8") as f:
-      return json.load(f)
+      result = json.load(f)
+    if result.get("key") == key:
+      return result
+  shutil.rmtree(out, ignore_errors=True)
   torch.manual_seed(seed)
   model, tokenizer, stats = train(base, train_set["path"], scale, seed, os.path.join(out, "trl"))
   judge = ScalarRewardModel(model, tokenizer, scale.cutoff, scale.eval_batch)
   folders = evaluate.output_names(list(files.values()))
   summaries = {name: evaluate.evaluate_file(judge, path, "auto", os.path.join(out, folder), {})
                for (name, path), folder in zip(files.items(), folders)}
-  result = {**stats, "summaries": summaries}
+  result = {**stats, "summaries": summaries, "key": key}
   with open(done, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
   return result

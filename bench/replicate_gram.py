@@ -11,9 +11,12 @@ Recipe, per seed (a rerun reuses every finished step under --workdir):
                    same epochs, learning rate and pairs per step;
   GRAM ft ε=0.1    stage `finetune` (verdict loss, both A/B orders, label smoothing 0.1);
   GRAM ft ε=0      the label-smoothing ablation;
-  GRAM s1 + ft     stage `pretrain` on the same pairs without their labels, then `finetune`.
-GRAM-R² (rationales) is not a row: its seed proofs would have to be written for real pairs
-(see BENCHMARKS.md).
+  GRAM s1 + ft     stage `pretrain` on the same pairs without their labels, then `finetune`;
+  GRAM-R²          stage `self_train`: π_ψ learns to prove labels from 12 hand-written seed
+                   proofs of HH-RLHF pairs (bench/data/hh_rlhf_seed_proofs.jsonl, joined with
+                   ../shared/data by line), π_φ warm-starts on the labeled pairs' proofs,
+                   then rounds of pseudo-labels on unlabeled pairs; judged by its rationale
+                   and <answer> verdict (voting over samples of both orders).
 
 Data (../shared/data): train = HH-RLHF harmless-base test + RMB pairwise outside the held-out
 categories; evaluation = LLMBar (5 subsets, RewardBench chat-hard), HHH, RM-Bench chat,
@@ -25,8 +28,10 @@ written with every figure to <workdir>/summary.json.
 import argparse
 import dataclasses
 import gzip
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -48,7 +53,9 @@ LLMBAR = (("Natural",), ("Adversarial", "GPTInst"), ("Adversarial", "GPTOut"),
           ("Adversarial", "Manual"), ("Adversarial", "Neighbor"))
 FILE_NAMES = {"rmbench": "rmbench_chat"}
 ROWS = ("zero-shot", "BT (TRL RewardTrainer)", "GRAM ft ε=0.1", "GRAM ft ε=0",
-        "GRAM s1 + ft ε=0.1")
+        "GRAM s1 + ft ε=0.1", "GRAM-R² (self-training)")
+SEED_PROOFS = os.path.join(ROOT, "bench", "data", "hh_rlhf_seed_proofs.jsonl")
+HH_RLHF = os.path.join(SHARED, "hh-rlhf", "harmless-base-test.jsonl.gz")
 COLUMNS = (("llmbar", "LLMBar (chat-hard)"), ("hhh", "HHH"), ("rmbench", "RM-Bench chat"),
            ("rmbench_hard", "RM-Bench hard"), ("pandalm", "PandaLM"),
            ("rmb", "RMB pairwise (held-out)"), ("rmb_bon", "RMB BoN (held-out)"))
@@ -64,14 +71,23 @@ class Scale:
   learning_rate: float
   pretrain_learning_rate: float
   eval_batch: int
+  unlabeled_pairs: int  # per self-training round
+  rounds: int
+  rationale_tokens: int  # new tokens of a proof or a judgment
+  votes: int  # judgments per order when judging (voting@k)
+  self_train_steps: int  # steps of each π_ψ / π_φ training
 
 
 SCALES = {
     # GRAM's stage-2 settings (lr 2e-5, warmup 0.1, cosine) at a 135M model's batch.
     "full": Scale(train_pairs=0, eval_items=0, cutoff=1024, epochs=1.0, pairs_per_step=16,
-                  learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=32),
+                  learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=32,
+                  unlabeled_pairs=2000, rounds=2, rationale_tokens=512, votes=3,
+                  self_train_steps=400),
     "smoke": Scale(train_pairs=16, eval_items=4, cutoff=320, epochs=1.0, pairs_per_step=4,
-                   learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=8),
+                   learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=8,
+                   unlabeled_pairs=4, rounds=1, rationale_tokens=64, votes=1,
+                   self_train_steps=2),
 }
 
 
@@ -131,34 +147,101 @@ def questions(rows: list[dict]) -> set[str]:
   return asked
 
 
+def seed_proofs(out: str, asked: set[str]) -> str:
+  """The hand-written proofs joined with their HH-RLHF pairs, in the order each was proved;
+  none may prove a pair whose question an evaluation set asks."""
+  pairs = {}
+  for row in sources.iter_rows(HH_RLHF):
+    pairs[int(row.where.rsplit(":", 1)[1])] = row
+  proved = []
+  for line in _json(SEED_PROOFS):
+    row = pairs[line["hh_rlhf_line"]]
+    pair = preference.parse_preference_pair(row.data, row.where)
+    a, b = ((pair.chosen, pair.rejected) if line["chosen_is"] == "A"
+            else (pair.rejected, pair.chosen))
+    if pair.prompt.strip() in asked:
+      raise GramError(f"{SEED_PROOFS}: {row.where} asks an evaluation question")
+    proved.append({"prompt": pair.prompt, "response_a": a, "response_b": b,
+                   "label": line["chosen_is"], "rationale": line["rationale"]})
+  return _write(os.path.join(out, "seed_proofs.json"), proved)
+
+
 def train_set(out: str, scale: Scale, seed: int, asked: set[str]) -> dict:
   """Training pairs as {prompt, chosen, rejected}; none asks a question of any evaluation
-  set (whole sets, not only the sampled items)."""
+  set (whole sets, not only the sampled items). The unlabeled pools of self-training are
+  drawn first, from the same side, and lose their labels; no labeled pair is among them."""
   pairs, bad = [], 0
-  for row in sources.iter_rows(os.path.join(SHARED, "hh-rlhf", "harmless-base-test.jsonl.gz")):
+  for row in sources.iter_rows(HH_RLHF):
     try:
       pairs.append(preference.parse_preference_pair(row.data, row.where))
     except GramError:  # HH-RLHF's empty replies: counted, as data.on_bad_record=skip does
       bad += 1
   pairs += [preference.parse_preference_pair(r, r["pair_uid"])
             for r in _rmb_rows("Pairwise_set", held_out=False)]
-  kept = [p for p in pairs if p.prompt.strip() not in asked]
-  chosen = _sample(kept, scale.train_pairs, seed)
+  unique = {_pair_key(p): p for p in pairs}  # RMB repeats some pairs in several records
+  kept = [p for p in unique.values() if p.prompt.strip() not in asked]
+  pool = _sample(kept, scale.rounds * scale.unlabeled_pairs, seed + 1)
+  in_pool = {_pair_key(p) for p in pool}
+  chosen = _sample([p for p in kept if _pair_key(p) not in in_pool], scale.train_pairs, seed)
   path = _write(os.path.join(out, "train.json"), [p.as_row() for p in chosen])
+  unlabeled = [[preference.parse_unlabeled(p.as_row(), p.where) for p in pool[r::scale.rounds]]
+               for r in range(scale.rounds)]
+  rounds = [_write(os.path.join(out, f"unlabeled_round{r + 1}.json"),
+                   [{"prompt": u.prompt, "response_a": u.response_a,
+                     "response_b": u.response_b} for u in pairs_of_round])
+            for r, pairs_of_round in enumerate(unlabeled)]
   return {"path": path, "pairs": len(chosen), "skipped_bad": bad,
-          "dropped_eval_overlap": len(pairs) - len(kept)}
+          "dropped_duplicates": len(pairs) - len(unique),
+          "dropped_eval_overlap": len(unique) - len(kept), "unlabeled": rounds}
+
+
+def _pair_key(pair: preference.PreferencePair) -> tuple[str, ...]:
+  """A pair whatever its order."""
+  return (pair.prompt, *sorted((pair.chosen, pair.rejected)))
+
+
+DONE, STARTED = ".replicate_done", ".replicate_started"
+
+
+def _read(path: str) -> str | None:
+  return open(path, encoding="utf-8").read() if os.path.exists(path) else None
+
+
+def fingerprint(arguments: list[str]) -> str:
+  """The arguments with the content of every file they name and the fingerprint of every
+  finished step whose output they name: a changed input makes every later step stale."""
+  inputs = {}
+  for argument in arguments:
+    for path in str(argument).split("=", 1)[-1].split(","):
+      if os.path.isfile(path):
+        with open(path, "rb") as f:
+          inputs[path] = hashlib.sha256(f.read()).hexdigest()
+      for folder in (path, os.path.dirname(path)):
+        if os.path.isdir(folder) and os.path.exists(os.path.join(folder, DONE)):
+          inputs[path] = _read(os.path.join(folder, DONE))
+  return json.dumps({"arguments": [str(a) for a in arguments], "inputs": inputs},
+                    sort_keys=True)
 
 
 def main_stage(config: str, workdir: str, *overrides: str) -> str:
-  """One gram_jax stage through its CLI; a finished workdir is reused."""
-  done = os.path.join(workdir, ".replicate_done")
-  if not os.path.exists(done):
-    command = [sys.executable, "-m", "gram_jax.main", f"--config={ROOT}/configs/{config}.py",
-               f"--config.workdir={workdir}", *overrides]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode:
-      sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    open(done, "w").close()
+  """One gram_jax stage through its CLI. A workdir finished with the same command and inputs
+  is reused, one started with them resumes (gram_jax resumes exactly), any other starts
+  afresh."""
+  command = [sys.executable, "-m", "gram_jax.main", f"--config={ROOT}/configs/{config}.py",
+             f"--config.workdir={workdir}", *overrides]
+  key = fingerprint(command)
+  if _read(os.path.join(workdir, DONE)) == key:
+    return workdir
+  if _read(os.path.join(workdir, STARTED)) != key:
+    shutil.rmtree(workdir, ignore_errors=True)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, STARTED), "w", encoding="utf-8") as f:
+    f.write(key)
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+  if result.returncode:
+    sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+  with open(os.path.join(workdir, DONE), "w", encoding="utf-8") as f:
+    f.write(key)
   return workdir
 
 
@@ -181,8 +264,9 @@ def gram_pairs_per_second(workdir: str, pairs_per_step: int) -> float:
   return pairs_per_step * len(seconds) / sum(seconds) if seconds else float("nan")
 
 
-def evaluate_gram(model: str, workdir: str, files: dict[str, str], scale: Scale) -> dict:
-  main_stage("evaluate", workdir, f"--config.model.path={model}",
+def evaluate_gram(model: str, workdir: str, files: dict[str, str], scale: Scale,
+                  *overrides: str) -> dict:
+  main_stage("evaluate", workdir, f"--config.model.path={model}", *overrides,
              f"--config.eval.files={','.join(files.values())}",
              f"--config.eval.max_len={scale.cutoff}",
              f"--config.eval.batch_size={scale.eval_batch}")
@@ -222,7 +306,9 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dic
   rows["zero-shot"] = figures(evaluate_gram(base, os.path.join(out, "eval_zero_shot"), files,
                                             scale))
   import bt_peer  # torch and trl load only here
-  bt = bt_peer.train_and_evaluate(base, train, files, scale, seed, os.path.join(out, "bt"))
+  peer_key = fingerprint([base, train["path"], *files.values(), str(scale), str(seed)])
+  bt = bt_peer.train_and_evaluate(base, train, files, scale, seed, os.path.join(out, "bt"),
+                                  peer_key)
   rows["BT (TRL RewardTrainer)"] = {
       **figures(bt["summaries"]), "pairs_per_second": bt["pairs_per_second"],
       "pairs_filtered_too_long": bt["pairs_filtered_too_long"]}
@@ -242,6 +328,28 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dic
   rows["GRAM s1 + ft ε=0.1"] = {
       **figures(evaluate_gram(workdir, workdir + "_eval", files, scale)),
       "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
+  workdir = main_stage(
+      "self_train", os.path.join(out, "gram_r2"), f"--config.model.path={base}",
+      "--config.template.judge=gram_rr", "--config.data.builtin_tasks=",
+      f"--config.seed={seed}", f"--config.data.cutoff_len={scale.cutoff}",
+      f"--config.data.seq_len={scale.cutoff}",
+      f"--config.train.global_batch_size={2 * scale.pairs_per_step}",
+      f"--config.self_train.seed_files={seed_proofs(os.path.join(out, 'train_data'), asked)}",
+      f"--config.self_train.labeled_files={train['path']}",
+      f"--config.self_train.unlabeled_files={','.join(train['unlabeled'])}",
+      f"--config.self_train.rounds={scale.rounds}", "--config.self_train.baseline=false",
+      f"--config.self_train.max_new_tokens={scale.rationale_tokens}",
+      f"--config.self_train.judge_samples={scale.votes}",
+      f"--config.self_train.batch_size={scale.eval_batch}",
+      *(f"--config.self_train.{field}={scale.self_train_steps}" for field in (
+          "prover_steps", "policy_steps", "round_steps", "final_finetune_steps")),
+      "--config.self_train.policy_epochs=1", "--config.self_train.policy_init=base",
+      f"--config.self_train.learning_rate={scale.learning_rate}",
+      f"--config.self_train.round_learning_rate={scale.learning_rate}")
+  rows["GRAM-R² (self-training)"] = figures(evaluate_gram(
+      os.path.join(workdir, "hf"), workdir + "_eval", files, scale,
+      f"--config.reasoning.votes={scale.votes}",
+      f"--config.reasoning.max_new_tokens={scale.rationale_tokens}"))
   print(f"seed {seed}: {(time.time() - start) / 60:.1f} min", flush=True)
   return {"train": train, "rows": rows}
 
@@ -277,7 +385,8 @@ def table(results: dict[int, dict]) -> str:
     trimmed = {row: r["rows"][row]["trimmed"] for row in ROWS}
     lines.append(
         f"Seed {seed}: {train['pairs']} training pairs ({train['dropped_eval_overlap']} dropped "
-        f"for asking an evaluation question, {train['skipped_bad']} unreadable); TRL filtered "
+        f"for asking an evaluation question, {train['dropped_duplicates']} repeated, "
+        f"{train['skipped_bad']} unreadable); TRL filtered "
         f"{peer['pairs_filtered_too_long']} pairs longer than the cutoff (RewardConfig."
         f"max_length) and trained on the rest; judged pairs trimmed to the cutoff per row: "
         f"{trimmed}.")

@@ -44,8 +44,19 @@ def test_training_pairs_ask_no_evaluation_question(tmp_path):
   asked = set().union(*map(replicate_gram.questions, native.values()))
   scale = replicate_gram.SCALES["full"]
   train = replicate_gram.train_set(str(tmp_path), scale, 0, asked)
-  prompts = {r["prompt"].strip() for r in json.load(open(train["path"]))}
-  assert train["pairs"] > 10_000 and train["dropped_eval_overlap"] > 0
+  rows = json.load(open(train["path"]))
+  prompts = {r["prompt"].strip() for r in rows}
+  assert train["pairs"] > 8000 and train["dropped_eval_overlap"] > 0
+  unlabeled = [r for path in train["unlabeled"] for r in json.load(open(path))]
+  assert len(unlabeled) == scale.rounds * scale.unlabeled_pairs
+  # No unlabeled pair is a labeled one (in either order).
+  labeled = {(r["prompt"], *sorted((r["chosen"], r["rejected"]))) for r in rows}
+  assert not labeled & {(u["prompt"], *sorted((u["response_a"], u["response_b"])))
+                        for u in unlabeled}
+  prompts |= {u["prompt"].strip() for u in unlabeled}
+  proofs = json.load(open(replicate_gram.seed_proofs(str(tmp_path), asked)))
+  assert len(proofs) == 12 and {p["label"] for p in proofs} == {"A", "B"}
+  prompts |= {p["prompt"].strip() for p in proofs}
   assert not prompts & asked
   raw = _raw_questions()
   assert len(raw) > 1000 and not prompts & raw
