@@ -5,8 +5,10 @@
 #     launch/tpu_pod.sh create
 #   TPU_NAME=gram launch/tpu_pod.sh setup            # copy this checkout, pip install
 #   TPU_NAME=gram launch/tpu_pod.sh run --config=configs/pretrain.py:qwen3-8b \
-#     --config.model.path=/mnt/models/Qwen3-8B --config.workdir=gs://bucket/runs/pretrain
+#     --config.model.path=/mnt/models/Qwen3-8B --config.workdir=/mnt/runs/pretrain
 #
+# /mnt must be storage every worker sees (a bucket mounted with gcsfuse, or Filestore):
+# gs:// URLs are refused until object storage lands (issue 17).
 # jax.distributed.initialize() finds the other workers by itself on a TPU VM, so the same
 # command runs everywhere; only process 0 writes logs and metrics.
 set -euo pipefail
