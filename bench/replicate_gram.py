@@ -27,7 +27,6 @@ written with every figure to <workdir>/summary.json.
 """
 import argparse
 import dataclasses
-import gzip
 import hashlib
 import json
 import os
@@ -41,21 +40,14 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gram_jax.data import benchmarks, preference, sources  # noqa: E402
-from gram_jax.errors import GramError  # noqa: E402
 from gram_jax.hf.smollm2 import smollm2_instruct  # noqa: E402
 from gram_jax.stages import evaluate  # noqa: E402
+from replicate_data import (  # noqa: E402
+    SHARED, native_eval_sets, questions, sample, seed_proofs, train_set, write_json)
 
-SHARED = os.path.join(ROOT, "..", "shared", "data")
-HELD_OUT_RMB = ("Helpfulness/Code", "Helpfulness/Reasoning", "Harmlessness/S1",
-                "Harmlessness/multi")
-LLMBAR = (("Natural",), ("Adversarial", "GPTInst"), ("Adversarial", "GPTOut"),
-          ("Adversarial", "Manual"), ("Adversarial", "Neighbor"))
 FILE_NAMES = {"rmbench": "rmbench_chat"}
 ROWS = ("zero-shot", "BT (TRL RewardTrainer)", "GRAM ft ε=0.1", "GRAM ft ε=0",
         "GRAM s1 + ft ε=0.1", "GRAM-R² (self-training)")
-SEED_PROOFS = os.path.join(ROOT, "bench", "data", "hh_rlhf_seed_proofs.jsonl")
-HH_RLHF = os.path.join(SHARED, "hh-rlhf", "harmless-base-test.jsonl.gz")
 COLUMNS = (("llmbar", "LLMBar (chat-hard)"), ("hhh", "HHH"), ("rmbench", "RM-Bench chat"),
            ("rmbench_hard", "RM-Bench hard"), ("pandalm", "PandaLM"),
            ("rmb", "RMB pairwise (held-out)"), ("rmb_bon", "RMB BoN (held-out)"))
@@ -90,115 +82,6 @@ SCALES = {
                    unlabeled_pairs=4, rounds=1, rationale_tokens=64, votes=1,
                    self_train_steps=2, r2_cutoff=768),
 }
-
-
-def _json(path: str) -> list[dict]:
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rt", encoding="utf-8") as f:
-    return [json.loads(l) for l in f if l.strip()] if ".jsonl" in path else json.load(f)
-
-
-def _write(path: str, rows: list[dict]) -> str:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(rows, f)
-  return path
-
-
-def _sample(rows: list, count: int, seed: int) -> list:
-  if not count or count >= len(rows):
-    return rows
-  keep = np.random.default_rng(seed).choice(len(rows), count, replace=False)
-  return [rows[i] for i in sorted(keep)]
-
-
-def _rmb_rows(kind: str, held_out: bool) -> list[dict]:
-  rows = [r.data for r in sources.iter_rows(os.path.join(SHARED, "rmb", kind))]
-  return [r for r in rows if any(f"/{c}" in r["category_path"] for c in HELD_OUT_RMB)
-          == held_out]
-
-
-def native_eval_sets() -> dict[str, list[dict]]:
-  """Every evaluation set, whole, in its native format (LLMBar's subsets joined, each row
-  naming its RewardBench subset)."""
-  llmbar = [{**row, "subset": benchmarks.LLMBAR_SUBSETS[parts]}
-            for parts in LLMBAR
-            for row in _json(os.path.join(SHARED, "llmbar", "LLMBar", *parts, "dataset.json"))]
-  return {"llmbar": llmbar,
-          "hhh": _json(os.path.join(SHARED, "hhh-alignment", "hhh_alignment_eval.json")),
-          "rmbench": _json(os.path.join(SHARED, "rm-bench", "chat_filtered.json")),
-          "pandalm": _json(os.path.join(SHARED, "pandalm", "testset-v1.json")),
-          "rmb": _rmb_rows("Pairwise_set", held_out=True),
-          "rmb_bon": _rmb_rows("BoN_set", held_out=True)}
-
-
-def questions(rows: list[dict]) -> set[str]:
-  """The questions a set asks, as the judge reads them."""
-  asked = set()
-  for index, row in enumerate(rows):
-    where = f"[{index}]"
-    if "bon_best" in row:
-      asked.add(preference.parse_best_of_n(row, where).prompt.strip())
-    elif "annotator1" in row:
-      asked.add(preference.pandalm_question(row, where).strip())
-    elif isinstance(row.get("chosen"), list) and isinstance(row["chosen"][0], str):
-      asked.add(row["prompt"].strip())  # RM-Bench's 3 x 3 variants
-    else:
-      asked.add(preference.parse_preference_pair(row, where).prompt.strip())
-  return asked
-
-
-def seed_proofs(out: str, asked: set[str]) -> str:
-  """The hand-written proofs joined with their HH-RLHF pairs, in the order each was proved;
-  none may prove a pair whose question an evaluation set asks."""
-  pairs = {}
-  for row in sources.iter_rows(HH_RLHF):
-    pairs[int(row.where.rsplit(":", 1)[1])] = row
-  proved = []
-  for line in _json(SEED_PROOFS):
-    row = pairs[line["hh_rlhf_line"]]
-    pair = preference.parse_preference_pair(row.data, row.where)
-    a, b = ((pair.chosen, pair.rejected) if line["chosen_is"] == "A"
-            else (pair.rejected, pair.chosen))
-    if pair.prompt.strip() in asked:
-      raise GramError(f"{SEED_PROOFS}: {row.where} asks an evaluation question")
-    proved.append({"prompt": pair.prompt, "response_a": a, "response_b": b,
-                   "label": line["chosen_is"], "rationale": line["rationale"]})
-  return _write(os.path.join(out, "seed_proofs.json"), proved)
-
-
-def train_set(out: str, scale: Scale, seed: int, asked: set[str]) -> dict:
-  """Training pairs as {prompt, chosen, rejected}; none asks a question of any evaluation
-  set (whole sets, not only the sampled items). The unlabeled pools of self-training are
-  drawn first, from the same side, and lose their labels; no labeled pair is among them."""
-  pairs, bad = [], 0
-  for row in sources.iter_rows(HH_RLHF):
-    try:
-      pairs.append(preference.parse_preference_pair(row.data, row.where))
-    except GramError:  # HH-RLHF's empty replies: counted, as data.on_bad_record=skip does
-      bad += 1
-  pairs += [preference.parse_preference_pair(r, r["pair_uid"])
-            for r in _rmb_rows("Pairwise_set", held_out=False)]
-  unique = {_pair_key(p): p for p in pairs}  # RMB repeats some pairs in several records
-  kept = [p for p in unique.values() if p.prompt.strip() not in asked]
-  pool = _sample(kept, scale.rounds * scale.unlabeled_pairs, seed + 1)
-  in_pool = {_pair_key(p) for p in pool}
-  chosen = _sample([p for p in kept if _pair_key(p) not in in_pool], scale.train_pairs, seed)
-  path = _write(os.path.join(out, "train.json"), [p.as_row() for p in chosen])
-  unlabeled = [[preference.parse_unlabeled(p.as_row(), p.where) for p in pool[r::scale.rounds]]
-               for r in range(scale.rounds)]
-  rounds = [_write(os.path.join(out, f"unlabeled_round{r + 1}.json"),
-                   [{"prompt": u.prompt, "response_a": u.response_a,
-                     "response_b": u.response_b} for u in pairs_of_round])
-            for r, pairs_of_round in enumerate(unlabeled)]
-  return {"path": path, "pairs": len(chosen), "skipped_bad": bad,
-          "dropped_duplicates": len(pairs) - len(unique),
-          "dropped_eval_overlap": len(unique) - len(kept), "unlabeled": rounds}
-
-
-def _pair_key(pair: preference.PreferencePair) -> tuple[str, ...]:
-  """A pair whatever its order."""
-  return (pair.prompt, *sorted((pair.chosen, pair.rejected)))
 
 
 DONE, STARTED = ".replicate_done", ".replicate_started"
@@ -294,8 +177,10 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dic
   out = os.path.join(args.workdir, f"seed{seed}")
   native = native_eval_sets()
   # RM-Bench's chat file names no domain in its rows: the file name does.
-  files = {name: _write(os.path.join(out, "eval_data", f"{FILE_NAMES.get(name, name)}.json"),
-                        _sample(rows, scale.eval_items, seed)) for name, rows in native.items()}
+  files = {name: write_json(os.path.join(out, "eval_data",
+                                         f"{FILE_NAMES.get(name, name)}.json"),
+                            sample(rows, scale.eval_items, seed))
+           for name, rows in native.items()}
   asked = set().union(*map(questions, native.values()))
   train = train_set(os.path.join(out, "train_data"), scale, seed, asked)
   print(f"seed {seed}: {train['pairs']} training pairs ({train['dropped_eval_overlap']} "

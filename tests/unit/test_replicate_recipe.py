@@ -1,4 +1,4 @@
-"""bench/replicate_gram.py's data: training pairs and evaluation sets are disjoint."""
+"""bench/replicate_gram.py's data (bench/replicate_data.py): training pairs and evaluation sets are disjoint."""
 import gzip
 import json
 import os
@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import SHARED_DATA
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+replicate_data = pytest.importorskip("replicate_data")
 replicate_gram = pytest.importorskip("replicate_gram")
 
 
@@ -39,11 +40,11 @@ def _raw_questions() -> set[str]:
 def test_training_pairs_ask_no_evaluation_question(tmp_path):
   if not os.path.isdir(os.path.join(SHARED_DATA, "rmb")):
     pytest.skip("shared data not present")
-  native = replicate_gram.native_eval_sets()
+  native = replicate_data.native_eval_sets()
   assert {k: len(v) for k, v in native.items()}["llmbar"] == 100 + 92 + 47 + 46 + 134
-  asked = set().union(*map(replicate_gram.questions, native.values()))
+  asked = set().union(*map(replicate_data.questions, native.values()))
   scale = replicate_gram.SCALES["full"]
-  train = replicate_gram.train_set(str(tmp_path), scale, 0, asked)
+  train = replicate_data.train_set(str(tmp_path), scale, 0, asked)
   rows = json.load(open(train["path"]))
   prompts = {r["prompt"].strip() for r in rows}
   assert train["pairs"] > 8000 and train["dropped_eval_overlap"] > 0
@@ -54,7 +55,7 @@ def test_training_pairs_ask_no_evaluation_question(tmp_path):
   assert not labeled & {(u["prompt"], *sorted((u["response_a"], u["response_b"])))
                         for u in unlabeled}
   prompts |= {u["prompt"].strip() for u in unlabeled}
-  proofs = json.load(open(replicate_gram.seed_proofs(str(tmp_path), asked)))
+  proofs = json.load(open(replicate_data.seed_proofs(str(tmp_path), asked)))
   assert len(proofs) == 12 and {p["label"] for p in proofs} == {"A", "B"}
   prompts |= {p["prompt"].strip() for p in proofs}
   assert not prompts & asked

@@ -1,0 +1,132 @@
+"""The replication recipe's data, from ../shared/data: the evaluation sets whole and in their
+native formats, the questions they ask, and training pairs, unlabeled pools and seed proofs
+that ask none of them."""
+import gzip
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from gram_jax.data import benchmarks, preference, sources
+from gram_jax.errors import GramError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+SEED_PROOFS = os.path.join(ROOT, "bench", "data", "hh_rlhf_seed_proofs.jsonl")
+HH_RLHF = os.path.join(SHARED, "hh-rlhf", "harmless-base-test.jsonl.gz")
+
+HELD_OUT_RMB = ("Helpfulness/Code", "Helpfulness/Reasoning", "Harmlessness/S1",
+                "Harmlessness/multi")
+LLMBAR = (("Natural",), ("Adversarial", "GPTInst"), ("Adversarial", "GPTOut"),
+          ("Adversarial", "Manual"), ("Adversarial", "Neighbor"))
+
+
+def read_json(path: str) -> list[dict]:
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rt", encoding="utf-8") as f:
+    return [json.loads(l) for l in f if l.strip()] if ".jsonl" in path else json.load(f)
+
+
+def write_json(path: str, rows: list[dict]) -> str:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(rows, f)
+  return path
+
+
+def sample(rows: list, count: int, seed: int) -> list:
+  if not count or count >= len(rows):
+    return rows
+  keep = np.random.default_rng(seed).choice(len(rows), count, replace=False)
+  return [rows[i] for i in sorted(keep)]
+
+
+def _rmb_rows(kind: str, held_out: bool) -> list[dict]:
+  rows = [r.data for r in sources.iter_rows(os.path.join(SHARED, "rmb", kind))]
+  return [r for r in rows if any(f"/{c}" in r["category_path"] for c in HELD_OUT_RMB)
+          == held_out]
+
+
+def native_eval_sets() -> dict[str, list[dict]]:
+  """Every evaluation set, whole, in its native format (LLMBar's subsets joined, each row
+  naming its RewardBench subset)."""
+  llmbar = [{**row, "subset": benchmarks.LLMBAR_SUBSETS[parts]}
+            for parts in LLMBAR
+            for row in read_json(os.path.join(SHARED, "llmbar", "LLMBar", *parts,
+                                              "dataset.json"))]
+  return {"llmbar": llmbar,
+          "hhh": read_json(os.path.join(SHARED, "hhh-alignment", "hhh_alignment_eval.json")),
+          "rmbench": read_json(os.path.join(SHARED, "rm-bench", "chat_filtered.json")),
+          "pandalm": read_json(os.path.join(SHARED, "pandalm", "testset-v1.json")),
+          "rmb": _rmb_rows("Pairwise_set", held_out=True),
+          "rmb_bon": _rmb_rows("BoN_set", held_out=True)}
+
+
+def questions(rows: list[dict]) -> set[str]:
+  """The questions a set asks, as the judge reads them."""
+  asked = set()
+  for index, row in enumerate(rows):
+    where = f"[{index}]"
+    if "bon_best" in row:
+      asked.add(preference.parse_best_of_n(row, where).prompt.strip())
+    elif "annotator1" in row:
+      asked.add(preference.pandalm_question(row, where).strip())
+    elif isinstance(row.get("chosen"), list) and isinstance(row["chosen"][0], str):
+      asked.add(row["prompt"].strip())  # RM-Bench's 3 x 3 variants
+    else:
+      asked.add(preference.parse_preference_pair(row, where).prompt.strip())
+  return asked
+
+
+def seed_proofs(out: str, asked: set[str]) -> str:
+  """The hand-written proofs joined with their HH-RLHF pairs, in the order each was proved;
+  none may prove a pair whose question an evaluation set asks."""
+  pairs = {}
+  for row in sources.iter_rows(HH_RLHF):
+    pairs[int(row.where.rsplit(":", 1)[1])] = row
+  proved = []
+  for line in read_json(SEED_PROOFS):
+    row = pairs[line["hh_rlhf_line"]]
+    pair = preference.parse_preference_pair(row.data, row.where)
+    a, b = ((pair.chosen, pair.rejected) if line["chosen_is"] == "A"
+            else (pair.rejected, pair.chosen))
+    if pair.prompt.strip() in asked:
+      raise GramError(f"{SEED_PROOFS}: {row.where} asks an evaluation question")
+    proved.append({"prompt": pair.prompt, "response_a": a, "response_b": b,
+                   "label": line["chosen_is"], "rationale": line["rationale"]})
+  return write_json(os.path.join(out, "seed_proofs.json"), proved)
+
+
+def train_set(out: str, scale: Any, seed: int, asked: set[str]) -> dict:
+  """Training pairs as {prompt, chosen, rejected}; none asks a question of any evaluation
+  set (whole sets, not only the sampled items). The unlabeled pools of self-training are
+  drawn first, from the same side, and lose their labels; no labeled pair is among them."""
+  pairs, bad = [], 0
+  for row in sources.iter_rows(HH_RLHF):
+    try:
+      pairs.append(preference.parse_preference_pair(row.data, row.where))
+    except GramError:  # HH-RLHF's empty replies: counted, as data.on_bad_record=skip does
+      bad += 1
+  pairs += [preference.parse_preference_pair(r, r["pair_uid"])
+            for r in _rmb_rows("Pairwise_set", held_out=False)]
+  unique = {_pair_key(p): p for p in pairs}  # RMB repeats some pairs in several records
+  kept = [p for p in unique.values() if p.prompt.strip() not in asked]
+  pool = sample(kept, scale.rounds * scale.unlabeled_pairs, seed + 1)
+  in_pool = {_pair_key(p) for p in pool}
+  chosen = sample([p for p in kept if _pair_key(p) not in in_pool], scale.train_pairs, seed)
+  path = write_json(os.path.join(out, "train.json"), [p.as_row() for p in chosen])
+  unlabeled = [[preference.parse_unlabeled(p.as_row(), p.where) for p in pool[r::scale.rounds]]
+               for r in range(scale.rounds)]
+  rounds = [write_json(os.path.join(out, f"unlabeled_round{r + 1}.json"),
+                       [{"prompt": u.prompt, "response_a": u.response_a,
+                         "response_b": u.response_b} for u in pairs_of_round])
+            for r, pairs_of_round in enumerate(unlabeled)]
+  return {"path": path, "pairs": len(chosen), "skipped_bad": bad,
+          "dropped_duplicates": len(pairs) - len(unique),
+          "dropped_eval_overlap": len(unique) - len(kept), "unlabeled": rounds}
+
+
+def _pair_key(pair: preference.PreferencePair) -> tuple[str, ...]:
+  """A pair whatever its order."""
+  return (pair.prompt, *sorted((pair.chosen, pair.rejected)))
