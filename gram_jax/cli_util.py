@@ -9,10 +9,16 @@ from absl import logging
 from gram_jax.errors import GramError
 
 
+_CHATTY = ("orbax", "fsspec", "gcsfs")  # INFO for every file written or opened
+_REPEATED = "Could not determine bucket type"  # gcsfs, on every call without credentials
+
+
 def quiet_library_logs() -> None:
-  """Orbax logs every file it writes at INFO; keep its warnings, drop the rest."""
+  """Orbax and fsspec log every file they touch at INFO; keep their warnings, drop the rest."""
   logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= std_logging.WARNING or "orbax" not in record.pathname)
+      lambda record: (record.levelno >= std_logging.WARNING or
+                      not any(name in record.pathname for name in _CHATTY)) and
+      _REPEATED not in str(record.msg))
 
 
 @contextlib.contextmanager

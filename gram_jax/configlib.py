@@ -217,12 +217,14 @@ def data_files(value: str) -> list[str]:
 def check_writable(workdir: str) -> None:
   """Creates the output directory and writes a probe file: a run must not train for hours
   and then fail to save."""
-  probe = os.path.join(workdir, f".write_test.{os.getpid()}")
+  storage.check_reachable(workdir, "config.workdir")
+  probe = os.path.join(workdir, f".write_test.{jax.process_index()}.{os.getpid()}")
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
+    storage.makedirs(workdir)
+    storage.write_atomic(probe, "ok")
+    storage.remove(probe)
+  except GramError as e:
+    raise GramError(f"config.workdir: {workdir}: not writable ({e})") from None
   except OSError as e:
     raise GramError(f"config.workdir: {workdir}: not writable ({e.strerror or e})") from None
 
@@ -239,10 +241,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise GramError(f"config.model.remat: {c.model.remat!r} not in ('none', 'full', 'dots')")
   if c.model.attention not in ATTENTION_IMPLS:
     raise GramError(f"config.model.attention: {c.model.attention!r} not in {ATTENTION_IMPLS}")
-  storage.check_local(c.workdir, "config.workdir")
-  storage.check_local(c.model.path, "config.model.path")
-  storage.check_local(c.tokenizer.path, "config.tokenizer.path")
-  if c.model.path and not os.path.isdir(c.model.path):
+  for value, field in ((c.workdir, "config.workdir"), (c.model.path, "config.model.path"),
+                       (c.tokenizer.path, "config.tokenizer.path")):
+    storage.check(value, field)
+    storage.check_reachable(value, field)
+  if c.model.path and not storage.isdir(c.model.path):
     raise GramError(f"config.model.path: {c.model.path}: directory not found")
   data_parallel_size(c)  # checks the mesh against the devices
   if c.stage in ("pretrain", "finetune", "prover", "self_train"):
@@ -258,7 +261,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     fields += _self_train_files(c)
   for field, value in fields:
     for path in data_files(value):
-      storage.check_local(path, f"config.{field}", data=True)
+      storage.check(path, f"config.{field}", data=True)
+      storage.check_reachable(path, f"config.{field}")
       try:
         sources.check_exists(path)
       except GramError as e:

@@ -7,7 +7,6 @@
       [--datasets=...] [--eval_report=EVAL_WORKDIR]       # token: $HF_TOKEN
 """
 import os
-import shutil
 from typing import Any
 
 from absl import app, flags
@@ -34,7 +33,7 @@ flags.DEFINE_string("eval_report", "", "Model card: evaluate-stage workdir or it
 
 
 def _tokenizer_if_any(src: str) -> Any:
-  has_files = any(name.startswith("tokenizer") for name in os.listdir(src))
+  has_files = any(name.startswith("tokenizer") for name in storage.listdir(src))
   return load_tokenizer(src) if has_files else None
 
 
@@ -45,8 +44,9 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None,
   tokenizer = _tokenizer_if_any(src)
   if to == "hf":
     out = save_pretrained(model, dst, tokenizer=tokenizer, max_shard_size=max_shard_size)
-    if os.path.isfile(os.path.join(src, JUDGE_CARD)):  # how to read it as a judge
-      shutil.copyfile(os.path.join(src, JUDGE_CARD), os.path.join(out, JUDGE_CARD))
+    if storage.isfile(os.path.join(src, JUDGE_CARD)):  # how to read it as a judge
+      storage.write_atomic(os.path.join(out, JUDGE_CARD),
+                           storage.read_bytes(os.path.join(src, JUDGE_CARD)))
     return out
   return checkpoint.save_model(model, dst, tokenizer=tokenizer)
 
@@ -57,8 +57,11 @@ def main(argv: list[str]) -> None:
   with cli_util.one_line_errors():
     if FLAGS.push_to_hub and FLAGS.to != "hf":
       raise GramError("--push_to_hub needs --to=hf")
-    storage.check_local(FLAGS.src, "--src")
-    storage.check_local(FLAGS.dst, "--dst")
+    for value, flag in ((FLAGS.src, "--src"), (FLAGS.dst, "--dst")):
+      storage.check(value, flag)
+      storage.check_reachable(value, flag)
+    if FLAGS.push_to_hub and storage.is_remote(FLAGS.dst):
+      raise GramError("--push_to_hub uploads a local folder: give a local --dst")
     out = convert(FLAGS.src, FLAGS.dst, FLAGS.to, FLAGS.dtype, FLAGS.max_shard_size)
     print(f"wrote {FLAGS.to} model to {out}")
     if FLAGS.push_to_hub:

@@ -1,10 +1,13 @@
 """Crash-safe files: atomic whole-file writes, and journals of finished work for long loops.
 
-A journal is an append-only JSONL file. Its first line says what work it belongs to (the
-input, the model, the settings); each later line is one finished item. Lines are appended
-with flush + fsync after each chunk, so a kill loses at most the chunk in flight. A last line
-without its newline is a torn write: it is never read as data and is cut off before the next
-append. A journal whose first line names other work is set aside, not resumed.
+A journal is JSON lines. Its first line says what work it belongs to (the input, the model,
+the settings); each later line is one finished item. A journal whose first line names other
+work is set aside (`.stale`), not resumed. A kill loses at most the chunk in flight:
+- local: one append-only file; lines are appended with flush + fsync after each chunk; a last
+  line without its newline is a torn write, never read as data and cut off before the next
+  append;
+- object storage (no append): the journal is a folder with one object per chunk
+  (00000000.jsonl, ...); an object upload is all or nothing, so there is nothing torn.
 """
 import hashlib
 import json
@@ -15,26 +18,8 @@ import jax
 import tqdm
 from absl import logging
 
-from gram_jax import preemption
+from gram_jax import preemption, storage
 from gram_jax.errors import GramError
-
-
-def write_atomic(path: str, text: str) -> str:
-  """Writes `text` to a temporary file, fsyncs, and renames: readers see old or new, whole."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except (OSError, UnicodeError) as e:
-    raise GramError(f"{path}: cannot write ({getattr(e, 'strerror', None) or e})") from None
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  return path
 
 
 def jsonl_text(rows: Sequence[dict]) -> str:
@@ -44,20 +29,34 @@ def jsonl_text(rows: Sequence[dict]) -> str:
 
 def write_jsonl(rows: Iterable[dict], path: str) -> str:
   """A JSONL file written atomically: a reader never sees it half-written."""
-  return write_atomic(path, jsonl_text(list(rows)))
+  return storage.write_atomic(path, jsonl_text(list(rows)))
 
 
 class Journal:
   def __init__(self, path: str, header: dict[str, Any]):
     self.path, self.header = path, {"journal": header}
     self.writer = jax.process_index() == 0
+    self.remote = storage.is_remote(path)
+
+  def _chunks(self) -> list[str]:
+    if not storage.isdir(self.path):
+      return []
+    return [os.path.join(self.path, name) for name in storage.listdir(self.path)]
+
+  def _data(self) -> bytes | None:
+    if self.remote:
+      chunks = self._chunks()
+      return b"".join(storage.read_bytes(chunk) for chunk in chunks) if chunks else None
+    if not os.path.exists(self.path):
+      return None
+    with open(self.path, "rb") as f:
+      return f.read()
 
   def read(self) -> list[dict]:
     """The finished items; drops a torn last line (on disk too) and other work's journal."""
-    if not os.path.exists(self.path):
+    data = self._data()
+    if data is None:
       return []
-    with open(self.path, "rb") as f:
-      data = f.read()
     complete = data[:data.rfind(b"\n") + 1]
     lines = complete.split(b"\n")[:-1]  # bytes: JSON text may hold U+2028 and friends
     try:
@@ -66,7 +65,7 @@ class Journal:
       header = None
     if header != self.header:
       if self.writer:
-        os.replace(self.path, self.path + ".stale")
+        self._set_aside()
       logging.warning("%s: journal of other work (or empty) set aside as .stale", self.path)
       return []
     rows = []
@@ -82,8 +81,22 @@ class Journal:
         f.truncate(len(complete))
     return rows
 
+  def _set_aside(self) -> None:
+    stale = self.path + ".stale"
+    if not self.remote:
+      os.replace(self.path, stale)
+      return
+    storage.rmtree(stale)
+    for chunk in self._chunks():
+      storage.move(chunk, os.path.join(stale, os.path.basename(chunk)))
+
   def append(self, rows: Sequence[dict]) -> None:
     if not self.writer:
+      return
+    if self.remote:
+      chunks = self._chunks()
+      text = jsonl_text(([] if chunks else [self.header]) + list(rows))
+      storage.write_atomic(os.path.join(self.path, f"{len(chunks):08d}.jsonl"), text)
       return
     new = not os.path.exists(self.path)
     os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -96,8 +109,10 @@ class Journal:
       raise GramError(f"{self.path}: cannot append ({e.strerror or e})") from None
 
   def remove(self) -> None:
-    if self.writer and os.path.exists(self.path):
-      os.remove(self.path)
+    if self.writer and self.remote:
+      storage.rmtree(self.path)
+    elif self.writer:
+      storage.remove(self.path)
 
 
 def run_in_chunks(items: Sequence[Any], work: Callable[[Sequence[Any], int], list[dict]],

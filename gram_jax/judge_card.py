@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any, Sequence
 
+from gram_jax import storage
 from gram_jax.errors import GramError
 
 JUDGE_CARD = "judge.json"
@@ -66,18 +67,16 @@ def write_judge_card(path: str, template: str, labels: Sequence[str],
                      reasoning: Reasoning | None) -> None:
   card = {"template": template, "labels": list(labels),
           "reasoning": dataclasses.asdict(reasoning) if reasoning else None}
-  with open(os.path.join(path, JUDGE_CARD), "w", encoding="utf-8") as f:
-    json.dump(card, f, indent=2)
+  storage.write_atomic(os.path.join(path, JUDGE_CARD), json.dumps(card, indent=2))
 
 
 def read_judge_card(path: str) -> dict:
   """The judge settings saved with a model, or {} (e.g. an HF checkpoint from elsewhere)."""
   card_path = os.path.join(path, JUDGE_CARD)
-  if not os.path.isfile(card_path):
+  if not storage.isfile(card_path):
     return {}
   try:
-    with open(card_path, encoding="utf-8") as f:
-      card = json.load(f)
+    card = json.loads(storage.read_text(card_path))
     if card.get("reasoning") is not None:
       card["reasoning"] = Reasoning(**card["reasoning"])
     return card

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 from jax.sharding import Mesh
 
-from gram_jax import checkpoint, parallel
+from gram_jax import checkpoint, parallel, storage
 from gram_jax.errors import GramError
 from gram_jax.hf import config as hf_config
 from gram_jax.hf import load as hf_load
@@ -16,7 +16,7 @@ from gram_jax.text import tokenizer as tok
 
 def read_model_config(path: str) -> ModelConfig:
   """The architecture stored at `path`, without reading any weights."""
-  if not os.path.isdir(path):
+  if not storage.isdir(path):
     raise GramError(f"{path}: model directory not found")
   if checkpoint.is_model_checkpoint(path) or checkpoint.is_run_dir(path):
     return checkpoint.read_saved_model_config(path)
@@ -33,9 +33,11 @@ def load_pretrained(path: str, dtype: str | None = None, mesh: Mesh | None = Non
   """Loads a Decoder from a Hugging Face directory, a gram_jax checkpoint or a run directory.
 
   dtype: parameter dtype (default: as stored). compute_dtype: activations (default: dtype).
-  mesh: when given, every tensor goes straight onto its sharding.
+  mesh: when given, every tensor goes straight onto its sharding. `path` may be local or
+  gs:// / s3://: safetensors are read tensor by tensor with ranged reads, Orbax checkpoints
+  through TensorStore, so no full local copy is made.
   """
-  if not os.path.isdir(path):
+  if not storage.isdir(path):
     raise GramError(f"{path}: model directory not found")
   if checkpoint.is_run_dir(path):
     return checkpoint.load_run_model(path, dtype, mesh, compute_dtype, rules)
@@ -49,4 +51,4 @@ def load_pretrained(path: str, dtype: str | None = None, mesh: Mesh | None = Non
 
 def load_tokenizer(path: str) -> Any:
   """The tokenizer beside a model: an HF directory's own, a checkpoint's or run's tokenizer/."""
-  return tok.load_tokenizer(checkpoint.tokenizer_dir(path))
+  return tok.load_tokenizer(storage.local_copy(checkpoint.tokenizer_dir(path)))

@@ -1,23 +1,268 @@
-"""Where a run's files may live: local (or mounted) paths.
+"""Where a run's files live: local (or mounted) paths, or gs:// and s3:// object storage.
 
-A URL such as gs://bucket/run is refused before any work: plain open() and os.makedirs would
-otherwise create a local folder named 'gs:' on every host and lose the run with the VM.
-Object storage through etils.epath is issue 17's work; hf:// and tfds:// data sources are
-read by their own libraries and stay allowed where data is read.
+Object storage goes through etils.epath over fsspec (gcsfs, s3fs): the path layer Orbax and
+TFDS use, so checkpoints, run files and data share one set of credentials and endpoints.
+What object storage lacks is handled here, once:
+- no rename: a whole-file write is one object upload, which readers see whole or not at all;
+  a directory that must appear complete (`staged_dir`) is written in place and committed by
+  its marker file, written last (locally it is still written aside and renamed);
+- no append: journals keep one object per chunk (gram_jax.journal);
+- libraries that only write local files (transformers' save_pretrained) write into a local
+  folder that is uploaded on exit (`local_mirror`), and read a local copy (`local_copy`).
+Any other URL (gcs://, az://, gs:/ with one slash...) is refused before any work: it would
+otherwise become a local folder named after its scheme on every host.
 """
+import atexit
+import contextlib
+import os
 import re
+import shutil
+import tempfile
+import threading
+from typing import IO, Iterator
+
+from etils import epath
 
 from gram_jax.errors import GramError
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
-DATA_SCHEMES = ("hf://", "tfds://")
+REMOTE_SCHEMES = ("gs", "s3")
+DATA_SCHEMES = ("hf://", "tfds://")  # read by datasets / TFDS themselves
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
+_FILESYSTEM_PACKAGE = {"gs": "gcsfs", "s3": "s3fs"}
+CHECK_SECONDS = 30  # start-up check; gcsfs alone retries an unreachable host for ~90 s
 
 
-def check_local(path: str, what: str, data: bool = False) -> None:
-  """Raises a one-line GramError naming `what` when `path` is a URL this build cannot use."""
-  if not path or not _URL.match(path) or (data and path.startswith(DATA_SCHEMES)):
+def is_remote(path: str) -> bool:
+  return bool(path) and path.startswith(tuple(f"{s}://" for s in REMOTE_SCHEMES))
+
+
+def check(path: str, what: str, data: bool = False) -> None:
+  """Raises a one-line GramError naming `what` when `path` is a URL no layer here can use."""
+  match = _URL.match(path or "")
+  if not match or (data and path.startswith(DATA_SCHEMES)):
     return
-  scheme = path.split(":", 1)[0]
-  raise GramError(f"{what}: {path}: {scheme}:// paths are not supported yet (local or "
-                  f"mounted paths only, e.g. gcsfuse); refusing rather than writing a local "
-                  f"folder named '{scheme}:'")
+  scheme = match.group(1)
+  if scheme in REMOTE_SCHEMES and re.match(rf"^{scheme}://[a-z0-9][^/]*", path):
+    return
+  known = ", ".join(f"{s}://bucket/..." for s in REMOTE_SCHEMES)
+  raise GramError(f"{what}: {path}: not a usable path (local paths and {known} only); "
+                  f"refusing rather than writing a local folder named '{scheme}:'")
+
+
+def bucket_of(path: str) -> str:
+  return path.split("://", 1)[1].split("/", 1)[0]
+
+
+def check_reachable(path: str, what: str) -> None:
+  """Start-up check of an object-storage path: its filesystem package is installed, the
+  credentials work and the bucket exists — one clear error before any work."""
+  if not is_remote(path):
+    return
+  scheme = path.split("://", 1)[0]
+  package = _FILESYSTEM_PACKAGE[scheme]
+  try:
+    __import__(package)
+  except ImportError:
+    raise GramError(f"{what}: {path}: {scheme}:// needs the '{package}' package "
+                    f"(pip install {package})") from None
+  bucket = f"{scheme}://{bucket_of(path)}"
+  answer: list = []
+
+  def ask() -> None:
+    try:
+      answer.append(epath.Path(bucket).exists())
+    except Exception as e:  # gcsfs / s3fs / google-auth raise many types
+      answer.append(e)
+  asking = threading.Thread(target=ask, daemon=True)  # a daemon: exiting never waits on it
+  asking.start()
+  asking.join(CHECK_SECONDS)
+  if not answer:
+    raise GramError(f"{what}: {path}: no answer from bucket {bucket} in {CHECK_SECONDS} s; "
+                    "check the network and the endpoint")
+  found = answer[0]
+  if isinstance(found, Exception):
+    reason = str(found).strip().splitlines()[0] if str(found).strip() else type(found).__name__
+    raise GramError(f"{what}: {path}: cannot reach bucket {bucket} ({reason}); check the "
+                    "credentials (gcloud auth application-default login, AWS_* variables) "
+                    "and the network")
+  if not found:
+    raise GramError(f"{what}: {path}: bucket {bucket} does not exist or these credentials "
+                    "cannot see it")
+
+
+def path(p: str) -> epath.Path:
+  return epath.Path(p)
+
+
+def absolute(p: str) -> str:
+  """A local path made absolute; a URL as it is (os.path.abspath would make it local)."""
+  return p if is_remote(p) else os.path.abspath(p)
+
+
+def exists(p: str) -> bool:
+  return epath.Path(p).exists()
+
+
+def isdir(p: str) -> bool:
+  return epath.Path(p).is_dir()
+
+
+def isfile(p: str) -> bool:
+  return epath.Path(p).is_file()
+
+
+def listdir(p: str) -> list[str]:
+  """Names in a directory (for object storage: under the prefix), sorted."""
+  return sorted(child.name for child in epath.Path(p).iterdir())
+
+
+def walk_files(p: str) -> list[str]:
+  """Every file under a directory, sorted by path."""
+  found = []
+  for root, _, names in epath.Path(p).walk():
+    found += [os.path.join(os.fspath(root), name) for name in names]
+  return sorted(found)
+
+
+def version(p: str) -> tuple[int, str]:
+  """A file's size and a token that changes when it is rewritten: the modification time
+  locally, the object's generation (GCS) or ETag (S3) on object storage."""
+  if not is_remote(p):
+    stat = os.stat(p)
+    return stat.st_size, str(stat.st_mtime_ns)
+  import fsspec
+  info = fsspec.filesystem(p.split("://", 1)[0]).info(p)
+  token = next((info[k] for k in ("generation", "ETag", "etag", "mtime") if info.get(k)), "")
+  return int(info["size"]), str(token)
+
+
+def makedirs(p: str) -> None:
+  epath.Path(p).mkdir(parents=True, exist_ok=True)
+
+
+def open_file(p: str, mode: str = "rb") -> IO:
+  return epath.Path(p).open(mode)
+
+
+def read_text(p: str) -> str:
+  return epath.Path(p).read_text(encoding="utf-8")
+
+
+def read_bytes(p: str) -> bytes:
+  return epath.Path(p).read_bytes()
+
+
+def write_atomic(p: str, data: str | bytes) -> str:
+  """Readers see the old content or the new, whole. Local: a temporary file, fsync, rename.
+  Object storage: one upload, which only becomes visible when complete."""
+  try:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if is_remote(p):
+      epath.Path(p).write_bytes(raw)
+      return p
+    os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+    tmp = f"{p}.tmp{os.getpid()}"
+    try:
+      with open(tmp, "wb") as f:
+        f.write(raw)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(tmp, p)
+    finally:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+  except (OSError, UnicodeError) as e:
+    raise GramError(f"{p}: cannot write ({getattr(e, 'strerror', None) or e})") from None
+  return p
+
+
+def remove(p: str) -> None:
+  """Deletes a file; a missing one is fine."""
+  target = epath.Path(p)
+  if target.exists():
+    target.unlink()
+
+
+def rmtree(p: str) -> None:
+  """Deletes a directory tree; a missing one is fine."""
+  if is_remote(p):
+    target = epath.Path(p)
+    if target.exists():
+      target.rmtree()
+  else:
+    shutil.rmtree(p, ignore_errors=True)
+
+
+def move(src: str, dst: str) -> None:
+  """Local: an atomic rename. Object storage: copy then delete (not atomic; for files set
+  aside, never for commits)."""
+  if is_remote(src):
+    epath.Path(src).rename(dst)
+  else:
+    os.replace(src, dst)
+
+
+def staging_path(p: str) -> str:
+  """Where `staged_dir(p, ...)` writes."""
+  return p if is_remote(p) else p.rstrip("/") + ".tmp"
+
+
+@contextlib.contextmanager
+def staged_dir(p: str, marker: str) -> Iterator[str]:
+  """A directory that is complete or not there. Yields where to write; the caller writes
+  `marker` last. Local: written as `p.tmp` and renamed over `p` at the end. Object storage
+  (no rename): the old marker goes first, then the old files, and the new files are written
+  in place; a directory without its marker is incomplete and never loaded."""
+  if is_remote(p):
+    remove(os.path.join(p, marker))
+    rmtree(p)
+    yield p
+    return
+  tmp = staging_path(p)
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  yield tmp
+  shutil.rmtree(p, ignore_errors=True)
+  os.replace(tmp, p)
+
+
+@contextlib.contextmanager
+def local_mirror(p: str, last: tuple[str, ...] = ()) -> Iterator[str]:
+  """A local folder for writers that only know local files; on object storage its files are
+  uploaded to `p` on exit, the names in `last` after all others (commit markers)."""
+  if not is_remote(p):
+    os.makedirs(p, exist_ok=True)
+    yield p
+    return
+  with tempfile.TemporaryDirectory(prefix="gram_jax_upload_") as local:
+    yield local
+    names = sorted(os.listdir(local), key=lambda name: (name in last, name))
+    for name in names:
+      _upload(os.path.join(local, name), os.path.join(p, name))
+
+
+def _upload(local: str, remote: str) -> None:
+  if os.path.isdir(local):
+    for name in sorted(os.listdir(local)):
+      _upload(os.path.join(local, name), os.path.join(remote, name))
+    return
+  with open(local, "rb") as f:
+    epath.Path(remote).write_bytes(f.read())
+
+
+_COPIES: list[tempfile.TemporaryDirectory] = []
+
+
+def local_copy(p: str) -> str:
+  """`p` itself when local; for object storage, a local copy of the directory's files (for
+  readers that only know local files: tokenizers, transformers configs). Removed at exit."""
+  if not is_remote(p):
+    return p
+  if not _COPIES:
+    atexit.register(lambda: [copy.cleanup() for copy in _COPIES])
+  _COPIES.append(tempfile.TemporaryDirectory(prefix="gram_jax_copy_"))
+  local = _COPIES[-1].name
+  for child in epath.Path(p).iterdir():
+    if child.is_file():
+      (epath.Path(local) / child.name).write_bytes(child.read_bytes())
+  return local

@@ -1,4 +1,5 @@
-"""Raw rows from local JSON / JSONL / Parquet files, `datasets.load_dataset` or TFDS.
+"""Raw rows from JSON / JSONL / Parquet files (local, gs://, s3://), `datasets.load_dataset`
+or TFDS.
 
 Each row comes with where it came from (`file:line` or `file[index]`), so every later error
 can name its source. Malformed bytes or JSON become SourceError; the reader decides whether
@@ -11,6 +12,7 @@ import os
 import zlib
 from typing import Any, Iterator
 
+from gram_jax import storage
 from gram_jax.errors import GramError
 
 HF_PREFIX = "hf://"
@@ -36,30 +38,26 @@ DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".jsonl.gz", ".json.gz", ".parqu
 
 
 def check_exists(path: str) -> None:
-  if not path.startswith((HF_PREFIX, TFDS_PREFIX)) and not os.path.exists(path):
+  if not path.startswith((HF_PREFIX, TFDS_PREFIX)) and not storage.exists(path):
     raise GramError(f"{path}: data file not found")
 
 
 def folder_files(path: str) -> list[str]:
   """The data files under a folder, in sorted path order (a benchmark shipped as a tree of
   files, e.g. RMB's Pairwise_set, reads as one source)."""
-  found = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
-                 for name in names if name.endswith(DATA_SUFFIXES))
+  found = [name for name in storage.walk_files(path) if name.endswith(DATA_SUFFIXES)]
   if not found:
     raise GramError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder")
   return found
-
-
-def _open_text(path: str):
-  return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
 def _compressed_lines(path: str) -> Iterator[bytes]:
   """Lines of a file, gunzipped for .gz; a corrupt or cut gzip stream is a named error."""
   number = 0
   try:
-    with _open_text(path) as f:
-      for number, raw in enumerate(f, start=1):
+    with storage.open_file(path, "rb") as f:
+      lines = gzip.GzipFile(fileobj=f, mode="rb") if path.endswith(".gz") else f
+      for number, raw in enumerate(lines, start=1):
         yield raw
   except (OSError, EOFError, zlib.error) as e:
     raise GramError(f"{path}: not a readable gzip file after line {number} ({e})") from None
@@ -99,7 +97,8 @@ def _json_rows(path: str) -> Iterator[Row]:
 def _parquet_rows(path: str) -> Iterator[Row]:
   import pyarrow.parquet as pq
   try:
-    table = pq.read_table(path)
+    with storage.open_file(path, "rb") as f:
+      table = pq.read_table(f)
   except Exception as e:  # pyarrow raises many types for corrupt files
     raise GramError(f"{path}: not a readable Parquet file ({e})") from None
   for index, item in enumerate(table.to_pylist()):
@@ -165,7 +164,7 @@ def iter_rows(path: str) -> Iterator[Row]:
     yield from _tfds_rows(path)
     return
   check_exists(path)
-  if os.path.isdir(path):
+  if storage.isdir(path):
     for name in folder_files(path):
       yield from iter_rows(name)
     return

@@ -3,6 +3,7 @@ import json
 import os
 from typing import Any
 
+from gram_jax import storage
 from gram_jax.errors import GramError
 from gram_jax.models.config import FAMILY_DEFAULTS, ModelConfig
 
@@ -13,11 +14,10 @@ _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 def read_config_json(model_dir: str) -> dict[str, Any]:
   path = os.path.join(model_dir, "config.json")
-  if not os.path.isfile(path):
+  if not storage.isfile(path):
     raise GramError(f"{path}: not found; a Hugging Face model directory needs config.json")
   try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
+    return json.loads(storage.read_text(path))
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise GramError(f"{path}: not valid JSON ({e})") from None
 

@@ -1,7 +1,7 @@
 """Export a gram_jax Decoder as a Hugging Face directory transformers loads as-is."""
+import contextlib
 import json
 import os
-import shutil
 from typing import Any
 
 import jax
@@ -9,6 +9,7 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from gram_jax import storage
 from gram_jax.errors import GramError
 from gram_jax.hf import mapping, safetensors_io
 from gram_jax.hf import config as hf_config
@@ -65,10 +66,11 @@ def save_pretrained(model: Decoder, out_dir: str, tokenizer: Any = None,
                     max_shard_size: int | str = "5GB") -> str:
   """Writes config, generation config, sharded safetensors (+ index) and tokenizer files.
 
-  Files are written into `out_dir.tmp` and moved into place at the end, so an interrupted
-  export never leaves a directory that looks complete. Only process 0 writes.
+  An interrupted export never leaves a directory that looks complete: locally it is written
+  aside and renamed into place; on object storage it is written in place with config.json,
+  what makes it a model directory, uploaded last. Only process 0 writes.
   """
-  if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(
+  if storage.isdir(out_dir) and storage.listdir(out_dir) and not storage.isfile(
       os.path.join(out_dir, "config.json")):
     raise GramError(f"{out_dir}: exists and is not a model export; refusing to replace it")
   model_config = model.config
@@ -77,33 +79,30 @@ def save_pretrained(model: Decoder, out_dir: str, tokenizer: Any = None,
   dtypes = {s.hf_name: np.dtype(state[s.path].dtype) for s in specs}
   shards = _plan_shards(specs, dtypes, parse_size(max_shard_size))
   is_writer = jax.process_index() == 0
-  tmp_dir = out_dir.rstrip("/") + ".tmp"
-  if is_writer:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    os.makedirs(tmp_dir)
-  weight_map, total = {}, 0
-  for i, shard in enumerate(shards):
-    name = ("model.safetensors" if len(shards) == 1
-            else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors")
-    entries = []
-    for spec in shard:
-      produce = (lambda s=spec: s.to_hf(_host_array(state[s.path][...])))
-      entries.append((spec.hf_name, spec.hf_shape, dtypes[spec.hf_name], produce))
-      weight_map[spec.hf_name] = name
-      total += int(np.prod(spec.hf_shape)) * dtypes[spec.hf_name].itemsize
+  staged = storage.staged_dir(out_dir, "config.json") if is_writer else contextlib.nullcontext()
+  with staged as target:
+    weight_map, total = {}, 0
+    for i, shard in enumerate(shards):
+      name = ("model.safetensors" if len(shards) == 1
+              else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors")
+      entries = []
+      for spec in shard:
+        produce = (lambda s=spec: s.to_hf(_host_array(state[s.path][...])))
+        entries.append((spec.hf_name, spec.hf_shape, dtypes[spec.hf_name], produce))
+        weight_map[spec.hf_name] = name
+        total += int(np.prod(spec.hf_shape)) * dtypes[spec.hf_name].itemsize
+      if is_writer:
+        safetensors_io.write_file(os.path.join(target, name), entries)
+      else:  # every process must take part in the gathers
+        for entry in entries:
+          entry[3]()
     if is_writer:
-      safetensors_io.write_file(os.path.join(tmp_dir, name), entries)
-    else:  # every process must take part in the gathers
-      for entry in entries:
-        entry[3]()
-  if not is_writer:
-    return out_dir
-  if len(shards) > 1:
-    with open(os.path.join(tmp_dir, "model.safetensors.index.json"), "w") as f:
-      json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-  write_config_files(model_config, tmp_dir)
-  if tokenizer is not None:
-    tokenizer.save_pretrained(tmp_dir)
-  shutil.rmtree(out_dir, ignore_errors=True)
-  os.replace(tmp_dir, out_dir)
+      with storage.local_mirror(target, last=("config.json",)) as local:
+        if len(shards) > 1:
+          with open(os.path.join(local, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f,
+                      indent=2)
+        if tokenizer is not None:
+          tokenizer.save_pretrained(local)
+        write_config_files(model_config, local)
   return out_dir

@@ -8,7 +8,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from gram_jax import parallel
+from gram_jax import parallel, storage
 from gram_jax.errors import GramError
 from gram_jax.hf import mapping, safetensors_io
 from gram_jax.hf import config as hf_config
@@ -16,25 +16,24 @@ from gram_jax.models.decoder import Decoder, abstract_model
 
 
 def is_hf_dir(path: str) -> bool:
-  return os.path.isfile(os.path.join(path, "config.json"))
+  return storage.isfile(os.path.join(path, "config.json"))
 
 
 def tensor_index(model_dir: str) -> dict[str, tuple[str, dict[str, Any], int]]:
   """Maps every tensor name to (file, header entry, data offset) over single or sharded files."""
   index_path = os.path.join(model_dir, "model.safetensors.index.json")
-  if os.path.isfile(index_path):
-    with open(index_path, encoding="utf-8") as f:
-      files = sorted(set(json.load(f)["weight_map"].values()))
-  elif os.path.isfile(os.path.join(model_dir, "model.safetensors")):
+  if storage.isfile(index_path):
+    files = sorted(set(json.loads(storage.read_text(index_path))["weight_map"].values()))
+  elif storage.isfile(os.path.join(model_dir, "model.safetensors")):
     files = ["model.safetensors"]
   else:
-    found = sorted(os.listdir(model_dir))
+    found = storage.listdir(model_dir)
     raise GramError(f"{model_dir}: no model.safetensors or model.safetensors.index.json "
                     f"(found {found}); only safetensors weights are loaded, never pickles")
   index = {}
   for name in files:
     path = os.path.join(model_dir, name)
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
       raise GramError(f"{index_path}: lists {name}, which is missing")
     header, data_start = safetensors_io.read_header(path)
     for tensor_name, entry in header.items():

@@ -1,4 +1,5 @@
-"""Streaming safetensors reader/writer: one tensor in host memory at a time.
+"""Streaming safetensors reader/writer: one tensor in host memory at a time, local or on
+object storage (ranged reads; a streamed upload).
 
 The `safetensors` package reads whole files into framework tensors and has no numpy bfloat16;
 the format is simple enough (8-byte header length, JSON header, raw little-endian data) that
@@ -12,6 +13,7 @@ from typing import Any, Iterable
 import ml_dtypes
 import numpy as np
 
+from gram_jax import storage
 from gram_jax.errors import GramError
 
 DTYPES = {
@@ -26,7 +28,7 @@ _CODES = {dtype: code for code, dtype in DTYPES.items()}
 def read_header(path: str) -> tuple[dict[str, Any], int]:
   """Returns ({tensor name: entry}, byte offset of the data section)."""
   try:
-    with open(path, "rb") as f:
+    with storage.open_file(path, "rb") as f:
       (size,) = struct.unpack("<Q", f.read(8))
       header = json.loads(f.read(size))
   except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -44,7 +46,7 @@ def read_tensor(path: str, entry: dict[str, Any], data_start: int, name: str) ->
   if out.nbytes != end - begin:
     raise GramError(f"{path}: tensor '{name}' header is inconsistent "
                     f"(shape {entry['shape']} but {end - begin} bytes)")
-  with open(path, "rb") as f:
+  with storage.open_file(path, "rb") as f:
     f.seek(data_start + begin)
     if f.readinto(memoryview(out.reshape(-1).view(np.uint8))) != out.nbytes:
       raise GramError(f"{path}: truncated file while reading tensor '{name}'")
@@ -67,7 +69,7 @@ def write_file(path: str, tensors: Iterable[tuple[str, tuple[int, ...], np.dtype
     offset += nbytes
   encoded = json.dumps(header, separators=(",", ":")).encode()
   encoded += b" " * (-len(encoded) % 8)
-  with open(path, "wb") as f:
+  with storage.open_file(path, "wb") as f:
     f.write(struct.pack("<Q", len(encoded)))
     f.write(encoded)
     for name, shape, dtype, produce in tensors:
@@ -76,4 +78,5 @@ def write_file(path: str, tensors: Iterable[tuple[str, tuple[int, ...], np.dtype
         raise ValueError(f"tensor {name}: produced shape {array.shape}, declared {shape}")
       f.write(memoryview(array.reshape(-1).view(np.uint8)))
     f.flush()
-    os.fsync(f.fileno())
+    if not storage.is_remote(path):
+      os.fsync(f.fileno())

@@ -14,12 +14,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import configlib, parallel
+from gram_jax import configlib, parallel, storage
 from gram_jax.data import benchmarks, preference, sources
 from gram_jax.errors import GramError
 from gram_jax.inference.reasoning import PairJudgment
 from gram_jax.inference.reward import RewardModel
-from gram_jax.journal import Journal, run_in_chunks, write_atomic
+from gram_jax.journal import Journal, fingerprint, run_in_chunks
 from gram_jax.stages import setup
 
 
@@ -196,9 +196,8 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
   template, file) is not scored again."""
   work = {**work, **file_identity(path)}
   done = os.path.join(out_dir, "summary.json")
-  if os.path.exists(done):
-    with open(done, encoding="utf-8") as f:
-      summary = json.load(f)
+  if storage.exists(done):
+    summary = json.loads(storage.read_text(done))
     if summary.get("work") == work:
       logging.info("%s: already evaluated in %s", path, out_dir)
       return summary
@@ -226,22 +225,22 @@ def correct(outcome: dict[str, Any]) -> bool:
 
 
 def file_identity(path: str) -> dict[str, Any]:
-  """A local file's (or a folder's files') sizes and modification times, so an edited file
-  is evaluated again."""
-  if not os.path.exists(path):
+  """A file's (or a folder's files') sizes and versions (modification time, object
+  generation), so an edited file is evaluated again."""
+  if not storage.exists(path):
     return {"file": path}
-  names = sources.folder_files(path) if os.path.isdir(path) else [path]
-  stats = [os.stat(name) for name in names]
-  return {"file": os.path.abspath(path), "size": sum(s.st_size for s in stats),
-          "mtime_ns": max(s.st_mtime_ns for s in stats), "files": len(names)}
+  names = sources.folder_files(path) if storage.isdir(path) else [path]
+  versions = [storage.version(name) for name in names]
+  return {"file": storage.absolute(path), "size": sum(size for size, _ in versions),
+          "version": fingerprint([{"v": v} for _, v in versions]), "files": len(names)}
 
 
 def write_outputs(out_dir: str, results: list[dict], summary: dict, report: str) -> None:
   """summary.json, written last, marks the file done; each file is renamed into place whole."""
-  write_atomic(os.path.join(out_dir, "results.jsonl"),
-               "".join(json.dumps(r, default=_json_default) + "\n" for r in results))
-  write_atomic(os.path.join(out_dir, "report.md"), report)
-  write_atomic(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
+  storage.write_atomic(os.path.join(out_dir, "results.jsonl"),
+                       "".join(json.dumps(r, default=_json_default) + "\n" for r in results))
+  storage.write_atomic(os.path.join(out_dir, "report.md"), report)
+  storage.write_atomic(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
 
 
 def _json_default(value: Any) -> Any:
@@ -266,7 +265,7 @@ def output_names(paths: list[str]) -> list[str]:
 def run(c: ml_collections.ConfigDict) -> None:
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
   reward = setup.reward_model(c, mesh, c.eval.max_len, c.eval.batch_size)
-  work = {"model": os.path.abspath(c.model.path), "max_len": c.eval.max_len,
+  work = {"model": storage.absolute(c.model.path), "max_len": c.eval.max_len,
           "template": hashlib.sha256(reward.encoder.template.encode()).hexdigest()[:16],
           "labels": list(reward.labels), "benchmark": c.eval.benchmark,
           "reasoning": str(reward.reasoning)}
@@ -280,5 +279,5 @@ def run(c: ml_collections.ConfigDict) -> None:
     reports.append(benchmarks.markdown(os.path.basename(path), summary,
                                        summary["trimmed_pairs"]))
   if jax.process_index() == 0:
-    write_atomic(os.path.join(c.workdir, "report.md"), "\n".join(reports))
+    storage.write_atomic(os.path.join(c.workdir, "report.md"), "\n".join(reports))
     print("\n".join(reports))

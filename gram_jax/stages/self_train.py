@@ -21,13 +21,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import checkpoint, configlib, pretrained, self_training
+from gram_jax import checkpoint, configlib, parallel, pretrained, self_training, storage
 from gram_jax.data import preference, records, synthetic
 from gram_jax.hf.export import save_pretrained
 from gram_jax.inference.generate import Generator, Sampling
 from gram_jax.inference.reasoning import PairJudgment, RationaleJudge
 from gram_jax.inference.reward import RewardModel
-from gram_jax.journal import Journal, fingerprint, run_in_chunks, write_atomic, write_jsonl
+from gram_jax.journal import Journal, fingerprint, run_in_chunks, write_jsonl
 from gram_jax.judge_card import Reasoning, write_judge_card
 from gram_jax.stages import recipes, setup
 from gram_jax.text.tokenizer import encode_plain, encode_user_turn, encode_user_turns
@@ -36,22 +36,26 @@ VERDICT_TEMPLATES = {"gram_rr": "gram", "compact_rr": "compact"}
 
 
 def _read_json(path: str) -> Any:
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return json.loads(storage.read_text(path))
 
 
 def _read_jsonl(path: str) -> list[dict]:
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f]
+  return [json.loads(line) for line in storage.read_text(path).splitlines()]
+
+
+def publish(path: str, write: Callable[[], Any]) -> None:
+  """Process 0 writes `path`; every process returns only once it is there to read."""
+  if jax.process_index() == 0:
+    write()
+  parallel.sync(f"wrote:{path}")
 
 
 def once(path: str, make: Callable[[], Any]) -> Any:
   """Runs `make` unless its JSON result at `path` exists; writes it atomically."""
-  if os.path.exists(path):
+  if storage.exists(path):
     return _read_json(path)
   value = make()
-  if jax.process_index() == 0:
-    write_atomic(path, json.dumps(value))
+  publish(path, lambda: storage.write_atomic(path, json.dumps(value)))
   return value
 
 
@@ -145,7 +149,7 @@ class SelfTraining:
       steps = self.s.round_steps if min_steps is None else min_steps
       learning_rate = self.s.round_learning_rate or self.s.learning_rate
     else:
-      rows = sum(1 for path in proof_files for _ in open(path, encoding="utf-8"))
+      rows = sum(len(_read_jsonl(path)) for path in proof_files)
       per_step = configlib.rows_per_process(self.c) * jax.process_count() * \
           self.c.train.micro_batches
       steps = max(self.s.policy_steps, int(np.ceil(self.s.policy_epochs * rows / per_step)))
@@ -212,7 +216,7 @@ class SelfTraining:
   def prove(self, prover_dir: str, items: list[dict], out: str) -> str:
     """π_ψ writes k sampled proofs per (pair, label); the best by proof_score is kept.
     Journaled a batch of items at a time, so a preempted or killed run resumes mid-file."""
-    if os.path.exists(out):
+    if storage.exists(out):
       return out
     generator = Generator(pretrained.load_pretrained(prover_dir), self.tokenizer,
                           self.s.batch_size, self.c.data.cutoff_len)
@@ -246,8 +250,7 @@ class SelfTraining:
                                      "k": k, "seed": self.c.seed, "sampling": str(sampling),
                                      "max_new_tokens": self.s.max_new_tokens})
     rows = run_in_chunks(items, work, log, self.s.batch_size)
-    if jax.process_index() == 0:
-      write_jsonl(rows, out)
+    publish(out, lambda: write_jsonl(rows, out))
     log.remove()
     return out
 
@@ -304,9 +307,12 @@ class SelfTraining:
         if row["drop_reason"] is None and not kept:
           row["drop_reason"] = "low_confidence"
     kept = [r for r in rows if r["drop_reason"] is None]
-    if jax.process_index() == 0:
+    kept_path = self.path(f"round_{round_index}", "kept.jsonl")
+
+    def write_round() -> None:
       write_jsonl(rows, judged_path)
-      write_jsonl(kept, self.path(f"round_{round_index}", "kept.jsonl"))
+      write_jsonl(kept, kept_path)
+    publish(kept_path, write_round)
     stats = once(self.path(f"round_{round_index}", "labels.json"),
                  lambda: self_training.round_stats(rows))
     log.remove()  # only now: a kill before labels.json exists resumes from the journal
@@ -347,7 +353,7 @@ def run(c: ml_collections.ConfigDict) -> None:
                                              lambda: job.evaluate_policy(policy))})
   for r in range(1, s.rounds + 1):
     labels = job.path(f"round_{r}", "labels.json")
-    stats = _read_json(labels) if os.path.exists(labels) else job.label_round(policy, r)
+    stats = _read_json(labels) if storage.exists(labels) else job.label_round(policy, r)
     proof_files.append(job.prove(prover_dir, kept_items(job, r),
                                  job.path(f"round_{r}", "proofs.jsonl")))
     policy = job.train_policy(f"round_{r}", proof_files,
@@ -369,9 +375,11 @@ def run(c: ml_collections.ConfigDict) -> None:
             "final", job.files["task"] + [pseudo_labeled_file(job, s.rounds)],
             s.final_finetune_steps, start_from=policy))})
   table = self_training.report_table(rows)
-  if jax.process_index() == 0:
+
+  def write_report() -> None:
     write_jsonl(rows, job.path("rounds.jsonl"))
-    write_atomic(job.path("report.md"), table + "\n")
+    storage.write_atomic(job.path("report.md"), table + "\n")
+  publish(job.path("report.md"), write_report)
   save_pretrained(pretrained.load_pretrained(final_model), job.path("hf"),
                   tokenizer=job.tokenizer)
   if jax.process_index() == 0:

@@ -8,7 +8,7 @@ import ml_collections
 from flax import nnx
 from jax.sharding import Mesh
 
-from gram_jax import checkpoint, configlib, journal, parallel, pretrained
+from gram_jax import checkpoint, configlib, journal, parallel, pretrained, storage
 from gram_jax.data import synthetic
 from gram_jax.inference.reward import RewardModel
 from gram_jax.judge_card import read_judge_card
@@ -26,13 +26,13 @@ def load_or_build_tokenizer(c: ml_collections.ConfigDict) -> Any:
   if path:
     return pretrained.load_tokenizer(path)
   saved = os.path.join(c.workdir, checkpoint.TOKENIZER)
-  if os.path.isfile(os.path.join(saved, "tokenizer.json")):
-    return tok.load_tokenizer(saved)
+  if storage.isfile(os.path.join(saved, "tokenizer.json")):
+    return tok.load_tokenizer(storage.local_copy(saved))
   texts = list(synthetic.corpus(synthetic.make_pairs(2000, seed=1234)))
   texts += [templates.GRAM_JUDGE_PROMPT, templates.PRETRAIN_OUTPUT] * 20
   tokenizer = tok.train_bpe_tokenizer(texts, vocab_size=BUILTIN_VOCAB)
   if jax.process_index() == 0:
-    tokenizer.save_pretrained(saved)
+    checkpoint.save_tokenizer(tokenizer, saved)
   return tokenizer
 
 
@@ -67,7 +67,7 @@ def initial_params(c: ml_collections.ConfigDict, model_config: ModelConfig, mesh
 
 def builtin_jsonl(path: str, make_rows: Callable[[], Iterable[dict]]) -> str:
   """Writes a built-in data file once (process 0, atomically); every process waits for it."""
-  if jax.process_index() == 0 and not os.path.exists(path):
+  if jax.process_index() == 0 and not storage.exists(path):
     journal.write_jsonl(make_rows(), path)
   parallel.sync(f"builtin:{path}")
   return path

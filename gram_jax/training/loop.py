@@ -100,6 +100,8 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
       meta = {"data_position": batches.state(), "step": step + 1}
       saved = not bad_steps and checkpointer.save(step + 1, state, meta,
                                                   force=step + 1 == steps)
+      if saved:
+        logger.flush()
       if preemption.should_stop(step + 1) and step + 1 < steps:
         if not saved:
           checkpointer.save(step + 1, state, meta, force=True)

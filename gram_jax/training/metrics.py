@@ -1,10 +1,51 @@
 """Training metrics to TensorBoard, a JSONL file and a console progress bar (process 0 only)."""
 import json
 import os
+import time
 from typing import Any
 
 import jax
 import tqdm
+
+from gram_jax import storage
+
+
+class JsonlSink:
+  """Appends JSON lines to a file. Local: append + flush per line. Object storage has no
+  append: the whole object is rewritten at most every `every_seconds` and on flush()/close()
+  (the loop flushes with every checkpoint, so a kill loses only lines a resume re-logs)."""
+
+  def __init__(self, path: str, every_seconds: float = 30.0):
+    self.path, self.every_seconds = path, every_seconds
+    self.remote = storage.is_remote(path)
+    if self.remote:
+      self.text = storage.read_text(path) if storage.exists(path) else ""
+      self.text = self.text[:self.text.rfind("\n") + 1]
+      self.written_at = time.monotonic()
+    else:
+      os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+      self.file = open(path, "a", encoding="utf-8")
+
+  def write(self, entry: dict[str, Any]) -> None:
+    line = json.dumps(entry) + "\n"
+    if not self.remote:
+      self.file.write(line)
+      self.file.flush()
+      return
+    self.text += line
+    if time.monotonic() - self.written_at >= self.every_seconds:
+      self.flush()
+
+  def flush(self) -> None:
+    if self.remote:
+      storage.write_atomic(self.path, self.text)
+      self.written_at = time.monotonic()
+
+  def close(self) -> None:
+    if self.remote:
+      self.flush()
+    else:
+      self.file.close()
 
 
 class MetricsLogger:
@@ -13,10 +54,10 @@ class MetricsLogger:
     if not self.enabled:
       return
     from tensorboardX import SummaryWriter
-    os.makedirs(workdir, exist_ok=True)
     self.workdir = workdir
     self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name))
-    self.jsonl = open(os.path.join(workdir, f"{name}_metrics.jsonl"), "a", encoding="utf-8")
+    self.sinks = {name: JsonlSink(os.path.join(workdir, f"{name}_metrics.jsonl"))}
+    self.name = name
     self.bar = tqdm.tqdm(total=total_steps, initial=start_step, desc=name, unit="step",
                          dynamic_ncols=True)
 
@@ -27,8 +68,7 @@ class MetricsLogger:
     for key, value in clean.items():
       if value is not None:
         self.writer.add_scalar(key, value, step)
-    self.jsonl.write(json.dumps({"step": step, **clean}) + "\n")
-    self.jsonl.flush()
+    self.sinks[self.name].write({"step": step, **clean})
     self.bar.set_postfix({k: f"{clean[k]:.4g}" for k in ("loss", "learning_rate")
                           if clean.get(k) is not None})
     self.bar.update(1)
@@ -39,24 +79,32 @@ class MetricsLogger:
       return
     for key, value in values.items():
       self.writer.add_scalar(f"{name}/{key}", float(value), step)
-    with open(os.path.join(self.workdir, f"{name}_metrics.jsonl"), "a", encoding="utf-8") as f:
-      f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
+    if name not in self.sinks:
+      self.sinks[name] = JsonlSink(os.path.join(self.workdir, f"{name}_metrics.jsonl"))
+    self.sinks[name].write({"step": step, **{k: float(v) for k, v in values.items()}})
     self.bar.write(f"step {step} {name}: " + ", ".join(f"{k}={float(v):.4f}"
                                                       for k, v in values.items()))
+
+  def flush(self) -> None:
+    """Makes everything logged so far durable (called with each checkpoint save)."""
+    if self.enabled:
+      self.writer.flush()
+      for sink in self.sinks.values():
+        sink.flush()
 
   def close(self) -> None:
     if self.enabled:
       self.bar.close()
       self.writer.close()
-      self.jsonl.close()
+      for sink in self.sinks.values():
+        sink.close()
 
 
 def read_jsonl_metrics(path: str) -> dict[int, dict[str, Any]]:
   """Last logged entry per step (a resumed run re-logs the steps after its checkpoint)."""
   entries = {}
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      if line.endswith("\n"):
-        entry = json.loads(line)
-        entries[entry["step"]] = entry
+  for line in storage.read_text(path).splitlines(keepends=True):
+    if line.endswith("\n"):
+      entry = json.loads(line)
+      entries[entry["step"]] = entry
   return entries

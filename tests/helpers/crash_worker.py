@@ -16,7 +16,8 @@ import numpy as np
 from gram_jax import parallel
 from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.data import loader
-from gram_jax.journal import Journal, jsonl_text, run_in_chunks, write_atomic
+from gram_jax.journal import Journal, jsonl_text, run_in_chunks
+from gram_jax.storage import write_atomic
 from gram_jax.stages import setup
 from gram_jax.text import tokenizer as tok
 from gram_jax.training import loop, objectives

@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from gram_jax import preemption
 from gram_jax.errors import GramError
-from gram_jax.journal import Journal, jsonl_text, run_in_chunks, write_atomic
+from gram_jax.journal import Journal, jsonl_text, run_in_chunks
+from gram_jax.storage import write_atomic
 
 HEADER = {"file": "pool.jsonl", "model": "m"}
 rows = st.lists(st.fixed_dictionaries({"i": st.integers(), "text": st.text(max_size=30)}),
