@@ -141,3 +141,39 @@ def test_two_processes_write_one_shared_checkpoint_in_the_bucket(gcs, tmp_path):
   assert metrics == [f"{prefix}/train_metrics.jsonl"]  # run files: process 0 only
   model = gram_jax.load_pretrained(run)  # one process reads the two hosts' shards
   assert all(np.isfinite(x).all() for x in _params(model))
+
+
+def test_self_train_on_gs_journals_in_the_bucket_and_resumes_after_preemption(gcs, tmp_path):
+  bucket = gcs.bucket()
+  tasks = ("category",)
+  files = {
+      "seed_files": synthetic.as_proved(synthetic.make_pairs(120, 0, tasks), 0),
+      "labeled_files": synthetic.make_pairs(12, 1, tasks),
+      "unlabeled_files": synthetic.as_unlabeled(synthetic.make_pairs(48, 2, tasks), 3),
+      "heldout_files": synthetic.make_pairs(16, 4, tasks)}
+  data = [f"--config.self_train.{field}=" + write_jsonl(rows, f"{bucket}/data/{field}.jsonl")
+          for field, rows in files.items()]
+  run = f"{bucket}/runs/self_train"
+  small = dict(rounds=1, prover_steps=20, policy_steps=20, round_steps=10, policy_epochs=1.0,
+               max_new_tokens=48, batch_size=16, baseline=False, final_finetune_steps=5)
+  overrides = [f"--config.workdir={run}", "--config.checkpoint.every_steps=10", *data,
+               *[f"--config.self_train.{k}={v}" for k, v in small.items()]]
+  chunks = lambda: gcs.objects(f"{run}/round_1/judged.jsonl.journal/")
+  code, seconds, err = cli.signal_when(  # preempted while π_φ labels round 1's pool
+      "configs/self_train.py", overrides, lambda: len(chunks()) >= 2, signal.SIGTERM,
+      timeout=900)
+  assert code == 0 and seconds < 30, err[-3000:]
+  journal_rows = [json.loads(line) for name in chunks()
+                  for line in storage.read_text(f"{bucket}/{name}").splitlines()]
+  labeled = len(journal_rows) - 1  # after the header
+  assert 0 < labeled < 48 and "journal" in journal_rows[0]
+  result = cli.run_main("configs/self_train.py", *overrides, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"resuming at item {labeled} of 48" in result.stderr
+  stages = [json.loads(line)["stage"] for line in
+            storage.read_text(f"{run}/rounds.jsonl").splitlines()]
+  assert stages == ["warm start", "round 1", "task adaptation (rationale + verdict SFT)"]
+  assert not chunks()  # the journal goes once its file is written
+  for name in ("round_1/kept.jsonl", "round_1/labels.json", "report.md", "hf/config.json",
+               "hf/judge.json", "hf/model.safetensors", "round_1/policy/train_metrics.jsonl"):
+    assert storage.isfile(f"{run}/{name}"), name
