@@ -21,6 +21,13 @@ if loader == "gram_jax":
   import jax, gram_jax
   jax.devices()
   load = lambda: gram_jax.load_pretrained(path)
+elif loader == "copy+gram_jax":  # bench/remote_load.py's peer: copy to disk, then load
+  import tempfile, fsspec, jax, gram_jax
+  jax.devices()
+  local = tempfile.mkdtemp()
+  def load():
+    fsspec.filesystem(path.split("://")[0]).get(path + "/", local, recursive=True)
+    return gram_jax.load_pretrained(local)
 else:
   import torch, transformers
   load = lambda: transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -34,7 +41,7 @@ def sample():
 thread = threading.Thread(target=sample); thread.start()
 start = time.time()
 model = load()
-if loader == "gram_jax":
+if loader != "transformers":
   import jax
   jax.block_until_ready(jax.tree.leaves(__import__("flax").nnx.state(model)))
 seconds = time.time() - start

@@ -9,6 +9,8 @@ What object storage lacks is handled here, once:
 - no append: journals keep one object per chunk (gram_jax.journal);
 - libraries that only write local files (transformers' save_pretrained) write into a local
   folder that is uploaded on exit (`local_mirror`), and read a local copy (`local_copy`).
+Listing caches are off: other hosts, and TensorStore within this one, write behind fsspec's
+back, and a cached listing once showed a checkpoint step that another process had deleted.
 Any other URL (gcs://, az://, gs:/ with one slash...) is refused before any work: it would
 otherwise become a local folder named after its scheme on every host.
 """
@@ -21,6 +23,7 @@ import tempfile
 import threading
 from typing import IO, Iterator
 
+import fsspec
 from etils import epath
 
 from gram_jax.errors import GramError
@@ -30,6 +33,8 @@ DATA_SCHEMES = ("hf://", "tfds://")  # read by datasets / TFDS themselves
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
 _FILESYSTEM_PACKAGE = {"gs": "gcsfs", "s3": "s3fs"}
 CHECK_SECONDS = 30  # start-up check; gcsfs alone retries an unreachable host for ~90 s
+for _scheme in REMOTE_SCHEMES:
+  fsspec.config.conf.setdefault(_scheme, {})["use_listings_cache"] = False
 
 
 def is_remote(path: str) -> bool:
@@ -130,7 +135,6 @@ def version(p: str) -> tuple[int, str]:
   if not is_remote(p):
     stat = os.stat(p)
     return stat.st_size, str(stat.st_mtime_ns)
-  import fsspec
   info = fsspec.filesystem(p.split("://", 1)[0]).info(p)
   token = next((info[k] for k in ("generation", "ETag", "etag", "mtime") if info.get(k)), "")
   return int(info["size"]), str(token)
@@ -142,6 +146,19 @@ def makedirs(p: str) -> None:
 
 def open_file(p: str, mode: str = "rb") -> IO:
   return epath.Path(p).open(mode)
+
+
+def read_into(p: str, offset: int, out: memoryview) -> int:
+  """Reads up to len(out) bytes at `offset` into `out`; returns how many. On object storage:
+  one ranged request, with no readahead cache holding a second copy."""
+  if not is_remote(p):
+    with open(p, "rb") as f:
+      f.seek(offset)
+      return f.readinto(out)
+  data = fsspec.filesystem(p.split("://", 1)[0]).cat_file(p, start=offset,
+                                                         end=offset + len(out))
+  out[:len(data)] = data
+  return len(data)
 
 
 def read_text(p: str) -> str:

@@ -46,10 +46,9 @@ def read_tensor(path: str, entry: dict[str, Any], data_start: int, name: str) ->
   if out.nbytes != end - begin:
     raise GramError(f"{path}: tensor '{name}' header is inconsistent "
                     f"(shape {entry['shape']} but {end - begin} bytes)")
-  with storage.open_file(path, "rb") as f:
-    f.seek(data_start + begin)
-    if f.readinto(memoryview(out.reshape(-1).view(np.uint8))) != out.nbytes:
-      raise GramError(f"{path}: truncated file while reading tensor '{name}'")
+  if storage.read_into(path, data_start + begin,
+                       memoryview(out.reshape(-1).view(np.uint8))) != out.nbytes:
+    raise GramError(f"{path}: truncated file while reading tensor '{name}'")
   return out
 
 

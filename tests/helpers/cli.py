@@ -5,6 +5,8 @@ import sys
 import tempfile
 import time
 
+from gram_jax import storage
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -63,9 +65,8 @@ def signal_when(config: str, overrides: list[str], ready, sig: int, devices: int
 
 
 def jsonl_lines(path: str) -> int:
-  """Complete lines in a file (0 when absent)."""
+  """Complete lines in a file, local or gs:// (0 when absent)."""
   try:
-    with open(path, "rb") as f:
-      return f.read().count(b"\n")
+    return storage.read_bytes(path).count(b"\n")
   except FileNotFoundError:
     return 0

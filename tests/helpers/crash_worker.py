@@ -1,6 +1,6 @@
 """One life of a crash trial (run by test_crash_trials.py, which SIGKILLs it at a random point).
 
-In WORKDIR it resumes the real training loop (`loop.fit`: a jitted step and an async Orbax save
+In WORKDIR (local or gs://) it resumes the real training loop (`loop.fit`: a jitted step and an async Orbax save
 every step, keep 2) and then a journaled generation of large JSONL rows (`run_in_chunks`),
 checking that everything it resumes from is valid. Prints phase markers and, at the end, a
 checksum of the final parameters and of the final JSONL file.
@@ -13,11 +13,10 @@ import sys
 import jax
 import numpy as np
 
-from gram_jax import parallel
+from gram_jax import parallel, storage
 from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.data import loader
 from gram_jax.journal import Journal, jsonl_text, run_in_chunks
-from gram_jax.storage import write_atomic
 from gram_jax.stages import setup
 from gram_jax.text import tokenizer as tok
 from gram_jax.training import loop, objectives
@@ -63,13 +62,12 @@ def main(workdir: str) -> None:
   weights = hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in
                                     jax.tree.leaves(jax.device_get(params)))).hexdigest()
   print("generate", flush=True)
-  if not os.path.exists(final):
+  if not storage.exists(final):
     rows = run_in_chunks(list(range(ITEMS)), generate, log, CHUNK)
     assert rows == [expected_row(i) for i in range(ITEMS)], "journal rows differ"
-    write_atomic(final, jsonl_text(rows))
+    storage.write_atomic(final, jsonl_text(rows))
     log.remove()
-  with open(final, "rb") as f:
-    data = f.read()
+  data = storage.read_bytes(final)
   assert data == jsonl_text([expected_row(i) for i in range(ITEMS)]).encode(), "bad file"
   print("done " + json.dumps({"weights": weights,
                               "generated": hashlib.sha256(data).hexdigest()}), flush=True)
