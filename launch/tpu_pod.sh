@@ -5,10 +5,11 @@
 #     launch/tpu_pod.sh create
 #   TPU_NAME=gram launch/tpu_pod.sh setup            # copy this checkout, pip install
 #   TPU_NAME=gram launch/tpu_pod.sh run --config=configs/pretrain.py:qwen3-8b \
-#     --config.model.path=/mnt/models/Qwen3-8B --config.workdir=/mnt/runs/pretrain
+#     --config.model.path=gs://my-bucket/models/Qwen3-8B \
+#     --config.workdir=gs://my-bucket/runs/pretrain
 #
-# /mnt must be storage every worker sees (a bucket mounted with gcsfuse, or Filestore):
-# gs:// URLs are refused until object storage lands (issue 17).
+# Keep models, data and the workdir in a bucket: a worker's disk goes with the VM. All hosts
+# write their checkpoint shards into the one gs:// step directory (launch/README.md).
 # jax.distributed.initialize() finds the other workers by itself on a TPU VM, so the same
 # command runs everywhere; only process 0 writes logs and metrics.
 set -euo pipefail
