@@ -155,8 +155,8 @@ def read_into(p: str, offset: int, out: memoryview) -> int:
     with open(p, "rb") as f:
       f.seek(offset)
       return f.readinto(out)
-  data = fsspec.filesystem(p.split("://", 1)[0]).cat_file(p, start=offset,
-                                                         end=offset + len(out))
+  filesystem = fsspec.filesystem(p.split("://", 1)[0])
+  data = filesystem.cat_file(p, start=offset, end=offset + len(out))
   out[:len(data)] = data
   return len(data)
 
@@ -214,7 +214,8 @@ def move(src: str, dst: str) -> None:
   """Local: an atomic rename. Object storage: copy then delete (not atomic; for files set
   aside, never for commits)."""
   if is_remote(src):
-    epath.Path(src).rename(dst)
+    epath.Path(dst).write_bytes(epath.Path(src).read_bytes())
+    epath.Path(src).unlink()
   else:
     os.replace(src, dst)
 

@@ -8,6 +8,7 @@ import json
 import os
 from typing import Sequence
 
+from gram_jax import storage
 from gram_jax.errors import GramError
 from gram_jax.judge_card import JUDGE_CARD
 
@@ -70,11 +71,11 @@ def _eval_table(eval_report: str) -> str:
   """The evaluate stage's report.md (a workdir or the file itself), or a note."""
   if not eval_report:
     return "Not evaluated with gram_jax's evaluate stage."
-  path = os.path.join(eval_report, "report.md") if os.path.isdir(eval_report) else eval_report
-  if not os.path.isfile(path):
+  path = (os.path.join(eval_report, "report.md") if storage.isdir(eval_report)
+          else eval_report)
+  if not storage.isfile(path):
     raise GramError(f"{path}: evaluation report not found (run the evaluate stage)")
-  with open(path, encoding="utf-8") as f:
-    return f.read().strip()
+  return storage.read_text(path).strip()
 
 
 def _read_json(path: str) -> dict:

@@ -1,9 +1,9 @@
 """One life of a crash trial (run by test_crash_trials.py, which SIGKILLs it at a random point).
 
-In WORKDIR (local or gs://) it resumes the real training loop (`loop.fit`: a jitted step and an async Orbax save
-every step, keep 2) and then a journaled generation of large JSONL rows (`run_in_chunks`),
-checking that everything it resumes from is valid. Prints phase markers and, at the end, a
-checksum of the final parameters and of the final JSONL file.
+In WORKDIR (local or gs://) it resumes the real training loop (`loop.fit`: a jitted step and
+an async Orbax save every step, keep 2) and then a journaled generation of large JSONL rows
+(`run_in_chunks`), checking that everything it resumes from is valid. Prints phase markers
+and, at the end, a checksum of the final parameters and of the final JSONL file.
 """
 import hashlib
 import json

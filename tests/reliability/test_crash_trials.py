@@ -41,7 +41,8 @@ def _env(cache: str) -> dict:
 
 def _worker(workdir: str, env: dict) -> subprocess.Popen:
   return subprocess.Popen([sys.executable, "-m", "tests.helpers.crash_worker", workdir],
-                          cwd=cli.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                          cwd=cli.ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
 
 
 def _reference_states():

@@ -1,16 +1,18 @@
 """Journals, the resume point of long generation and scoring loops: a file cut at any byte
 yields exactly its whole lines (a torn last line is never data, and is cut off before the
-next append); another work's journal is set aside; chunks resume after the last whole row."""
+next append); another work's journal is set aside; chunks resume after the last whole row;
+on object storage (an emulator) a journal is one object per chunk."""
 import json
 import os
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gram_jax import preemption
+from gram_jax import preemption, storage
 from gram_jax.errors import GramError
 from gram_jax.journal import Journal, jsonl_text, run_in_chunks
 from gram_jax.storage import write_atomic
+from tests.helpers.gcs import gcs  # noqa: F401 (the fixture)
 
 HEADER = {"file": "pool.jsonl", "model": "m"}
 rows = st.lists(st.fixed_dictionaries({"i": st.integers(), "text": st.text(max_size=30)}),
@@ -74,3 +76,39 @@ def test_write_atomic_leaves_the_old_file_when_the_write_fails(tmp_path):
   with pytest.raises(GramError, match="summary.json: cannot write"):
     write_atomic(path, "\ud800")  # cannot be encoded: the write fails part-way
   assert open(path).read() == "old" and os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_on_object_storage_a_journal_is_one_object_per_chunk(gcs):
+  path = f"{gcs.bucket()}/run/work.journal"
+  journal = Journal(path, HEADER)
+  assert journal.read() == []
+  journal.append([{"i": 0}, {"i": 1}])
+  journal.append([{"i": 2}])
+  assert [name.rsplit("/", 1)[1] for name in gcs.objects(path + "/")] == [
+      "00000000.jsonl", "00000001.jsonl"]
+  assert Journal(path, HEADER).read() == [{"i": 0}, {"i": 1}, {"i": 2}]
+  assert Journal(path, {"model": "other"}).read() == []  # set aside, chunk by chunk
+  assert gcs.objects(path + "/") == [] and len(gcs.objects(path + ".stale/")) == 2
+  Journal(path, HEADER).append([{"i": 5}])
+  Journal(path, HEADER).remove()
+  assert gcs.objects(path + "/") == []
+
+
+def test_on_object_storage_whole_files_and_staged_directories(gcs):
+  bucket = gcs.bucket()
+  write_atomic(f"{bucket}/a.txt", "old")
+  write_atomic(f"{bucket}/a.txt", "new")
+  assert storage.read_text(f"{bucket}/a.txt") == "new"
+  with pytest.raises(GramError, match="cannot write"):
+    write_atomic(f"{bucket}/a.txt", "\ud800")
+  assert storage.read_text(f"{bucket}/a.txt") == "new"
+  target = f"{bucket}/model"
+  write_atomic(f"{target}/marker.json", "{}")
+  write_atomic(f"{target}/weights", "v1")
+  with pytest.raises(RuntimeError):
+    with storage.staged_dir(target, "marker.json") as staging:
+      assert staging == target  # no rename: written in place ...
+      assert not storage.exists(f"{target}/marker.json")  # ... after the marker went first
+      write_atomic(f"{staging}/weights", "v2")
+      raise RuntimeError("killed before the marker")
+  assert storage.listdir(target) == ["weights"]  # incomplete: no marker, never loaded

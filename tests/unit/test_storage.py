@@ -10,8 +10,8 @@ from gram_jax.errors import GramError
                                   "hf://org/model", "gs:///run", "s3:/b/k", "ftp://host/x"])
 def test_urls_no_layer_can_use_are_refused_with_the_field_named(path):
   scheme = path.split(":")[0]
-  with pytest.raises(GramError, match=f"^config.workdir: {path}: not a usable path .*"
-                                      f"local folder named '{scheme}:'"):
+  expected = f"^config.workdir: {path}: not a usable path .*local folder named '{scheme}:'"
+  with pytest.raises(GramError, match=expected):
     storage.check(path, "config.workdir")
 
 
