@@ -16,6 +16,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
 
 import pytest  # noqa: E402
 
+from tests.helpers import gcs as gcs_emulator  # noqa: E402
 from tests.helpers import hf_fixtures  # noqa: E402
 
 # Folders by cost, the costliest first, so `pytest -n 2 --dist loadfile` workers end together:
@@ -23,6 +24,12 @@ from tests.helpers import hf_fixtures  # noqa: E402
 FOLDERS_BY_COST = ("cli", "reliability", "unit")
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+@pytest.fixture(scope="module")
+def gcs():
+  """A GCS emulator on loopback for this module's tests (skips when its packages are absent)."""
+  yield from gcs_emulator.serving_in_environ()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from gram_jax.data import synthetic
 from gram_jax.journal import write_jsonl
 from gram_jax.training.metrics import read_jsonl_metrics
 from tests.helpers import cli
-from tests.helpers.gcs import gcs  # noqa: F401 (the fixture)
 
 PRETRAIN = "configs/pretrain.py"
 FLAGS = ("--config.train.num_steps=24", "--config.checkpoint.every_steps=3",

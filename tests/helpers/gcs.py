@@ -80,17 +80,18 @@ class Emulator:
     self.process.wait()
 
 
-@pytest.fixture(scope="module")
-def gcs():
-  """The emulator, with its variables in os.environ for this module's tests (subprocesses
-  started by tests.helpers.cli inherit them)."""
+def serving_in_environ():
+  """Starts an emulator and puts its variables in os.environ (subprocesses started by
+  tests.helpers.cli inherit them) until the generator is closed."""
   emulator = Emulator()
   saved = {key: os.environ.get(key) for key in emulator.env}
   os.environ.update(emulator.env)
-  yield emulator
-  for key, value in saved.items():
-    if value is None:
-      os.environ.pop(key, None)
-    else:
-      os.environ[key] = value
-  emulator.stop()
+  try:
+    yield emulator
+  finally:
+    for key, value in saved.items():
+      if value is None:
+        os.environ.pop(key, None)
+      else:
+        os.environ[key] = value
+    emulator.stop()

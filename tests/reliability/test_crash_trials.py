@@ -27,7 +27,6 @@ from gram_jax.journal import Journal
 from gram_jax.models.decoder import abstract_model
 from gram_jax.stages import setup
 from tests.helpers import cli, crash_worker, train_fixtures
-from tests.helpers.gcs import gcs  # noqa: F401 (the fixture)
 
 CHAINS = 2  # in parallel
 KILLS_PER_CHAIN = {"local": 10, "gs": 5}  # 20 kills of live local runs, 10 on gs://

@@ -12,7 +12,6 @@ from gram_jax import preemption, storage
 from gram_jax.errors import GramError
 from gram_jax.journal import Journal, jsonl_text, run_in_chunks
 from gram_jax.storage import write_atomic
-from tests.helpers.gcs import gcs  # noqa: F401 (the fixture)
 
 HEADER = {"file": "pool.jsonl", "model": "m"}
 rows = st.lists(st.fixed_dictionaries({"i": st.integers(), "text": st.text(max_size=30)}),
