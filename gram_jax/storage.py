@@ -269,11 +269,12 @@ def _upload(local: str, remote: str) -> None:
 
 
 _COPIES: list[tempfile.TemporaryDirectory] = []
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt")
 
 
 def local_copy(p: str) -> str:
-  """`p` itself when local; for object storage, a local copy of the directory's files (for
-  readers that only know local files: tokenizers, transformers configs). Removed at exit."""
+  """`p` itself when local; for object storage, a local copy of the directory's files but
+  its weights (for readers that only know local files: tokenizers). Removed at exit."""
   if not is_remote(p):
     return p
   if not _COPIES:
@@ -281,6 +282,6 @@ def local_copy(p: str) -> str:
   _COPIES.append(tempfile.TemporaryDirectory(prefix="gram_jax_copy_"))
   local = _COPIES[-1].name
   for child in epath.Path(p).iterdir():
-    if child.is_file():
+    if child.is_file() and not child.name.endswith(WEIGHT_SUFFIXES):
       (epath.Path(local) / child.name).write_bytes(child.read_bytes())
   return local

@@ -8,7 +8,7 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gram_jax import preemption, storage
+from gram_jax import preemption
 from gram_jax.errors import GramError
 from gram_jax.journal import Journal, jsonl_text, run_in_chunks
 from gram_jax.storage import write_atomic
@@ -92,22 +92,3 @@ def test_on_object_storage_a_journal_is_one_object_per_chunk(gcs):
   Journal(path, HEADER).remove()
   assert gcs.objects(path + "/") == []
 
-
-def test_on_object_storage_whole_files_and_staged_directories(gcs):
-  bucket = gcs.bucket()
-  write_atomic(f"{bucket}/a.txt", "old")
-  write_atomic(f"{bucket}/a.txt", "new")
-  assert storage.read_text(f"{bucket}/a.txt") == "new"
-  with pytest.raises(GramError, match="cannot write"):
-    write_atomic(f"{bucket}/a.txt", "\ud800")
-  assert storage.read_text(f"{bucket}/a.txt") == "new"
-  target = f"{bucket}/model"
-  write_atomic(f"{target}/marker.json", "{}")
-  write_atomic(f"{target}/weights", "v1")
-  with pytest.raises(RuntimeError):
-    with storage.staged_dir(target, "marker.json") as staging:
-      assert staging == target  # no rename: written in place ...
-      assert not storage.exists(f"{target}/marker.json")  # ... after the marker went first
-      write_atomic(f"{staging}/weights", "v2")
-      raise RuntimeError("killed before the marker")
-  assert storage.listdir(target) == ["weights"]  # incomplete: no marker, never loaded

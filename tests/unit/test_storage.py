@@ -1,9 +1,13 @@
 """Run paths: local, gs:// or s3://; any other URL is refused up front, never turned into a
-local folder."""
+local folder. On object storage (an emulator): whole-file writes, directories committed by a
+marker, local copies without the weights."""
+import os
+
 import pytest
 
 from gram_jax import storage
 from gram_jax.errors import GramError
+from gram_jax.storage import write_atomic
 
 
 @pytest.mark.parametrize("path", ["gs:/bucket/run", "gcs://b", "az://container/x",
@@ -35,3 +39,32 @@ def test_a_url_stays_a_url_where_local_paths_become_absolute(tmp_path, monkeypat
   assert storage.absolute("run") == str(tmp_path / "run")
   assert storage.staging_path("gs://b/run/") == "gs://b/run/"
   assert storage.staging_path("out/") == "out.tmp"
+
+
+def test_on_object_storage_whole_files_and_staged_directories(gcs):
+  bucket = gcs.bucket()
+  write_atomic(f"{bucket}/a.txt", "old")
+  write_atomic(f"{bucket}/a.txt", "new")
+  assert storage.read_text(f"{bucket}/a.txt") == "new"
+  with pytest.raises(GramError, match="cannot write"):
+    write_atomic(f"{bucket}/a.txt", "\ud800")
+  assert storage.read_text(f"{bucket}/a.txt") == "new"
+  target = f"{bucket}/model"
+  write_atomic(f"{target}/marker.json", "{}")
+  write_atomic(f"{target}/weights", "v1")
+  with pytest.raises(RuntimeError):
+    with storage.staged_dir(target, "marker.json") as staging:
+      assert staging == target  # no rename: written in place ...
+      assert not storage.exists(f"{target}/marker.json")  # ... after the marker went first
+      write_atomic(f"{staging}/weights", "v2")
+      raise RuntimeError("killed before the marker")
+  assert storage.listdir(target) == ["weights"]  # incomplete: no marker, never loaded
+
+
+def test_a_local_copy_of_a_bucket_folder_leaves_the_weights_there(gcs):
+  folder = f"{gcs.bucket()}/hf"
+  for name in ("tokenizer.json", "config.json", "model.safetensors", "pytorch_model.bin"):
+    write_atomic(f"{folder}/{name}", name)
+  local = storage.local_copy(folder)
+  assert sorted(os.listdir(local)) == ["config.json", "tokenizer.json"]
+  assert storage.local_copy("relative/dir") == "relative/dir"
