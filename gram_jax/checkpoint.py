@@ -173,9 +173,13 @@ class RunCheckpointer:
 
   def __init__(self, directory: str, every_steps: int, keep: int, async_save: bool = True):
     self.directory = storage.absolute(directory)
+    # Object storage has no atomic rename: commit each step with a marker written last.
+    # Orbax picks this by itself for gs:// only; s3:// would otherwise get copy+delete.
+    commit_file = ocp.options.AtomicityOptions(mode=ocp.options.AtomicityMode.COMMIT_FILE)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=every_steps,
-        enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
+        enable_async_checkpointing=async_save, cleanup_tmp_directories=True,
+        atomicity_options=commit_file if storage.is_remote(directory) else None)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("params", "train", "meta"))
 
