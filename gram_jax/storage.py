@@ -54,10 +54,6 @@ def check(path: str, what: str, data: bool = False) -> None:
                   f"refusing rather than writing a local folder named '{scheme}:'")
 
 
-def bucket_of(path: str) -> str:
-  return path.split("://", 1)[1].split("/", 1)[0]
-
-
 def check_reachable(path: str, what: str) -> None:
   """Start-up check of an object-storage path: its filesystem package is installed, the
   credentials work and the bucket exists — one clear error before any work."""
@@ -70,7 +66,7 @@ def check_reachable(path: str, what: str) -> None:
   except ImportError:
     raise GramError(f"{what}: {path}: {scheme}:// needs the '{package}' package "
                     f"(pip install {package})") from None
-  bucket = f"{scheme}://{bucket_of(path)}"
+  bucket = f"{scheme}://{path.split('://', 1)[1].split('/', 1)[0]}"
   answer: list = []
 
   def ask() -> None:
@@ -93,10 +89,6 @@ def check_reachable(path: str, what: str) -> None:
   if not found:
     raise GramError(f"{what}: {path}: bucket {bucket} does not exist or these credentials "
                     "cannot see it")
-
-
-def path(p: str) -> epath.Path:
-  return epath.Path(p)
 
 
 def absolute(p: str) -> str:
