@@ -68,6 +68,7 @@ def save_tokenizer(tokenizer: Any, path: str) -> None:
 def save_model(model: Decoder, path: str, tokenizer: Any = None) -> str:
   """Writes a self-contained model checkpoint, complete or not there: model_config.json is
   its commit marker, written last (storage.staged_dir)."""
+  storage.check_checkpoints(path, "model checkpoint")
   path = storage.absolute(path).rstrip("/")
   if storage.isdir(path) and storage.listdir(path) and not is_model_checkpoint(path):
     raise GramError(f"{path}: exists and is not a gram_jax checkpoint; refusing to replace it")
@@ -101,6 +102,7 @@ def load_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
                compute_dtype: str | None = None,
                rules: Sequence = parallel.DEFAULT_RULES) -> Decoder:
   """Restores a model checkpoint directly onto its shardings (any mesh)."""
+  storage.check_checkpoints(path, "model checkpoint")
   model_config = read_saved_model_config(path)
   if dtype:
     model_config = model_config.replace(param_dtype=dtype, dtype=compute_dtype or dtype)
@@ -121,6 +123,7 @@ def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None
                    compute_dtype: str | None = None,
                    rules: Sequence = parallel.DEFAULT_RULES) -> Decoder:
   """The model of a run directory's latest complete checkpoint, onto its shardings."""
+  storage.check_checkpoints(path, "run directory")
   model_config = read_saved_model_config(path)
   model_config = model_config.replace(param_dtype=dtype or model_config.param_dtype,
                                       dtype=compute_dtype or dtype or model_config.dtype)

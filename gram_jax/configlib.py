@@ -244,6 +244,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for value, field in ((c.workdir, "config.workdir"), (c.model.path, "config.model.path"),
                        (c.tokenizer.path, "config.tokenizer.path")):
     storage.check(value, field)
+  if c.stage in ("pretrain", "finetune", "prover", "self_train"):
+    storage.check_checkpoints(c.workdir, "config.workdir")
+  for value, field in ((c.workdir, "config.workdir"), (c.model.path, "config.model.path"),
+                       (c.tokenizer.path, "config.tokenizer.path")):
     storage.check_reachable(value, field)
   if c.model.path and not storage.isdir(c.model.path):
     raise GramError(f"config.model.path: {c.model.path}: directory not found")

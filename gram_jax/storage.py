@@ -54,6 +54,15 @@ def check(path: str, what: str, data: bool = False) -> None:
                   f"refusing rather than writing a local folder named '{scheme}:'")
 
 
+def check_checkpoints(path: str, what: str) -> None:
+  """Orbax (0.12) reads s3://b/x as 's3:/b/x' and refuses it after the first step has run
+  (found against an S3 emulator): say so before any work."""
+  if path.startswith("s3://"):
+    raise GramError(f"{what}: {path}: Orbax checkpoints cannot live on s3:// with this Orbax "
+                    "(it reads the path as 's3:/...'); use gs://, or mount the bucket "
+                    "(e.g. mountpoint-s3) and give its local path")
+
+
 def check_reachable(path: str, what: str) -> None:
   """Start-up check of an object-storage path: its filesystem package is installed, the
   credentials work and the bucket exists — one clear error before any work."""

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from gram_jax import storage
+from gram_jax import checkpoint, configlib, storage
 from gram_jax.errors import GramError
 from gram_jax.storage import write_atomic
 
@@ -68,3 +68,15 @@ def test_a_local_copy_of_a_bucket_folder_leaves_the_weights_there(gcs):
   local = storage.local_copy(folder)
   assert sorted(os.listdir(local)) == ["config.json", "tokenizer.json"]
   assert storage.local_copy("relative/dir") == "relative/dir"
+
+
+def test_training_on_s3_is_refused_up_front_where_orbax_cannot_checkpoint():
+  """Orbax 0.12 turns s3://b/x into 's3:/b/x' (seen against moto): an error before any work
+  rather than a failed save after the first step."""
+  c = configlib.base_config("pretrain")
+  c.workdir = "s3://bucket/run"
+  expected = "^config.workdir: s3://bucket/run: Orbax checkpoints cannot live on s3://"
+  with pytest.raises(GramError, match=expected):
+    configlib.validate(c)
+  with pytest.raises(GramError, match="Orbax checkpoints cannot live on s3://"):
+    checkpoint.load_model("s3://bucket/model")
