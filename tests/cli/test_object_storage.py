@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import fsspec
 import jax
 import numpy as np
 from flax import nnx
@@ -93,8 +94,10 @@ def test_pretrain_on_gs_resumes_exactly_after_sigkill_and_exports_to_the_bucket(
   summary = json.loads(storage.read_text(f"{evaluate}/pairs/summary.json"))
   assert summary["pairs"] == 8 and summary["work"]["model"] == export
   assert storage.isfile(f"{evaluate}/report.md")
+  downloaded = str(tmp_path / "downloaded")
+  fsspec.filesystem("gs").get(export + "/", downloaded, recursive=True)
   remote = gram_jax.RewardModel.from_pretrained(export, max_len=256)
-  copied = gram_jax.RewardModel.from_pretrained(storage.local_copy(export), max_len=256)
+  copied = gram_jax.RewardModel.from_pretrained(downloaded, max_len=256)
   item = synthetic.make_pairs(1, seed=8)[0]
   assert remote.score(item["prompt"], item["chosen"], item["rejected"]) == copied.score(
       item["prompt"], item["chosen"], item["rejected"])
