@@ -70,12 +70,17 @@ def measure(loader: str, path: str) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def checkpoint_shape() -> argparse.Namespace:
+  """--hidden/--layers/--vocab of the random checkpoint (shared with bench/remote_load.py)."""
   parser = argparse.ArgumentParser()
   parser.add_argument("--hidden", type=int, default=1024)
   parser.add_argument("--layers", type=int, default=8)
   parser.add_argument("--vocab", type=int, default=32000)
-  args = parser.parse_args()
+  return parser.parse_args()
+
+
+def main() -> None:
+  args = checkpoint_shape()
   with tempfile.TemporaryDirectory() as path:
     size = build_checkpoint(path, args.hidden, args.layers, args.vocab)
     report = {"checkpoint_bytes": size}

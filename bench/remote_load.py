@@ -12,7 +12,6 @@ and the figures show the client side: requests, copies, memory), then in fresh p
 - gram_jax.load_pretrained(local directory), for reference.
 Peak RSS is sampled every 2 ms (bench/load_memory.py). Prints one JSON object.
 """
-import argparse
 import json
 import os
 import sys
@@ -20,7 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.load_memory import build_checkpoint, measure  # noqa: E402
+from bench.load_memory import build_checkpoint, checkpoint_shape, measure  # noqa: E402
 from tests.helpers.gcs import Emulator  # noqa: E402
 
 
@@ -32,11 +31,7 @@ def upload(local: str, remote: str) -> None:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--hidden", type=int, default=1024)
-  parser.add_argument("--layers", type=int, default=8)
-  parser.add_argument("--vocab", type=int, default=32000)
-  args = parser.parse_args()
+  args = checkpoint_shape()
   emulator = Emulator()
   os.environ.update(emulator.env)
   try:
