@@ -1,8 +1,10 @@
 """Serve a reward model over HTTP for RLHF and best-of-n.
 
   python -m gram_jax.main --config=configs/serve.py --config.model.path=MODEL \
-      [--config.serve.port=8000] [--config.serve.host=0.0.0.0]
+      [--config.serve.port=8000] [--config.serve.host=0.0.0.0 --config.serve.api_key_file=F]
   GRAM_JAX_API_KEY=secret python -m gram_jax.main ...   # then every request needs the key
+
+A host other than loopback needs a key. Clients: README "Reward server for RLHF".
 """
 import ml_collections
 
@@ -12,20 +14,31 @@ from gram_jax import configlib
 def get_config(preset: str = ""):
   c = configlib.base_config("serve")
   c.serve = ml_collections.ConfigDict(dict(
-      host="127.0.0.1",              # loopback unless you say otherwise
+      host="127.0.0.1",              # loopback unless you say otherwise (then a key is required)
       port=8000,
       api_key_env="GRAM_JAX_API_KEY",  # environment variable holding the key; unset = open
+      api_key_file="",               # or a file holding it (wins over api_key_env)
       batch_size=16,                 # prompts per jitted call
-      max_len=2048,                  # tokens of one judging prompt
+      max_len=2048,                  # tokens of one judging prompt (longer pairs are trimmed)
       max_batch_pairs=64,            # pairs gathered across requests into one batch
       max_wait_ms=5.0,               # how long a batch waits for more requests
       max_body_bytes=4 << 20,
-      max_pairs=256,                 # pairs / responses in one request
+      max_pairs=256,                 # pairs / responses / completions in one request
       max_text_chars=100_000,        # one prompt or response
-      max_input_tokens=8192,         # prompt + both responses
+      max_input_tokens=8192,         # one judging prompt before trimming (else 413)
+      max_comparisons=2048,          # pairs one /rank or /group_reward may ask for
+      max_queue_pairs=4096,          # pairs waiting for the device (else 503 + Retry-After)
+      max_queued_calls=16,           # generations waiting (chat completions, references)
+      request_timeout_s=120.0,       # each request's deadline, queueing included
+      body_timeout_s=30.0,           # to receive a request body (slow clients: 408)
+      max_connections=256,           # open connections (beyond: 503, closed)
+      max_new_tokens=1024,           # /v1/chat/completions max_tokens
+      max_choices=8,                 # /v1/chat/completions n
+      grace_s=20.0,                  # SIGTERM: in-flight requests get this long (k8s: 30 s)
       warm_up=True,                  # compile every length bucket before listening
-      reference_model="",            # /reward without references: this policy's greedy answer
-      reference_max_new_tokens=512,
+      reference_model="",            # fallback reference for /reward samples without labels:
+      reference_max_new_tokens=512,  # this frozen policy's greedy answer (not the paper's
+      reference_cache=10_000,        # current-policy reference: clients should send that)
   ))
   c.reasoning = configlib.reasoning_config()  # a GRAM-R² judge: votes, temperature, score
   if preset:

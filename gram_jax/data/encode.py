@@ -156,7 +156,13 @@ class JudgeEncoder:
   def encode_many(self, triples: Sequence[tuple[str, str, str]]
                   ) -> tuple[list[list[int]], np.ndarray]:
     """Token ids of many judging prompts (one batched tokenizer call) and which were trimmed."""
-    encoded = self.encode_all(triples)
+    return self.trim_long(triples, self.encode_all(triples))
+
+  def trim_long(self, triples: Sequence[tuple[str, str, str]], encoded: list[list[int]]
+                ) -> tuple[list[list[int]], np.ndarray]:
+    """`encoded` (encode_all of `triples`) with every prompt over max_len trimmed to fit, and
+    which were trimmed."""
+    encoded = list(encoded)
     trimmed = np.zeros(len(triples), bool)
     for i, ids in enumerate(encoded):
       if len(ids) > self.max_len:

@@ -116,12 +116,26 @@ def _generate(graphdef: nnx.GraphDef, params: Any, prompt_ids: jax.Array,
   return carry[5], carry[6], carry[7]
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _token_logprobs(graphdef: nnx.GraphDef, params: Any, ids: jax.Array, mask: jax.Array):
-  """log p(ids[t] | ids[:t]) for every t >= 1 of left-padded rows: [batch, width - 1]."""
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _token_logprobs(graphdef: nnx.GraphDef, params: Any, ids: jax.Array, mask: jax.Array,
+                    top_k: int):
+  """log p(ids[t] | ids[:t]) for every t >= 1 of left-padded rows [batch, width - 1], and
+  the top_k most likely tokens there (log-probabilities and ids [batch, width - 1, top_k])."""
   logits = nnx.merge(graphdef, params)(ids, mask)[:, :-1]
-  logprobs = jax.nn.log_softmax(logits, axis=-1)
-  return jnp.take_along_axis(logprobs, ids[:, 1:, None], axis=-1)[..., 0]
+  logprobs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  chosen = jnp.take_along_axis(logprobs, ids[:, 1:, None], axis=-1)[..., 0]
+  if not top_k:
+    return chosen, None, None
+  top, top_ids = jax.lax.top_k(logprobs, top_k)
+  return chosen, top, top_ids
+
+
+@dataclasses.dataclass
+class TokenLogprobs:
+  """Per continuation token: its log-probability, and the top_k alternatives."""
+  logprobs: np.ndarray  # [tokens]
+  top_logprobs: np.ndarray | None  # [tokens, top_k]
+  top_ids: np.ndarray | None  # [tokens, top_k]
 
 
 class Generator:
@@ -169,19 +183,29 @@ class Generator:
   def sequence_logprobs(self, prompts: Sequence[Sequence[int]],
                         continuations: Sequence[Sequence[int]]) -> np.ndarray:
     """Sum of log p(continuation | prompt) for each pair of token lists."""
+    return np.array([float(r.logprobs.sum())
+                     for r in self.continuation_logprobs(prompts, continuations)])
+
+  def continuation_logprobs(self, prompts: Sequence[Sequence[int]],
+                            continuations: Sequence[Sequence[int]],
+                            top_k: int = 0) -> list[TokenLogprobs]:
+    """Log-probabilities of each continuation's tokens after its prompt (the model's own
+    distribution, before any sampling temperature), with the top_k alternatives."""
     rows = [list(p) + list(c) for p, c in zip(prompts, continuations)]
-    totals = np.zeros(len(rows), np.float64)
+    results: list[TokenLogprobs | None] = [None] * len(rows)
     order = np.argsort([len(r) for r in rows], kind="stable")
     for start in range(0, len(order), self.batch_size):
       chunk = order[start:start + self.batch_size]
       width = bucket_length(max(len(rows[i]) for i in chunk), 1 << 30)
       ids, mask = left_pad([rows[i] for i in chunk], self.batch_size, width, self.pad_id)
-      logprobs = np.asarray(_token_logprobs(self.graphdef, self.params,
-                                            parallel.put_batch(ids, self.mesh),
-                                            parallel.put_batch(mask, self.mesh)))
+      chosen, top, top_ids = jax.device_get(_token_logprobs(
+          self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
+          parallel.put_batch(mask, self.mesh), top_k))
       for r, i in enumerate(chunk):
-        totals[i] = logprobs[r, width - 1 - len(continuations[i]):].sum()
-    return totals
+        span = slice(width - 1 - len(continuations[i]), width - 1)
+        results[i] = TokenLogprobs(chosen[r, span], None if top is None else top[r, span],
+                                   None if top_ids is None else top_ids[r, span])
+    return results
 
   def _finish(self, tokens: np.ndarray, reason: int, stop: Sequence[str]) -> Generation:
     """Drops the EOS token, decodes, and cuts the text at the first stop string."""

@@ -10,6 +10,10 @@ score is higher. Methods:
   other ranks above one that wins big against some and loses to it.
 - bradley_terry: every pair once; ordered by Bradley–Terry strengths fitted to the
   pairwise scores as soft outcomes.
+
+Group rewards (GRPO): each completion's mean both-order win probability over its games in the
+group; `all_pairs` plays every pair, `neighbours` each completion against the next k around a
+circle (n * k games instead of n(n-1)/2, every completion plays 2k).
 """
 import dataclasses
 import itertools
@@ -20,6 +24,7 @@ import numpy as np
 from gram_jax.errors import GramError
 
 METHODS = ("linear", "knockout", "round_robin", "bradley_terry")
+GROUP_METHODS = ("all_pairs", "neighbours")
 Compare = Callable[[list[tuple[str, str, str]]], np.ndarray]
 
 
@@ -67,6 +72,33 @@ def knockout(prompt: str, responses: Sequence[str], compare: Compare) -> RankRes
 
 def all_games(n: int) -> list[tuple[int, int]]:
   return list(itertools.combinations(range(n), 2))
+
+
+def comparisons(n: int, method: str) -> int:
+  """Pairs a ranking of n responses by `method` scores (the server's per-request cap)."""
+  return n * (n - 1) // 2 if method in ("round_robin", "bradley_terry") else max(n - 1, 0)
+
+
+def group_games(n: int, method: str = "all_pairs", opponents: int = 4) -> list[tuple[int, int]]:
+  """The games of a group reward: every pair, or each of n completions against the next
+  `opponents` around a circle (every pair at most once)."""
+  if method not in GROUP_METHODS:
+    raise GramError(f"unknown group method {method!r} ({', '.join(GROUP_METHODS)})")
+  if method == "all_pairs" or 2 * opponents >= n - 1:
+    return all_games(n)
+  return [(i, (i + step) % n) for i in range(n) for step in range(1, opponents + 1)]
+
+
+def mean_win_probability(n: int, games: Sequence[tuple[int, int]],
+                         results: np.ndarray) -> np.ndarray:
+  """Each of n completions' mean score over its games; 0.5 for one that played none."""
+  total, played = np.zeros(n), np.zeros(n)
+  for (i, j), (si, sj) in zip(games, results):
+    total[i] += si
+    total[j] += sj
+    played[i] += 1
+    played[j] += 1
+  return np.where(played > 0, total / np.maximum(played, 1), 0.5)
 
 
 def win_counts(n: int, games: Sequence[tuple[int, int]], results: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ the vote shares of the parsed verdicts (or, with `score='probability'`, the labe
 probabilities read after each rationale). Exports of self-trained models carry a judge card
 (judge.json) that says so.
 """
+import copy
+import functools
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -15,7 +17,7 @@ from jax.sharding import Mesh
 from gram_jax.inference import ranking
 from gram_jax.inference.generate import Sampling
 from gram_jax.inference.reasoning import PairJudgment, RationaleJudge, verdict_judgments
-from gram_jax.inference.scorer import VerdictScorer, as_pairs, both_order_scores
+from gram_jax.inference.scorer import TooLong, VerdictScorer, as_pairs
 from gram_jax.judge_card import Reasoning, read_judge_card
 from gram_jax.models.decoder import Decoder
 from gram_jax.pretrained import load_pretrained, load_tokenizer
@@ -27,6 +29,7 @@ class RewardModel:
                template: str = templates.GRAM_JUDGE_PROMPT, labels: Sequence[str] = ("A", "B"),
                chat_template: str | None = None, mesh: Mesh | None = None,
                reasoning: Reasoning | None = None):
+    self.model = model
     self.scorer = VerdictScorer(model, tokenizer, max_len, batch_size, template, labels,
                                 chat_template, mesh)
     self.tokenizer, self.max_len, self.mesh = tokenizer, max_len, mesh
@@ -94,8 +97,38 @@ class RewardModel:
     if self.reasoner is not None:
       judged = self.judge_batch(pairs, seed, first_index)
       return self.scores_of(judged), np.array([j.trimmed for j in judged], bool)
-    first, second, trimmed = self.scorer.order_probs(pairs, progress)
-    return both_order_scores(first, second), trimmed
+    return self.scorer.score_encoded(self.scorer.encode_pairs(pairs), progress)
+
+  def prepare(self, pairs: Iterable[Any], max_tokens: int | None = None) -> list:
+    """The host work of scoring, done once and off the device thread (a server calls it in
+    its tokenizer pool): a GRAM model's judging-prompt tokens, or a GRAM-R² model's checked
+    pairs. Raises TooLong for a pair over max_tokens (the judging prompt, or for GRAM-R²
+    prompt + both responses)."""
+    pairs = as_pairs(list(pairs))
+    if self.reasoner is None:
+      return self.scorer.encode_pairs(pairs, max_tokens)
+    if max_tokens is not None and pairs:
+      counts = self._counting_tokenizer([text for pair in pairs for text in pair],
+                                        add_special_tokens=False)["input_ids"]
+      for i in range(len(pairs)):
+        tokens = sum(len(ids) for ids in counts[3 * i:3 * i + 3])
+        if tokens > max_tokens:
+          raise TooLong(i, tokens, max_tokens)
+    return pairs
+
+  @functools.cached_property
+  def _counting_tokenizer(self) -> Any:
+    """A copy for host threads: transformers' fast tokenizers switch special-token splitting
+    on the shared object per call, so two threads must not share one."""
+    return copy.deepcopy(self.tokenizer)
+
+  def score_prepared(self, rows: list) -> tuple[np.ndarray, np.ndarray]:
+    """Scores [N, 2] and trimmed flags [N] of `prepare`d rows."""
+    if not rows:
+      return np.zeros((0, 2), np.float32), np.zeros(0, bool)
+    if self.reasoner is None:
+      return self.scorer.score_encoded(rows)
+    return self.score_pairs(rows)
 
   def score_batch(self, pairs: Iterable[Any], progress: bool = False) -> np.ndarray:
     """Scores [N, 2] = (score of response_a, score of response_b)."""

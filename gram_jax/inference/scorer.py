@@ -4,8 +4,11 @@ For a pair (r1, r2) both orders are judged; at the verdict position the softmax 
 label tokens gives P(A), P(B); score(r1) = mean(P(A | r1 first), P(B | r1 second)) and
 score(r2) likewise. `both_order_scores` is the one place this formula lives. Prompts are
 length-bucketed and left-padded, so a handful of jitted shapes serve any input; on a mesh
-the batch splits over the data axes and the weights stay sharded.
+the batch splits over the data axes and the weights stay sharded. A prompt is always read at
+its own bucket's width, never padded further to match a longer batch-mate, so its score does
+not depend on what it is batched with (the server merges requests).
 """
+import dataclasses
 import functools
 from typing import Any, Sequence
 
@@ -23,6 +26,23 @@ from gram_jax.models.decoder import Decoder, verdict_logits
 from gram_jax.text import templates
 
 Pair = tuple[str, str, str]  # (prompt, response_a, response_b)
+
+
+class TooLong(GramError):
+  """A judging prompt over the caller's token limit (checked before any trimming)."""
+
+  def __init__(self, index: int, tokens: int, limit: int):
+    super().__init__(f"pair {index}: {tokens} tokens exceeds {limit}")
+    self.index, self.tokens, self.limit = index, tokens, limit
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedPair:
+  """Both orders of one pair as judging-prompt tokens, ready for the device."""
+  first: list[int]  # response_a shown first
+  second: list[int]
+  tokens: int  # the longer order's length before trimming
+  trimmed: bool
 
 
 def as_pair(item: Any) -> Pair:
@@ -76,11 +96,16 @@ class VerdictScorer:
   def probs_of_ids(self, encoded: Sequence[Sequence[int]], progress: bool = False) -> np.ndarray:
     """Label probabilities after each token sequence (its last token is the verdict position)."""
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
+    widths = [bucket_length(len(encoded[i]), self.max_len) for i in order]
     probs = np.zeros((len(encoded), len(self.label_ids)), np.float32)
     bar = tqdm.tqdm(total=len(encoded), unit="prompt", disable=not progress, dynamic_ncols=True)
-    for start in range(0, len(order), self.batch_size):
-      rows = order[start:start + self.batch_size]
-      width = bucket_length(max(len(encoded[i]) for i in rows), self.max_len)
+    start = 0
+    while start < len(order):
+      width = widths[start]
+      end = start + 1
+      while end < len(order) and end - start < self.batch_size and widths[end] == width:
+        end += 1
+      rows, start = order[start:end], end
       ids, mask = left_pad([encoded[i] for i in rows], self.batch_size, width, self.pad_id)
       batch_probs = _label_probs(self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
                                  parallel.put_batch(mask, self.mesh), self.label_ids)
@@ -103,6 +128,32 @@ class VerdictScorer:
     probs, trimmed = self.label_probs(list(pairs) + swapped(pairs), progress)
     n = len(pairs)
     return probs[:n], probs[n:], np.asarray(trimmed[:n] | trimmed[n:], bool)
+
+  def encode_pairs(self, pairs: Sequence[Pair], max_tokens: int | None = None
+                   ) -> list[EncodedPair]:
+    """Both orders of each pair tokenised once (host work a server does off its device
+    thread). Raises TooLong for the first pair whose untrimmed prompt exceeds max_tokens,
+    before any trimming; prompts over max_len are trimmed."""
+    pairs = list(pairs)
+    orders = pairs + swapped(pairs)
+    untrimmed = self.encoder.encode_all(orders)
+    n = len(pairs)
+    lengths = [max(len(untrimmed[i]), len(untrimmed[n + i])) for i in range(n)]
+    if max_tokens is not None:
+      for i, length in enumerate(lengths):
+        if length > max_tokens:
+          raise TooLong(i, length, max_tokens)
+    encoded, trimmed = self.encoder.trim_long(orders, untrimmed)
+    return [EncodedPair(encoded[i], encoded[n + i], lengths[i], bool(trimmed[i] | trimmed[n + i]))
+            for i in range(n)]
+
+  def score_encoded(self, encoded: Sequence[EncodedPair], progress: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Both-order scores [N, 2] of encoded pairs and whether each was trimmed [N]."""
+    probs = self.probs_of_ids([e.first for e in encoded] + [e.second for e in encoded],
+                              progress)
+    n = len(encoded)
+    return both_order_scores(probs[:n], probs[n:]), np.array([e.trimmed for e in encoded], bool)
 
   def warm_up(self) -> int:
     """Compiles the readout for every length bucket; returns how many shapes."""

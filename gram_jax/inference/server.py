@@ -1,46 +1,47 @@
-"""HTTP reward service (aiohttp): /score, /rank, /reward (OpenRLHF's remote-RM shape),
-/health, /metrics.
+"""HTTP reward service (aiohttp) for RLHF trainers and best-of-n.
 
-Requests from concurrent clients are gathered into one scoring batch (up to max_batch_pairs,
-or whatever arrived within max_wait_ms) and scored on one worker thread, so the jitted
-shapes stay those the warm-up compiled. Every limit answers 4xx naming the limit.
+Endpoints: /score (pairs), /rank (best-of-n), /group_reward (GRPO: each completion's mean
+win probability in its group), /reward and /get_reward (OpenRLHF's remote RM), and
+/v1/chat/completions (OpenAI-compatible, for GenRM clients); /health, /metrics.
+
+Every request has a deadline; host work (tokenising) runs once on its own thread, device
+work goes through one bounded Batcher (gram_jax.inference.batcher). A full queue answers 503
+with Retry-After; every limit answers 4xx naming the limit; a batch that fails fails only its
+requests, and a client that leaves takes its queued work with it.
 """
 import asyncio
+import base64
+import binascii
+import collections
 import concurrent.futures
-import dataclasses
+import copy
+import functools
 import hmac
 import json
+import threading
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-import numpy as np
 import prometheus_client
 from absl import logging
 from aiohttp import web
 
 from gram_jax.errors import GramError
 from gram_jax.inference import ranking
+from gram_jax.inference.batcher import BULK, Batcher, Overloaded
+from gram_jax.inference.chat_completions import ChatCompletions
+from gram_jax.inference.generate import Generator
+from gram_jax.inference.request_parsing import (Limits, RequestError, parse_chat_request,
+                                                parse_group_request, parse_rank_request,
+                                                parse_reward_request, parse_score_request)
 from gram_jax.inference.reward import RewardModel
+from gram_jax.inference.scorer import TooLong
 
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-  max_body_bytes: int = 4 << 20
-  max_pairs: int = 256  # pairs (or responses to rank) in one request
-  max_text_chars: int = 100_000  # one prompt or response
-  max_input_tokens: int = 8192  # prompt + both responses, tokenised
-  max_batch_pairs: int = 64  # pairs scored together across requests
-  max_wait_ms: float = 5.0
+Handler = Callable[[Any, float], Awaitable[dict]]
 
 
 def _no_constant(name: str) -> Any:
   raise ValueError(f"{name} is not JSON")
-
-
-class RequestError(Exception):
-  def __init__(self, status: int, message: str):
-    super().__init__(message)
-    self.status = status
 
 
 class Metrics:
@@ -51,242 +52,291 @@ class Metrics:
         registry=self.registry)
     self.latency = prometheus_client.Histogram(
         "gram_request_seconds", "Request latency", ["endpoint"], registry=self.registry,
-        buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
     self.batch_pairs = prometheus_client.Histogram(
         "gram_batch_pairs", "Pairs per scoring batch", registry=self.registry,
         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+    self.dropped = prometheus_client.Counter(
+        "gram_dropped", "Requests dropped before their work was done", ["reason"],
+        registry=self.registry)
+    self.trimmed = prometheus_client.Counter(
+        "gram_trimmed_pairs", "Pairs trimmed to fit max_len", registry=self.registry)
+    self.queue_pairs = prometheus_client.Gauge(
+        "gram_queue_pairs", "Pairs waiting for the device", registry=self.registry)
+    self.queue_calls = prometheus_client.Gauge(
+        "gram_queue_generations", "Generations waiting for the device", registry=self.registry)
+    self.connections = prometheus_client.Gauge(
+        "gram_open_connections", "Open client connections", registry=self.registry)
 
   def render(self) -> bytes:
     return prometheus_client.generate_latest(self.registry)
 
 
-class Batcher:
-  """Gathers pairs from concurrent requests into batches for one scoring thread."""
-
-  def __init__(self, score: Callable[[list], np.ndarray], limits: Limits,
-               executor: concurrent.futures.Executor, metrics: Metrics):
-    self.score, self.limits, self.executor, self.metrics = score, limits, executor, metrics
-    self.queue: asyncio.Queue = asyncio.Queue()
-
-  async def submit(self, pairs: list) -> np.ndarray:
-    future = asyncio.get_running_loop().create_future()
-    await self.queue.put((pairs, future))
-    return await future
-
-  async def run(self) -> None:
-    while True:
-      waiting = [await self.queue.get()]
-      size = len(waiting[0][0])
-      deadline = time.monotonic() + self.limits.max_wait_ms / 1000
-      while size < self.limits.max_batch_pairs:
-        try:
-          item = await asyncio.wait_for(self.queue.get(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-          break
-        waiting.append(item)
-        size += len(item[0])
-      pairs = [p for request_pairs, _ in waiting for p in request_pairs]
-      self.metrics.batch_pairs.observe(len(pairs))
-      try:
-        scores = await asyncio.get_running_loop().run_in_executor(self.executor, self.score,
-                                                                  pairs)
-      except Exception as e:  # every waiting request learns why its batch failed
-        for _, future in waiting:
-          future.set_exception(e)
-        continue
-      start = 0
-      for request_pairs, future in waiting:
-        future.set_result(scores[start:start + len(request_pairs)])
-        start += len(request_pairs)
-
-
-def _text(value: Any, where: str, limits: Limits) -> str:
-  if not isinstance(value, str):
-    raise RequestError(400, f"{where}: expected a string, got {type(value).__name__}")
-  if len(value) > limits.max_text_chars:
-    raise RequestError(413, f"{where}: {len(value)} characters exceeds max_text_chars="
-                            f"{limits.max_text_chars}")
-  return value
-
-
-def _list(body: dict, field: str, limits: Limits) -> list:
-  value = body.get(field)
-  if not isinstance(value, list):
-    raise RequestError(400, f"{field}: expected a list")
-  if not value:
-    raise RequestError(400, f"{field}: empty")
-  if len(value) > limits.max_pairs:
-    raise RequestError(413, f"{field}: {len(value)} items exceeds max_pairs={limits.max_pairs}")
-  return value
-
-
-def parse_score_request(body: Any, limits: Limits) -> list[tuple[str, str, str]]:
-  if not isinstance(body, dict):
-    raise RequestError(400, "body: expected a JSON object")
-  pairs = []
-  for i, item in enumerate(_list(body, "pairs", limits)):
-    if not isinstance(item, dict):
-      raise RequestError(400, f"pairs[{i}]: expected an object")
-    pairs.append(tuple(_text(item.get(k), f"pairs[{i}].{k}", limits)
-                       for k in ("prompt", "response_a", "response_b")))
-  return pairs
-
-
-def parse_rank_request(body: Any, limits: Limits) -> tuple[str, list[str], str]:
-  if not isinstance(body, dict):
-    raise RequestError(400, "body: expected a JSON object")
-  prompt = _text(body.get("prompt"), "prompt", limits)
-  responses = [_text(r, f"responses[{i}]", limits)
-               for i, r in enumerate(_list(body, "responses", limits))]
-  method = body.get("method", "knockout")
-  if method not in ranking.METHODS:
-    raise RequestError(400, f"method: {method!r} not in {', '.join(ranking.METHODS)}")
-  return prompt, responses, method
-
-
-def parse_reward_request(body: Any, limits: Limits) -> list[tuple[str, str, str | None]]:
-  """OpenRLHF remote RM: {"query": [prompt+response], "prompts": [prompt], "references" or
-  "labels": [reference response]} -> (prompt, response, reference) triples; without
-  references the reference is None (the server generates it, when it has a reference model)."""
-  if not isinstance(body, dict):
-    raise RequestError(400, "body: expected a JSON object")
-  queries = _list(body, "query", limits)
-  prompts = body.get("prompts")
-  if not isinstance(prompts, list) or len(prompts) != len(queries):
-    raise RequestError(400, "prompts: expected a list as long as query")
-  references = body.get("references", body.get("labels"))
-  if references is None:
-    references = [None] * len(queries)
-  if not isinstance(references, list) or len(references) != len(queries):
-    raise RequestError(400, "references: expected a list as long as query (the reference "
-                            "response each sample is compared with; 'labels' also works)")
-  triples = []
-  for i, (query, prompt, reference) in enumerate(zip(queries, prompts, references)):
-    query = _text(query, f"query[{i}]", limits)
-    prompt = _text(prompt, f"prompts[{i}]", limits)
-    response = query[len(prompt):] if query.startswith(prompt) else query
-    if reference is not None:
-      reference = _text(reference, f"references[{i}]", limits)
-    triples.append((prompt, response, reference))
-  return triples
+def key_of(header: str) -> str:
+  """The API key in an Authorization header: `Bearer KEY` (any case), or the password of
+  HTTP Basic (aiohttp and requests send `http://user:KEY@host` so; OpenRLHF's client does)."""
+  scheme, _, value = header.strip().partition(" ")
+  if scheme.lower() == "bearer":
+    return value.strip()
+  if scheme.lower() == "basic":
+    try:
+      return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+      return ""
+  return ""
 
 
 class RewardServer:
-  """`reference`, when given, writes the reference response for prompts a /reward request
-  sends without one (the paper's PPO reward: a sample scored against a greedy reference)."""
+  """`reference`, when given, writes a reference response for /reward samples sent without
+  one: a frozen policy's greedy answer. The paper's PPO reward compares a sample with the
+  *current* policy's greedy answer, which only the trainer has: trainers send it (OpenRLHF
+  `labels`, or `references`); `reference` is a fallback for clients that cannot."""
 
   def __init__(self, reward: RewardModel, limits: Limits = Limits(), api_key: str = "",
-               reference: Callable[[list[str]], list[str]] | None = None):
-    self.reward, self.limits, self.api_key = reward, limits, api_key
+               reference: Callable[[list[str]], list[str]] | None = None,
+               model_name: str = "gram_jax"):
+    self.reward, self.limits, self.api_key = reward, limits, api_key.strip()
     self.reference = reference
-    self.references: dict[str, str] = {}  # prompt -> generated reference, latest 10,000
+    self.references: collections.OrderedDict[str, str] = collections.OrderedDict()
+    self.pending_references: dict[str, asyncio.Future] = {}
     self.metrics = Metrics()
-    self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scorer")
+    self.device = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="device")
+    self.host = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tokenizer")
+    self.rankers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="ranker")
+    generator = Generator(reward.model, copy.deepcopy(reward.tokenizer), reward.batch_size,
+                          reward.max_len, reward.mesh)
+    self.chat = ChatCompletions(generator, model_name, reward.scorer.encoder.chat_template)
     self.batcher: Batcher | None = None
+    self.batcher_task: asyncio.Task | None = None
+    self.draining = False
 
-  def check_lengths(self, pairs: list[tuple[str, str, str]], field: str) -> None:
-    encode = lambda text: len(self.reward.tokenizer.encode(text, add_special_tokens=False))
-    for i, pair in enumerate(pairs):
-      tokens = sum(map(encode, pair))
-      if tokens > self.limits.max_input_tokens:
-        raise RequestError(413, f"{field}[{i}]: {tokens} tokens exceeds max_input_tokens="
-                                f"{self.limits.max_input_tokens}")
+  async def on_host(self, function: Callable, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(self.host, function, *args)
+
+  async def prepare(self, triples: list, field: str) -> list:
+    """Tokenised once, on the host thread; a pair over max_input_tokens is a 413."""
+    try:
+      return await self.on_host(self.reward.prepare, triples, self.limits.max_input_tokens)
+    except TooLong as e:
+      raise RequestError(413, f"{field}[{e.index}]: {e.tokens} tokens exceeds "
+                              f"max_input_tokens={e.limit}") from None
+
+  async def scores(self, rows: list, deadline: float, lane: str = "interactive"):
+    scores, trimmed = await self.batcher.score(rows, deadline, lane)
+    self.metrics.trimmed.inc(int(trimmed.sum()))
+    return scores, trimmed
+
+  def authorized(self, request: web.Request) -> bool:
+    if not self.api_key:
+      return True
+    given = key_of(request.headers.get("Authorization", "")) or \
+        request.headers.get("X-API-Key", "")
+    try:  # aiohttp keeps undecodable header bytes as surrogates
+      return hmac.compare_digest(given.encode("utf-8"), self.api_key.encode("utf-8"))
+    except UnicodeEncodeError:
+      return False
 
   async def _body(self, request: web.Request) -> Any:
-    if self.api_key:
-      given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or \
-          request.headers.get("X-API-Key", "")
-      if not hmac.compare_digest(given.encode(), self.api_key.encode()):
-        raise RequestError(401, "missing or wrong API key (Authorization: Bearer KEY)")
     if request.content_length and request.content_length > self.limits.max_body_bytes:
       raise RequestError(413, f"body: {request.content_length} bytes exceeds max_body_bytes="
                               f"{self.limits.max_body_bytes}")
     try:
-      raw = await request.read()
+      raw = await asyncio.wait_for(request.read(), self.limits.body_timeout_s)
     except web.HTTPRequestEntityTooLarge:
       raise RequestError(413, f"body exceeds max_body_bytes={self.limits.max_body_bytes}") \
           from None
+    except asyncio.TimeoutError:
+      raise RequestError(408, f"body not received within body_timeout_s="
+                              f"{self.limits.body_timeout_s}") from None
     try:
       return json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, NaN, nesting too deep
       reason = str(e) if not isinstance(e, RecursionError) else "nested too deeply"
       raise RequestError(400, f"body: not valid JSON ({reason})") from None
 
-  def endpoint(self, name: str, handle: Callable) -> Callable:
+  def endpoint(self, name: str, handle: Handler) -> Callable:
     async def wrapped(request: web.Request) -> web.Response:
-      start, status = time.perf_counter(), 200
+      start, status, headers = time.perf_counter(), 200, {}
+      deadline = time.monotonic() + self.limits.request_timeout_s
       try:
-        return web.json_response(await handle(await self._body(request)))
+        if not self.authorized(request):
+          raise RequestError(401, "missing or wrong API key (Authorization: Bearer KEY, or "
+                                  "http://user:KEY@host)")
+        if self.draining:
+          raise Overloaded("shutting down", 5)
+        return web.json_response(await handle(await self._body(request), deadline))
       except RequestError as e:
-        status = e.status
-        return web.json_response({"error": str(e)}, status=e.status)
+        status, answer = e.status, {"error": str(e)}
+      except Overloaded as e:
+        status, answer = 503, {"error": str(e)}
+        headers["Retry-After"] = str(e.retry_after)
       except GramError as e:
-        status = 422
-        return web.json_response({"error": str(e)}, status=422)
+        status, answer = 422, {"error": str(e)}
+      except asyncio.CancelledError:  # the client left: nothing to answer
+        status = 499
+        raise
       except Exception:  # a bug: logged in full, the client gets a JSON 500, serving goes on
-        status = 500
+        status, answer = 500, {"error": "internal error (logged by the server)"}
         logging.exception("%s: unexpected error", name)
-        return web.json_response({"error": "internal error (logged by the server)"},
-                                 status=500)
       finally:
         self.metrics.requests.labels(name, str(status)).inc()
         self.metrics.latency.labels(name).observe(time.perf_counter() - start)
+      return web.json_response(answer, status=status, headers=headers)
     return wrapped
 
-  async def score(self, body: Any) -> dict:
-    pairs = parse_score_request(body, self.limits)
-    self.check_lengths(pairs, "pairs")
-    return {"scores": (await self.batcher.submit(pairs)).tolist()}
+  async def score(self, body: Any, deadline: float) -> dict:
+    rows = await self.prepare(parse_score_request(body, self.limits), "pairs")
+    scores, trimmed = await self.scores(rows, deadline)
+    return {"scores": scores.tolist(), "trimmed": trimmed.tolist()}
 
-  async def rank(self, body: Any) -> dict:
+  async def rank(self, body: Any, deadline: float) -> dict:
+    """The ranking runs on a ranker thread; each of its comparison rounds is queued as bulk
+    work, so a long ranking shares the device with interactive requests."""
     prompt, responses, method = parse_rank_request(body, self.limits)
-    self.check_lengths([(prompt, r, "") for r in responses], "responses")
-    result = await asyncio.get_running_loop().run_in_executor(
-        self.executor, self.reward.rank, prompt, responses, method)
-    return {"best": result.best, "order": result.order, "scores": result.scores,
-            "comparisons": result.comparisons}
+    longest = sorted(responses, key=len)[-2:] + [""]
+    await self.prepare([(prompt, longest[0], longest[1])], "responses")
+    loop, stop = asyncio.get_running_loop(), threading.Event()
+    current: list[concurrent.futures.Future] = []
+    trimmed = [False]
 
-  async def reward_endpoint(self, body: Any) -> dict:
-    triples = parse_reward_request(body, self.limits)
-    missing = sorted({p for p, _, ref in triples if ref is None} - set(self.references))
+    def compare(triples: list) -> Any:
+      if stop.is_set():
+        raise asyncio.CancelledError()
+      rows = self.host.submit(self.reward.prepare, triples, self.limits.max_input_tokens)
+      current[:] = [asyncio.run_coroutine_threadsafe(
+          self.scores(rows.result(), deadline, BULK), loop)]
+      scores, cut = current[0].result()
+      trimmed[0] |= bool(cut.any())
+      return scores
+
+    try:
+      result = await loop.run_in_executor(self.rankers, ranking.rank, prompt, responses,
+                                          compare, method)
+    except (asyncio.CancelledError, concurrent.futures.CancelledError):
+      stop.set()
+      for future in current:
+        future.cancel()
+      raise
+    except TooLong as e:
+      raise RequestError(413, f"responses: {e.tokens} tokens exceeds max_input_tokens="
+                              f"{e.limit}") from None
+    return {"best": result.best, "order": result.order, "scores": result.scores,
+            "comparisons": result.comparisons, "trimmed": trimmed[0]}
+
+  async def group_reward(self, body: Any, deadline: float) -> dict:
+    group = parse_group_request(body, self.limits)
+    triples = [(group.question, group.completions[i], group.completions[j])
+               for i, j in group.games]
+    scores, trimmed = await self.scores(await self.prepare(triples, "completions"), deadline)
+    cut = [False] * len(group.completions)
+    for (i, j), was_cut in zip(group.games, trimmed):
+      cut[i] |= bool(was_cut)
+      cut[j] |= bool(was_cut)
+    rewards = ranking.mean_win_probability(len(group.completions), group.games, scores)
+    return {"rewards": rewards.tolist(), "comparisons": len(group.games), "trimmed": cut}
+
+  async def reward_endpoint(self, body: Any, deadline: float) -> dict:
+    """OpenRLHF's remote RM: the reward of each sample is its score against the reference."""
+    items = parse_reward_request(body, self.limits)
+    await self.prepare([(it.question, it.answer, "") for it in items], "query")
+    missing = list(dict.fromkeys(it.question for it in items if it.reference is None))
     if missing and self.reference is None:
-      raise RequestError(400, "references: required (send 'references' or 'labels', or start "
-                              "the server with serve.reference_model)")
-    if missing:
-      made = await asyncio.get_running_loop().run_in_executor(self.executor, self.reference,
-                                                              missing)
-      self.references.update(zip(missing, made))
-      while len(self.references) > 10_000:
-        self.references.pop(next(iter(self.references)))
-    triples = [(p, r, self.references[p] if ref is None else ref) for p, r, ref in triples]
-    self.check_lengths(triples, "query")
-    scores = await self.batcher.submit(triples)
-    return {"rewards": scores[:, 0].tolist(), "reference_scores": scores[:, 1].tolist()}
+      raise RequestError(400, "labels: a reference response is required for every sample "
+                              "(send 'labels' or 'references', or start the server with "
+                              "serve.reference_model)")
+    made = await self.generated_references(missing, deadline) if missing else {}
+    triples = [(it.question, it.answer, it.reference or made[it.question]) for it in items]
+    scores, trimmed = await self.scores(await self.prepare(triples, "query"), deadline)
+    rewards = scores[:, 0].tolist()
+    return {"rewards": rewards, "scores": rewards, "reference_scores": scores[:, 1].tolist(),
+            "trimmed": trimmed.tolist(),
+            "extra_logs": {"reference_score": scores[:, 1].tolist(),
+                           "trimmed": trimmed.astype(float).tolist()}}
+
+  async def generated_references(self, prompts: list[str], deadline: float) -> dict[str, str]:
+    """The reference model's answers: cached (least recently used out), and a prompt being
+    generated for one request is awaited, not generated again, by the others."""
+    found, waits, need = {}, {}, []
+    for prompt in prompts:
+      if prompt in self.references:
+        self.references.move_to_end(prompt)
+        found[prompt] = self.references[prompt]
+      elif prompt in self.pending_references:
+        waits[prompt] = self.pending_references[prompt]
+      else:
+        need.append(prompt)
+    if need:
+      shared = asyncio.get_running_loop().create_future()
+      shared.add_done_callback(lambda f: f.cancelled() or f.exception())
+      self.pending_references.update(dict.fromkeys(need, shared))
+      try:
+        answers = await self.batcher.call(functools.partial(self.reference, need), deadline)
+        made = dict(zip(need, answers))
+        shared.set_result(made)
+      except BaseException as e:
+        if not shared.done():
+          shared.set_exception(Overloaded("the request generating this reference failed or "
+                                          f"left ({type(e).__name__}); retry", 1))
+        raise
+      finally:
+        for prompt in need:
+          self.pending_references.pop(prompt, None)
+      found.update(made)
+      self.references.update(made)
+      while len(self.references) > self.limits.reference_cache:
+        self.references.popitem(last=False)
+    for prompt, future in waits.items():
+      found[prompt] = (await asyncio.wait_for(
+          asyncio.shield(future), max(0.0, deadline - time.monotonic())))[prompt]
+    return found
+
+  async def chat_completions(self, body: Any, deadline: float) -> dict:
+    request = parse_chat_request(body, self.limits)
+    prompt_ids = await self.on_host(self.chat.encode, request)
+    return await self.batcher.call(functools.partial(self.chat.complete, request, prompt_ids),
+                                   deadline)
 
   async def health(self, request: web.Request) -> web.Response:
     reasoning = self.reward.reasoning
-    return web.json_response({"status": "ok", "reasoning": reasoning is not None,
-                              "votes": reasoning.votes if reasoning else None,
-                              "max_len": self.reward.max_len})
+    alive = self.batcher_task is not None and not self.batcher_task.done()
+    status = "ok" if alive and not self.draining else \
+        ("draining" if alive else "batcher stopped")
+    return web.json_response(
+        {"status": status, "reasoning": reasoning is not None,
+         "votes": reasoning.votes if reasoning else None, "max_len": self.reward.max_len,
+         "queue_pairs": self.batcher.queued_pairs if self.batcher else 0},
+        status=200 if status == "ok" else 503)
 
   async def prometheus(self, request: web.Request) -> web.Response:
-    return web.Response(body=self.metrics.render(),
-                        content_type="text/plain", charset="utf-8")
+    if not self.authorized(request):
+      return web.json_response({"error": "missing or wrong API key"}, status=401)
+    return web.Response(body=self.metrics.render(), content_type="text/plain",
+                        charset="utf-8")
 
   async def _start_batcher(self, app: web.Application):
-    self.batcher = Batcher(self.reward.score_batch, self.limits, self.executor, self.metrics)
-    task = asyncio.create_task(self.batcher.run())
+    limits = self.limits
+    self.batcher = Batcher(self.reward.score_prepared, self.device, limits.max_batch_pairs,
+                           limits.max_wait_ms, limits.max_queue_pairs, limits.max_queued_calls,
+                           lambda reason: self.metrics.dropped.labels(reason).inc(),
+                           self.metrics.batch_pairs.observe)
+    self.metrics.queue_pairs.set_function(lambda: self.batcher.queued_pairs)
+    self.metrics.queue_calls.set_function(lambda: self.batcher.queued_calls)
+    self.batcher_task = asyncio.create_task(self.batcher.run())
     yield
-    task.cancel()
+    self.batcher_task.cancel()
+    self.batcher.fail_all(Overloaded("shutting down", 5))
 
   def app(self) -> web.Application:
     app = web.Application(client_max_size=self.limits.max_body_bytes)
     app.cleanup_ctx.append(self._start_batcher)
+    reward = self.endpoint("reward", self.reward_endpoint)
     app.add_routes([
         web.post("/score", self.endpoint("score", self.score)),
         web.post("/rank", self.endpoint("rank", self.rank)),
-        web.post("/reward", self.endpoint("reward", self.reward_endpoint)),
-        web.post("/get_reward", self.endpoint("reward", self.reward_endpoint)),  # OpenRLHF path
+        web.post("/group_reward", self.endpoint("group_reward", self.group_reward)),
+        web.post("/reward", reward),
+        web.post("/get_reward", reward),  # OpenRLHF's path
+        web.post("/v1/chat/completions", self.endpoint("chat", self.chat_completions)),
         web.get("/health", self.health),
         web.get("/metrics", self.prometheus)])
     return app

@@ -1,35 +1,74 @@
-"""Stage `serve`: load a reward model, compile its shapes, answer HTTP until stopped."""
+"""Stage `serve`: load a reward model, compile its shapes, answer HTTP until SIGTERM."""
+import dataclasses
+import ipaddress
 import os
+import socket
 from typing import Callable
 
 import ml_collections
 from absl import logging
-from aiohttp import web
 
-from gram_jax import parallel
+from gram_jax import parallel, storage
+from gram_jax.errors import GramError
 from gram_jax.inference.generate import Generator
-from gram_jax.inference.server import Limits, RewardServer
+from gram_jax.inference.request_parsing import Limits
+from gram_jax.inference.serve_util import serve_until_terminated
+from gram_jax.inference.server import RewardServer
 from gram_jax.pretrained import load_pretrained, load_tokenizer
 from gram_jax.stages import setup
 from gram_jax.text.tokenizer import encode_user_turns
 
 
+def api_key(s: ml_collections.ConfigDict) -> str:
+  """The key from serve.api_key_file (stripped: files end in a newline) or the environment
+  variable serve.api_key_env; empty means none."""
+  if s.api_key_file:
+    try:
+      return storage.read_text(s.api_key_file).strip()
+    except OSError as e:
+      raise GramError(f"serve.api_key_file: {s.api_key_file}: cannot read ({e})") from None
+  return os.environ.get(s.api_key_env, "").strip()
+
+
+def is_loopback(host: str) -> bool:
+  try:
+    addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+  except OSError:
+    return False
+  return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback
+                                 for a in addresses)
+
+
+def check_exposure(host: str, key: str) -> None:
+  """An open reward server on a reachable address lets anyone spend its accelerator."""
+  if not key and not is_loopback(host):
+    raise GramError(f"serve.host={host!r} is reachable from other machines but no API key is "
+                    "set: set serve.api_key_file or the serve.api_key_env variable, or serve "
+                    "on 127.0.0.1")
+
+
+def limits_of(s: ml_collections.ConfigDict) -> Limits:
+  return Limits(**{f.name: s[f.name] for f in dataclasses.fields(Limits)})
+
+
 def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   s = c.serve
+  key = api_key(s)
+  check_exposure(s.host, key)
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
   reward = setup.reward_model(c, mesh, s.max_len, s.batch_size)
   if s.warm_up:
     logging.info("compiled %d length buckets", reward.warm_up())
-  limits = Limits(s.max_body_bytes, s.max_pairs, s.max_text_chars, s.max_input_tokens,
-                  s.max_batch_pairs, s.max_wait_ms)
   reference = greedy_references(s.reference_model, s.reference_max_new_tokens, s.batch_size,
                                 s.max_len, mesh) if s.reference_model else None
-  return RewardServer(reward, limits, os.environ.get(s.api_key_env, ""), reference)
+  return RewardServer(reward, limits_of(s), key, reference,
+                      model_name=os.path.basename(c.model.path.rstrip("/")) or "gram_jax")
 
 
 def greedy_references(path: str, max_new_tokens: int, batch_size: int, max_len: int,
                       mesh) -> Callable[[list[str]], list[str]]:
-  """The reference policy's greedy answer to each prompt (rendered as one user turn)."""
+  """A frozen policy's greedy answer to each prompt (rendered as one user turn): the
+  fallback reference for /reward samples sent without one."""
   tokenizer = load_tokenizer(path)
   generator = Generator(load_pretrained(path, mesh=mesh), tokenizer, batch_size, max_len, mesh)
   return lambda prompts: [g.text.strip() for g in generator.generate(
@@ -41,4 +80,4 @@ def run(c: ml_collections.ConfigDict) -> None:
   server = build_server(c)
   logging.info("serving %s on http://%s:%d (API key %s)", c.model.path, c.serve.host,
                c.serve.port, "required" if server.api_key else "off")
-  web.run_app(server.app(), host=c.serve.host, port=c.serve.port, print=None)
+  serve_until_terminated(server, c.serve.host, c.serve.port, c.serve.grace_s)

@@ -86,14 +86,42 @@ def _encode_in_pieces(tokenizer: Any, template: str, values: dict[str, str],
       raise GramError("the chat template rewrites the message text, so special-token strings "
                       "in user text cannot be kept plain; set config.tokenizer.chat_template")
     hi, start = lo + len(stripped), lo - (len(message) - len(message.lstrip()))
-  ids, position = [], 0
+  placed, position = [], 0
   for begin, end in spans:
     begin = min(max(begin + start, lo, position), hi)
     end = min(max(end + start, begin), hi)
+    placed.append((begin, end))
+    position = end
+  return _encode_spans(tokenizer, rendered, placed)
+
+
+def _encode_spans(tokenizer: Any, rendered: str, spans: Sequence[tuple[int, int]]) -> list[int]:
+  """Markup between the spans with its special tokens, the spans (data) as plain text."""
+  ids, position = [], 0
+  for begin, end in spans:
     ids += tokenizer.encode(rendered[position:begin], add_special_tokens=False)
     ids += encode_plain(tokenizer, rendered[begin:end])
     position = end
   return ids + tokenizer.encode(rendered[position:], add_special_tokens=False)
+
+
+def encode_chat(tokenizer: Any, messages: Sequence[dict[str, str]],
+                chat_template: str | None = None) -> list[int]:
+  """Token ids of a conversation with the chat template and the generation prompt. Message
+  texts are data: one that holds a special-token string is tokenised as plain text."""
+  template = chat_template or getattr(tokenizer, "chat_template", None)
+  if not template:
+    raise GramError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat "
+                    "template; set config.template.chat_template")
+  render = lambda turns: tokenizer.apply_chat_template(
+      turns, chat_template=template, tokenize=False, add_generation_prompt=True,
+      enable_thinking=False)
+  values = {f"message_{i}": m["content"] for i, m in enumerate(messages)}
+  if not _values_hold_specials(tokenizer, values):
+    return tokenizer.encode(render(list(messages)), add_special_tokens=False)
+  slotted = render([{"role": m["role"], "content": "{message_%d}" % i}
+                    for i, m in enumerate(messages)])
+  return _encode_spans(tokenizer, *templates.fill_with_spans(slotted, values))
 
 
 def encode_user_turns(tokenizer: Any, template: str, values: Sequence[dict[str, str]],

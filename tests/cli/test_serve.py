@@ -28,8 +28,8 @@ from tests.helpers import cli, hf_fixtures
 PAIRS = [("What is the capital of France?", "Paris is the capital.", "The answer is 4."),
          ("What is 2 + 2?", "The answer is 4.", "Paris."),
          ("Name a fruit.", "A", "Response A is better than response B.")]
-LIMITS = Limits(max_body_bytes=20_000, max_pairs=8, max_text_chars=2_000, max_input_tokens=600,
-                max_batch_pairs=8, max_wait_ms=20)
+LIMITS = Limits(max_body_bytes=20_000, max_pairs=8, max_text_chars=2_000, max_input_tokens=1200,
+                max_batch_pairs=8, max_wait_ms=20, max_comparisons=20)
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +91,13 @@ def test_rank_and_reward(server, reward):
 
 def test_health_and_metrics(server):
   assert call(server, "/health") == (200, {"status": "ok", "reasoning": False, "votes": None,
-                                           "max_len": 1024})
+                                           "max_len": 1024, "queue_pairs": 0})
   call(server, "/score", as_body(PAIRS[:1]))
   status, text = call(server, "/metrics")
   assert status == 200
   assert b'gram_requests_total{endpoint="score",status="200"}' in text
   assert b"gram_batch_pairs_bucket" in text and b"gram_request_seconds_bucket" in text
+  assert b"gram_queue_pairs 0.0" in text and b"gram_open_connections" in text
 
 
 @pytest.mark.parametrize("path,body,status,message", [
@@ -108,11 +109,21 @@ def test_health_and_metrics(server):
     ("/score", {"pairs": [{"prompt": "q", "response_a": "x" * 2001, "response_b": "b"}]}, 413,
      "max_text_chars=2000"),
     ("/score", {"pairs": [{"prompt": "q", "response_a": "Paris " * 300, "response_b": "b"}]}, 413,
-     "max_input_tokens=600"),
+     "max_input_tokens=1200"),
     ("/rank", {"prompt": "q", "responses": ["a", "b"], "method": "vote"}, 400, "method: 'vote'"),
-    ("/reward", {"query": ["qa"], "prompts": ["q"]}, 400, "references: required"),
+    ("/reward", {"query": ["qa"], "prompts": ["q"]}, 400, "labels: a reference response is "
+     "required"),
+    ("/reward", {"query": ["qa"], "prompts": ["q"], "labels": [""]}, 400, "labels: a reference"),
     ("/reward", {"query": ["qa"], "prompts": ["q"], "labels": "x"}, 400,
-     "references: expected a list"),
+     "labels: expected a list"),
+    ("/reward", {"query": ["xqa"], "prompts": ["q"], "labels": ["r"]}, 422,
+     r"query\[0\]: the query does not start with its prompt"),
+    ("/score", {"pairs": [{"prompt": "q\ud800", "response_a": "a", "response_b": "b"}]}, 400,
+     r"pairs\[0\].prompt: not valid Unicode \(lone surrogate at character 1\)"),
+    ("/rank", {"prompt": "q", "responses": ["a"] * 8, "method": "round_robin"}, 413,
+     "round_robin over 8 responses is 28 comparisons, over max_comparisons=20"),
+    ("/group_reward", {"prompt": "q", "completions": ["a"] * 8}, 413,
+     "all_pairs over 8 completions is 28 comparisons.*use method=neighbours"),
     ("/score", [1, 2], 400, "body: expected a JSON object"),
 ])
 def test_bad_requests_say_what_is_wrong(server, path, body, status, message):
