@@ -82,3 +82,26 @@ def test_one_response_and_unknown_methods():
     ranking.rank("q", ["a"], compare, "bogus")
   with pytest.raises(GramError, match="at least one response"):
     ranking.rank("q", [], compare)
+
+
+def test_group_games_all_pairs_and_neighbours():
+  assert ranking.group_games(4) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+  games = ranking.group_games(8, "neighbours", opponents=2)
+  assert games == [(i, (i + d) % 8) for i in range(8) for d in (1, 2)]
+  assert len({frozenset(g) for g in games}) == 16  # no pair twice
+  played = [sum(i in g for g in games) for i in range(8)]
+  assert played == [4] * 8
+  assert ranking.group_games(5, "neighbours", opponents=2) == ranking.group_games(5)
+
+
+def test_mean_win_probability_of_a_group():
+  games = [(0, 1), (0, 2), (1, 2)]
+  results = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+  np.testing.assert_allclose(ranking.mean_win_probability(3, games, results),
+                             [(0.9 + 0.6) / 2, (0.1 + 0.3) / 2, (0.4 + 0.7) / 2])
+  np.testing.assert_allclose(ranking.mean_win_probability(1, [], np.zeros((0, 2))), [0.5])
+
+
+def test_comparisons_per_method():
+  assert ranking.comparisons(256, "round_robin") == 32_640
+  assert ranking.comparisons(256, "knockout") == ranking.comparisons(256, "linear") == 255
