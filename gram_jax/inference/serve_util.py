@@ -17,13 +17,18 @@ _REFUSAL = json.dumps({"error": "too many open connections (max_connections)"}).
 
 
 class _Refused(asyncio.Protocol):
-  """A connection over the cap: one 503 and closed, before reading anything."""
+  """A connection over the cap: one 503, whatever the client sends is discarded unparsed,
+  and the connection is closed a moment later (closing with unread data would reset it
+  before the client read the answer)."""
 
   def connection_made(self, transport: asyncio.BaseTransport) -> None:
     transport.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
                     b"Content-Type: application/json\r\nConnection: close\r\n"
                     b"Content-Length: %d\r\n\r\n%s" % (len(_REFUSAL), _REFUSAL))
-    transport.close()
+    asyncio.get_running_loop().call_later(0.5, transport.close)
+
+  def data_received(self, data: bytes) -> None:
+    pass
 
 
 def _capped(server: web.Server, cap: int) -> Callable[[], asyncio.Protocol]:

@@ -13,18 +13,20 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gram_jax.inference.reward import RewardModel
 from gram_jax.inference.serve_util import serve_in_background
-from gram_jax.inference.server import Limits, RewardServer
+from gram_jax.inference.request_parsing import Limits
+from gram_jax.inference.server import RewardServer
 from gram_jax.models.config import tiny_config
 from gram_jax.models.decoder import Decoder
 from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
 
 LIMITS = Limits(max_body_bytes=50_000, max_pairs=4, max_text_chars=3_000,
-                max_input_tokens=400, max_batch_pairs=8, max_wait_ms=5)
+                max_input_tokens=400, max_batch_pairs=8, max_wait_ms=5, max_new_tokens=8)
 FUZZ = settings(max_examples=120, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
-ENDPOINTS = ("/score", "/rank", "/reward", "/get_reward")
+ENDPOINTS = ("/score", "/rank", "/reward", "/get_reward", "/group_reward",
+             "/v1/chat/completions")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,9 @@ def post(url: str, path: str, data: bytes) -> tuple[int, dict]:
 
 
 texts = st.one_of(st.text(max_size=30), st.just(""), st.just("x" * (LIMITS.max_text_chars + 1)),
-                  st.just("word " * 300), st.text(alphabet="éü中文🙂\u2028\x00", max_size=10))
+                  st.just("word " * 300), st.text(alphabet="éü中文🙂\u2028\x00", max_size=10),
+                  st.text(alphabet="ab\ud800\udfff", max_size=6),  # lone surrogates
+                  st.just("<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"))
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), texts)
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) |
                       st.dictionaries(texts, inner, max_size=3), max_leaves=10)
@@ -65,7 +69,15 @@ bodies = st.one_of(
                            | values, "method": st.sampled_from(("linear", "knockout", "bad"))}),
     st.fixed_dictionaries({"query": st.lists(texts, max_size=5) | values,
                            "prompts": st.lists(texts, max_size=5) | values,
-                           "references": st.lists(texts, max_size=5) | values}))
+                           "references": st.lists(texts | st.none(), max_size=5) | values}),
+    st.fixed_dictionaries({"prompt": texts | values, "completions": st.lists(texts, max_size=6)
+                           | values, "method": st.sampled_from(("all_pairs", "neighbours", "x")),
+                           "opponents": scalars}),
+    st.fixed_dictionaries({"messages": st.lists(st.fixed_dictionaries(
+        {"role": st.sampled_from(("user", "system", "assistant", "tool")),
+         "content": texts | values}), max_size=3) | values,
+        "max_tokens": scalars, "temperature": scalars, "n": scalars, "logprobs": scalars,
+        "top_logprobs": scalars}))
 
 
 def check_answer(path: str, status: int, answer: dict) -> None:
@@ -73,9 +85,13 @@ def check_answer(path: str, status: int, answer: dict) -> None:
   if status != 200:
     assert isinstance(answer.get("error"), str) and answer["error"]
     return
+  if path == "/v1/chat/completions":
+    assert answer["choices"] and all(isinstance(c["message"]["content"], str)
+                                     for c in answer["choices"])
+    return
   numbers = {"/score": lambda a: [x for pair in a["scores"] for x in pair],
-             "/rank": lambda a: a["scores"]}.get(path, lambda a: a["rewards"] +
-                                                 a["reference_scores"])(answer)
+             "/rank": lambda a: a["scores"], "/group_reward": lambda a: a["rewards"]}.get(
+                 path, lambda a: a["rewards"] + a["reference_scores"])(answer)
   assert numbers and all(isinstance(x, float) and math.isfinite(x) for x in numbers)
 
 

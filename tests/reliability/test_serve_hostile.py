@@ -1,0 +1,291 @@
+"""The reward server under overload and hostile clients, over real sockets: each test makes
+the attack of the serving review, then checks the answer. A tiny model keeps it fast; a
+`slow` device (each batch sleeps) makes queues form."""
+import concurrent.futures
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from flax import nnx
+
+from gram_jax import GramError
+from gram_jax.inference.request_parsing import Limits
+from gram_jax.inference.reward import RewardModel
+from gram_jax.inference.serve_util import serve_in_background
+from gram_jax.inference.server import RewardServer
+from gram_jax.models.config import tiny_config
+from gram_jax.models.decoder import Decoder
+from gram_jax.stages import serve as serve_stage
+from gram_jax.text import templates
+from gram_jax.text import tokenizer as tok
+
+PAIR = {"prompt": "Capital?", "response_a": "Paris", "response_b": "A"}
+
+
+def tiny_reward(max_len=512):
+  tokenizer = tok.train_bpe_tokenizer(["Which answer is better, A or B? Paris is the capital."]
+                                      * 4, vocab_size=128)
+  model = Decoder(tiny_config("qwen3", vocab_size=len(tokenizer), hidden_size=32,
+                              intermediate_size=64, num_heads=4, num_kv_heads=2, head_dim=8,
+                              num_layers=1), nnx.Rngs(0))
+  return RewardModel(model, tokenizer, max_len=max_len, batch_size=4,
+                     template=templates.COMPACT_JUDGE_PROMPT)
+
+
+def slowed(reward, seconds):
+  score, batches = reward.score_prepared, []
+
+  def slow(rows):
+    time.sleep(seconds)
+    batches.append(len(rows))
+    return score(rows)
+  reward.score_prepared = slow
+  return batches
+
+
+def post(url, path, body, headers=None, timeout=60):
+  request = urllib.request.Request(url + path, data=json.dumps(body).encode(),
+                                   headers=headers or {})
+  try:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+      return response.status, json.loads(response.read()), dict(response.headers)
+  except urllib.error.HTTPError as e:
+    return e.code, json.loads(e.read()), dict(e.headers)
+
+
+def raw_exchange(port, data: bytes, wait=5.0) -> bytes:
+  with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+    s.sendall(data)
+    chunks = []
+    try:
+      while chunk := s.recv(65536):
+        chunks.append(chunk)
+    except socket.timeout:
+      pass
+    return b"".join(chunks)
+
+
+@pytest.fixture(scope="module")
+def keyed():
+  running = serve_in_background(RewardServer(tiny_reward(), Limits(), api_key=" key\n"))
+  yield running
+  running.stop()
+
+
+@pytest.mark.parametrize("header,status", [
+    ({"Authorization": "Bearer key"}, 200), ({"Authorization": "bearer key"}, 200),
+    ({"Authorization": "BEARER key "}, 200), ({"X-API-Key": "key"}, 200),
+    ({"Authorization": "Basic cm06a2V5"}, 200),  # rm:key, as aiohttp sends http://rm:key@
+    ({"Authorization": "Basic cm06d3Jvbmc="}, 401), ({"Authorization": "Basic !!"}, 401),
+    ({"Authorization": "Bearer"}, 401), ({}, 401), ({"Authorization": "Bearer key2"}, 401)])
+def test_api_key_forms(keyed, header, status):
+  assert post(keyed.url, "/score", {"pairs": [PAIR]}, header)[0] == status
+
+
+def test_a_non_utf8_authorization_header_is_a_401_not_a_500(keyed):
+  answer = raw_exchange(keyed.port, b"POST /score HTTP/1.1\r\nHost: x\r\n"
+                        b"Authorization: Bearer \xff\xfe\r\nContent-Length: 2\r\n"
+                        b"Connection: close\r\n\r\n{}")
+  assert answer.startswith(b"HTTP/1.1 401")
+
+
+def test_metrics_need_the_key_health_does_not(keyed):
+  with pytest.raises(urllib.error.HTTPError) as refused:
+    urllib.request.urlopen(keyed.url + "/metrics", timeout=30)
+  assert refused.value.code == 401
+  request = urllib.request.Request(keyed.url + "/metrics", headers={"Authorization":
+                                                                    "Bearer key"})
+  assert urllib.request.urlopen(request, timeout=30).status == 200
+  assert urllib.request.urlopen(keyed.url + "/health", timeout=30).status == 200
+
+
+def test_exposed_address_without_a_key_is_refused(tmp_path):
+  with pytest.raises(GramError, match="serve.host='0.0.0.0' is reachable"):
+    serve_stage.check_exposure("0.0.0.0", "")
+  serve_stage.check_exposure("0.0.0.0", "key")
+  serve_stage.check_exposure("127.0.0.1", "")
+  serve_stage.check_exposure("localhost", "")
+  (tmp_path / "key").write_text("  secret \n")
+  config = serve_stage_config(api_key_file=str(tmp_path / "key"))
+  assert serve_stage.api_key(config) == "secret"
+  assert serve_stage.api_key(serve_stage_config(api_key_env="GRAM_JAX_TEST_UNSET")) == ""
+
+
+def serve_stage_config(**overrides):
+  from configs import serve as serve_config
+  config = serve_config.get_config().serve
+  config.update(overrides)
+  return config
+
+
+def test_overload_answers_503_with_retry_after_and_serves_right_after():
+  reward = tiny_reward()
+  slowed(reward, 0.2)
+  running = serve_in_background(RewardServer(reward, Limits(max_queue_pairs=4,
+                                                            max_batch_pairs=2)))
+  try:
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+      answers = list(pool.map(lambda _: post(running.url, "/score", {"pairs": [PAIR] * 2}),
+                              range(12)))
+    refused = [a for a in answers if a[0] == 503]
+    assert refused and all(1 <= int(a[2]["Retry-After"]) <= 60 for a in refused)
+    assert all("max_queue_pairs=4" in a[1]["error"] for a in refused)
+    assert all(a[0] in (200, 503) for a in answers)
+    assert post(running.url, "/score", {"pairs": [PAIR]})[0] == 200
+  finally:
+    running.stop()
+
+
+def test_a_request_past_its_deadline_is_answered_503_and_not_computed():
+  reward = tiny_reward()
+  batches = slowed(reward, 0.6)
+  running = serve_in_background(RewardServer(reward, Limits(request_timeout_s=0.3,
+                                                            max_batch_pairs=1)))
+  try:
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+      started = time.monotonic()
+      answers = list(pool.map(lambda _: post(running.url, "/score", {"pairs": [PAIR]}),
+                              range(3)))
+      waited = time.monotonic() - started
+    assert [a[0] for a in answers] == [503] * 3 and waited < 0.6 + 0.5
+    assert all("deadline" in a[1]["error"] and "Retry-After" in a[2] for a in answers)
+    time.sleep(1.5)
+    assert len(batches) == 1  # the one batch already on the device; the others were dropped
+  finally:
+    running.stop()
+
+
+def test_work_of_a_client_that_left_is_dropped():
+  reward = tiny_reward()
+  batches = slowed(reward, 0.5)
+  server = RewardServer(reward, Limits(max_batch_pairs=1))
+  running = serve_in_background(server)
+  try:
+    busy = threading.Thread(target=post, args=(running.url, "/score", {"pairs": [PAIR]}))
+    busy.start()
+    time.sleep(0.1)
+    body = json.dumps({"pairs": [PAIR] * 3}).encode()
+    with socket.create_connection(("127.0.0.1", running.port)) as s:  # sends, then leaves
+      s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body))
+      time.sleep(0.1)
+    busy.join()
+    time.sleep(1.0)
+    assert batches == [1]  # the abandoned three pairs never reached the device
+    assert server.metrics.dropped.labels("client_gone")._value.get() == 1
+    assert post(running.url, "/score", {"pairs": [PAIR]})[0] == 200
+  finally:
+    running.stop()
+
+
+def test_slow_body_times_out_and_connections_are_capped():
+  running = serve_in_background(RewardServer(tiny_reward(), Limits(body_timeout_s=0.5,
+                                                                   max_connections=3)))
+  try:
+    answer = raw_exchange(running.port, b"POST /score HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Length: 100\r\n\r\n{\"pa", wait=5)
+    assert answer.startswith(b"HTTP/1.1 408") and b"body_timeout_s=0.5" in answer
+    idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
+    time.sleep(0.2)
+    try:
+      over = raw_exchange(running.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert over.startswith(b"HTTP/1.1 503") and b"max_connections" in over
+    finally:
+      for s in idle:
+        s.close()
+    time.sleep(0.2)
+    assert urllib.request.urlopen(running.url + "/health", timeout=30).status == 200
+  finally:
+    running.stop()
+
+
+def test_health_fails_when_the_batcher_has_died():
+  server = RewardServer(tiny_reward())
+  running = serve_in_background(server)
+  try:
+    running.loop.call_soon_threadsafe(server.batcher_task.cancel)
+    time.sleep(0.2)
+    with pytest.raises(urllib.error.HTTPError) as failed:
+      urllib.request.urlopen(running.url + "/health", timeout=30)
+    assert failed.value.code == 503
+    assert json.loads(failed.value.read())["status"] == "batcher stopped"
+  finally:
+    running.stop()
+
+
+def test_stop_finishes_in_flight_work_within_the_grace_period():
+  reward = tiny_reward()
+  slowed(reward, 0.5)
+  server = RewardServer(reward)
+  running = serve_in_background(server, grace_s=5)
+  answers = []
+  worker = threading.Thread(target=lambda: answers.append(
+      post(running.url, "/score", {"pairs": [PAIR]})))
+  worker.start()
+  time.sleep(0.1)
+  started = time.monotonic()
+  running.stop()
+  worker.join()
+  assert answers[0][0] == 200 and time.monotonic() - started < 5
+  with pytest.raises(OSError):
+    urllib.request.urlopen(running.url + "/health", timeout=5)
+
+
+def test_stop_fails_work_left_at_the_end_of_the_grace_period():
+  reward = tiny_reward()
+  slowed(reward, 3.0)
+  running = serve_in_background(RewardServer(reward), grace_s=0.5)
+  answers = []
+
+  def ask():
+    try:
+      answers.append(post(running.url, "/score", {"pairs": [PAIR]})[0])
+    except (OSError, urllib.error.URLError):
+      answers.append("closed")
+  worker = threading.Thread(target=ask)
+  worker.start()
+  time.sleep(0.1)
+  started = time.monotonic()
+  running.stop()
+  worker.join()
+  assert time.monotonic() - started < 2.5 and answers == ["closed"]
+
+
+def test_references_are_generated_once_per_prompt_checked_first_and_bounded():
+  calls = []
+
+  def reference(prompts):
+    calls.append(list(prompts))
+    time.sleep(0.3)
+    return [f"reference to {p}" for p in prompts]
+  server = RewardServer(tiny_reward(), Limits(reference_cache=2, max_input_tokens=300),
+                        reference=reference)
+  running = serve_in_background(server)
+  try:
+    body = {"query": ["Capital? Paris"], "prompts": ["Capital?"], "labels": [None]}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+      answers = list(pool.map(lambda _: post(running.url, "/get_reward", body), range(4)))
+    assert [a[0] for a in answers] == [200] * 4 and calls == [["Capital?"]]
+    too_long = {"query": ["Q? " + "Paris " * 200], "prompts": ["Q?"], "labels": [""]}
+    status, answer, _ = post(running.url, "/get_reward", too_long)
+    assert status == 413 and "max_input_tokens=300" in answer["error"]
+    assert len(calls) == 1  # refused before any reference was generated
+    for prompt in ("One?", "Two?", "Three?"):
+      post(running.url, "/get_reward", {"query": [prompt + " A"], "prompts": [prompt]})
+    assert list(server.references) == ["Two?", "Three?"]
+  finally:
+    running.stop()
+
+
+def test_a_trimmed_pair_says_so():
+  running = serve_in_background(RewardServer(tiny_reward(max_len=256), Limits()))
+  try:
+    status, body, _ = post(running.url, "/score", {"pairs": [
+        PAIR, {"prompt": "Capital?", "response_a": "Paris " * 100, "response_b": "A"}]})
+    assert status == 200 and body["trimmed"] == [False, True]
+  finally:
+    running.stop()
