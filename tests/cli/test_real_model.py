@@ -24,7 +24,8 @@ from gram_jax.hf import smollm2
 from gram_jax.inference.generate import Generator
 from gram_jax.inference.reward import RewardModel
 from gram_jax.inference.serve_util import serve_in_background
-from gram_jax.inference.server import Limits, RewardServer
+from gram_jax.inference.request_parsing import Limits
+from gram_jax.inference.server import RewardServer
 from gram_jax.stages import evaluate
 from gram_jax.text import tokenizer as tok
 from gram_jax.training.metrics import read_jsonl_metrics
@@ -37,7 +38,7 @@ PAIRS = [
     ("How many legs does a spider have?", "Eight.", "A spider has six legs."),
     ("Write a greeting.", "Hello! I hope you are having a wonderful day.", "no"),
 ]
-LIMITS = Limits(max_body_bytes=20_000, max_pairs=8, max_text_chars=2_000, max_input_tokens=512,
+LIMITS = Limits(max_body_bytes=20_000, max_pairs=8, max_text_chars=2_000, max_input_tokens=2048,
                 max_batch_pairs=8, max_wait_ms=20)
 
 
