@@ -165,8 +165,8 @@ def main() -> None:
   running.stop()
   waits = np.array(heavy["waits"])
   print(json.dumps({
-      "device": jax.devices()[0].device_kind, "arch": args.arch, "params": model_config.num_params(),
-      "clients": args.clients, "seconds": round(steady["seconds"], 1),
+      "device": jax.devices()[0].device_kind, "arch": args.arch,
+      "params": model_config.num_params(), "clients": args.clients, "seconds": round(steady["seconds"], 1),
       "requests": len(latencies), "pairs": steady["pairs"], "errors": steady["errors"],
       "wrong_scores": steady["wrong"], "requests_per_second": len(latencies) / steady["seconds"],
       "pairs_per_second": sustainable,
