@@ -86,14 +86,21 @@ def parse_score_request(body: Any, limits: Limits) -> list[tuple[str, str, str]]
   return pairs
 
 
-def parse_rank_request(body: Any, limits: Limits) -> tuple[str, list[str], str]:
+def _prompt_texts_method(body: Any, field: str, limits: Limits, default: str,
+                        methods: tuple[str, ...]) -> tuple[dict, str, list[str], str]:
+  """The body, its prompt, its list of texts under `field`, and its method (checked)."""
   body = _object(body)
   prompt = text(body.get("prompt"), "prompt", limits)
-  responses = [text(r, f"responses[{i}]", limits)
-               for i, r in enumerate(_list(body, "responses", limits))]
-  method = body.get("method", "knockout")
-  if method not in ranking.METHODS:
-    raise RequestError(400, f"method: {method!r} not in {', '.join(ranking.METHODS)}")
+  texts = [text(t, f"{field}[{i}]", limits) for i, t in enumerate(_list(body, field, limits))]
+  method = body.get("method", default)
+  if method not in methods:
+    raise RequestError(400, f"method: {method!r} not in {', '.join(methods)}")
+  return body, prompt, texts, method
+
+
+def parse_rank_request(body: Any, limits: Limits) -> tuple[str, list[str], str]:
+  _, prompt, responses, method = _prompt_texts_method(body, "responses", limits, "knockout",
+                                                      ranking.METHODS)
   needed = ranking.comparisons(len(responses), method)
   if needed > limits.max_comparisons:
     raise RequestError(413, f"method: {method} over {len(responses)} responses is {needed} "
@@ -112,13 +119,8 @@ class GroupRequest:
 def parse_group_request(body: Any, limits: Limits) -> GroupRequest:
   """{prompt, completions[G], method: all_pairs | neighbours, opponents}: the prompt and the
   completions may carry the policy's chat markup (it is stripped)."""
-  body = _object(body)
-  prompt = text(body.get("prompt"), "prompt", limits)
-  completions = [text(c, f"completions[{i}]", limits)
-                 for i, c in enumerate(_list(body, "completions", limits))]
-  method = body.get("method", "all_pairs")
-  if method not in ranking.GROUP_METHODS:
-    raise RequestError(400, f"method: {method!r} not in {', '.join(ranking.GROUP_METHODS)}")
+  body, prompt, completions, method = _prompt_texts_method(
+      body, "completions", limits, "all_pairs", ranking.GROUP_METHODS)
   opponents = _number(body, "opponents", 4, int, 1, limits.max_pairs)
   games = ranking.group_games(len(completions), method, opponents)
   if len(games) > limits.max_comparisons:
