@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 
 from gram_jax.hf import hub
-from gram_jax.inference.serve_util import BackgroundApp
 from gram_jax.judge_card import Reasoning, write_judge_card
 from tests.helpers import cli, hf_fixtures
+from tests.helpers.stand_in_http import serving
 
 REPORT = "| file | overall |\n|---|---|\n| rewardbench | 91.2 |"
 
@@ -85,14 +85,11 @@ def test_model_card_renders_the_evaluation_table(exported):
 def test_push_sends_the_exported_files(exported, tmp_path):
   path, eval_dir = exported
   stand_in = StandInHub()
-  server = BackgroundApp(stand_in.app())
-  try:
+  with serving(stand_in.app()) as url:
     result = convert(path, tmp_path / "out", "--push_to_hub=org/gram-tiny", "--private",
                      "--stages=self_train", f"--eval_report={eval_dir}",
-                     env={"HF_ENDPOINT": server.url, "HF_TOKEN": "hf_test",
+                     env={"HF_ENDPOINT": url, "HF_TOKEN": "hf_test",
                           "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1"})
-  finally:
-    server.stop()
   assert result.returncode == 0, result.stderr[-3000:]
   created = stand_in.created[0]
   assert created.get("private") is True or created.get("visibility") == "private", created
