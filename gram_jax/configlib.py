@@ -53,7 +53,8 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.data.on_bad_record = "fail"  # fail | skip (skipped records are counted in the log)
   c.data.cutoff_len = 256
   c.data.seq_len = 256
-  c.data.pack = True
+  c.data.pack = True  # several examples a row (segment ids); verdict data too
+  c.data.max_pairs_per_row = 16  # packed verdict rows: judging prompts a row at most
   c.data.both_orders = True  # verdict data: every pair in both A/B orders (position balance)
   c.data.builtin_pairs = 600  # size of the built-in synthetic set when train_files is empty
   c.data.builtin_tasks = "arithmetic,comparison,category"
@@ -75,6 +76,7 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.train.peak_flops_per_device = 0.0  # 0 = look up by device kind
   c.train.label_smoothing = 0.1  # verdict loss; official convention (PyTorch label_smoothing)
   c.train.max_bad_steps = 10  # stop after this many non-finite steps in a row (0 = never)
+  c.train.loss_chunk_len = 512  # LM loss: positions projected to the vocabulary at a time (0 = all)
 
   c.template = ml_collections.ConfigDict()
   c.template.judge = "gram"  # gram (official prompt), compact (tiny demos) or the text itself
@@ -254,6 +256,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   data_parallel_size(c)  # checks the mesh against the devices
   if c.stage in ("pretrain", "finetune", "prover", "self_train"):
     rows_per_process(c)
+  if c.train.loss_chunk_len < 0 or c.data.max_pairs_per_row < 1:
+    raise GramError("config.train.loss_chunk_len must be >= 0 and "
+                    "config.data.max_pairs_per_row >= 1")
   if c.data.cutoff_len > c.data.seq_len:
     raise GramError(f"config.data.cutoff_len ({c.data.cutoff_len}) exceeds "
                     f"config.data.seq_len ({c.data.seq_len})")

@@ -15,11 +15,11 @@ import os
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
-import tqdm
 from absl import logging
 
 from gram_jax import preemption, storage
 from gram_jax.errors import GramError
+from gram_jax.progress import Progress
 
 
 def jsonl_text(rows: Sequence[dict]) -> str:
@@ -124,8 +124,8 @@ def run_in_chunks(items: Sequence[Any], work: Callable[[Sequence[Any], int], lis
     raise GramError(f"{log.path}: {len(rows)} finished items but only {len(items)} to do")
   if rows:
     logging.info("%s: resuming at item %d of %d", log.path, len(rows), len(items))
-  bar = tqdm.tqdm(total=len(items), initial=len(rows), desc=desc, unit="item",
-                  disable=not desc or not log.writer, dynamic_ncols=True)
+  bar = Progress(len(items), len(rows), desc=desc, unit="item",
+                 enabled=bool(desc) and log.writer)
   for start in range(len(rows), len(items), chunk_size):
     done = work(items[start:start + chunk_size], start)
     log.append(done)

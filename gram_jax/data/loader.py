@@ -82,13 +82,18 @@ class ShuffledCursor:
     return count
 
 
+  def padding_fraction(self) -> float:
+    """Share of an epoch's row positions that hold no token (packing drives it down)."""
+    return 1.0 - float(self.lengths.sum()) / (self.rows_per_epoch() * self.seq_len)
+
+
 class BatchIterator(ShuffledCursor):
   """LM batches shaped [micro_batches, rows, seq_len], packed or padded, for one host."""
 
   def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int = 1,
-               seed: int = 0, pack: bool = True, pad_id: int = 0):
+               seed: int = 0, pack: bool = True, pad_id: int = 0, max_segments: int = 0):
     super().__init__(data, rows, seq_len, micro_batches, seed, pad_id)
-    self.pack = pack
+    self.pack, self.max_segments = pack, max_segments or seq_len
 
   @staticmethod
   def count_tokens(batch: Batch) -> int:
@@ -100,10 +105,12 @@ class BatchIterator(ShuffledCursor):
     return int(self.lengths[self._order[self.cursor]])
 
   def _row(self) -> list[int]:
-    """Example indices for one row: one when padding, as many as fit when packing."""
+    """Example indices for one row: one when padding; when packing, as many as fit (at most
+    max_segments), in order, so a resumed run replays rows from lengths alone."""
     row = [self._take()]
     used = int(self.lengths[row[0]])
-    while self.pack and used + self._peek_length() <= self.seq_len:
+    while (self.pack and len(row) < self.max_segments
+           and used + self._peek_length() <= self.seq_len):
       row.append(self._take())
       used += int(self.lengths[row[-1]])
     return row
@@ -123,37 +130,55 @@ class BatchIterator(ShuffledCursor):
       batch["target_mask"][m, r, start:start + n - 1] = trained
       start += n
 
-  def __next__(self) -> Batch:
-    shape = (self.micro_batches, self.rows, self.seq_len)
-    batch = {
-        "input_ids": np.full(shape, self.pad_id, np.int32),
-        "segment_ids": np.zeros(shape, np.int32),
-        "positions": np.zeros(shape, np.int32),
-        "targets": np.zeros(shape, np.int32),
-        "target_mask": np.zeros(shape, np.float32),
-    }
-    for m in range(self.micro_batches):
-      for r in range(self.rows):
-        self._fill(batch, m, r, self._row())
+  def _empty(self, shape: tuple[int, int, int]) -> Batch:
+    return {"input_ids": np.full(shape, self.pad_id, np.int32),
+            "segment_ids": np.zeros(shape, np.int32),
+            "positions": np.zeros(shape, np.int32),
+            "targets": np.zeros(shape, np.int32),
+            "target_mask": np.zeros(shape, np.float32)}
+
+  def assemble(self, rows: list[list[int]], micro_batches: int = 1) -> Batch:
+    """The batch [micro_batches, len(rows) / micro_batches, seq_len] of these example rows."""
+    shape = (micro_batches, len(rows) // micro_batches, self.seq_len)
+    batch = self._empty(shape)
+    for i, indices in enumerate(rows):
+      self._fill(batch, *divmod(i, shape[1]), indices)
     return batch
 
-
-
-class VerdictBatchIterator(ShuffledCursor):
-  """Verdict batches: one left-padded judging prompt a row, its label, weight 1."""
-
   def __next__(self) -> Batch:
-    shape = (self.micro_batches, self.rows, self.seq_len)
-    batch = {"input_ids": np.full(shape, self.pad_id, np.int32),
-             "attention_mask": np.zeros(shape, np.int32),
-             "labels": np.zeros(shape[:2], np.int32),
-             "weights": np.ones(shape[:2], np.float32)}
-    for m in range(self.micro_batches):
-      for r in range(self.rows):
-        index = self._take()
-        ids, _ = self.data.example(index)
-        ids = ids[-self.seq_len:]
-        batch["input_ids"][m, r, self.seq_len - len(ids):] = ids
-        batch["attention_mask"][m, r, self.seq_len - len(ids):] = 1
-        batch["labels"][m, r] = self.data.labels[index]
-    return batch
+    rows = [self._row() for _ in range(self.micro_batches * self.rows)]
+    return self.assemble(rows, self.micro_batches)
+
+
+class VerdictBatchIterator(BatchIterator):
+  """Verdict batches: judging prompts packed several to a row (or one a row), each with its
+  own segment id and positions from 0, so a prompt sees only itself and reads as it would
+  alone; `verdict_index` [.., rows, max_pairs] is each prompt's last token, where the label
+  is read, with its `labels` and `weights` (0 for empty slots)."""
+
+  def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int = 1,
+               seed: int = 0, pack: bool = True, pad_id: int = 0, max_pairs_per_row: int = 16):
+    super().__init__(data, rows, seq_len, micro_batches, seed, pack, pad_id,
+                     max_pairs_per_row if pack else 1)
+
+  def _fill(self, batch: Batch, m: int, r: int, indices: list[int]) -> None:
+    start = 0
+    for slot, index in enumerate(indices):
+      ids = self.data.example(index)[0][-self.seq_len:]
+      span = slice(start, start + len(ids))
+      batch["input_ids"][m, r, span] = ids
+      batch["segment_ids"][m, r, span] = slot + 1
+      batch["positions"][m, r, span] = np.arange(len(ids))
+      batch["verdict_index"][m, r, slot] = start + len(ids) - 1
+      batch["labels"][m, r, slot] = self.data.labels[index]
+      batch["weights"][m, r, slot] = 1.0
+      start += len(ids)
+
+  def _empty(self, shape: tuple[int, int, int]) -> Batch:
+    slots = shape[:2] + (self.max_segments,)
+    return {"input_ids": np.full(shape, self.pad_id, np.int32),
+            "segment_ids": np.zeros(shape, np.int32),
+            "positions": np.zeros(shape, np.int32),
+            "verdict_index": np.zeros(slots, np.int32),
+            "labels": np.zeros(slots, np.int32),
+            "weights": np.zeros(slots, np.float32)}

@@ -14,13 +14,13 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
-import tqdm
 from flax import nnx
 from jax.sharding import Mesh
 
 from gram_jax import parallel
 from gram_jax.data.encode import JudgeEncoder
 from gram_jax.errors import GramError
+from gram_jax.progress import Progress
 from gram_jax.inference.batching import bucket_length, bucket_widths, left_pad
 from gram_jax.models.decoder import Decoder, verdict_logits
 from gram_jax.text import templates
@@ -98,7 +98,7 @@ class VerdictScorer:
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
     widths = [bucket_length(len(encoded[i]), self.max_len) for i in order]
     probs = np.zeros((len(encoded), len(self.label_ids)), np.float32)
-    bar = tqdm.tqdm(total=len(encoded), unit="prompt", disable=not progress, dynamic_ncols=True)
+    bar = Progress(len(encoded), unit="prompt", enabled=progress)
     start = 0
     while start < len(order):
       width = widths[start]

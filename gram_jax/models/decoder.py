@@ -155,6 +155,11 @@ def positions_from_mask(attention_mask: jnp.ndarray) -> jnp.ndarray:
   return jnp.maximum(jnp.cumsum(attention_mask, axis=-1) - 1, 0).astype(jnp.int32)
 
 
+def project(hidden: jnp.ndarray, head: jnp.ndarray) -> jnp.ndarray:
+  """hidden [b, t, embed] @ head [embed, vocab] -> float32 logits [b, t, vocab]."""
+  return jnp.einsum("bte,ev->btv", hidden, head, preferred_element_type=jnp.float32)
+
+
 def causal_mask_bias(attention_mask: jnp.ndarray,
                      segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:
   """Additive bias [batch, seq, seq]: 0 where a query may attend a key, very negative elsewhere.
@@ -203,13 +208,15 @@ class Decoder(nnx.Module):
     policy = REMAT_POLICIES[self.config.remat]
     return nnx.remat(lambda lyr, *a: lyr(*a), policy=policy)(layer, x, positions, mask_bias)
 
+  def head(self, dtype) -> jnp.ndarray:
+    """The LM head [embed, vocab] (the tied embedding, transposed, when tied)."""
+    if self.config.tie_word_embeddings:
+      return _weight(self.embed, dtype).T
+    return _weight(self.lm_head, dtype)
+
   def logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
     """Projects hidden states to float32 vocabulary logits."""
-    if self.config.tie_word_embeddings:
-      head = _weight(self.embed, hidden.dtype).T
-    else:
-      head = _weight(self.lm_head, hidden.dtype)
-    return jnp.einsum("bte,ev->btv", hidden, head, preferred_element_type=jnp.float32)
+    return project(hidden, self.head(hidden.dtype))
 
   def init_cache(self, batch: int, max_len: int) -> list[dict]:
     """An empty KV cache: per layer, keys and values [batch, max_len, kv_heads, head_dim]."""

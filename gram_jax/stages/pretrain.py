@@ -4,6 +4,7 @@ The model learns to generate a pair of responses to a question, with the prompt 
 Default data: the built-in synthetic pairs; give `--config.data.train_files=...` for real data
 (official GRAM pre-training rows or {prompt, response_a, response_b} rows).
 """
+import functools
 import os
 
 import jax
@@ -41,5 +42,6 @@ def run(c: ml_collections.ConfigDict) -> None:
                                  c.train.micro_batches,
                                  seed=c.seed, pack=c.data.pack, pad_id=tokenizer.pad_token_id)
   model_config = setup.make_model_config(c, tokenizer)
-  loop.fit(c, mesh, model_config, tokenizer, batches, objectives.causal_lm_loss, c.workdir,
+  objective = functools.partial(objectives.causal_lm_loss, chunk_len=c.train.loss_chunk_len)
+  loop.fit(c, mesh, model_config, tokenizer, batches, objective, c.workdir,
            init_params=lambda: setup.initial_params(c, model_config, mesh))

@@ -54,7 +54,8 @@ def train_on_proofs(c: ml_collections.ConfigDict, tokenizer, files: list[str],
                                  c.train.micro_batches, seed=c.seed, pack=c.data.pack,
                                  pad_id=tokenizer.pad_token_id)
   model_config = setup.make_model_config(c, tokenizer)
-  loop.fit(c, mesh, model_config, tokenizer, batches, objectives.causal_lm_loss, workdir,
+  objective = functools.partial(objectives.causal_lm_loss, chunk_len=c.train.loss_chunk_len)
+  loop.fit(c, mesh, model_config, tokenizer, batches, objective, workdir,
            init_params=lambda: setup.initial_params(c, model_config, mesh))
 
 
@@ -108,8 +109,9 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
   logging.info("%d verdict examples, %d trimmed to %d tokens", len(dataset), dataset.trimmed,
                c.data.cutoff_len)
   batches = loader.VerdictBatchIterator(dataset, configlib.rows_per_process(c),
-                                        c.data.cutoff_len, c.train.micro_batches, c.seed,
-                                        tokenizer.pad_token_id)
+                                        c.data.seq_len, c.train.micro_batches, c.seed,
+                                        c.data.pack, tokenizer.pad_token_id,
+                                        c.data.max_pairs_per_row)
   hooks = [heldout_accuracy(c, tokenizer, read(eval_files)[0], mesh)] if eval_files else []
   objective = functools.partial(objectives.verdict_loss, label_ids=tuple(encoder.label_ids),
                                 smoothing=c.train.label_smoothing)

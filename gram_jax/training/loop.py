@@ -54,6 +54,9 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
   Returns the final params.
   """
   steps = total_steps(c, batches)
+  logging.info("%s: %d examples on this host, %d rows of %d positions an epoch, %.1f%% padding",
+               workdir, len(batches.data), batches.rows_per_epoch(), batches.seq_len,
+               100 * batches.padding_fraction())
   check_resumable(workdir, model_config)
   write_run_files(workdir, model_config, tokenizer, c)
   graphdef, abstract = abstract_model(model_config)
@@ -65,6 +68,8 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
                                  c.checkpoint.async_save)
   start = checkpointer.latest_step()
   if start is None:
+    logging.info("%s: starting at step 0 of %d (no checkpoint in %s)", workdir, steps,
+                 checkpointer.directory)
     state = trainer.init_state(init_params(), c.seed)
     start = 0
   else:
@@ -74,6 +79,7 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
     if jax.process_count() == 1 and meta["data_position"] != batches.state():
       raise RuntimeError(f"data position after replay {batches.state()} differs from the "
                          f"checkpoint's {meta['data_position']}")
+    logging.info("%s", resumed_line(start, steps, batches.state(), checkpointer.directory))
   step_fn = trainer.compile_step()
   token_flops = flops.training_flops_per_token(model_config, batches.seq_len)
   peak = flops.peak_flops_per_device(c.train.peak_flops_per_device)
@@ -116,6 +122,12 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
     checkpointer.close()  # waits for the async save in flight: it lands whole or not at all
     logger.close()
   return state["params"]
+
+
+def resumed_line(step: int, steps: int, position: dict[str, int], directory: str) -> str:
+  """What a resumed run says first: where it picks up, in steps, data and checkpoints."""
+  return (f"resumed at step {step} of {steps} from the checkpoint in {directory}; data "
+          f"position: epoch {position['epoch']}, example {position['cursor']} of the epoch")
 
 
 def report_bad_step(step: int, metrics: dict, sources: list[str], bad_steps: int,

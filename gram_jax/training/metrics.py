@@ -1,13 +1,14 @@
-"""Training metrics to TensorBoard, a JSONL file and a console progress bar (process 0 only)."""
+"""Training metrics to TensorBoard, a JSONL file and the console (process 0 only): a bar on a
+terminal, periodic plain lines in a log file."""
 import json
 import os
 import time
 from typing import Any
 
 import jax
-import tqdm
 
 from gram_jax import storage
+from gram_jax.progress import Progress
 
 
 class JsonlSink:
@@ -58,8 +59,7 @@ class MetricsLogger:
     self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name))
     self.sinks = {name: JsonlSink(os.path.join(workdir, f"{name}_metrics.jsonl"))}
     self.name = name
-    self.bar = tqdm.tqdm(total=total_steps, initial=start_step, desc=name, unit="step",
-                         dynamic_ncols=True)
+    self.bar = Progress(total_steps, start_step, desc=name, unit="step")
 
   def log(self, step: int, values: dict[str, Any]) -> None:
     if not self.enabled:
@@ -69,9 +69,8 @@ class MetricsLogger:
       if value is not None:
         self.writer.add_scalar(key, value, step)
     self.sinks[self.name].write({"step": step, **clean})
-    self.bar.set_postfix({k: f"{clean[k]:.4g}" for k in ("loss", "learning_rate")
-                          if clean.get(k) is not None})
-    self.bar.update(1)
+    self.bar.update(1, loss=clean.get("loss"), lr=clean.get("learning_rate"),
+                    tokens_per_s=clean.get("tokens_per_second"))
 
   def log_extra(self, name: str, step: int, values: dict[str, Any]) -> None:
     """Metrics that are not per step (e.g. evaluations) go to `{name}_metrics.jsonl`."""

@@ -69,8 +69,18 @@ def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
   proc.wait()
   killed_at = max(_losses(killed))
   assert killed_at < 24
+  checkpoints = os.path.join(killed, "checkpoints")
+  saved = max(int(name) for name in os.listdir(checkpoints) if name.isdigit())
   result = cli.run_main(CONFIG, f"--config.workdir={killed}", *RESUME_FLAGS)
   assert result.returncode == 0, result.stderr[-3000:]
+  # The rerun says where it resumed before any progress, and its log (no TTY) holds plain
+  # progress lines, not carriage-return redraws.
+  lines = result.stderr.splitlines()
+  said = [i for i, line in enumerate(lines) if f"resumed at step {saved} of 24 from the "
+          f"checkpoint in {checkpoints}; data position: epoch " in line]
+  progress = [i for i, line in enumerate(lines) if line.startswith("train: step ")]
+  assert said and progress and said[0] < progress[0], result.stderr[-3000:]
+  assert "\r" not in result.stderr and lines[progress[-1]].startswith("train: step 24/24")
   expected, resumed = _losses(reference), _losses(killed)
   assert sorted(resumed) == sorted(expected) == list(range(1, 25))
   np.testing.assert_allclose([resumed[s] for s in range(1, 25)],
