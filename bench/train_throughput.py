@@ -1,31 +1,56 @@
-"""Training throughput (tokens/s, MFU) of gram_jax's jitted step vs PyTorch eager.
+"""Training step time, tokens/s, MFU and peak memory: gram_jax's jitted step vs transformers
+with fused AdamW, eager and `torch.compile`d, at equal remat; and how both grow with the
+sequence length.
 
   python bench/train_throughput.py --arch=llama3.2-1b --batch=8 --seq=2048 --steps=10
-  python bench/train_throughput.py --arch=tiny --batch=8 --seq=256    # CPU smoke run
+  python bench/train_throughput.py --arch=llama3.2-1b --batch=1 --seqs=512,1024,2048,4096,8192
+  JAX_PLATFORMS=cpu python bench/train_throughput.py --arch=tiny --batch=4 --seqs=512,1024,2048
 
-Both sides train the same architecture on the same random tokens with AdamW: gram_jax with
-float32 master weights and bf16 compute on GPU (float32 on CPU), transformers + torch.optim
-AdamW in bf16 on GPU (float32 on CPU). Each side runs in its own process. Prints one JSON object.
+Both sides train the same architecture on the same number of random tokens with AdamW and
+global-norm clipping: gram_jax with float32 master weights and bf16 compute on GPU (float32
+on CPU) and its chunked LM loss (`--loss_chunk_len`); transformers in bf16 on GPU (float32 on
+CPU) with `torch.optim.AdamW(fused=True)`. Every side and length runs in its own process.
+Peak memory: the device's peak allocation on GPU; on CPU the process's peak RSS growth over
+its state after imports. Prints one JSON object.
 """
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+SIDES = ("gram_jax", "torch_eager", "torch_compile")
 
-def bench_jax(args) -> dict:
+
+def _rss_kb() -> int:
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _timed(step, warmup: int, steps: int, sync) -> tuple[float, object]:
+  for _ in range(warmup):
+    out = step()
+  sync(out)
+  start = time.perf_counter()
+  for _ in range(steps):
+    out = step()
+  sync(out)
+  return (time.perf_counter() - start) / steps, out
+
+
+def bench_jax(args, seq: int, baseline_kb: int) -> dict:
+  import functools
   import jax
   import numpy as np
-  from gram_jax import configlib, parallel
-  from gram_jax.training import flops, objectives, train_step
-  from gram_jax.models.decoder import abstract_model
-  from gram_jax.models.config import architecture
-  from gram_jax.models.decoder import Decoder
   from flax import nnx
+  from gram_jax import configlib, parallel
+  from gram_jax.models.config import architecture
+  from gram_jax.models.decoder import Decoder, abstract_model
+  from gram_jax.training import flops, objectives, train_step
   on_cpu = jax.default_backend() == "cpu"
   model_config = architecture(args.arch, dtype="float32" if on_cpu else "bfloat16",
                               remat=args.remat, attention=args.attention)
@@ -33,77 +58,102 @@ def bench_jax(args) -> dict:
   c = configlib.base_config("pretrain")
   graphdef, abstract = abstract_model(model_config)
   tx, schedule = train_step.make_optimizer(c.train, args.steps + args.warmup)
-  trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule,
-                                      objectives.causal_lm_loss, mesh, c.rules)
+  objective = functools.partial(objectives.causal_lm_loss, chunk_len=args.loss_chunk_len)
+  trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh, c.rules)
   shardings = parallel.param_shardings(abstract, mesh)
   params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(Decoder(model_config, nnx.Rngs(0)))),
                    out_shardings=shardings)()
   state = trainer.init_state(params, 0)
   rng = np.random.default_rng(0)
-  shape = (1, args.batch, args.seq)
+  shape = (1, args.batch, seq)
   ids = rng.integers(0, model_config.vocab_size, shape).astype(np.int32)
   batch = trainer.put_batch({
       "input_ids": ids, "segment_ids": np.ones(shape, np.int32),
-      "positions": np.broadcast_to(np.arange(args.seq, dtype=np.int32), shape).copy(),
+      "positions": np.broadcast_to(np.arange(seq, dtype=np.int32), shape).copy(),
       "targets": np.roll(ids, -1, axis=-1), "target_mask": np.ones(shape, np.float32)})
-  step = trainer.compile_step()
-  for _ in range(args.warmup):
-    state, metrics = step(state, batch)
-  jax.block_until_ready(metrics)
-  start = time.perf_counter()
-  for _ in range(args.steps):
-    state, metrics = step(state, batch)
-  jax.block_until_ready(metrics)
-  seconds = (time.perf_counter() - start) / args.steps
-  tokens = args.batch * args.seq
+  compiled = trainer.compile_step()
+  holder = {"state": state}
+
+  def step():
+    holder["state"], metrics = compiled(holder["state"], batch)
+    return metrics
+
+  seconds, metrics = _timed(step, args.warmup, args.steps, jax.block_until_ready)
+  tokens = args.batch * seq
   peak = flops.peak_flops_per_device()
-  mfu = flops.training_flops_per_token(model_config, args.seq) * tokens / seconds / (
+  mfu = flops.training_flops_per_token(model_config, seq) * tokens / seconds / (
       peak * jax.device_count()) if peak else None
+  stats = jax.devices()[0].memory_stats() if not on_cpu else None
+  peak_bytes = (stats["peak_bytes_in_use"] if stats else
+                (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kb) * 1024)
   return {"step_seconds": seconds, "tokens_per_second": tokens / seconds, "mfu": mfu,
-          "device": jax.devices()[0].device_kind, "devices": jax.device_count(),
-          "params": model_config.num_params(), "compute_dtype": model_config.dtype, "remat": model_config.remat,
-          "attention": model_config.attention,
-          "final_loss": float(metrics["loss"])}
+          "peak_memory_gb": peak_bytes / 1e9, "device": jax.devices()[0].device_kind,
+          "params": model_config.num_params(), "compute_dtype": model_config.dtype,
+          "remat": model_config.remat, "attention": model_config.attention,
+          "loss_chunk_len": args.loss_chunk_len, "final_loss": float(metrics["loss"])}
 
 
-def bench_torch(args) -> dict:
+def bench_torch(args, seq: int, baseline_kb: int, compiled: bool) -> dict:
   import torch
   import transformers
   from gram_jax.hf.config import hf_config_dict
   from gram_jax.models.config import architecture
   cuda = torch.cuda.is_available()
   dtype = torch.bfloat16 if cuda else torch.float32
-  model_config = architecture(args.arch)
-  config = transformers.AutoConfig.for_model(**hf_config_dict(model_config))
+  config = transformers.AutoConfig.for_model(**hf_config_dict(architecture(args.arch)))
   device = "cuda" if cuda else "cpu"
   model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
   if args.remat != "none":
     model.gradient_checkpointing_enable()
   model.train()
-  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=cuda)
-  ids = torch.randint(0, model_config.vocab_size, (args.batch, args.seq), device=device)
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+  ids = torch.randint(0, config.vocab_size, (args.batch, seq), device=device)
+  forward = torch.compile(model) if compiled else model
 
   def step():
-    loss = model(input_ids=ids, labels=ids).loss
+    loss = forward(input_ids=ids, labels=ids).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
 
-  sync = torch.cuda.synchronize if cuda else (lambda: None)
-  for _ in range(args.warmup):
-    step()
-  sync()
-  start = time.perf_counter()
-  for _ in range(args.steps):
-    loss = step()
-  sync()
-  seconds = (time.perf_counter() - start) / args.steps
-  return {"step_seconds": seconds, "tokens_per_second": args.batch * args.seq / seconds,
+  sync = (lambda _: torch.cuda.synchronize()) if cuda else (lambda _: None)
+  if cuda:
+    torch.cuda.reset_peak_memory_stats()
+  seconds, loss = _timed(step, args.warmup, args.steps, sync)
+  peak_bytes = (torch.cuda.max_memory_allocated() if cuda else
+                (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kb) * 1024)
+  return {"step_seconds": seconds, "tokens_per_second": args.batch * seq / seconds,
+          "peak_memory_gb": peak_bytes / 1e9,
           "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": str(dtype),
           "attn_implementation": model.config._attn_implementation,
+          "torch_compile": compiled, "optimizer": "AdamW(fused=True)",
           "final_loss": float(loss.detach())}
+
+
+def run_one(args) -> dict:
+  if args.side == "gram_jax":
+    import jax
+    jax.devices()  # the runtime is up before the baseline
+  else:
+    import torch  # noqa: F401  (imported before the baseline)
+    import transformers  # noqa: F401
+  baseline_kb = _rss_kb()
+  if args.side == "gram_jax":
+    return bench_jax(args, args.seq, baseline_kb)
+  return bench_torch(args, args.seq, baseline_kb, compiled=args.side == "torch_compile")
+
+
+def run_side(args, side: str, seq: int) -> dict:
+  """One side at one length in its own process (JAX reserves most of a GPU for its pool)."""
+  flags = [f"--{k}={v}" for k, v in vars(args).items() if k not in ("side", "seq", "seqs")]
+  result = subprocess.run([sys.executable, os.path.abspath(__file__), *flags, f"--side={side}",
+                           f"--seq={seq}"], capture_output=True, text=True)
+  if result.returncode != 0:
+    tail = result.stderr.strip().splitlines()[-1:] or ["(no output)"]
+    return {"error": tail[0][:300]}
+  return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -111,29 +161,30 @@ def main() -> None:
   parser.add_argument("--arch", default="tiny")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--seq", type=int, default=256)
+  parser.add_argument("--seqs", default="", help="comma-separated lengths: the growth table")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
-  parser.add_argument("--remat", default="none")
+  parser.add_argument("--remat", default="none", help="none | dots | full (torch: checkpointing)")
   parser.add_argument("--attention", default="auto", help="auto | xla | cudnn (gram_jax side)")
-  parser.add_argument("--side", default="both", choices=["both", "jax", "torch"])
+  parser.add_argument("--loss_chunk_len", type=int, default=512)
+  parser.add_argument("--peers", default=",".join(SIDES))
+  parser.add_argument("--side", default="", choices=("",) + SIDES)
   args = parser.parse_args()
-  if args.side != "both":
-    result = (bench_jax if args.side == "jax" else bench_torch)(args)
-    print(json.dumps(result))
+  if args.side:
+    print(json.dumps(run_one(args)))
     return
-  report = {"arch": args.arch, "batch": args.batch, "seq": args.seq, "steps": args.steps,
-            "gram_jax": run_side(args, "jax"), "torch_eager": run_side(args, "torch")}
-  report["speedup"] = (report["gram_jax"]["tokens_per_second"] /
-                       report["torch_eager"]["tokens_per_second"])
+  seqs = [int(s) for s in args.seqs.split(",")] if args.seqs else [args.seq]
+  report = {"arch": args.arch, "batch": args.batch, "steps": args.steps, "remat": args.remat,
+            "results": []}
+  for seq in seqs:
+    row = {"seq": seq, **{side: run_side(args, side, seq) for side in args.peers.split(",")}}
+    for peer in ("torch_eager", "torch_compile"):
+      if "tokens_per_second" in row.get(peer, {}) and "tokens_per_second" in row["gram_jax"]:
+        row[f"speedup_vs_{peer}"] = (row["gram_jax"]["tokens_per_second"] /
+                                     row[peer]["tokens_per_second"])
+    report["results"].append(row)
+    print(json.dumps(row), file=sys.stderr, flush=True)
   print(json.dumps(report, indent=2))
-
-
-def run_side(args, side: str) -> dict:
-  """Each side in its own process: JAX reserves most of the GPU's memory for its pool."""
-  flags = [f"--{k}={v}" for k, v in vars(args).items() if k != "side"]
-  out = subprocess.run([sys.executable, os.path.abspath(__file__), *flags, f"--side={side}"],
-                       check=True, capture_output=True, text=True).stdout
-  return json.loads(out.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
