@@ -1,6 +1,7 @@
 #!/bin/bash
 # Everything this project measures on a lent GPU, in one call (device time is scarce):
-#   bash bench/gpu_suite.sh parity|attention|train|score|generate ...   (results under $OUT, else /tmp)
+#   bash bench/gpu_suite.sh parity|attention|train|growth|loss|finetune|score8b|generate8b|load8b
+#   (results under $OUT, else /tmp)
 # Packages the device image lacks (ml_collections, tensorboardX) travel as wheels in .wheels/
 # (git-ignored; fill it with `pip download --no-deps -d .wheels ml_collections tensorboardX`
 # and name it in the device call's carry).
@@ -29,6 +30,28 @@ for part in "$@"; do
     train)
       timeout 300 python3 bench/train_throughput.py --arch=llama3.2-1b --batch=8 --seq=2048 \
         --steps=10 --remat=full 2>&1 | tail -40 | tee "$OUT/train.json" ;;
+    growth)  # step time and peak memory at 512..8k, gram_jax vs torch eager and compiled
+      timeout 580 python3 bench/train_throughput.py --arch=llama3.2-1b --batch=1 \
+        --seqs=512,1024,2048,4096,8192 --steps=5 --remat=full 2>&1 | tail -80 \
+        | tee "$OUT/growth.json" ;;
+    loss)
+      timeout 300 python3 bench/loss_memory.py --chunks=0,512,128 2>&1 | tail -40 \
+        | tee "$OUT/loss_memory.json" ;;
+    finetune)  # needs ../shared/data and the SmolLM2 wheel in .wheels/
+      timeout 580 python3 bench/finetune_throughput.py --arch=llama3.2-1b --pairs=1024 \
+        --cutoff=2048 --rows=8 --torch_batch=8 --padding_sets= 2>&1 | tail -40 \
+        | tee "$OUT/finetune.json" ;;
+    score8b)
+      export XLA_PYTHON_CLIENT_PREALLOCATE=false
+      timeout 580 python3 bench/score_throughput.py --arch=llama3.1-8b --pairs=512 --batch=32 \
+        2>&1 | tail -20 | tee "$OUT/score8b.json" ;;
+    generate8b)
+      export XLA_PYTHON_CLIENT_PREALLOCATE=false
+      timeout 580 python3 bench/generate_throughput.py --arch=llama3.1-8b --batch=64 \
+        --prompt=512 --new=256 2>&1 | tail -40 | tee "$OUT/generate8b.json" ;;
+    load8b)  # 16 GB of bf16 safetensors on the machine's disk
+      timeout 580 python3 bench/load_memory.py --hidden=4096 --layers=32 --vocab=128256 \
+        --intermediate=14336 --dtype=bfloat16 2>&1 | tail -20 | tee "$OUT/load8b.json" ;;
     score)  # JAX allocates on demand so the PyTorch side in the same process has room
       export XLA_PYTHON_CLIENT_PREALLOCATE=false
       timeout 300 python3 bench/score_throughput.py --arch=llama3.2-1b --pairs=512 --batch=32 \

@@ -30,7 +30,7 @@ elif loader == "copy+gram_jax":  # bench/remote_load.py's peer: copy to disk, th
     return gram_jax.load_pretrained(local)
 else:
   import torch, transformers
-  load = lambda: transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+  load = lambda: transformers.AutoModelForCausalLM.from_pretrained(path, dtype="auto")
 baseline = proc.memory_info().rss
 peak = [baseline]
 done = threading.Event()
@@ -51,15 +51,17 @@ print(json.dumps({"baseline_rss": baseline, "peak_rss": peak[0], "seconds": seco
 """
 
 
-def build_checkpoint(path: str, hidden: int, layers: int, vocab: int) -> int:
+def build_checkpoint(path: str, hidden: int, layers: int, vocab: int, intermediate: int = 0,
+                     dtype: str = "float32") -> int:
   import torch
   import transformers
   config = transformers.LlamaConfig(
-      vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 11 // 4,
+      vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate or hidden * 11 // 4,
       num_hidden_layers=layers, num_attention_heads=16, num_key_value_heads=4,
       tie_word_embeddings=False)
   torch.manual_seed(0)
-  transformers.AutoModelForCausalLM.from_config(config).save_pretrained(path)
+  transformers.AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)
+                                                ).save_pretrained(path)
   return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)
              if f.endswith(".safetensors"))
 
@@ -76,13 +78,16 @@ def checkpoint_shape() -> argparse.Namespace:
   parser.add_argument("--hidden", type=int, default=1024)
   parser.add_argument("--layers", type=int, default=8)
   parser.add_argument("--vocab", type=int, default=32000)
+  parser.add_argument("--intermediate", type=int, default=0, help="0: hidden * 11 / 4")
+  parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 (8B: bfloat16)")
   return parser.parse_args()
 
 
 def main() -> None:
   args = checkpoint_shape()
   with tempfile.TemporaryDirectory() as path:
-    size = build_checkpoint(path, args.hidden, args.layers, args.vocab)
+    size = build_checkpoint(path, args.hidden, args.layers, args.vocab, args.intermediate,
+                            args.dtype)
     report = {"checkpoint_bytes": size}
     for loader in ("gram_jax", "transformers"):
       result = measure(loader, path)

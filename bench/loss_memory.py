@@ -22,7 +22,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from gram_jax.models.config import architecture  # noqa: E402
-from gram_jax.training import objectives  # noqa: E402
+from gram_jax.training import chunked_loss  # noqa: E402
 
 
 def _peak_gb(compiled) -> dict:
@@ -39,7 +39,9 @@ def loss_memory(arch: str, batch: int, seq: int, chunk_len: int) -> dict:
   targets = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
 
   def loss(h, w, y):
-    return jnp.mean(objectives.token_cross_entropy(h, w, y, chunk_len))
+    if chunk_len:
+      return chunked_loss.chunked_cross_entropy_sum(h, w, y, jnp.ones(y.shape), chunk_len)
+    return jnp.sum(chunked_loss.token_cross_entropy(h, w, y))
 
   compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(
       hidden, head, targets).compile()

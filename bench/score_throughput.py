@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,7 +27,7 @@ def random_pairs(count: int, seed: int) -> list[tuple[str, str, str]]:
           for _ in range(count)]
 
 
-def torch_scores(path: str, pairs, batch: int, max_len: int) -> tuple[float, "np.ndarray"]:
+def torch_scores(path: str, pairs, batch: int, max_len: int) -> tuple[float, Any]:
   import numpy as np
   import torch
   import transformers
@@ -54,6 +55,11 @@ def torch_scores(path: str, pairs, batch: int, max_len: int) -> tuple[float, "np
   seconds = time.perf_counter() - start
   probs = np.concatenate(probs)
   return seconds, both_order_scores(probs[:len(pairs)], probs[len(pairs):])
+
+
+def torch_peak_gb() -> float | None:
+  import torch
+  return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
 
 
 def main() -> None:
@@ -90,10 +96,16 @@ def main() -> None:
     ours = reward.score_batch(pairs)
     jax_seconds = time.perf_counter() - start
     torch_seconds, theirs = torch_scores(path, pairs, args.batch, args.max_len)
+  both_orders = list(pairs) + [(p, b, a) for p, a, b in pairs]
+  tokens = sum(map(len, reward.encoder.encode_many(both_orders)[0]))
+  stats = None if on_cpu else jax.devices()[0].memory_stats()
   report = {"arch": args.arch, "pairs": args.pairs, "batch": args.batch,
-            "device": jax.devices()[0].device_kind,
+            "device": jax.devices()[0].device_kind, "prompt_tokens": tokens,
             "gram_jax_pairs_per_second": args.pairs / jax_seconds,
+            "gram_jax_tokens_per_second": tokens / jax_seconds,
+            "gram_jax_peak_memory_gb": stats["peak_bytes_in_use"] / 1e9 if stats else None,
             "torch_pairs_per_second": args.pairs / torch_seconds,
+            "torch_peak_memory_gb": torch_peak_gb(),
             "speedup": torch_seconds / jax_seconds,
             "max_abs_score_difference": float(np.abs(ours - theirs).max())}
   print(json.dumps(report, indent=2))

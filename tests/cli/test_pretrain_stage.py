@@ -45,6 +45,7 @@ def test_default_pretrain_learns_and_exports(tmp_path):
 
 
 RESUME_FLAGS = ("--config.train.num_steps=24", "--config.checkpoint.every_steps=3",
+                "--config.train.loss_chunk_len=48",  # the chunked LM loss, resumed exactly
                 "--config.data.builtin_pairs=300")
 
 

@@ -11,7 +11,7 @@ from gram_jax.data import encode, loader
 from gram_jax.inference.batching import left_pad
 from gram_jax.models.config import tiny_config
 from gram_jax.models.decoder import Decoder, verdict_logits
-from gram_jax.training import objectives
+from gram_jax.training import chunked_loss, objectives
 from tests.helpers import train_fixtures
 
 LABEL_IDS = (7, 11)
@@ -146,15 +146,17 @@ def test_chunked_cross_entropy_equals_the_full_one_in_value_and_gradient(tie, ch
   _assert_trees_close(chunked_grads, full_grads, rtol=1e-5, atol=1e-7)
 
 
-def test_the_full_cross_entropy_is_the_textbook_one():
+def test_both_cross_entropies_are_the_textbook_one():
   rng = np.random.RandomState(0)
   hidden = rng.randn(2, 6, 8).astype(np.float32)
   head = rng.randn(8, 30).astype(np.float32)
   targets = rng.randint(0, 30, (2, 6))
+  weights = rng.rand(2, 6).astype(np.float32)
   logits = hidden @ head
   log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   expected = -np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
-  for chunk_len in (0, 4):
-    np.testing.assert_allclose(objectives.token_cross_entropy(
-        jnp.asarray(hidden), jnp.asarray(head), jnp.asarray(targets), chunk_len),
-        expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(chunked_loss.token_cross_entropy(
+      jnp.asarray(hidden), jnp.asarray(head), jnp.asarray(targets)), expected, rtol=1e-5)
+  np.testing.assert_allclose(chunked_loss.chunked_cross_entropy_sum(
+      jnp.asarray(hidden), jnp.asarray(head), jnp.asarray(targets), jnp.asarray(weights), 4),
+      (expected * weights).sum(), rtol=1e-5)
