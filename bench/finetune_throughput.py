@@ -14,7 +14,8 @@ model shipped offline), trimmed at --cutoff. Padding shares are over every promp
 Throughput trains --pairs sampled pairs of HH-RLHF for one epoch on each side (same
 architecture, AdamW, label smoothing 0.1, float32 on CPU / bf16 compute on GPU): gram_jax's
 jitted step over packed and over fixed-width rows, and transformers + fused AdamW over
-longest-in-batch padded batches with CE on the two label logits at the last position.
+longest-in-batch padded batches with CE on the two label logits at the last position (with
+`logits_to_keep=1`, so it too skips the LM head elsewhere).
 Prints one JSON object.
 """
 import argparse
@@ -102,7 +103,7 @@ def gram_jax_epoch(data: encode.TokenizedSet, args, label_ids, pack: bool) -> di
   jax.block_until_ready(metrics)
   batches.restore({"epoch": 0, "cursor": 0})
   prompts, steps, start = 0, 0, time.perf_counter()
-  while batches.epoch == 0 and batches.cursor < len(data):
+  while batches.epoch == 0 and batches.cursor < len(data):  # the last step may wrap
     batch = next(batches)
     prompts += int(batch["weights"].sum())
     state, metrics = step(state, trainer.put_batch(batch))
@@ -139,7 +140,8 @@ def torch_epoch(data: encode.TokenizedSet, args, label_ids) -> dict:
     for r, x in enumerate(examples):  # left padding: the verdict position is the last one
       ids[r, width - len(x):] = torch.from_numpy(x.astype(np.int64))
       mask[r, width - len(x):] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, -1]
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                   logits_to_keep=1).logits[:, -1]
     target = torch.tensor([int(data.labels[i]) for i in indices], device=device)
     loss = torch.nn.functional.cross_entropy(logits[:, labels].float(), target,
                                              label_smoothing=0.1)

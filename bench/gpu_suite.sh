@@ -1,6 +1,7 @@
 #!/bin/bash
 # Everything this project measures on a lent GPU, in one call (device time is scarce):
-#   bash bench/gpu_suite.sh parity|attention|train|growth|loss|finetune|score8b|generate8b|load8b
+#   bash bench/gpu_suite.sh parity|attention|train|profile|growth|loss|finetune|score8b|
+#                           generate8b|load8b
 #   (results under $OUT, else /tmp)
 # Packages the device image lacks (ml_collections, tensorboardX) travel as wheels in .wheels/
 # (git-ignored; fill it with `pip download --no-deps -d .wheels ml_collections tensorboardX`
@@ -30,6 +31,10 @@ for part in "$@"; do
     train)
       timeout 300 python3 bench/train_throughput.py --arch=llama3.2-1b --batch=8 --seq=2048 \
         --steps=10 --remat=full 2>&1 | tail -40 | tee "$OUT/train.json" ;;
+    profile)  # the MFU profile: a trace of the 1B step (open with XProf / TensorBoard)
+      timeout 300 python3 bench/train_throughput.py --arch=llama3.2-1b --batch=8 --seq=2048 \
+        --steps=10 --remat=dots --peers=gram_jax --profile_dir="$OUT/profile" 2>&1 | tail -30 \
+        | tee "$OUT/profile.json" ;;
     growth)  # step time and peak memory at 512..8k, gram_jax vs torch eager and compiled
       timeout 580 python3 bench/train_throughput.py --arch=llama3.2-1b --batch=1 \
         --seqs=512,1024,2048,4096,8192 --steps=5 --remat=full 2>&1 | tail -80 \

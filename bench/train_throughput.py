@@ -79,6 +79,9 @@ def bench_jax(args, seq: int, baseline_kb: int) -> dict:
     return metrics
 
   seconds, metrics = _timed(step, args.warmup, args.steps, jax.block_until_ready)
+  if args.profile_dir:  # a trace of 3 more steps for TensorBoard / XProf
+    with jax.profiler.trace(os.path.join(args.profile_dir, f"seq{seq}")):
+      _timed(step, 0, 3, jax.block_until_ready)
   tokens = args.batch * seq
   peak = flops.peak_flops_per_device()
   mfu = flops.training_flops_per_token(model_config, seq) * tokens / seconds / (
@@ -168,6 +171,7 @@ def main() -> None:
   parser.add_argument("--attention", default="auto", help="auto | xla | cudnn (gram_jax side)")
   parser.add_argument("--loss_chunk_len", type=int, default=512)
   parser.add_argument("--peers", default=",".join(SIDES))
+  parser.add_argument("--profile_dir", default="", help="gram_jax side: write a profiler trace")
   parser.add_argument("--side", default="", choices=("",) + SIDES)
   args = parser.parse_args()
   if args.side:

@@ -4,7 +4,7 @@ The order of epoch e is a permutation seeded by (seed, e); the position is (epoc
 Resuming replays the row assembly from lengths alone (no tokenisation, no arrays), so the
 position after `skip(k)` equals the one reached by building k batches.
 """
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -25,26 +25,41 @@ class ShuffledCursor:
     self.micro_batches, self.seed, self.pad_id = micro_batches, seed, pad_id
     self.lengths = np.minimum(data.lengths(), seq_len)
     self.epoch, self.cursor = 0, 0
+    self.ahead: set[int] = set()  # positions past the cursor already taken (by packing)
     self._order = self._epoch_order(0)
     self.taken: list[int] = []  # examples taken since the last `taken_sources()`
 
   def _epoch_order(self, epoch: int) -> np.ndarray:
     return np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
 
-  def state(self) -> dict[str, int]:
-    return {"epoch": self.epoch, "cursor": self.cursor}
+  def state(self) -> dict[str, Any]:
+    state: dict[str, Any] = {"epoch": self.epoch, "cursor": self.cursor}
+    if self.ahead:
+      state["ahead"] = sorted(self.ahead)
+    return state
 
-  def restore(self, state: dict[str, int]) -> None:
+  def restore(self, state: dict[str, Any]) -> None:
     self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+    self.ahead = {int(p) for p in state.get("ahead", ())}
     self._order = self._epoch_order(self.epoch)
     self.taken = []
 
   def _take(self) -> int:
     if self.cursor == len(self._order):
-      self.epoch, self.cursor = self.epoch + 1, 0
+      self.epoch, self.cursor, self.ahead = self.epoch + 1, 0, set()
       self._order = self._epoch_order(self.epoch)
     index = int(self._order[self.cursor])
     self.cursor += 1
+    while self.cursor in self.ahead:
+      self.ahead.remove(self.cursor)
+      self.cursor += 1
+    self.taken.append(index)
+    return index
+
+  def _take_ahead(self, position: int) -> int:
+    """Takes the example at a later position of this epoch's order, out of turn."""
+    index = int(self._order[position])
+    self.ahead.add(position)
     self.taken.append(index)
     return index
 
@@ -91,9 +106,11 @@ class BatchIterator(ShuffledCursor):
   """LM batches shaped [micro_batches, rows, seq_len], packed or padded, for one host."""
 
   def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int = 1,
-               seed: int = 0, pack: bool = True, pad_id: int = 0, max_segments: int = 0):
+               seed: int = 0, pack: bool = True, pad_id: int = 0, max_segments: int = 0,
+               pack_window: int = 64):
     super().__init__(data, rows, seq_len, micro_batches, seed, pad_id)
     self.pack, self.max_segments = pack, max_segments or seq_len
+    self.pack_window = pack_window
 
   @staticmethod
   def count_tokens(batch: Batch) -> int:
@@ -104,14 +121,28 @@ class BatchIterator(ShuffledCursor):
       return int(self.lengths[self._epoch_order(self.epoch + 1)[0]])
     return int(self.lengths[self._order[self.cursor]])
 
+  def _fitting_ahead(self, room: int) -> int | None:
+    """The first position among the next `pack_window` of this epoch whose example fits."""
+    end = min(self.cursor + 1 + self.pack_window, len(self._order))
+    for position in range(self.cursor + 1, end):
+      if position not in self.ahead and self.lengths[self._order[position]] <= room:
+        return position
+    return None
+
   def _row(self) -> list[int]:
-    """Example indices for one row: one when padding; when packing, as many as fit (at most
-    max_segments), in order, so a resumed run replays rows from lengths alone."""
+    """Example indices for one row: one when padding; when packing, the next examples while
+    they fit, then (first fit) any of the next `pack_window` that fits, at most max_segments.
+    Rows depend on lengths alone, so a resumed run replays them without tokens."""
     row = [self._take()]
     used = int(self.lengths[row[0]])
-    while (self.pack and len(row) < self.max_segments
-           and used + self._peek_length() <= self.seq_len):
-      row.append(self._take())
+    while self.pack and len(row) < self.max_segments:
+      if used + self._peek_length() <= self.seq_len:
+        row.append(self._take())
+      else:
+        position = self._fitting_ahead(self.seq_len - used)
+        if position is None:
+          break
+        row.append(self._take_ahead(position))
       used += int(self.lengths[row[-1]])
     return row
 

@@ -160,3 +160,38 @@ def test_both_cross_entropies_are_the_textbook_one():
   np.testing.assert_allclose(chunked_loss.chunked_cross_entropy_sum(
       jnp.asarray(hidden), jnp.asarray(head), jnp.asarray(targets), jnp.asarray(weights), 4),
       (expected * weights).sum(), rtol=1e-5)
+
+
+def _epoch_rows(batches: loader.BatchIterator) -> list[list[int]]:
+  rows = []
+  while batches.epoch == 0 and batches.cursor < len(batches.data):
+    rows.append(batches._row())
+  return rows
+
+
+def test_first_fit_packs_every_example_once_tighter_than_next_fit_and_resumes():
+  lengths = np.random.RandomState(7).randint(20, 400, 300)
+  data = encode.TokenizedSet.build([encode.Example(np.full(n, i + 1, np.int32), 1)
+                                    for i, n in enumerate(lengths)])
+  make = lambda window: loader.BatchIterator(data, rows=2, seq_len=512, seed=3,
+                                             pack_window=window)
+  next_fit, first_fit = _epoch_rows(make(0)), _epoch_rows(make(64))
+  for rows in (next_fit, first_fit):
+    assert sorted(i for row in rows for i in row) == list(range(300))
+    assert all(sum(lengths[row]) <= 512 for row in rows)
+  assert len(first_fit) < 0.9 * len(next_fit)
+  assert make(64).padding_fraction() < make(0).padding_fraction()
+  # A position taken out of turn is part of the state: restoring it gives the same rows.
+  batches = make(64)
+  for _ in range(5):
+    next(batches)
+  state = batches.state()
+  assert state.get("ahead"), "the test should stop with examples taken ahead"
+  expected = [next(batches)["input_ids"] for _ in range(3)]
+  resumed = make(64)
+  resumed.restore(state)
+  for want in expected:
+    np.testing.assert_array_equal(next(resumed)["input_ids"], want)
+  replayed = make(64)
+  replayed.skip(5)
+  assert replayed.state() == state
