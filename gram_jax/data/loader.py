@@ -1,8 +1,9 @@
 """Deterministic, resumable batches of packed or padded LM examples.
 
-The order of epoch e is a permutation seeded by (seed, e); the position is (epoch, cursor).
-Resuming replays the row assembly from lengths alone (no tokenisation, no arrays), so the
-position after `skip(k)` equals the one reached by building k batches.
+The order of epoch e is a permutation seeded by (seed, e); the position is (epoch, cursor,
+and the later positions packing already took out of turn). Resuming replays the row assembly
+from lengths alone (no tokenisation, no arrays), so the position after `skip(k)` equals the
+one reached by building k batches.
 """
 from typing import Any, Iterator
 
