@@ -256,9 +256,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
   data_parallel_size(c)  # checks the mesh against the devices
   if c.stage in ("pretrain", "finetune", "prover", "self_train"):
     rows_per_process(c)
-  if c.train.loss_chunk_len < 0 or c.data.max_pairs_per_row < 1:
-    raise GramError("config.train.loss_chunk_len must be >= 0 and "
-                    "config.data.max_pairs_per_row >= 1")
+  if c.train.loss_chunk_len < 0:
+    raise GramError(f"config.train.loss_chunk_len: {c.train.loss_chunk_len} < 0")
+  if c.data.max_pairs_per_row < 1:
+    raise GramError(f"config.data.max_pairs_per_row: {c.data.max_pairs_per_row} < 1")
   if c.data.cutoff_len > c.data.seq_len:
     raise GramError(f"config.data.cutoff_len ({c.data.cutoff_len}) exceeds "
                     f"config.data.seq_len ({c.data.seq_len})")

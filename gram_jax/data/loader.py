@@ -16,7 +16,8 @@ Batch = dict[str, np.ndarray]
 
 
 class ShuffledCursor:
-  """Walks a host's examples epoch after epoch in seeded order; (epoch, cursor) is the state."""
+  """Walks a host's examples epoch after epoch in seeded order; (epoch, cursor, ahead) is the
+  state. Subclasses say how examples make a row (`_row`)."""
 
   def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int,
                seed: int, pad_id: int):
@@ -29,6 +30,7 @@ class ShuffledCursor:
     self.ahead: set[int] = set()  # positions past the cursor already taken (by packing)
     self._order = self._epoch_order(0)
     self.taken: list[int] = []  # examples taken since the last `taken_sources()`
+    self._rows_per_epoch: int | None = None
 
   def _epoch_order(self, epoch: int) -> np.ndarray:
     return np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
@@ -64,14 +66,6 @@ class ShuffledCursor:
     self.taken.append(index)
     return index
 
-  def _row(self) -> list[int]:
-    return [self._take()]
-
-  @staticmethod
-  def count_tokens(batch: Batch) -> int:
-    """Real (non-padding) tokens in a batch this iterator made."""
-    return int((batch["attention_mask"] > 0).sum())
-
   def taken_sources(self) -> list[str]:
     """The records of the examples taken since the last call (e.g. one batch's)."""
     names = [self.data.source(i) for i in self.taken]
@@ -87,7 +81,9 @@ class ShuffledCursor:
     return self
 
   def rows_per_epoch(self) -> int:
-    """Rows one epoch makes from this host's examples."""
+    """Rows one epoch makes from this host's examples (replayed once, then remembered)."""
+    if self._rows_per_epoch is not None:
+      return self._rows_per_epoch
     saved = self.state()
     self.restore({"epoch": 0, "cursor": 0})
     count = 0
@@ -95,8 +91,8 @@ class ShuffledCursor:
       self._row()
       count += 1
     self.restore(saved)
+    self._rows_per_epoch = count
     return count
-
 
   def padding_fraction(self) -> float:
     """Share of an epoch's row positions that hold no token (packing drives it down)."""

@@ -20,9 +20,9 @@ from jax.sharding import Mesh
 from gram_jax import parallel
 from gram_jax.data.encode import JudgeEncoder
 from gram_jax.errors import GramError
-from gram_jax.progress import Progress
 from gram_jax.inference.batching import bucket_length, bucket_widths, left_pad
 from gram_jax.models.decoder import Decoder, verdict_logits
+from gram_jax.progress import Progress
 from gram_jax.text import templates
 
 Pair = tuple[str, str, str]  # (prompt, response_a, response_b)
