@@ -7,12 +7,15 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One persistent compile cache for the test processes and the CLI runs they start, which
-# compile the same tiny programs many times. A size limit turns on JAX's file lock, so the
-# two xdist workers can share it.
+# compile the same tiny programs many times. No size limit: with one, JAX's eviction reads
+# every entry's "-atime" file on each write, and a process the tests SIGKILL between writing an
+# entry and its atime leaves an entry that makes every later write fail (the cache stopped
+# growing part way through each run). Without eviction a torn entry costs only its own
+# recompilation (JAX warns and compiles when an entry does not read).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "gram_jax_tests_compile_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", "-1")
 
 import pytest  # noqa: E402
 

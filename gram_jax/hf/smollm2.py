@@ -58,8 +58,12 @@ def write_hf_dir(gguf: str, out: str) -> str:
     del model.config.quantization_config
   model.config.rope_theta = ROPE_THETA
   tmp = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(out)) or ".")
-  model.save_pretrained(tmp, safe_serialization=True)
-  tokenizer.save_pretrained(tmp)
+  try:
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)  # a half-written 600 MB folder per failed try
+    raise
   shutil.rmtree(out, ignore_errors=True)
   os.replace(tmp, out)
   return out
