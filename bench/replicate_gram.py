@@ -242,14 +242,18 @@ def gram_r2_row(out: str, base: str, train: dict, files: dict[str, str], scale: 
       f"--config.self_train.judge_samples={scale.votes}",
       f"--config.self_train.batch_size={scale.eval_batch}",
       *(f"--config.self_train.{field}={scale.self_train_steps}" for field in (
-          "prover_steps", "policy_steps", "round_steps", "final_finetune_steps")),
+          "prover_steps", "policy_steps", "round_steps")),
+      # No task adaptation: the recipe has no target-task set apart from the labeled pairs,
+      # and adapting to the labeled set would only retrain on warm-start data.
+      "--config.self_train.final_finetune_steps=0",
       "--config.self_train.policy_epochs=1", "--config.self_train.policy_init=base",
       f"--config.self_train.learning_rate={scale.learning_rate}",
       f"--config.self_train.round_learning_rate={scale.learning_rate}")
   return figures(evaluate_gram(
       os.path.join(workdir, "hf"), workdir + "_eval", files, scale,
       f"--config.eval.max_len={scale.r2_cutoff}",
-      f"--config.reasoning.votes={scale.votes}",
+      f"--config.reasoning.votes={2 * scale.votes}",  # in total: scale.votes per order
+      *([f"--config.reasoning.temperature=0.75"] if scale.votes > 1 else []),
       f"--config.reasoning.max_new_tokens={scale.rationale_tokens}"))
 
 

@@ -30,7 +30,9 @@ def get_config(preset: str = ""):
       labeled_files="",         # rationale-free labeled pairs for the warm start
       unlabeled_files="",       # unlabeled pairs; round r reads file (r - 1) mod count
       heldout_files="",         # labeled pairs for the per-round accuracy (optional)
-      task_files="",            # labeled pairs of the target task (empty: labeled_files)
+      task_files="",            # the target task's labeled pairs, for task adaptation: rows
+                                # {prompt, response_a, response_b, label, rationale|feedback}
+                                # are trained on as written, others proved by π_ψ
       baseline=True,            # also train labeled-only GRAM fine-tuning on the same gold labels
       seeds_in_warm_start=True,  # π_φ's warm start also trains on the seed proofs themselves
       rounds=2,                 # R
@@ -40,6 +42,7 @@ def get_config(preset: str = ""):
       labeled_pairs=60,         # rationale-free labeled pairs
       unlabeled_pairs=300,      # fresh unlabeled pairs per round
       heldout_pairs=200,
+      task_pairs=60,            # the built-in task's own pairs for task adaptation
       proofs_per_pair=2,        # k sampled proofs; the best by Score is kept
       proof_temperature=0.7,
       judge_samples=3,          # judgments of π_φ per order; the pseudo-label is their majority
@@ -70,5 +73,6 @@ def get_config(preset: str = ""):
                              policy_init="base", round_steps=4000, learning_rate=1e-5,
                              round_learning_rate=1e-5, verdict_cutoff_len=0,
                              final_finetune_steps=1000,
-                             unlabeled_pairs=500_000, labeled_pairs=0, seed_pairs=0))
+                             unlabeled_pairs=500_000, labeled_pairs=0, seed_pairs=0,
+                             task_pairs=0))
   return c

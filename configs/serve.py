@@ -19,7 +19,8 @@ def get_config(preset: str = ""):
       api_key_env="GRAM_JAX_API_KEY",  # environment variable holding the key; unset = open
       api_key_file="",               # or a file holding it (wins over api_key_env)
       batch_size=16,                 # prompts per jitted call
-      max_len=2048,                  # tokens of one judging prompt (longer pairs are trimmed)
+      max_len=0,                     # tokens of one judging prompt (longer pairs are trimmed);
+                                     # 0: the judge's budget (release: 6,144), else 2,048
       max_batch_pairs=64,            # pairs gathered across requests into one batch
       max_wait_ms=5.0,               # how long a batch waits for more requests
       max_body_bytes=4 << 20,
@@ -39,7 +40,10 @@ def get_config(preset: str = ""):
       reference_model="",            # fallback reference for /reward samples without labels:
       reference_max_new_tokens=512,  # this frozen policy's greedy answer (not the paper's
       reference_cache=10_000,        # current-policy reference: clients should send that)
+      rlhf_readout="probability",    # a reasoning judge's RLHF rewards: probability (P(A)/P(B)
+                                     # after the rationale) | verdict (vote shares)
   ))
+  c.template.labels = ()  # the judge card's, else ("A", "B")
   c.reasoning = configlib.reasoning_config()  # a GRAM-R² judge: votes, temperature, score
   if preset:
     configlib.apply_model_preset(c, preset)

@@ -79,7 +79,9 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.train.loss_chunk_len = 512  # LM loss: positions projected to the vocabulary at a time (0 = all)
 
   c.template = ml_collections.ConfigDict()
-  c.template.judge = "gram"  # gram (official prompt), compact (tiny demos) or the text itself
+  # auto: the model's judge card, else GRAM-RR for a reasoning judge, else GRAM (official);
+  # or a name (gram, compact, gram_rr, compact_rr) or the prompt text itself.
+  c.template.judge = "auto"
   c.template.labels = ("A", "B")
   c.template.prover = "default"  # default (templates.PROVER_PROMPT) or the text itself
   c.template.rationale_format = "answer_tag"  # answer_tag (released) | preferred_line
@@ -88,7 +90,7 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.eval.files = ""  # comma-separated held-out / benchmark files
   c.eval.benchmark = "auto"  # auto (from the records' fields) or one of benchmarks.BENCHMARKS
   c.eval.batch_size = 16
-  c.eval.max_len = 2048
+  c.eval.max_len = 0  # tokens of one judging prompt; 0: the judge's (release: 6,144), else 2,048
   c.eval.every_steps = 0  # 0: evaluate at the end of training only
 
   c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, keep=3, async_save=True))
@@ -104,7 +106,9 @@ def reasoning_config() -> ml_collections.ConfigDict:
       preset="",  # release: the GRAM-RR release settings (temperature 0.75, 2048 new tokens)
       max_new_tokens=0,  # 0: the card's (or preset's)
       temperature=-1.0,  # < 0: the card's (or preset's)
-      votes=0,  # voting@k, judgments per order; 0: the card's (else 1)
+      votes=0,  # voting@k: judgments in total; 0: the card's (or preset's)
+      orders=0,  # 1: every judgment in the pair's given order (the release protocol); 2: half
+                 # in each order (stricter); 0: the card's (or preset's)
       score="",  # verdict (vote shares, the published readout) | probability; "": the card's
   ))
 
@@ -116,7 +120,7 @@ def reasoning_settings(c: ml_collections.ConfigDict, card_reasoning: Any = None)
   return resolve_reasoning(
       card_reasoning, r.mode, r.preset, max_new_tokens=r.max_new_tokens or None,
       temperature=r.temperature if r.temperature >= 0 else None, votes=r.votes or None,
-      score=r.score or None,
+      orders=r.orders or None, score=r.score or None,
       rationale_format=None if card_reasoning else c.template.rationale_format)
 
 
@@ -165,11 +169,18 @@ def rows_per_process(c: ml_collections.ConfigDict) -> int:
   return rows // jax.process_count()
 
 
-def judge_template(c: ml_collections.ConfigDict) -> str:
-  from gram_jax.text import templates
-  named = {"gram": templates.GRAM_JUDGE_PROMPT, "compact": templates.COMPACT_JUDGE_PROMPT,
-           "gram_rr": templates.GRAM_RR_PROMPT, "compact_rr": templates.COMPACT_RR_PROMPT}
-  return named.get(c.template.judge, c.template.judge)
+def template_setting(c: ml_collections.ConfigDict) -> str | None:
+  """config.template.judge as the user set it (None: auto)."""
+  return None if c.template.judge == "auto" else c.template.judge
+
+
+def judge_template(c: ml_collections.ConfigDict, reasoning: bool = False) -> str:
+  """The prompt a training stage's judge uses (judge_card.judge_prompt's rule): a verdict
+  judge (finetune, baselines) or a reasoning judge (the self-trained policy)."""
+  from gram_jax.judge_card import Reasoning, judge_prompt
+  return judge_prompt(template_setting(c), Reasoning() if reasoning else None,
+                      template_field="config.template.judge",
+                      reasoning_field=f"config.stage={c.stage}")
 
 
 def builtin_tasks(c: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -194,6 +205,14 @@ def _self_train_files(c: ml_collections.ConfigDict) -> list[tuple[str, str]]:
       if not data_files(given[field]):
         raise GramError(f"config.self_train.{field}: required when not running the built-in "
                         "task (set seed_files, labeled_files and unlabeled_files)")
+    if c.self_train.final_finetune_steps and not data_files(given["task_files"]):
+      raise GramError("config.self_train.task_files: required for task adaptation "
+                      "(final_finetune_steps > 0): the target task's own labeled pairs, not "
+                      "the warm-start labeled_files (or set final_finetune_steps=0)")
+    if c.self_train.final_finetune_steps and \
+        set(data_files(given["task_files"])) <= set(data_files(given["labeled_files"])):
+      raise GramError("config.self_train.task_files: the same files as labeled_files; task "
+                      "adaptation would retrain on warm-start data")
   return [(f"self_train.{f}", v) for f, v in given.items()]
 
 
@@ -258,6 +277,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     rows_per_process(c)
   if c.train.loss_chunk_len < 0:
     raise GramError(f"config.train.loss_chunk_len: {c.train.loss_chunk_len} < 0")
+  if c.eval.max_len < 0:
+    raise GramError(f"config.eval.max_len: {c.eval.max_len} < 0 (0: the judge's own)")
   if c.data.max_pairs_per_row < 1:
     raise GramError(f"config.data.max_pairs_per_row: {c.data.max_pairs_per_row} < 1")
   if c.data.cutoff_len > c.data.seq_len:
@@ -291,6 +312,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
                     f"{('auto',) + benchmarks.BENCHMARKS}")
   if c.stage == "self_train":
     _check_self_train(c.self_train)
+  if c.stage == "serve" and c.serve.rlhf_readout not in ("probability", "verdict"):
+    raise GramError(f"config.serve.rlhf_readout: {c.serve.rlhf_readout!r} not in "
+                    "('probability', 'verdict')")
   if "reasoning" in c:
     try:
       on = c.copy_and_resolve_references()

@@ -3,10 +3,12 @@
 - proof selection (paper Eq. 5): of k sampled proofs keep the one with the highest
   Score = -log π_ψ(z | s, l) / log π_ψ(z), likely given the pair and label, unlikely alone;
 - rule checks on one sampled judgment: no verdict, broken format, missing rationale,
-  rationale too long, rationale that calls the other response better than its verdict;
+  rationale too long, rationale that never names the response it picks, rationale that
+  calls the other response better than its verdict;
 - the pseudo-label: a majority vote over a pair's judgments that pass the rules (both
   orders, k samples each), dropped on a tie, a split vote or low confidence;
-- what a round's labeling did (counts per drop reason and rule) and the report table.
+- what a round's labeling did (counts per drop reason and rule) and the report table;
+- task adaptation trains on the target task's own pairs, never on the labeled set again.
 """
 import collections
 import dataclasses
@@ -16,12 +18,14 @@ from typing import Sequence
 
 import numpy as np
 
+from gram_jax.data.preference import PreferencePair, pair_identity
+from gram_jax.errors import GramError
 from gram_jax.inference.voting import Vote, count
 from gram_jax.text import rationale
 
 # Why a judgment does not vote, in the order they are checked.
 JUDGMENT_PROBLEMS = ("no_verdict", "broken_format", "missing_rationale", "too_long",
-                     "contradiction")
+                     "contradiction", "omits_label")
 # Why a pair gets no pseudo-label, in the order they are checked.
 DROP_REASONS = ("no_valid_judgment", "tie", "split_vote", "low_confidence")
 
@@ -58,6 +62,22 @@ def stated_preference(text: str, labels: Sequence[str] = ("A", "B")) -> str | No
   return found[-1] if found else None
 
 
+@functools.lru_cache(maxsize=16)
+def _mention_pattern(label: str) -> re.Pattern:
+  letter = re.escape(label)
+  return re.compile(
+      r"(?<!\w)(?i:response|assistant|answer|output|option|candidate)\s+" + letter +
+      r"(?!\w)|\(" + letter + r"\)|(?<!\w)" + letter + r"(?:'s|\s+(?i:is|was|has|does|"
+      r"provides|gives|offers|correctly|clearly|better|wins))(?!\w)")
+
+
+def names_label(text: str, label: str) -> bool:
+  """Whether a rationale refers to the response labeled `label`: 'Response B',
+  'Assistant B', '(B)', 'B is ...', "B's". A bare capital letter is not a reference (the
+  article 'A' starts sentences), and the letter's case must match the label's."""
+  return _mention_pattern(label).search(text) is not None
+
+
 def judgment_problem(reply: str, labels: Sequence[str] = ("A", "B"), fmt: str = "answer_tag",
                      max_rationale_chars: int = 2000) -> str | None:
   """Why one generated judgment must not vote (a JUDGMENT_PROBLEMS entry), or None."""
@@ -73,6 +93,8 @@ def judgment_problem(reply: str, labels: Sequence[str] = ("A", "B"), fmt: str = 
   stated = stated_preference(judged.rationale, labels)
   if stated is not None and stated != judged.verdict:
     return "contradiction"
+  if not names_label(judged.rationale, judged.verdict):
+    return "omits_label"
   return None
 
 
@@ -128,6 +150,7 @@ def round_stats(rows: list[dict]) -> dict:
   problems = collections.Counter(j["problem"] for r in rows for j in r["judgments"]
                                  if j["problem"])
   return {"judged": len(rows), "kept": len(kept),
+          "judge_prompts_trimmed": sum(bool(r.get("trimmed")) for r in rows),
           "drop_reasons": {reason: sum(r["drop_reason"] == reason for r in rows)
                            for reason in DROP_REASONS},
           "judgment_problems": {p: problems[p] for p in JUDGMENT_PROBLEMS},
@@ -136,12 +159,26 @@ def round_stats(rows: list[dict]) -> dict:
           if with_gold else None}
 
 
+def check_task_set(task: Sequence[PreferencePair], labeled: Sequence[PreferencePair]) -> None:
+  """Task adaptation (the paper's last step) adapts to the target task: a task set whose
+  every pair is a labeled (warm-start) pair would only retrain on warm-start data."""
+  labeled_ids = {pair_identity(p) for p in labeled}
+  if not task:
+    raise GramError("config.self_train.task_files: no task pairs for task adaptation (give "
+                    "the target task's pairs, or set final_finetune_steps=0)")
+  if all(pair_identity(p) in labeled_ids for p in task):
+    raise GramError("config.self_train.task_files: every task pair is a labeled_files pair; "
+                    "task adaptation would retrain on warm-start data (give the target "
+                    "task's own pairs, or set final_finetune_steps=0)")
+
+
 def report_table(rows: list[dict]) -> str:
   """The per-stage table: labels, what labeling kept and dropped, held-out accuracy."""
   lines = ["| stage | judged | kept | dropped: tie / split / low conf. / no valid judgment | "
-           "judgments broken: no verdict / format / no rationale / long / contradiction | "
+           "judgments broken: no verdict / format / no rationale / long / contradiction / "
+           "omits label | prompts cut to fit: judge / prover | "
            "kept agree w/ gold | held-out verdict acc. | held-out P(A)/P(B) acc. | "
-           "position consistency |", "|---" * 9 + "|"]
+           "position consistency |", "|---" * 10 + "|"]
   pct = lambda v: "-" if v is None else f"{100 * v:.1f}"
   for row in rows:
     drops, problems = row.get("drop_reasons"), row.get("judgment_problems")
@@ -149,9 +186,17 @@ def report_table(rows: list[dict]) -> str:
         "tie", "split_vote", "low_confidence", "no_valid_judgment"))
     broken = "-" if not problems else " / ".join(
         str(problems[k]) for k in JUDGMENT_PROBLEMS)
+    cut = f"{row.get('judge_prompts_trimmed', '-')} / {row.get('proof_prompts_trimmed', '-')}"
     lines.append(f"| {row['stage']} | {row.get('judged', '-')} | {row.get('kept', '-')} | "
-                 f"{dropped} | {broken} | {pct(row.get('kept_agree_gold'))} | "
+                 f"{dropped} | {broken} | {cut} | {pct(row.get('kept_agree_gold'))} | "
                  f"{pct(row.get('heldout_accuracy'))} | "
                  f"{pct(row.get('heldout_probability_accuracy'))} | "
                  f"{pct(row.get('heldout_consistency'))} |")
+  task = next((r for r in rows if "task_pairs" in r), None)
+  if task is not None and "task_own_rationales" in task:
+    own = task["task_own_rationales"]
+    lines += ["", f"Task adaptation: {task['task_pairs']} task pairs, {own} with their own "
+              f"rationale (trained on as written), {task['task_pairs'] - own} proved by π_ψ."]
+  elif task is not None:
+    lines += ["", f"Task adaptation: {task['task_pairs']} task pairs (verdict labels only)."]
   return "\n".join(lines)

@@ -20,6 +20,17 @@ REWARDBENCH_GROUPS = {
                   "hep-rust"],
 }
 REWARDBENCH_SUBSETS = {s: g for g, subsets in REWARDBENCH_GROUPS.items() for s in subsets}
+# The RewardBench leaderboard weighs each subset's accuracy by these counts (allenai/
+# reward-bench rewardbench/constants.py EXAMPLE_COUNTS): the real sizes, except math-prm
+# (447 pairs) counted as 984 so that math weighs as much as the six hep-* code sets together.
+REWARDBENCH_LEADERBOARD_COUNTS = {
+    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95,
+    "mt-bench-easy": 28, "mt-bench-med": 40, "mt-bench-hard": 37, "math-prm": 984,
+    "refusals-dangerous": 100, "refusals-offensive": 100, "llmbar-natural": 100,
+    "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92, "llmbar-adver-GPTOut": 47,
+    "llmbar-adver-manual": 46, "xstest-should-refuse": 154, "xstest-should-respond": 250,
+    "donotanswer": 136, "hep-cpp": 164, "hep-go": 164, "hep-java": 164, "hep-js": 164,
+    "hep-python": 164, "hep-rust": 164}
 JUDGEBENCH_GROUPS = {"Knowledge": "mmlu-pro", "Reasoning": "livebench-reasoning",
                      "Math": "livebench-math", "Coding": "livecodebench"}
 RMBENCH_DOMAINS = ("chat", "math", "code", "safety")
@@ -55,8 +66,23 @@ def pairs_summary(correct: Iterable[bool]) -> dict[str, Any]:
   return {"benchmark": "pairs", "pairs": len(flags), "accuracy": _accuracy(flags)}
 
 
+def rewardbench_leaderboard(subsets: dict[str, float]) -> dict[str, Any]:
+  """The leaderboard's figures from per-subset accuracies: a group is the mean of its
+  subsets weighted by REWARDBENCH_LEADERBOARD_COUNTS (math-prm up-weighted), overall the
+  mean of the groups."""
+  groups = {}
+  for group, names in REWARDBENCH_GROUPS.items():
+    present = [n for n in names if n in subsets]
+    if present:
+      weights = [REWARDBENCH_LEADERBOARD_COUNTS[n] for n in present]
+      groups[group] = float(np.average([subsets[n] for n in present], weights=weights))
+  return {"overall": float(np.mean(list(groups.values()))) if groups else float("nan"),
+          "groups": groups}
+
+
 def rewardbench_summary(subset_correct: Iterable[tuple[str, bool]]) -> dict[str, Any]:
-  """Per-subset and per-group accuracy (pooled within a group); overall = mean of groups."""
+  """Per-subset and per-group accuracy. Two totals, each named: GRAM's (pooled within a
+  group, overall = mean of groups) and the leaderboard's (rewardbench_leaderboard)."""
   by_subset: dict[str, list[bool]] = collections.defaultdict(list)
   by_group: dict[str, list[bool]] = collections.defaultdict(list)
   unknown = collections.Counter()
@@ -67,10 +93,12 @@ def rewardbench_summary(subset_correct: Iterable[tuple[str, bool]]) -> dict[str,
     else:
       unknown[subset] += 1
   groups = {g: _accuracy(by_group[g]) for g in REWARDBENCH_GROUPS if by_group[g]}
+  subsets = {s: _accuracy(f) for s, f in sorted(by_subset.items())}
   return {"benchmark": "rewardbench", "pairs": sum(map(len, by_subset.values())),
           "overall": float(np.mean(list(groups.values()))) if groups else float("nan"),
-          "groups": groups, "subsets": {s: _accuracy(f) for s, f in sorted(by_subset.items())},
-          "ungrouped_subsets": dict(unknown)}
+          "groups": groups, "subsets": subsets, "ungrouped_subsets": dict(unknown),
+          "leaderboard": rewardbench_leaderboard(
+              {s: a for s, a in subsets.items() if s in REWARDBENCH_SUBSETS})}
 
 
 def judgebench_group(source: str) -> str | None:
@@ -175,10 +203,11 @@ def readout_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
   """What every pairwise report adds: position consistency (the share of pairs whose
   verdict does not flip when A and B swap) and, for reasoning judges, each readout's
   accuracy and the judgments without a verdict."""
-  summary = {"position_consistency": _accuracy([r["consistent"] for r in rows])}
+  measured = [r["consistent"] for r in rows if r["consistent"] is not None]
+  summary = {"position_consistency": _accuracy(measured)}
   if rows and "verdict_correct" in rows[0]:
     summary.update(
-        votes=rows[0]["votes_per_order"],
+        votes=rows[0]["votes"], orders=rows[0]["orders"],
         verdict_accuracy=_accuracy([r["verdict_correct"] for r in rows]),
         voting_accuracy=_accuracy([r["voting_correct"] for r in rows]),
         probability_accuracy=_accuracy([r["probability_correct"] for r in rows]),
@@ -196,10 +225,12 @@ _TOTALS = {"rewardbench": [("overall", "overall (mean of groups)")],
            "hhh": [("overall", "all pairs")]}
 
 
-def markdown(name: str, summary: dict[str, Any], trimmed: int) -> str:
-  """A small Markdown report of one file's summary."""
+def markdown(name: str, summary: dict[str, Any]) -> str:
+  """A small Markdown report of one file's summary: the benchmark and its counts, the
+  official totals, the judge and protocol that produced them, and how many pairs were cut."""
   kind = summary["benchmark"]
-  lines = [f"### {name} ({kind})", ""]
+  count = (f"{summary['items']} items" if "items" in summary else f"{summary['pairs']} pairs")
+  lines = [f"### {name}: {kind}, {count}", ""]
   pct = lambda x: "n/a" if x != x else f"{100 * x:.1f}"
   if kind == "pairs":
     lines += ["| pairs | accuracy |", "|---|---|",
@@ -210,6 +241,15 @@ def markdown(name: str, summary: dict[str, Any], trimmed: int) -> str:
               f"| {summary['pairs']} | {pct(summary['accuracy'])} | "
               f"{summary['unanimous_pairs']} | {pct(summary['unanimous_accuracy'])} | "
               f"{summary['ties_excluded']} |"]
+  elif kind == "rewardbench":
+    names = list(REWARDBENCH_GROUPS)
+    rows = [("GRAM (pooled within a group)", summary["groups"], summary["overall"]),
+            ("leaderboard (subsets weighted, math-prm up-weighted)",
+             summary["leaderboard"]["groups"], summary["leaderboard"]["overall"])]
+    lines += ["| weighting | " + " | ".join(names) + " | overall (mean of groups) |",
+              "|---" * (len(names) + 2) + "|"]
+    lines += [f"| {label} | " + " | ".join(pct(groups.get(g, float("nan"))) for g in names) +
+              f" | {pct(overall)} |" for label, groups, overall in rows]
   elif kind in _TOTALS:
     groups = summary["groups"]
     totals = [label for _, label in _TOTALS[kind]]
@@ -226,15 +266,22 @@ def markdown(name: str, summary: dict[str, Any], trimmed: int) -> str:
     lines.append(f"| overall (mean of domains) | {summary['items']} | {pct(o['hard'])} | "
                  f"{pct(o['normal'])} | {pct(o['easy'])} | {pct(o['avg'])} |")
   lines.append("")
-  if "position_consistency" in summary:
-    lines.append(f"Position consistency (verdict unchanged when A and B swap): "
-                 f"{pct(summary['position_consistency'])}.")
+  if "judge" in summary:
+    lines.append(f"Judge: {summary['judge']}.")
+  consistency = summary.get("position_consistency")
+  if consistency is not None:
+    lines.append("Position consistency (verdict unchanged when A and B swap): " + (
+        f"{pct(consistency)}." if consistency == consistency else
+        "not measured (each pair was judged in one order)."))
   if "voting_accuracy" in summary:
+    tie = ("went to the response shown first" if summary["orders"] == 1 else "counted wrong")
+    single = "one judgment" if summary["orders"] == 1 else "one judgment per order"
     lines.append(
-        f"Readouts: parsed verdict, one judgment per order {pct(summary['verdict_accuracy'])}; "
+        f"Readouts: parsed verdict, {single} {pct(summary['verdict_accuracy'])}; "
         f"voting@{summary['votes']} {pct(summary['voting_accuracy'])}; P(A)/P(B) after the "
         f"rationale {pct(summary['probability_accuracy'])}. No verdict in "
         f"{summary['no_verdict_judgments']} of {summary['judgments']} judgments; "
-        f"{summary['tied_pairs']} pairs tied (counted wrong).")
-  lines += [f"Pairs trimmed to fit the length budget: {trimmed}.", ""]
+        f"{summary['tied_pairs']} pairs tied ({tie}).")
+  budget = f" of {summary['max_len']} tokens" if "max_len" in summary else ""
+  lines += [f"Pairs trimmed to fit the prompt budget{budget}: {summary['trimmed_pairs']}.", ""]
   return "\n".join(lines)

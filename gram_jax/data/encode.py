@@ -44,10 +44,11 @@ class ReplyEncoder:
                reply: Callable[[Fields], str],
                values: Callable[[Fields], dict[str, str]] = pair_values,
                chat_template: str | None = None,
-               trim_order: Sequence[Sequence[str]] = truncation.DEFAULT_ORDER):
+               trim_order: Sequence[Sequence[str]] = truncation.DEFAULT_ORDER,
+               budget_name: str = "config.data.cutoff_len"):
     self.tokenizer, self.cutoff_len, self.template = tokenizer, cutoff_len, template
     self.reply, self.values, self.chat_template = reply, values, chat_template
-    self.trim_order = trim_order
+    self.trim_order, self.budget_name = trim_order, budget_name
     if tokenizer.eos_token_id is None:
       raise GramError("tokenizer has no eos token; the trained reply must end with one")
 
@@ -61,7 +62,7 @@ class ReplyEncoder:
     measure = lambda f: sum(map(len, self._parts(f)))
     try:
       fields, trimmed = truncation.fit_fields(self.tokenizer, fields, measure, self.cutoff_len,
-                                              self.trim_order)
+                                              self.trim_order, self.budget_name)
     except GramError as e:
       raise GramError(f"{where}: {e}") from None
     prompt_ids, reply_ids = self._parts(fields)
@@ -115,57 +116,85 @@ class TokenizedSet:
     return self.tokens[self.offsets[index]:self.offsets[index + 1]], int(self.prompt_lens[index])
 
 
-class JudgeEncoder:
-  """The judging prompt as tokens: template + chat template, trimmed to fit, verdict
-  position last.
+class PromptEncoder:
+  """A user turn (`template` filled from a record's fields, chat header and generation
+  prompt) as tokens that fit `max_len`, for generation and scoring.
 
-  Encoding tokenises the whole rendered string at once (as the official scorer does), so
-  an untrimmed pair gets exactly the official tokens; only a pair over the budget is
-  trimmed, responses first, and the template's markers and the trailing verdict position
-  are kept.
+  A prompt over the budget is cut by fields, never from the left: the responses shrink first
+  in proportion to their lengths, then the question; the chat header, the template's
+  instructions and markers, the slots that are not cut (the label a prover must prove) and
+  the turn's end (the verdict position) stay whole. The whole rendered string is tokenised
+  at once (as the official scorer does), so an untrimmed prompt gets exactly the official
+  tokens. `budget_name` names the setting in errors (`config.data.cutoff_len`).
   """
-  def __init__(self, tokenizer: Any, max_len: int, template: str = templates.GRAM_JUDGE_PROMPT,
-               labels: Sequence[str] = ("A", "B"), chat_template: str | None = None):
+
+  def __init__(self, tokenizer: Any, max_len: int, template: str,
+               chat_template: str | None = None,
+               values: Callable[[Fields], dict[str, str]] = pair_values,
+               trim_order: Sequence[Sequence[str]] = truncation.DEFAULT_ORDER,
+               budget_name: str = "max_len"):
     self.tokenizer, self.max_len, self.template = tokenizer, max_len, template
-    self.chat_template = chat_template
+    self.chat_template, self.values, self.trim_order = chat_template, values, trim_order
+    self.budget_name = budget_name
+
+  def untrimmed(self, records: Sequence[Fields]) -> list[list[int]]:
+    """Token ids of each record's prompt as it is; user text stays plain text."""
+    return encode_user_turns(self.tokenizer, self.template, [self.values(f) for f in records],
+                             self.chat_template)
+
+  def fit(self, records: Sequence[Fields], encoded: Sequence[list[int]]
+          ) -> tuple[list[list[int]], np.ndarray]:
+    """`encoded` (untrimmed ids of `records`) with every prompt over max_len cut by fields,
+    and which were cut."""
+    encoded = list(encoded)
+    trimmed = np.zeros(len(records), bool)
+    for i, ids in enumerate(encoded):
+      if len(ids) > self.max_len:
+        fields, _ = truncation.fit_fields(
+            self.tokenizer, dict(records[i]), lambda f: len(self.untrimmed([f])[0]),
+            self.max_len, self.trim_order, self.budget_name)
+        encoded[i], trimmed[i] = self.untrimmed([fields])[0], True
+    return encoded, trimmed
+
+  def encode(self, records: Sequence[Fields]) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids of each record's prompt within max_len (one batched tokenizer call for
+    those that fit), and which had to be cut."""
+    return self.fit(records, self.untrimmed(records))
+
+
+def triple_fields(triples: Sequence[tuple[str, str, str]]) -> list[Fields]:
+  return [{"prompt": p, "response_a": a, "response_b": b} for p, a, b in triples]
+
+
+class JudgeEncoder(PromptEncoder):
+  """The judging prompt of (prompt, response_a, response_b) triples, verdict position last,
+  with the verdict labels' token ids."""
+
+  def __init__(self, tokenizer: Any, max_len: int, template: str = templates.GRAM_JUDGE_PROMPT,
+               labels: Sequence[str] = ("A", "B"), chat_template: str | None = None,
+               budget_name: str = "max_len"):
+    super().__init__(tokenizer, max_len, template, chat_template, budget_name=budget_name)
     self.label_ids = label_token_ids(tokenizer, labels)
 
   def text(self, prompt: str, response_a: str, response_b: str) -> str:
     message = templates.fill(self.template, prompt, response_a, response_b)
     return render_user_turn(self.tokenizer, message, self.chat_template)
 
-  def _ids(self, fields: dict[str, str]) -> list[int]:
-    return self.encode_all([(fields["prompt"], fields["response_a"], fields["response_b"])])[0]
-
   def encode_all(self, triples: Sequence[tuple[str, str, str]]) -> list[list[int]]:
-    """Untrimmed token ids of many judging prompts; user text stays plain text."""
-    values = [{"input": p, "response_a": a, "response_b": b} for p, a, b in triples]
-    return encode_user_turns(self.tokenizer, self.template, values, self.chat_template)
+    """Untrimmed token ids of many judging prompts."""
+    return self.untrimmed(triple_fields(triples))
 
   def __call__(self, prompt: str, response_a: str, response_b: str) -> tuple[list[int], bool]:
     """Token ids ending at the verdict position, and whether the pair was trimmed."""
-    fields = {"prompt": prompt, "response_a": response_a, "response_b": response_b}
-    ids = self._ids(fields)
-    return (ids, False) if len(ids) <= self.max_len else self.trim(fields)
-
-  def trim(self, fields: dict[str, str]) -> tuple[list[int], bool]:
-    fields, _ = truncation.fit_fields(self.tokenizer, fields, lambda f: len(self._ids(f)),
-                                      self.max_len)
-    return self._ids(fields), True
+    encoded, trimmed = self.encode_many([(prompt, response_a, response_b)])
+    return encoded[0], bool(trimmed[0])
 
   def encode_many(self, triples: Sequence[tuple[str, str, str]]
                   ) -> tuple[list[list[int]], np.ndarray]:
-    """Token ids of many judging prompts (one batched tokenizer call) and which were trimmed."""
-    return self.trim_long(triples, self.encode_all(triples))
+    """Token ids of many judging prompts within max_len, and which were trimmed."""
+    return self.encode(triple_fields(triples))
 
   def trim_long(self, triples: Sequence[tuple[str, str, str]], encoded: list[list[int]]
                 ) -> tuple[list[list[int]], np.ndarray]:
-    """`encoded` (encode_all of `triples`) with every prompt over max_len trimmed to fit, and
-    which were trimmed."""
-    encoded = list(encoded)
-    trimmed = np.zeros(len(triples), bool)
-    for i, ids in enumerate(encoded):
-      if len(ids) > self.max_len:
-        encoded[i], trimmed[i] = self.trim(dict(zip(("prompt", "response_a", "response_b"),
-                                                    triples[i])))
-    return encoded, trimmed
+    """`encoded` (encode_all of `triples`) with every prompt over max_len trimmed to fit."""
+    return self.fit(triple_fields(triples), encoded)

@@ -143,11 +143,19 @@ class BatchIterator(ShuffledCursor):
       used += int(self.lengths[row[-1]])
     return row
 
+  def _checked(self, index: int, room: int) -> tuple[np.ndarray, int]:
+    """An example that fits where it goes: encoders cut examples by fields to cutoff_len
+    (<= seq_len), so a longer one is never cut here, silently, at either end."""
+    ids, prompt_len = self.data.example(index)
+    if len(ids) > room:
+      raise GramError(f"{self.data.source(index)}: {len(ids)} tokens do not fit the "
+                      f"{room} left in a row of config.data.seq_len={self.seq_len}")
+    return ids, prompt_len
+
   def _fill(self, batch: Batch, m: int, r: int, indices: list[int]) -> None:
     start = 0
     for segment, index in enumerate(indices, start=1):
-      ids, prompt_len = self.data.example(index)
-      ids = ids[:self.seq_len - start]
+      ids, prompt_len = self._checked(index, self.seq_len - start)
       n = len(ids)
       span = slice(start, start + n)
       batch["input_ids"][m, r, span] = ids
@@ -192,7 +200,7 @@ class VerdictBatchIterator(BatchIterator):
   def _fill(self, batch: Batch, m: int, r: int, indices: list[int]) -> None:
     start = 0
     for slot, index in enumerate(indices):
-      ids = self.data.example(index)[0][-self.seq_len:]
+      ids = self._checked(index, self.seq_len - start)[0]
       span = slice(start, start + len(ids))
       batch["input_ids"][m, r, span] = ids
       batch["segment_ids"][m, r, span] = slot + 1

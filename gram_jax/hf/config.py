@@ -104,6 +104,19 @@ def model_config_from_hf(raw: dict[str, Any], source: str = "config.json",
   )
 
 
+def legacy_rope_fields(model_config: ModelConfig) -> dict[str, Any]:
+  """The rope settings as transformers 4.x reads them: rope_theta and rope_scaling."""
+  scaling = None
+  if model_config.rope_type == "linear":
+    scaling = {"rope_type": "linear", "factor": model_config.rope_factor}
+  elif model_config.rope_type == "llama3":
+    scaling = {"rope_type": "llama3", "factor": model_config.rope_factor,
+               "low_freq_factor": model_config.rope_low_freq_factor,
+               "high_freq_factor": model_config.rope_high_freq_factor,
+               "original_max_position_embeddings": model_config.rope_original_max_position}
+  return {"rope_theta": model_config.rope_theta, "rope_scaling": scaling}
+
+
 def hf_config_dict(model_config: ModelConfig) -> dict[str, Any]:
   """The config.json fields transformers needs to rebuild this architecture."""
   rope: dict[str, Any] = {"rope_type": model_config.rope_type,

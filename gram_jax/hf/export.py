@@ -50,16 +50,44 @@ def _plan_shards(specs: list[mapping.ParamSpec], dtypes: dict[str, np.dtype],
   return shards
 
 
+# What transformers 5.x writes that 4.x cannot read (RLHF stacks often pin 4.x).
+LEGACY_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+
+
+def _update_json(path: str, update) -> None:
+  with open(path) as f:
+    values = json.load(f)
+  update(values)
+  with open(path, "w") as f:
+    json.dump(values, f, indent=2, sort_keys=True)
+    f.write("\n")
+
+
 def write_config_files(model_config, out_dir: str) -> None:
-  """config.json through transformers' own config class, plus generation_config.json."""
+  """config.json through transformers' own config class, plus generation_config.json.
+
+  transformers 5.x writes the rope settings only as `rope_parameters`; 4.x reads
+  `rope_theta` and `rope_scaling` and silently falls back to theta 10,000 and no scaling
+  without them, so both spellings are written (5.x reads `rope_parameters` first)."""
   import transformers
   values = hf_config.hf_config_dict(model_config)
   hf_cfg = transformers.AutoConfig.for_model(**values)
   hf_cfg.save_pretrained(out_dir)
+  _update_json(os.path.join(out_dir, "config.json"),
+               lambda config: config.update(hf_config.legacy_rope_fields(model_config)))
   generation = dict(bos_token_id=model_config.bos_token_id, eos_token_id=values["eos_token_id"],
                     pad_token_id=model_config.pad_token_id)
   generation = {k: v for k, v in generation.items() if v is not None}
   transformers.GenerationConfig(**generation).save_pretrained(out_dir)
+
+
+def save_tokenizer_files(tokenizer: Any, out_dir: str) -> None:
+  """The tokenizer files, with a tokenizer class transformers 4.x knows as well as 5.x."""
+  tokenizer.save_pretrained(out_dir)
+  def legacy_class(config: dict) -> None:
+    name = config.get("tokenizer_class")
+    config["tokenizer_class"] = LEGACY_TOKENIZER_CLASSES.get(name, name)
+  _update_json(os.path.join(out_dir, "tokenizer_config.json"), legacy_class)
 
 
 def save_pretrained(model: Decoder, out_dir: str, tokenizer: Any = None,
@@ -103,6 +131,6 @@ def save_pretrained(model: Decoder, out_dir: str, tokenizer: Any = None,
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f,
                       indent=2)
         if tokenizer is not None:
-          tokenizer.save_pretrained(local)
+          save_tokenizer_files(tokenizer, local)
         write_config_files(model_config, local)
   return out_dir

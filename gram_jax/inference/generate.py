@@ -16,6 +16,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from gram_jax import parallel
+from gram_jax.errors import GramError
 from gram_jax.inference.batching import bucket_length, left_pad
 from gram_jax.models.decoder import Decoder, positions_from_mask
 
@@ -28,6 +29,15 @@ class Sampling:
   temperature: float = 0.0
   top_k: int = 0
   top_p: float = 1.0
+
+
+class PromptTooLong(GramError):
+  """A prompt over the generator's budget: callers cut by fields before they generate."""
+
+  def __init__(self, field: str, index: int, tokens: int, limit: int):
+    super().__init__(f"{field}[{index}]: {tokens} prompt tokens exceed the generator's "
+                     f"max_prompt_len={limit} (trim the prompt's fields before generating)")
+    self.field, self.index, self.tokens, self.limit = field, index, tokens, limit
 
 
 @dataclasses.dataclass
@@ -155,13 +165,17 @@ class Generator:
 
   def generate(self, prompts: Sequence[str | Sequence[int]], max_new_tokens: int = 256,
                sampling: Sampling = Sampling(), seed: int = 0,
-               stop: Sequence[str] = (), first_index: int = 0) -> list[Generation]:
-    """One Generation per prompt, in order. Prompts longer than max_prompt_len keep their
-    last max_prompt_len tokens. Prompt i samples with key (seed, first_index + i), so work
+               stop: Sequence[str] = (), first_index: int = 0,
+               field: str = "prompts") -> list[Generation]:
+    """One Generation per prompt, in order. A prompt over max_prompt_len is never cut here
+    (a cut from the left loses the chat header and the instruction): it raises PromptTooLong
+    naming the caller's `field`. Prompt i samples with key (seed, first_index + i), so work
     split into chunks samples exactly as in one call."""
     encoded = [list(p) if not isinstance(p, str) else
                self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
-    encoded = [ids[-self.max_prompt_len:] for ids in encoded]
+    for i, ids in enumerate(encoded):
+      if len(ids) > self.max_prompt_len:
+        raise PromptTooLong(field, first_index + i, len(ids), self.max_prompt_len)
     stops = tuple(tuple(self.tokenizer.encode(s, add_special_tokens=False)) for s in stop if s)
     base = jax.random.key(seed)
     order = np.argsort([len(ids) for ids in encoded], kind="stable")

@@ -1,8 +1,10 @@
-"""GRAM-R² judging: rationales and verdicts for both orders of a pair, k samples each.
+"""GRAM-R² judging: rationales and verdicts of a pair, in one order or both, k samples each.
 
 Each judgment is a generated reply whose verdict is the letter parsed from <answer>; after
 its rationale, P(A)/P(B) is also read at the answer position (a continuous score, usable as
-an RLHF reward). A pair's verdict is the majority over all its judgments (voting@k).
+an RLHF reward). A pair's verdict is the majority over all its judgments (voting@k); with one
+order (the released protocol) a tie goes to the response shown first, with both orders a
+tie is no verdict.
 """
 import dataclasses
 from typing import Any, Sequence
@@ -11,6 +13,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from gram_jax.data.encode import JudgeEncoder
+from gram_jax.errors import GramError
 from gram_jax.inference.generate import Generator, Sampling
 from gram_jax.inference.scorer import Pair, VerdictScorer, as_pairs, swapped
 from gram_jax.inference.voting import Vote, count, oriented, position_consistent
@@ -39,28 +42,48 @@ class Judgment:
 
 @dataclasses.dataclass(frozen=True)
 class PairJudgment:
-  judgments: tuple[Judgment, ...]  # response_a first: k samples; then swapped: k samples
+  judgments: tuple[Judgment, ...]  # the first order's k samples, then the other order's
   labels: tuple[str, ...] = ("A", "B")
   trimmed: bool = False  # the judging prompt had to be trimmed to fit
+  orders: int = 2  # 1: every judgment saw the pair in one order (the release protocol)
 
   def order_vote(self, swapped_order: bool) -> Vote:
     return count(j.pick(self.labels) for j in self.judgments if j.swapped == swapped_order)
 
   @property
   def vote(self) -> Vote:
-    """Votes over every judgment of both orders (voting@k)."""
+    """Votes over every judgment (voting@k)."""
     return count(j.pick(self.labels) for j in self.judgments)
+
+  @property
+  def winner(self) -> int | None:
+    """The majority's response (0 = response_a). A tie: with one order, the response shown
+    first (the release's rule); with both orders, None (no verdict)."""
+    vote = self.vote
+    if vote.winner is not None or self.orders == 2 or not vote.valid:
+      return vote.winner
+    return 1 if self.judgments[0].swapped else 0
 
   @property
   def first_vote(self) -> Vote:
     """Votes of the first sample of each order only (the single-judgment verdict)."""
-    firsts = [next(j for j in self.judgments if j.swapped == s) for s in (False, True)]
+    shown = list(dict.fromkeys(j.swapped for j in self.judgments))
+    firsts = [next(j for j in self.judgments if j.swapped == s) for s in shown]
     return count(j.pick(self.labels) for j in firsts)
 
   @property
-  def consistent(self) -> bool:
-    """Whether both orders pick the same response (position consistency)."""
+  def consistent(self) -> bool | None:
+    """Whether both orders pick the same response (position consistency); None when the
+    pair was judged in one order only."""
+    if self.orders == 1:
+      return None
     return position_consistent(self.order_vote(False), self.order_vote(True))
+
+  def flipped(self) -> "PairJudgment":
+    """The same judgments read with response_a and response_b exchanged (a caller that
+    showed the pair as (b, a) maps the verdicts back to its own orientation)."""
+    return dataclasses.replace(self, judgments=tuple(
+        dataclasses.replace(j, swapped=not j.swapped) for j in self.judgments))
 
   @property
   def probability_scores(self) -> tuple[float, float]:
@@ -78,21 +101,27 @@ class PairJudgment:
 
   @property
   def preferred(self) -> str | None:
-    """The majority's label in the pair's own orientation; None on a tie or no verdicts."""
-    winner = self.vote.winner
+    """The winner's label in the pair's own orientation; None without a winner."""
+    winner = self.winner
     return None if winner is None else self.labels[winner]
 
-  @property
-  def rationales(self) -> tuple[str, str]:
-    """The first rationale of each order (response_a first, then swapped)."""
-    return tuple(next(j.rationale for j in self.judgments if j.swapped == s)
-                 for s in (False, True))
+  def _firsts(self) -> list[Judgment]:
+    """The first judgment of each order judged (response_a first, then swapped)."""
+    return [next(j for j in self.judgments if j.swapped == s) for s in (False, True)
+            if any(j.swapped == s for j in self.judgments)]
 
   @property
-  def verdicts(self) -> tuple[str | None, str | None]:
-    """The first verdict of each order, as written in that order."""
-    return tuple(next(j.verdict for j in self.judgments if j.swapped == s)
-                 for s in (False, True))
+  def rationales(self) -> tuple[str, ...]:
+    """The first rationale of each order judged (response_a first, then swapped)."""
+    return tuple(j.rationale for j in self._firsts())
+
+  @property
+  def verdicts(self) -> tuple[str | None, ...]:
+    """The first verdict of each order judged, as written in that order."""
+    return tuple(j.verdict for j in self._firsts())
+
+
+_CLOSE = {"answer_tag": "\n</think>\n", "preferred_line": "\n"}  # a reply cut before its answer
 
 
 def verdict_judgments(first: np.ndarray, second: np.ndarray, labels: Sequence[str],
@@ -114,37 +143,49 @@ class RationaleJudge:
     self.tokenizer = tokenizer
     self.prompts = JudgeEncoder(tokenizer, max_len, template, labels, chat_template)
     self.generator = Generator(model, tokenizer, batch_size, max_len, mesh)
-    self.scorer = VerdictScorer(model, tokenizer, max_len + max_new_tokens + 16, batch_size,
-                                template, labels, chat_template, mesh)
+    # The verdict is read after prompt + reply + (when no answer was written) the closing
+    # text. Re-tokenising the decoded reply can grow it (a byte token that decodes to U+FFFD
+    # re-encodes as three), so the cap is generous; it is a limit, not a padded shape.
+    closing = encode_plain(tokenizer, rationale.verdict_prefix(_CLOSE[fmt], fmt))
+    self.scorer = VerdictScorer(model, tokenizer, max_len + 4 * max_new_tokens + len(closing),
+                                batch_size, template, labels, chat_template, mesh)
 
   def _verdict_ids(self, prompt_ids: list[int], reply: str) -> list[int]:
     """The prompt, the reply up to its answer opener: the label token comes next."""
     before = rationale.reply_before_verdict(reply, self.fmt)
     if before is None:  # no answer written: close the rationale and ask for the verdict
-      before = reply + ("\n</think>\n" if self.fmt == "answer_tag" else "\n")
-    reply_ids = encode_plain(self.tokenizer, rationale.verdict_prefix(before, self.fmt))
-    return (prompt_ids + reply_ids)[-self.scorer.max_len:]
+      before = reply + _CLOSE[self.fmt]
+    ids = prompt_ids + encode_plain(self.tokenizer, rationale.verdict_prefix(before, self.fmt))
+    if len(ids) > self.scorer.max_len:  # a cut from the left would drop the prompt's head
+      raise GramError(f"a re-tokenised reply of at most max_new_tokens={self.max_new_tokens} "
+                      f"tokens grew to {len(ids) - len(prompt_ids)} tokens, over the "
+                      f"{self.scorer.max_len}-token budget of the verdict read after it")
+    return ids
 
   def judge_batch(self, pairs: Sequence[Any], sampling: Sampling = Sampling(), seed: int = 0,
-                  first_index: int = 0, samples: int = 1) -> list[PairJudgment]:
-    """`samples` judgments of each order of each pair. Pair i, order o, sample s draws
-    with key (seed, (2 (first_index + i) + o) samples + s), so a pool judged in chunks gets
-    the same judgments as in one call."""
+                  first_index: int = 0, samples: int = 1, orders: int = 2
+                  ) -> list[PairJudgment]:
+    """`samples` judgments of each pair in its given order (response_a as A), and with
+    `orders=2` as many with the responses swapped. Pair i, order o, sample s draws with key
+    (seed, (orders (first_index + i) + o) samples + s), so a pool judged in chunks gets the
+    same judgments as in one call."""
     pairs: list[Pair] = as_pairs(pairs)
-    orders = [t for pair in zip(pairs, swapped(pairs)) for t in pair]
-    encoded, trimmed = self.prompts.encode_many(orders)
+    shown = [t for pair in (zip(pairs, swapped(pairs)) if orders == 2 else zip(pairs))
+             for t in pair]
+    encoded, trimmed = self.prompts.encode_many(shown)
     prompts = [ids for ids in encoded for _ in range(samples)]
     replies = [g.text for g in self.generator.generate(
-        prompts, self.max_new_tokens, sampling, seed, first_index=2 * samples * first_index)]
+        prompts, self.max_new_tokens, sampling, seed,
+        first_index=orders * samples * first_index, field="judging prompts")]
     probs = self.scorer.probs_of_ids([self._verdict_ids(p, r)
                                       for p, r in zip(prompts, replies)])
     judgments = []
     for row, (reply, p) in enumerate(zip(replies, probs)):
       parsed = rationale.parse(reply, self.labels, self.fmt)
-      is_swapped = (row // samples) % 2 == 1
+      is_swapped = (row // samples) % orders == 1
       judgments.append(Judgment(is_swapped, reply, parsed.rationale, parsed.verdict,
                                 (float(p[0]), float(p[1]))))
-    per_pair = 2 * samples
+    per_pair = orders * samples
     return [PairJudgment(tuple(judgments[i * per_pair:(i + 1) * per_pair]), self.labels,
-                         bool(trimmed[2 * i] or trimmed[2 * i + 1]))
+                         bool(trimmed[orders * i:orders * (i + 1)].any()), orders)
             for i in range(len(pairs))]

@@ -1,13 +1,15 @@
 """RewardModel: the user's handle on a generative judge (GRAM or GRAM-R²).
 
 A GRAM model is read as the official scorer does: both orders, softmax over the label
-tokens at the verdict position, averaged (gram_jax.inference.scorer). A GRAM-R² model (`reasoning`
-set) first writes a rationale for each order, k times each with `votes=k`; its scores are
-the vote shares of the parsed verdicts (or, with `score='probability'`, the label
-probabilities read after each rationale). Exports of self-trained models carry a judge card
-(judge.json) that says so.
+tokens at the verdict position, averaged (gram_jax.inference.scorer). A GRAM-R² model
+(`reasoning` set) first writes `votes` rationales, in the pair's given order (`orders=1`,
+the released protocol) or half in each order (`orders=2`); its scores are the vote shares of
+the parsed verdicts (or, with `score='probability'`, the label probabilities read after each
+rationale). Models trained by gram_jax carry a judge card (judge.json) that says how they
+are read.
 """
 import copy
+import dataclasses
 import functools
 from typing import Any, Iterable, Sequence
 
@@ -18,17 +20,32 @@ from gram_jax.inference import ranking
 from gram_jax.inference.generate import Sampling
 from gram_jax.inference.reasoning import PairJudgment, RationaleJudge, verdict_judgments
 from gram_jax.inference.scorer import TooLong, VerdictScorer, as_pairs
-from gram_jax.judge_card import Reasoning, read_judge_card
+from gram_jax.judge_card import (DEFAULT_PROMPT_LEN, Reasoning, judge_prompt, prompt_name,
+                                 read_judge_card)
 from gram_jax.models.decoder import Decoder
 from gram_jax.pretrained import load_pretrained, load_tokenizer
-from gram_jax.text import templates
+
+
+_UNSET = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReasoningRow:
+  """A prepared pair for a reasoning judge, with the readout its caller asked for."""
+  pair: tuple[str, str, str]
+  readout: str  # judge_card.SCORES
 
 
 class RewardModel:
-  def __init__(self, model: Decoder, tokenizer: Any, max_len: int = 2048, batch_size: int = 16,
-               template: str = templates.GRAM_JUDGE_PROMPT, labels: Sequence[str] = ("A", "B"),
-               chat_template: str | None = None, mesh: Mesh | None = None,
-               reasoning: Reasoning | None = None):
+  """`template` None: the prompt `judge_card.judge_prompt` picks (GRAM-RR for a reasoning
+  judge, else GRAM); `max_len` None: the reasoning judge's prompt budget, else 2,048."""
+
+  def __init__(self, model: Decoder, tokenizer: Any, max_len: int | None = None,
+               batch_size: int = 16, template: str | None = None,
+               labels: Sequence[str] = ("A", "B"), chat_template: str | None = None,
+               mesh: Mesh | None = None, reasoning: Reasoning | None = None):
+    template = judge_prompt(template, reasoning)
+    max_len = max_len or (reasoning.prompt_len() if reasoning else DEFAULT_PROMPT_LEN)
     self.model = model
     self.scorer = VerdictScorer(model, tokenizer, max_len, batch_size, template, labels,
                                 chat_template, mesh)
@@ -43,23 +60,32 @@ class RewardModel:
 
   @classmethod
   def from_pretrained(cls, path: str, mesh: Mesh | None = None, dtype: str | None = None,
-                      compute_dtype: str | None = None, prefer_card: bool = False,
-                      **kwargs: Any) -> "RewardModel":
+                      compute_dtype: str | None = None, template: str | None = None,
+                      reasoning: Any = _UNSET, labels: Sequence[str] | None = None,
+                      chat_template: str | None = None, template_field: str = "template",
+                      reasoning_field: str = "reasoning", **kwargs: Any) -> "RewardModel":
     """From an HF directory, a gram_jax checkpoint or a run directory (tokenizer included).
 
-    The template, labels and reasoning saved in the model's judge.json are the defaults;
-    keyword arguments override them (e.g. `reasoning=judge_card.RELEASE` with
-    `template=templates.GRAM_RR_PROMPT` for the released GRAM-RR checkpoints), unless
-    `prefer_card` (stages pass their configured defaults so, and the card wins); a
-    `reasoning` keyword always wins (stages resolve it from the card and the config)."""
+    The prompt, labels, chat template and reasoning saved in the model's judge.json are the
+    defaults; what the caller names wins. `reasoning=judge_card.RELEASE` alone reads a
+    released GRAM-RR checkpoint as its model card does (the GRAM-RR prompt, one order, an
+    8,192-token context). A verdict-only prompt with a reasoning judge is an error naming
+    `template_field` and `reasoning_field` (the caller's names for them)."""
     card = read_judge_card(path)
-    settings = {**kwargs, **card} if prefer_card else {**card, **kwargs}
-    if "reasoning" in kwargs:
-      settings["reasoning"] = kwargs["reasoning"]
-    if "labels" in settings:
-      settings["labels"] = tuple(settings["labels"])
+    reasoning = card.get("reasoning") if reasoning is _UNSET else reasoning
+    template = judge_prompt(template, reasoning, card, template_field, reasoning_field)
     model = load_pretrained(path, dtype=dtype, mesh=mesh, compute_dtype=compute_dtype)
-    return cls(model, load_tokenizer(path), mesh=mesh, **settings)
+    return cls(model, load_tokenizer(path), mesh=mesh, template=template, reasoning=reasoning,
+               labels=tuple(labels or card.get("labels") or ("A", "B")),
+               chat_template=chat_template or card.get("chat_template") or None, **kwargs)
+
+  def describe(self) -> str:
+    """One line for logs and reports: the prompt, labels, chat template and readout."""
+    chat = "configured" if self.encoder.chat_template else "the tokenizer's"
+    readout = (f"GRAM-R² judge, {self.reasoning.protocol()}" if self.reasoning else
+               "GRAM verdict readout (both orders, P(A)/P(B) at the verdict position)")
+    return (f"prompt {prompt_name(self.encoder.template)}, labels {'/'.join(self.labels)}, "
+            f"{chat} chat template, prompts up to {self.max_len} tokens; {readout}")
 
   def warm_up(self) -> int:
     """Compiles the verdict readout for every length bucket (a server calls it before it
@@ -74,7 +100,7 @@ class RewardModel:
     if self.reasoner is not None:
       r = self.reasoning
       return self.reasoner.judge_batch(pairs, Sampling(temperature=r.temperature), seed,
-                                       first_index, r.votes)
+                                       first_index, r.samples_per_order, r.orders)
     first, second, trimmed = self.scorer.order_probs(pairs)
     return verdict_judgments(first, second, self.labels, trimmed)
 
@@ -82,28 +108,33 @@ class RewardModel:
     """Rationales, verdicts and scores of one pair."""
     return self.judge_batch([(prompt, response_a, response_b)], seed)[0]
 
-  def scores_of(self, judged: Sequence[PairJudgment]) -> np.ndarray:
-    """[N, 2] scores of judged pairs by this model's readout."""
-    if self.reasoning is not None and self.reasoning.score == "verdict":
+  def scores_of(self, judged: Sequence[PairJudgment], readout: str | None = None
+                ) -> np.ndarray:
+    """[N, 2] scores of judged pairs by `readout` (default: this model's; 'verdict': the
+    vote shares, 'probability': P(A)/P(B) after each rationale)."""
+    readout = readout or (self.reasoning.score if self.reasoning else "probability")
+    if readout == "verdict":
       return np.array([j.vote.scores() for j in judged], np.float32).reshape(-1, 2)
     return np.array([j.probability_scores for j in judged], np.float32).reshape(-1, 2)
 
   def score_pairs(self, pairs: Iterable[Any], progress: bool = False, seed: int = 0,
-                  first_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  first_index: int = 0, readout: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Scores [N, 2] of (response_a, response_b) and whether each pair was trimmed [N]."""
     pairs = as_pairs(list(pairs))
     if not pairs:
       return np.zeros((0, 2), np.float32), np.zeros(0, bool)
     if self.reasoner is not None:
       judged = self.judge_batch(pairs, seed, first_index)
-      return self.scores_of(judged), np.array([j.trimmed for j in judged], bool)
+      return self.scores_of(judged, readout), np.array([j.trimmed for j in judged], bool)
     return self.scorer.score_encoded(self.scorer.encode_pairs(pairs), progress)
 
-  def prepare(self, pairs: Iterable[Any], max_tokens: int | None = None) -> list:
+  def prepare(self, pairs: Iterable[Any], max_tokens: int | None = None,
+              readout: str | None = None) -> list:
     """The host work of scoring, done once and off the device thread (a server calls it in
     its tokenizer pool): a GRAM model's judging-prompt tokens, or a GRAM-R² model's checked
-    pairs. Raises TooLong for a pair over max_tokens (the judging prompt, or for GRAM-R²
-    prompt + both responses)."""
+    pairs with the readout to score them by (None: the judge's own). Raises TooLong for a
+    pair over max_tokens (the judging prompt, or for GRAM-R² prompt + both responses)."""
     pairs = as_pairs(list(pairs))
     if self.reasoner is None:
       return self.scorer.encode_pairs(pairs, max_tokens)
@@ -114,7 +145,8 @@ class RewardModel:
         tokens = sum(len(ids) for ids in counts[3 * i:3 * i + 3])
         if tokens > max_tokens:
           raise TooLong(i, tokens, max_tokens)
-    return pairs
+    readout = readout or self.reasoning.score
+    return [ReasoningRow(pair, readout) for pair in pairs]
 
   @functools.cached_property
   def _counting_tokenizer(self) -> Any:
@@ -128,7 +160,10 @@ class RewardModel:
       return np.zeros((0, 2), np.float32), np.zeros(0, bool)
     if self.reasoner is None:
       return self.scorer.score_encoded(rows)
-    return self.score_pairs(rows)
+    judged = self.judge_batch([row.pair for row in rows])
+    scores = {readout: self.scores_of(judged, readout) for readout in {r.readout for r in rows}}
+    return (np.stack([scores[row.readout][i] for i, row in enumerate(rows)]),
+            np.array([j.trimmed for j in judged], bool))
 
   def score_batch(self, pairs: Iterable[Any], progress: bool = False) -> np.ndarray:
     """Scores [N, 2] = (score of response_a, score of response_b)."""

@@ -61,6 +61,9 @@ class Metrics:
         registry=self.registry)
     self.trimmed = prometheus_client.Counter(
         "gram_trimmed_pairs", "Pairs trimmed to fit max_len", registry=self.registry)
+    self.trimmed_references = prometheus_client.Counter(
+        "gram_trimmed_reference_prompts", "Reference prompts cut (by fields) to fit max_len",
+        registry=self.registry)
     self.queue_pairs = prometheus_client.Gauge(
         "gram_queue_pairs", "Pairs waiting for the device", registry=self.registry)
     self.queue_calls = prometheus_client.Gauge(
@@ -90,13 +93,19 @@ class RewardServer:
   """`reference`, when given, writes a reference response for /reward samples sent without
   one: a frozen policy's greedy answer. The paper's PPO reward compares a sample with the
   *current* policy's greedy answer, which only the trainer has: trainers send it (OpenRLHF
-  `labels`, or `references`); `reference` is a fallback for clients that cannot."""
+  `labels`, or `references`); `reference` is a fallback for clients that cannot. It returns
+  the answers and, per prompt, whether the prompt was cut to fit (counted in /metrics).
+
+  `rlhf_readout` is what a reasoning judge's RLHF rewards (/reward, /get_reward,
+  /group_reward) are made of: 'probability' (default), P(A)/P(B) after each rationale, smooth
+  where a vote share is a coarse {0, 1/2, 1}; or 'verdict', the vote shares. /score and
+  /rank use the judge's own readout."""
 
   def __init__(self, reward: RewardModel, limits: Limits = Limits(), api_key: str = "",
-               reference: Callable[[list[str]], list[str]] | None = None,
-               model_name: str = "gram_jax"):
+               reference: Callable[[list[str]], tuple[list[str], list[bool]]] | None = None,
+               model_name: str = "gram_jax", rlhf_readout: str = "probability"):
     self.reward, self.limits, self.api_key = reward, limits, api_key.strip()
-    self.reference = reference
+    self.reference, self.rlhf_readout = reference, rlhf_readout
     self.references: collections.OrderedDict[str, str] = collections.OrderedDict()
     self.pending_references: dict[str, asyncio.Future] = {}
     self.metrics = Metrics()
@@ -113,10 +122,11 @@ class RewardServer:
   async def on_host(self, function: Callable, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(self.host, function, *args)
 
-  async def prepare(self, triples: list, field: str) -> list:
+  async def prepare(self, triples: list, field: str, readout: str | None = None) -> list:
     """Tokenised once, on the host thread; a pair over max_input_tokens is a 413."""
     try:
-      return await self.on_host(self.reward.prepare, triples, self.limits.max_input_tokens)
+      return await self.on_host(self.reward.prepare, triples, self.limits.max_input_tokens,
+                                readout)
     except TooLong as e:
       raise RequestError(413, f"{field}[{e.index}]: {e.tokens} tokens exceeds "
                               f"max_input_tokens={e.limit}") from None
@@ -227,7 +237,8 @@ class RewardServer:
     group = parse_group_request(body, self.limits)
     triples = [(group.question, group.completions[i], group.completions[j])
                for i, j in group.games]
-    scores, trimmed = await self.scores(await self.prepare(triples, "completions"), deadline)
+    scores, trimmed = await self.scores(
+        await self.prepare(triples, "completions", self.rlhf_readout), deadline)
     cut = [False] * len(group.completions)
     for (i, j), was_cut in zip(group.games, trimmed):
       cut[i] |= bool(was_cut)
@@ -246,7 +257,8 @@ class RewardServer:
                               "serve.reference_model)")
     made = await self.generated_references(missing, deadline) if missing else {}
     triples = [(it.question, it.answer, it.reference or made[it.question]) for it in items]
-    scores, trimmed = await self.scores(await self.prepare(triples, "query"), deadline)
+    scores, trimmed = await self.scores(
+        await self.prepare(triples, "query", self.rlhf_readout), deadline)
     rewards = scores[:, 0].tolist()
     return {"rewards": rewards, "scores": rewards, "reference_scores": scores[:, 1].tolist(),
             "trimmed": trimmed.tolist(),
@@ -270,7 +282,9 @@ class RewardServer:
       shared.add_done_callback(lambda f: f.cancelled() or f.exception())
       self.pending_references.update(dict.fromkeys(need, shared))
       try:
-        answers = await self.batcher.call(functools.partial(self.reference, need), deadline)
+        answers, cut = await self.batcher.call(functools.partial(self.reference, need),
+                                               deadline)
+        self.metrics.trimmed_references.inc(sum(map(bool, cut)))
         made = dict(zip(need, answers))
         shared.set_result(made)
       except BaseException as e:
@@ -303,7 +317,10 @@ class RewardServer:
         ("draining" if alive else "batcher stopped")
     return web.json_response(
         {"status": status, "reasoning": reasoning is not None,
-         "votes": reasoning.votes if reasoning else None, "max_len": self.reward.max_len,
+         "votes": reasoning.votes if reasoning else None,
+         "orders": reasoning.orders if reasoning else None,
+         "rlhf_readout": self.rlhf_readout if reasoning else None,
+         "max_len": self.reward.max_len,
          "queue_pairs": self.batcher.queued_pairs if self.batcher else 0},
         status=200 if status == "ok" else 503)
 

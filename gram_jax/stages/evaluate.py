@@ -76,26 +76,48 @@ def _rmbench_triples(where: str, row: dict) -> list[tuple[str, str, str]]:
 
 
 def pair_outcome(reward: RewardModel, judged: PairJudgment) -> dict[str, Any]:
-  """One (prompt, chosen, rejected) pair's scores and readouts, for results and summaries."""
+  """One (prompt, chosen, rejected) pair's scores and readouts, for results and summaries;
+  a reasoning judge's replies are kept so a user can read what it wrote."""
   (chosen, rejected), = reward.scores_of([judged])
   row = {"a": float(chosen), "b": float(rejected), "trimmed": judged.trimmed,
          "consistent": judged.consistent}
   if reward.reasoning is not None:
     vote = judged.vote
-    row.update(votes_per_order=reward.reasoning.votes, for_chosen=vote.for_a,
-               for_rejected=vote.for_b, no_verdict=vote.abstained,
-               judgments=len(judged.judgments), tied=vote.winner is None,
-               verdict_correct=judged.first_vote.winner == 0, voting_correct=vote.winner == 0,
-               probability_correct=judged.score_a > judged.score_b)
+    row.update(votes=reward.reasoning.votes, orders=reward.reasoning.orders,
+               for_chosen=vote.for_a, for_rejected=vote.for_b, no_verdict=vote.abstained,
+               judgments=len(judged.judgments), tied=vote.valid > 0 and vote.winner is None,
+               verdict_correct=judged.first_vote.winner == 0,
+               voting_correct=judged.winner == 0,
+               probability_correct=judged.score_a > judged.score_b,
+               replies=[{"shown_first": "rejected" if j.swapped else "chosen",
+                         "verdict": j.verdict, "reply": j.reply} for j in judged.judgments])
   return row
 
 
-def judge_journaled(reward: RewardModel, triples: list[tuple[str, str, str]],
-                    log: Journal) -> list[dict[str, Any]]:
-  """Judges in chunks through a journal: a preempted or killed evaluation resumes there.
-  A reasoning judge's samples depend on (seed, pair index) only, not on the chunking."""
+def chosen_shown_first(triple: tuple[str, str, str], given: bool | None = None) -> bool:
+  """Where a one-order judge sees the chosen response: the file's own A/B order when it
+  has one (JudgeBench), else first for a fixed half of the pairs (a hash of their text), so
+  a judge that always answers A scores 50 %, not 100 %."""
+  if given is not None:
+    return given
+  return hashlib.sha256("\x00".join(triple).encode()).digest()[0] % 2 == 0
+
+
+def judge_journaled(reward: RewardModel, triples: list[tuple[str, str, str]], log: Journal,
+                    given_orders: list[bool | None] | None = None) -> list[dict[str, Any]]:
+  """Judges (prompt, chosen, rejected) triples in chunks through a journal: a preempted or
+  killed evaluation resumes there. A reasoning judge's samples depend on (seed, pair index)
+  only, not on the chunking. A one-order judge (the release protocol) sees each pair in the
+  order `chosen_shown_first` gives; its verdicts are mapped back to chosen/rejected."""
+  one_order = reward.reasoning is not None and reward.reasoning.orders == 1
+  given_orders = given_orders or [None] * len(triples)
+  firsts = [chosen_shown_first(t, g) for t, g in zip(triples, given_orders)]
+
   def work(chunk: list, first: int) -> list[dict]:
-    return [pair_outcome(reward, j) for j in reward.judge_batch(chunk, first_index=first)]
+    shown_first = firsts[first:first + len(chunk)] if one_order else [True] * len(chunk)
+    shown = [t if f else (t[0], t[2], t[1]) for t, f in zip(chunk, shown_first)]
+    judged = reward.judge_batch(shown, first_index=first)
+    return [pair_outcome(reward, j if f else j.flipped()) for j, f in zip(judged, shown_first)]
   return run_in_chunks(triples, work, log, reward.batch_size * 8,
                        desc=os.path.basename(log.path))
 
@@ -149,7 +171,10 @@ def _pairwise(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path
     ties = labels.count(0)
     rows = [r for r, label in zip(rows, labels) if label]
   pairs = [preference.parse_preference_pair(row, where) for where, row in rows]
-  outcomes = judge_journaled(reward, [(p.prompt, p.chosen, p.rejected) for p in pairs], log)
+  given = [{"A>B": True, "B>A": False}.get(str(p.extra.get("label"))) if kind == "judgebench"
+           else None for p in pairs]
+  outcomes = judge_journaled(reward, [(p.prompt, p.chosen, p.rejected) for p in pairs], log,
+                             given)
   flags = [correct(o) for o in outcomes]
   results = [{**row, "score_chosen": o["a"], "score_rejected": o["b"], "correct": ok,
               **_readout(o)} for (_, row), o, ok in zip(rows, outcomes, flags)]
@@ -208,10 +233,10 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
   results, summary, outcomes = score(reward, rows, kind, path, log)
   trimmed = sum(o["trimmed"] for o in outcomes)
   summary.update(benchmarks.readout_summary(outcomes), trimmed_pairs=trimmed, file=path,
-                 work=work)
+                 judge=reward.describe(), max_len=reward.max_len, work=work)
   if jax.process_index() == 0:
     write_outputs(out_dir, results, summary, benchmarks.markdown(os.path.basename(path),
-                                                                 summary, trimmed))
+                                                                 summary))
   log.remove()
   return summary
 
@@ -265,9 +290,10 @@ def output_names(paths: list[str]) -> list[str]:
 def run(c: ml_collections.ConfigDict) -> None:
   mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
   reward = setup.reward_model(c, mesh, c.eval.max_len, c.eval.batch_size)
-  work = {"model": storage.absolute(c.model.path), "max_len": c.eval.max_len,
-          "template": hashlib.sha256(reward.encoder.template.encode()).hexdigest()[:16],
-          "labels": list(reward.labels), "benchmark": c.eval.benchmark,
+  digest = lambda text: hashlib.sha256((text or "").encode()).hexdigest()[:16]
+  work = {"model": storage.absolute(c.model.path), "max_len": reward.max_len,
+          "template": digest(reward.encoder.template), "labels": list(reward.labels),
+          "chat_template": digest(reward.encoder.chat_template), "benchmark": c.eval.benchmark,
           "reasoning": str(reward.reasoning)}
   reports = []
   files = configlib.data_files(c.eval.files)
@@ -276,8 +302,8 @@ def run(c: ml_collections.ConfigDict) -> None:
                             work)
     logging.info("%s: %s", path, json.dumps({k: v for k, v in summary.items() if k in (
         "overall", "accuracy", "micro", "macro", "groups", "position_consistency")}))
-    reports.append(benchmarks.markdown(os.path.basename(path), summary,
-                                       summary["trimmed_pairs"]))
+    reports.append(benchmarks.markdown(os.path.basename(path), summary))
   if jax.process_index() == 0:
-    storage.write_atomic(os.path.join(c.workdir, "report.md"), "\n".join(reports))
-    print("\n".join(reports))
+    report = "\n".join([f"Judge {c.model.path}: {reward.describe()}.", ""] + reports)
+    storage.write_atomic(os.path.join(c.workdir, "report.md"), report)
+    print(report)

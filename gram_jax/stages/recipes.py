@@ -13,6 +13,7 @@ from flax import nnx
 from gram_jax import configlib, parallel
 from gram_jax.data import encode, loader, preference, records
 from gram_jax.inference.reward import RewardModel
+from gram_jax.judge_card import Reasoning, prompt_name, write_judge_card
 from gram_jax.stages import setup
 from gram_jax.text import rationale, truncation
 from gram_jax.training import loop, objectives
@@ -20,6 +21,21 @@ from gram_jax.training import loop, objectives
 # A generated proof can run long: after the responses and the question, the rationale
 # itself is trimmed (its end), so one runaway proof never stops a run.
 PROOF_TRIM_ORDER = truncation.DEFAULT_ORDER + (("rationale",),)
+
+
+def record_judge(c: ml_collections.ConfigDict, workdir: str,
+                 reasoning: Reasoning | None = None) -> None:
+  """The judge card of a model this run trained: the prompt, labels and chat template it was
+  trained with, and how to read it (reasoning None: a GRAM verdict judge), so every reader
+  uses the same prompt."""
+  if jax.process_index() == 0:
+    write_judge_card(workdir, configlib.judge_template(c, reasoning is not None),
+                     c.template.labels, reasoning, c.tokenizer.chat_template or None)
+
+
+def policy_reasoning(c: ml_collections.ConfigDict, max_new_tokens: int) -> Reasoning:
+  """How a self-trained policy is read as it is measured: one greedy judgment per order."""
+  return Reasoning(c.template.rationale_format, max_new_tokens)
 
 
 def prover_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
@@ -33,7 +49,7 @@ def prover_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncod
 
 def policy_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
   """π_φ's targets: the judging prompt, then rationale and verdict in the configured format."""
-  template = configlib.judge_template(c)
+  template = configlib.judge_template(c, reasoning=True)
   return encode.ReplyEncoder(
       tokenizer, c.data.cutoff_len, template,
       reply=lambda f: rationale.format_target(f["rationale"], f["label"],
@@ -116,5 +132,8 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
   objective = functools.partial(objectives.verdict_loss, label_ids=tuple(encoder.label_ids),
                                 smoothing=c.train.label_smoothing)
   model_config = setup.make_model_config(c, tokenizer)
+  logging.info("judge prompt %s, labels %s", prompt_name(encoder.template),
+               "/".join(c.template.labels))
+  record_judge(c, c.workdir)
   loop.fit(c, mesh, model_config, tokenizer, batches, objective, c.workdir,
            init_params=lambda: setup.initial_params(c, model_config, mesh), hooks=hooks)

@@ -12,51 +12,28 @@ Every sub-step writes its output atomically and training resumes from its checkp
 killed run, rerun, continues at the sub-step (and training step) it reached.
 """
 import copy
-import json
+import functools
 import os
-from typing import Any, Callable
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import checkpoint, configlib, parallel, pretrained, self_training, storage
-from gram_jax.data import preference, records, synthetic
+from gram_jax import checkpoint, configlib, pretrained, self_training, storage
+from gram_jax.data import preference, records
 from gram_jax.hf.export import save_pretrained
+from gram_jax.inference import proving
 from gram_jax.inference.generate import Generator, Sampling
 from gram_jax.inference.reasoning import PairJudgment, RationaleJudge
 from gram_jax.inference.reward import RewardModel
 from gram_jax.journal import Journal, fingerprint, run_in_chunks, write_jsonl
-from gram_jax.judge_card import Reasoning, write_judge_card
+from gram_jax.judge_card import JUDGE_CARD
 from gram_jax.stages import recipes, setup
-from gram_jax.text.tokenizer import encode_plain, encode_user_turn, encode_user_turns
+from gram_jax.stages.self_train_files import (data_files, once, publish, read_json, read_jsonl,
+                                              trimmed_proofs)
 
 VERDICT_TEMPLATES = {"gram_rr": "gram", "compact_rr": "compact"}
-
-
-def _read_json(path: str) -> Any:
-  return json.loads(storage.read_text(path))
-
-
-def _read_jsonl(path: str) -> list[dict]:
-  return [json.loads(line) for line in storage.read_text(path).splitlines()]
-
-
-def publish(path: str, write: Callable[[], Any]) -> None:
-  """Process 0 writes `path`; every process returns only once it is there to read."""
-  if jax.process_index() == 0:
-    write()
-  parallel.sync(f"wrote:{path}")
-
-
-def once(path: str, make: Callable[[], Any]) -> Any:
-  """Runs `make` unless its JSON result at `path` exists; writes it atomically."""
-  if storage.exists(path):
-    return _read_json(path)
-  value = make()
-  publish(path, lambda: storage.write_atomic(path, json.dumps(value)))
-  return value
 
 
 def sub_config(c: ml_collections.ConfigDict, workdir: str, steps: int,
@@ -66,43 +43,6 @@ def sub_config(c: ml_collections.ConfigDict, workdir: str, steps: int,
     sub.workdir, sub.train.num_steps, sub.train.learning_rate = workdir, steps, learning_rate
     sub.tokenizer.path = os.path.join(c.workdir, checkpoint.TOKENIZER)
   return sub
-
-
-def builtin_splits(c: ml_collections.ConfigDict) -> dict[str, list[dict]]:
-  """The built-in task's splits, pairwise disjoint: no held-out pair is in any
-  training-side set, and every round gets a fresh unlabeled pool."""
-  s = c.self_train
-  sizes = {"heldout": s.heldout_pairs, "seed": s.seed_pairs, "labeled": s.labeled_pairs,
-           **{f"unlabeled_{r}": s.unlabeled_pairs for r in range(1, s.rounds + 1)}}
-  return synthetic.disjoint_splits(sizes, c.seed, configlib.builtin_tasks(c))
-
-
-def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
-  """The configured files, or the built-in task's: seed proofs, a few labeled pairs,
-  unlabeled pools (gold kept aside for the report) and a held-out split."""
-  s = c.self_train
-  if configlib.data_files(s.labeled_files):
-    labeled = configlib.data_files(s.labeled_files)
-    return {"seed": configlib.data_files(s.seed_files), "labeled": labeled,
-            "task": configlib.data_files(s.task_files) or labeled,
-            "heldout": configlib.data_files(s.heldout_files),
-            "unlabeled": configlib.data_files(s.unlabeled_files)}
-  path = lambda name: os.path.join(c.workdir, "data", name)
-  splits = {}
-  def split(name: str) -> list[dict]:
-    if not splits:
-      splits.update(builtin_splits(c))
-    return splits[name]
-  labeled = [setup.builtin_jsonl(path("labeled.jsonl"), lambda: split("labeled"))]
-  return {
-      "seed": [setup.builtin_jsonl(path("seed_proofs.jsonl"),
-                                   lambda: synthetic.as_proved(split("seed"), c.seed))],
-      "labeled": labeled, "task": labeled,
-      "heldout": [setup.builtin_jsonl(path("heldout.jsonl"), lambda: split("heldout"))],
-      "unlabeled": [setup.builtin_jsonl(
-          path(f"unlabeled_{r}.jsonl"),
-          lambda r=r: synthetic.as_unlabeled(split(f"unlabeled_{r}"), c.seed + r))
-                    for r in range(1, s.rounds + 1)]}
 
 
 class SelfTraining:
@@ -115,20 +55,25 @@ class SelfTraining:
     self.files = data_files(c)
     read = lambda paths, parse: records.read_records(paths, parse, c.data.on_bad_record)[0]
     self.labeled = read(self.files["labeled"], preference.parse_preference_pair)
-    self.task = read(self.files["task"], preference.parse_preference_pair)
+    self.task = read(self.files["task"], functools.partial(preference.parse_task_pair,
+                                                           labels=self.labels))
+    if self.s.final_finetune_steps:
+      self_training.check_task_set([t.pair for t in self.task], self.labeled)
     self.heldout = read(self.files["heldout"], preference.parse_preference_pair)
     self.heldout_triples = [(p.prompt, p.chosen, p.rejected) for p in self.heldout]
+    self.chat_template = c.tokenizer.chat_template or None
 
   def path(self, *parts: str) -> str:
     return os.path.join(self.c.workdir, *parts)
 
   def gold_file(self) -> str:
-    """Every gold label the reasoning side uses (seed proofs' labels, labeled and task
-    pairs) as preference pairs: the labeled-only baseline trains on exactly these."""
+    """Every gold label the reasoning side uses (seed proofs' labels, labeled pairs, and the
+    task pairs when it adapts to them) as preference pairs: the labeled-only baseline
+    trains on exactly these."""
     def rows():
       parse = lambda row, where: preference.parse_proved_pair(row, where, self.labels)
       seeds = records.read_records(self.files["seed"], parse, self.c.data.on_bad_record)[0]
-      extra = self.task if self.files["task"] != self.files["labeled"] else []
+      extra = [t.pair for t in self.task] if self.s.final_finetune_steps else []
       proved = [preference.preference_row(p.prompt, p.response_a, p.response_b, p.label,
                                           self.labels[0]) for p in seeds]
       return proved + [p.as_row() for p in self.labeled + extra]
@@ -149,7 +94,7 @@ class SelfTraining:
       steps = self.s.round_steps if min_steps is None else min_steps
       learning_rate = self.s.round_learning_rate or self.s.learning_rate
     else:
-      rows = sum(len(_read_jsonl(path)) for path in proof_files)
+      rows = sum(len(read_jsonl(path)) for path in proof_files)
       per_step = configlib.rows_per_process(self.c) * jax.process_count() * \
           self.c.train.micro_batches
       steps = max(self.s.policy_steps, int(np.ceil(self.s.policy_epochs * rows / per_step)))
@@ -158,6 +103,8 @@ class SelfTraining:
     if start_from:
       with sub.unlocked():
         sub.model.path = start_from
+    recipes.record_judge(sub, sub.workdir,
+                         recipes.policy_reasoning(self.c, self.s.max_new_tokens))
     recipes.train_on_proofs(sub, self.tokenizer, proof_files,
                             recipes.policy_encoder(sub, self.tokenizer), sub.workdir)
     return sub.workdir
@@ -188,18 +135,20 @@ class SelfTraining:
   def evaluate_verdict_model(self, model_dir: str, max_len: int) -> dict:
     if not self.heldout_triples:
       return {}
-    reward = RewardModel.from_pretrained(model_dir, max_len=max_len,
-                                         template=self.verdict_template())
+    reward = RewardModel.from_pretrained(model_dir, max_len=max_len, reasoning=None,
+                                         template=self.verdict_template(),
+                                         chat_template=self.chat_template)
     judged = reward.judge_batch(self.heldout_triples)
     accuracy = float(np.mean([j.score_a > j.score_b for j in judged]))
     return {"heldout_accuracy": accuracy, "heldout_probability_accuracy": accuracy,
             "heldout_consistency": float(np.mean([j.consistent for j in judged]))}
 
   def policy_judge(self, policy_dir: str) -> RationaleJudge:
+    """π_φ read with the prompt and chat template it was trained with."""
     return RationaleJudge(pretrained.load_pretrained(policy_dir), self.tokenizer,
-                          configlib.judge_template(self.c), self.c.template.rationale_format,
-                          self.labels, self.s.batch_size, self.c.data.cutoff_len,
-                          self.s.max_new_tokens)
+                          configlib.judge_template(self.c, reasoning=True),
+                          self.c.template.rationale_format, self.labels, self.s.batch_size,
+                          self.c.data.cutoff_len, self.s.max_new_tokens, self.chat_template)
 
   def evaluate_policy(self, policy_dir: str) -> dict:
     """Held-out accuracy of π_φ read as the published numbers are (the parsed <answer>
@@ -214,40 +163,29 @@ class SelfTraining:
             "heldout_consistency": float(np.mean([j.consistent for j in judged]))}
 
   def prove(self, prover_dir: str, items: list[dict], out: str) -> str:
-    """π_ψ writes k sampled proofs per (pair, label); the best by proof_score is kept.
-    Journaled a batch of items at a time, so a preempted or killed run resumes mid-file."""
+    """π_ψ writes k sampled proofs per (pair, label); the best by proof_score is kept
+    (inference.proving). Prompts are cut by fields to data.cutoff_len and each row records
+    whether its prompt was cut. Journaled a batch of items at a time, so a preempted or
+    killed run resumes mid-file."""
     if storage.exists(out):
       return out
     generator = Generator(pretrained.load_pretrained(prover_dir), self.tokenizer,
                           self.s.batch_size, self.c.data.cutoff_len)
-    template, chat_template = configlib.prover_template(self.c), \
-        self.c.tokenizer.chat_template or None
-    k = self.s.proofs_per_pair
+    chat_template = self.c.tokenizer.chat_template or None
+    prompts = proving.prover_prompts(self.tokenizer, configlib.prover_template(self.c),
+                                     self.c.data.cutoff_len, chat_template)
+    context = proving.empty_context(self.tokenizer, chat_template)
     sampling = Sampling(temperature=self.s.proof_temperature)
-    alone = encode_user_turn(self.tokenizer, "{input}", {"input": ""}, chat_template)
-    eos = self.tokenizer.eos_token_id
 
     def work(chunk: list[dict], first: int) -> list[dict]:
-      prompts = encode_user_turns(self.tokenizer, template, [
-          {"input": i["prompt"], "response_a": i["response_a"], "response_b": i["response_b"],
-           "label": i["label"]} for i in chunk], chat_template)
-      candidates = [generator.generate(prompts, self.s.max_new_tokens, sampling,
-                                       seed=self.c.seed + 7 * j, first_index=first)
-                    for j in range(k)]
-      best = [0] * len(chunk)
-      if k > 1:
-        proofs = [encode_plain(self.tokenizer, g.text) + [eos] for gens in candidates
-                  for g in gens]
-        conditional = generator.sequence_logprobs(prompts * k, proofs).reshape(k, len(chunk))
-        unconditional = generator.sequence_logprobs([alone] * len(proofs),
-                                                    proofs).reshape(k, len(chunk))
-        best = [self_training.select_proof(conditional[:, i], unconditional[:, i])
-                for i in range(len(chunk))]
-      return [{**item, "rationale": candidates[best[i]][i].text.strip() or "No rationale."}
-              for i, item in enumerate(chunk)]
+      proofs = proving.prove_batch(generator, prompts, chunk, self.s.proofs_per_pair,
+                                   self.s.max_new_tokens, sampling, self.c.seed, first, context)
+      return [{**item, "rationale": proof.rationale, "prompt_trimmed": proof.trimmed}
+              for item, proof in zip(chunk, proofs)]
 
     log = Journal(out + ".journal", {"prover": prover_dir, "items": fingerprint(items),
-                                     "k": k, "seed": self.c.seed, "sampling": str(sampling),
+                                     "k": self.s.proofs_per_pair, "seed": self.c.seed,
+                                     "sampling": str(sampling), "cutoff": self.c.data.cutoff_len,
                                      "max_new_tokens": self.s.max_new_tokens})
     rows = run_in_chunks(items, work, log, self.s.batch_size)
     publish(out, lambda: write_jsonl(rows, out))
@@ -265,6 +203,7 @@ class SelfTraining:
     label = self_training.pseudo_label(samples, self.s.min_vote_share, min_confidence)
     return {"prompt": pair.prompt, "response_a": pair.response_a,
             "response_b": pair.response_b, "gold": pair.extra.get("gold"),
+            "trimmed": judged.trimmed,
             "judgments": [{"swapped": j.swapped, "verdict": j.verdict, "problem": s.problem,
                            "p_a": round(s.probs[0], 6)}
                           for j, s in zip(judged.judgments, samples)],
@@ -321,7 +260,7 @@ class SelfTraining:
 
 def kept_items(job: SelfTraining, round_index: int) -> list[dict]:
   return [{k: row[k] for k in ("prompt", "response_a", "response_b", "label")}
-          for row in _read_jsonl(job.path(f"round_{round_index}", "kept.jsonl"))]
+          for row in read_jsonl(job.path(f"round_{round_index}", "kept.jsonl"))]
 
 
 def pseudo_labeled_file(job: SelfTraining, rounds: int) -> str:
@@ -335,6 +274,23 @@ def pseudo_labeled_file(job: SelfTraining, rounds: int) -> str:
   return setup.builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), rows)
 
 
+def task_targets(job: SelfTraining, prover_dir: str) -> tuple[list[str], dict]:
+  """Task adaptation's SFT files: rows that bring their own rationale are the target as
+  written; π_ψ proves the others (both orders). And what the report says of them."""
+  own = [t.proved for t in job.task if t.proved is not None]
+  to_prove = [t.pair for t in job.task if t.proved is None]
+  targets = []
+  if own:
+    targets.append(setup.builtin_jsonl(job.path("final", "task_rationales.jsonl"),
+                                       lambda: [vars(p) for p in own]))
+  if to_prove:
+    targets.append(job.prove(prover_dir, preference.both_orders(to_prove),
+                             job.path("final", "proofs.jsonl")))
+  trimmed = trimmed_proofs(targets[-1]) if to_prove else 0
+  return targets, {"task_pairs": len(job.task), "task_own_rationales": len(own),
+                   "proof_prompts_trimmed": trimmed}
+
+
 def run(c: ml_collections.ConfigDict) -> None:
   s = c.self_train
   job = SelfTraining(c)
@@ -346,34 +302,39 @@ def run(c: ml_collections.ConfigDict) -> None:
         lambda: job.verdict_finetune("baseline", [job.gold_file()], s.policy_steps))})
   proof_files = [job.prove(prover_dir, preference.both_orders(job.labeled),
                            job.path("round_0", "proofs.jsonl"))]
+  warm_trimmed = trimmed_proofs(proof_files[0])
   if s.seeds_in_warm_start:
     proof_files = job.files["seed"] + proof_files
   policy = job.train_policy("round_0", proof_files)
-  rows.append({"stage": "warm start", **once(job.path("round_0", "result.json"),
-                                             lambda: job.evaluate_policy(policy))})
+  rows.append({"stage": "warm start", "proof_prompts_trimmed": warm_trimmed, **once(
+      job.path("round_0", "result.json"), lambda: job.evaluate_policy(policy))})
   for r in range(1, s.rounds + 1):
     labels = job.path(f"round_{r}", "labels.json")
-    stats = _read_json(labels) if storage.exists(labels) else job.label_round(policy, r)
+    stats = read_json(labels) if storage.exists(labels) else job.label_round(policy, r)
     proof_files.append(job.prove(prover_dir, kept_items(job, r),
                                  job.path(f"round_{r}", "proofs.jsonl")))
     policy = job.train_policy(f"round_{r}", proof_files,
                               start_from=policy if s.policy_init == "previous" else "")
-    rows.append({"stage": f"round {r}", **stats, **once(
-        job.path(f"round_{r}", "result.json"), lambda: job.evaluate_policy(policy))})
-  final_model, reasoning = policy, True
+    rows.append({"stage": f"round {r}", **stats,
+                 "proof_prompts_trimmed": trimmed_proofs(proof_files[-1]),
+                 **once(job.path(f"round_{r}", "result.json"),
+                        lambda: job.evaluate_policy(policy))})
+  final_model = policy
   if s.final_finetune_steps and s.final_mode == "rationale":
-    task_proofs = job.prove(prover_dir, preference.both_orders(job.task),
-                            job.path("final", "proofs.jsonl"))
-    final_model = job.train_policy("final", [task_proofs], start_from=policy,
+    task_files, task_counts = task_targets(job, prover_dir)
+    final_model = job.train_policy("final", task_files, start_from=policy,
                                    min_steps=s.final_finetune_steps)
-    rows.append({"stage": "task adaptation (rationale + verdict SFT)", **once(
+    rows.append({"stage": "task adaptation (rationale + verdict SFT)", **task_counts, **once(
         job.path("final", "result.json"), lambda: job.evaluate_policy(final_model))})
   elif s.final_finetune_steps and s.final_mode == "verdict":
-    final_model, reasoning = job.path("final"), False
-    rows.append({"stage": "task adaptation (label-smoothed verdict only)", **once(
-        job.path("final", "result.json"), lambda: job.verdict_finetune(
-            "final", job.files["task"] + [pseudo_labeled_file(job, s.rounds)],
-            s.final_finetune_steps, start_from=policy))})
+    final_model = job.path("final")
+    task_pairs = setup.builtin_jsonl(job.path("final", "task_pairs.jsonl"),
+                                     lambda: [t.pair.as_row() for t in job.task])
+    rows.append({"stage": "task adaptation (label-smoothed verdict only)",
+                 "task_pairs": len(job.task), **once(
+                     job.path("final", "result.json"), lambda: job.verdict_finetune(
+                         "final", [task_pairs, pseudo_labeled_file(job, s.rounds)],
+                         s.final_finetune_steps, start_from=policy))})
   table = self_training.report_table(rows)
 
   def write_report() -> None:
@@ -382,10 +343,8 @@ def run(c: ml_collections.ConfigDict) -> None:
   publish(job.path("report.md"), write_report)
   save_pretrained(pretrained.load_pretrained(final_model), job.path("hf"),
                   tokenizer=job.tokenizer)
-  if jax.process_index() == 0:
-    # Read as the report measured it: one greedy judgment per order (votes: evaluate's config).
-    write_judge_card(job.path("hf"), configlib.judge_template(c) if reasoning else
-                     job.verdict_template(), c.template.labels, Reasoning(
-                         c.template.rationale_format, s.max_new_tokens) if reasoning else None)
+  if jax.process_index() == 0:  # read as the report measured it (the model's own card)
+    storage.write_atomic(os.path.join(job.path("hf"), JUDGE_CARD),
+                         storage.read_text(os.path.join(final_model, JUDGE_CARD)))
   print(table)
   logging.info("exported %s (the report's last row) to %s", final_model, job.path("hf"))

@@ -9,6 +9,7 @@ import ml_collections
 from absl import logging
 
 from gram_jax import parallel, storage
+from gram_jax.data.encode import PromptEncoder
 from gram_jax.errors import GramError
 from gram_jax.inference.generate import Generator
 from gram_jax.inference.request_parsing import Limits
@@ -16,7 +17,6 @@ from gram_jax.inference.serve_util import serve_until_terminated
 from gram_jax.inference.server import RewardServer
 from gram_jax.pretrained import load_pretrained, load_tokenizer
 from gram_jax.stages import setup
-from gram_jax.text.tokenizer import encode_user_turns
 
 
 def api_key(s: ml_collections.ConfigDict) -> str:
@@ -60,20 +60,28 @@ def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   if s.warm_up:
     logging.info("compiled %d length buckets", reward.warm_up())
   reference = greedy_references(s.reference_model, s.reference_max_new_tokens, s.batch_size,
-                                s.max_len, mesh) if s.reference_model else None
+                                reward.max_len, mesh) if s.reference_model else None
   return RewardServer(reward, limits_of(s), key, reference,
-                      model_name=os.path.basename(c.model.path.rstrip("/")) or "gram_jax")
+                      model_name=os.path.basename(c.model.path.rstrip("/")) or "gram_jax",
+                      rlhf_readout=s.rlhf_readout)
 
 
 def greedy_references(path: str, max_new_tokens: int, batch_size: int, max_len: int,
-                      mesh) -> Callable[[list[str]], list[str]]:
-  """A frozen policy's greedy answer to each prompt (rendered as one user turn): the
-  fallback reference for /reward samples sent without one."""
+                      mesh) -> Callable[[list[str]], tuple[list[str], list[bool]]]:
+  """A frozen policy's greedy answer to each prompt (rendered as one user turn, the
+  question cut to fit max_len, never the chat header): the fallback reference for /reward
+  samples sent without one; also says which prompts were cut."""
   tokenizer = load_tokenizer(path)
   generator = Generator(load_pretrained(path, mesh=mesh), tokenizer, batch_size, max_len, mesh)
-  return lambda prompts: [g.text.strip() for g in generator.generate(
-      encode_user_turns(tokenizer, "{input}", [{"input": p} for p in prompts]),
-      max_new_tokens)]
+  prompts = PromptEncoder(tokenizer, max_len, "{input}", values=lambda f: {"input": f["prompt"]},
+                          trim_order=(("prompt",),), budget_name="serve.max_len")
+
+  def answer(questions: list[str]) -> tuple[list[str], list[bool]]:
+    encoded, trimmed = prompts.encode([{"prompt": q} for q in questions])
+    texts = [g.text.strip() for g in generator.generate(encoded, max_new_tokens,
+                                                         field="reference prompts")]
+    return texts, [bool(t) for t in trimmed]
+  return answer
 
 
 def run(c: ml_collections.ConfigDict) -> None:

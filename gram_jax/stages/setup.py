@@ -5,6 +5,7 @@ from typing import Any, Callable, Iterable
 
 import jax
 import ml_collections
+from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -73,12 +74,27 @@ def builtin_jsonl(path: str, make_rows: Callable[[], Iterable[dict]]) -> str:
   return path
 
 
+def reasoning_source(c: ml_collections.ConfigDict, card: dict) -> str:
+  """Which setting made a judge a reasoning judge (for errors naming it)."""
+  if c.reasoning.preset:
+    return f"config.reasoning.preset={c.reasoning.preset}"
+  if c.reasoning.mode != "auto":
+    return f"config.reasoning.mode={c.reasoning.mode}"
+  return f"the judge card ({c.model.path}/judge.json)" if card.get("reasoning") else \
+      "config.reasoning"
+
+
 def reward_model(c: ml_collections.ConfigDict, mesh: Mesh, max_len: int,
                  batch_size: int) -> RewardModel:
-  """`c.model.path` read as a judge: its judge card, unless `c.reasoning` overrides it."""
-  reasoning = configlib.reasoning_settings(c, read_judge_card(c.model.path).get("reasoning"))
-  return RewardModel.from_pretrained(
-      c.model.path, mesh=mesh, compute_dtype=configlib.compute_dtype(c), max_len=max_len,
-      batch_size=batch_size, template=configlib.judge_template(c),
-      labels=tuple(c.template.labels), chat_template=c.tokenizer.chat_template or None,
-      prefer_card=True, reasoning=reasoning)
+  """`c.model.path` read as a judge: its judge card, with what the config sets on top
+  (`max_len` 0: the judge's prompt budget). Logs the prompt and readout it uses."""
+  card = read_judge_card(c.model.path)
+  reasoning = configlib.reasoning_settings(c, card.get("reasoning"))
+  reward = RewardModel.from_pretrained(
+      c.model.path, mesh=mesh, compute_dtype=configlib.compute_dtype(c), max_len=max_len or None,
+      batch_size=batch_size, template=configlib.template_setting(c),
+      labels=tuple(c.template.labels) or None, chat_template=c.tokenizer.chat_template or None,
+      reasoning=reasoning, template_field="config.template.judge",
+      reasoning_field=reasoning_source(c, card))
+  logging.info("judge %s: %s", c.model.path, reward.describe())
+  return reward

@@ -13,8 +13,10 @@ DEFAULT_ORDER = (("response_a", "response_b"), ("prompt",))
 
 
 def fit_fields(tokenizer: Any, fields: Fields, measure: Callable[[Fields], int], budget: int,
-               groups: Sequence[Sequence[str]] = DEFAULT_ORDER) -> tuple[Fields, bool]:
-  """Returns (fields that fit, whether anything was trimmed); raises if impossible."""
+               groups: Sequence[Sequence[str]] = DEFAULT_ORDER,
+               budget_name: str = "") -> tuple[Fields, bool]:
+  """Returns (fields that fit, whether anything was trimmed); raises if impossible, naming
+  the budget's setting (`budget_name`, e.g. config.data.cutoff_len) when given."""
   total = measure(fields)
   if total <= budget:
     return fields, False
@@ -35,8 +37,10 @@ def fit_fields(tokenizer: Any, fields: Fields, measure: Callable[[Fields], int],
       total = measure(fields)
     if total <= budget:
       return fields, True
-  raise GramError(f"cannot fit into {budget} tokens even after trimming "
-                  f"{[n for g in groups for n in g]} ({total} tokens remain)")
+  limit = f"{budget_name}={budget}" if budget_name else str(budget)
+  raise GramError(f"cannot fit into {limit} tokens even after trimming "
+                  f"{[n for g in groups for n in g]} ({total} tokens remain; raise "
+                  f"{budget_name or 'the token budget'})")
 
 
 def _keep_lengths(tokens: dict[str, list[int]], cut: int) -> dict[str, int]:

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from gram_jax.data import synthetic
+from gram_jax.data.encode import JudgeEncoder
 from gram_jax.inference.reward import RewardModel
-from gram_jax.judge_card import Reasoning, write_judge_card
+from gram_jax.judge_card import Reasoning, read_judge_card, write_judge_card
 from gram_jax.text import templates
+from gram_jax.text import tokenizer as tok
 from gram_jax.training.metrics import read_jsonl_metrics
 from tests.helpers import cli, hf_fixtures
 from tests.conftest import SHARED_DATA
@@ -32,6 +34,13 @@ def test_finetune_raises_heldout_accuracy_well_above_chance(finetuned):
   accuracy = [evals[s]["accuracy"] for s in sorted(evals)]
   print("held-out accuracy by eval:", accuracy)
   assert accuracy[-1] >= 0.8 and accuracy[-1] > accuracy[0]
+
+
+def test_a_finetuned_judge_is_read_with_the_prompt_it_was_trained_with(finetuned):
+  card = read_judge_card(finetuned)  # finetune trains with the compact prompt by default
+  assert card["template"] == templates.COMPACT_JUDGE_PROMPT and card["reasoning"] is None
+  reward = RewardModel.from_pretrained(finetuned)  # evaluate / serve read it the same way
+  assert reward.encoder.template == templates.COMPACT_JUDGE_PROMPT
 
 
 def _unseen_pairs(finetuned: str, count: int) -> list[dict]:
@@ -220,7 +229,7 @@ def test_evaluate_reports_every_readout_of_a_reasoning_judge(tmp_path):
   out = str(tmp_path / "eval")
   result = cli.run_main("configs/evaluate.py", f"--config.model.path={model}",
                         f"--config.eval.files={files[1]},{files[2]}", f"--config.workdir={out}",
-                        "--config.eval.max_len=128", "--config.reasoning.votes=3",
+                        "--config.eval.max_len=128", "--config.reasoning.votes=6",
                         "--config.reasoning.temperature=1.0")
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.load(open(os.path.join(out, "judgebench", "summary.json")))
@@ -229,19 +238,52 @@ def test_evaluate_reports_every_readout_of_a_reasoning_judge(tmp_path):
   assert all(r["for_chosen"] + r["for_rejected"] + r["no_verdict"] == 6 for r in rows)
   voting = [r["for_chosen"] > r["for_rejected"] for r in rows]
   assert [r["correct"] for r in rows] == voting
-  assert summary["votes"] == 3 and summary["voting_accuracy"] == pytest.approx(np.mean(voting))
+  assert summary["votes"] == 6 and summary["voting_accuracy"] == pytest.approx(np.mean(voting))
   assert summary["micro"] == pytest.approx(np.mean(voting))
-  assert summary["tied_pairs"] == sum(r["for_chosen"] == r["for_rejected"] for r in rows)
+  assert summary["tied_pairs"] == sum(r["for_chosen"] == r["for_rejected"] > 0 for r in rows)
   assert summary["no_verdict_judgments"] == sum(r["no_verdict"] for r in rows)
   assert summary["position_consistency"] == pytest.approx(np.mean([r["consistent"] for r in rows]))
   report = open(os.path.join(out, "report.md")).read()
-  for text in ("micro (official scorer)", "macro (mean of groups)", "voting@3",
+  for text in ("micro (official scorer)", "macro (mean of groups)", "voting@6",
                "parsed verdict, one judgment per order", "Position consistency",
                "| safety | 12 |"):
     assert text in report
   # The same judgments as the model gives directly (samples depend on seed and pair only).
   direct = RewardModel.from_pretrained(model, max_len=128, reasoning=Reasoning(
-      max_new_tokens=8, temperature=1.0, votes=3))
+      max_new_tokens=8, temperature=1.0, votes=6))
   judged = direct.judge_batch([(p["prompt"], p["chosen"], p["rejected"]) for p in pairs])
   assert [[j.vote.for_a, j.vote.for_b] for j in judged] == [
       [r["for_chosen"], r["for_rejected"]] for r in rows]
+
+
+def test_the_release_preset_reads_a_cardless_model_as_released_in_either_protocol(tmp_path):
+  model = str(tmp_path / "released")  # a checkpoint from elsewhere: no judge.json
+  hf_fixtures.make_hf_model("qwen3", model, with_tokenizer=True)
+  pairs = synthetic.make_pairs(6, seed=4, tasks=("category",))
+  pairs[0]["rejected"] += " and more" * 60  # the one pair over the prompt budget
+  encoder = JudgeEncoder(tok.load_tokenizer(model), 1 << 20, templates.GRAM_RR_PROMPT)
+  lengths = [max(len(encoder.encode_all([(p["prompt"], a, b)])[0])
+                 for a, b in ((p["chosen"], p["rejected"]), (p["rejected"], p["chosen"])))
+             for p in pairs]
+  budget = max(lengths[1:]) + 4
+  assert lengths[0] > budget
+  files = _benchmark_files(tmp_path, pairs)
+  common = [f"--config.model.path={model}", f"--config.eval.files={files[1]}",
+            "--config.reasoning.preset=release", "--config.reasoning.max_new_tokens=8",
+            f"--config.eval.max_len={budget}"]
+  wrong = cli.run_main("configs/evaluate.py", *common, "--config.template.judge=gram",
+                       f"--config.workdir={tmp_path / 'wrong'}")
+  assert "config.template.judge=gram is a verdict-only prompt, but " \
+         "config.reasoning.preset=release makes this a reasoning judge" in cli.error_line(wrong)
+  for orders, protocol in ((1, "orders=1 (the release protocol"), (2, "orders=2 (1 per order")):
+    out = tmp_path / f"orders_{orders}"
+    result = cli.run_main("configs/evaluate.py", *common, f"--config.reasoning.orders={orders}",
+                          f"--config.workdir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = open(out / "report.md").read()
+    for text in ("prompt gram_rr", protocol, f"votes={orders}", "temperature=0.75",
+                 f"Pairs trimmed to fit the prompt budget of {budget} tokens: 1."):
+      assert text in report, text
+    rows = [json.loads(l) for l in open(out / "judgebench" / "results.jsonl")]
+    assert all(len(r["replies"]) == orders for r in rows)  # what the judge wrote, kept
+    assert [r["trimmed"] for r in rows] == [True] + [False] * 5

@@ -152,7 +152,8 @@ def test_self_train_on_gs_journals_in_the_bucket_and_resumes_after_preemption(gc
       "seed_files": synthetic.as_proved(synthetic.make_pairs(120, 0, tasks), 0),
       "labeled_files": synthetic.make_pairs(12, 1, tasks),
       "unlabeled_files": synthetic.as_unlabeled(synthetic.make_pairs(48, 2, tasks), 3),
-      "heldout_files": synthetic.make_pairs(16, 4, tasks)}
+      "heldout_files": synthetic.make_pairs(16, 4, tasks),
+      "task_files": synthetic.make_pairs(8, 5, tasks)}
   data = [f"--config.self_train.{field}=" + write_jsonl(rows, f"{bucket}/data/{field}.jsonl")
           for field, rows in files.items()]
   run = f"{bucket}/runs/self_train"

@@ -22,7 +22,10 @@ def _write_data(folder) -> list[str]:
       "seed_files": synthetic.as_proved(synthetic.make_pairs(120, 0, TASKS), 0),
       "labeled_files": synthetic.make_pairs(12, 1, TASKS),
       "unlabeled_files": synthetic.as_unlabeled(synthetic.make_pairs(48, 2, TASKS), 3),
-      "heldout_files": synthetic.make_pairs(16, 4, TASKS)}
+      "heldout_files": synthetic.make_pairs(16, 4, TASKS),
+      # the target task: half the rows bring their own rationale (HelpSteer3-style)
+      "task_files": list(synthetic.as_proved(synthetic.make_pairs(6, 5, TASKS), 5)) +
+                    synthetic.make_pairs(6, 6, TASKS)}
   return [f"--config.self_train.{field}=" +
           journal.write_jsonl(rows, str(folder / f"{field}.jsonl"))
           for field, rows in files.items()]
@@ -48,6 +51,10 @@ def test_preempted_then_killed_inside_a_round_resumes_with_the_same_results(tmp_
   assert result.returncode == 0, result.stderr[-3000:]
   stages = [json.loads(l)["stage"] for l in open(unbroken / "rounds.jsonl")]
   assert stages == ["warm start", "round 1", "task adaptation (rationale + verdict SFT)"]
+  # Task rows with their own rationale are trained on as written; π_ψ proves only the rest.
+  assert cli.jsonl_lines(str(unbroken / "final" / "task_rationales.jsonl")) == 6
+  assert cli.jsonl_lines(str(unbroken / "final" / "proofs.jsonl")) == 12  # 6 pairs x 2 orders
+  assert "12 task pairs, 6 with their own rationale" in open(unbroken / "report.md").read()
 
   broken = tmp_path / "broken"  # the unbroken run's state before round 1, then round 1 again
   shutil.copytree(unbroken, broken)
@@ -89,5 +96,11 @@ def test_real_data_needs_seed_labeled_and_unlabeled_files(tmp_path):
   with pytest.raises(GramError, match="config.self_train.seed_files: required"):
     configlib.validate(c)
   c.self_train.seed_files = c.self_train.unlabeled_files = c.self_train.labeled_files
+  with pytest.raises(GramError, match="self_train.task_files: required for task adaptation"):
+    configlib.validate(c)
+  c.self_train.task_files = c.self_train.labeled_files
+  with pytest.raises(GramError, match="self_train.task_files: the same files as labeled"):
+    configlib.validate(c)
+  c.self_train.task_files = str(tmp_path / "task.jsonl")
   with pytest.raises(GramError, match="self_train.seed_files: .*data file not found"):
     configlib.validate(c)

@@ -18,7 +18,11 @@ from tests.helpers import cli
 
 SMALL = dict(seed_pairs=120, labeled_pairs=24, unlabeled_pairs=48, heldout_pairs=40,
              prover_steps=60, policy_steps=60, round_steps=30, policy_epochs=1.0,
-             final_finetune_steps=20)
+             final_finetune_steps=20, task_pairs=24)
+
+
+def stats_of(rows: list[dict], round_index: int) -> dict:
+  return next(r for r in rows if r["stage"] == f"round {round_index}")
 
 
 def test_self_training_rounds_vote_filter_and_export_the_last_measured_model(tmp_path):
@@ -36,6 +40,7 @@ def test_self_training_rounds_vote_filter_and_export_the_last_measured_model(tmp
   for r in (1, 2):
     judged = [json.loads(l) for l in open(workdir / f"round_{r}" / "judged.jsonl")]
     assert len(judged) == 48
+    assert stats_of(rows, r)["judge_prompts_trimmed"] == sum(row["trimmed"] for row in judged)
     for row in judged:  # 3 sampled judgments per order, each rule-checked
       assert [j["swapped"] for j in row["judgments"]] == [False] * 3 + [True] * 3
       valid = [j for j in row["judgments"] if j["problem"] is None]
@@ -52,7 +57,7 @@ def test_self_training_rounds_vote_filter_and_export_the_last_measured_model(tmp
 
   # The baseline trained on every gold label the reasoning side used, no more.
   gold = [json.loads(l) for l in open(workdir / "baseline" / "gold_pairs.jsonl")]
-  assert len(gold) == SMALL["seed_pairs"] + SMALL["labeled_pairs"]
+  assert len(gold) == SMALL["seed_pairs"] + SMALL["labeled_pairs"] + SMALL["task_pairs"]
   heldout = {synthetic.pair_key(p["prompt"], p["chosen"], p["rejected"])
              for p in map(json.loads, open(workdir / "data" / "heldout.jsonl"))}
   assert not heldout & {synthetic.pair_key(g["prompt"], g["chosen"], g["rejected"])
@@ -60,7 +65,8 @@ def test_self_training_rounds_vote_filter_and_export_the_last_measured_model(tmp
 
   # hf/ holds the task-adapted π_φ that the last row measured, read as it was measured.
   card = json.load(open(workdir / "hf" / "judge.json"))
-  assert card["reasoning"]["votes"] == 1 and card["reasoning"]["temperature"] == 0.0
+  assert card["reasoning"]["votes"] == 2 and card["reasoning"]["orders"] == 2  # 1 per order
+  assert card["reasoning"]["temperature"] == 0.0 and card["chat_template"] is None
   exported = transformers.AutoModelForCausalLM.from_pretrained(workdir / "hf").eval()
   measured = gram_jax.load_pretrained(str(workdir / "final" / "policy"))
   ids = np.array([[5, 17, 33, 2, 90, 41]], np.int32)

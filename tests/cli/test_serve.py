@@ -1,6 +1,8 @@
 """The reward server over real HTTP on a loopback port: endpoints, limits, API key, and
 served scores equal to direct RewardModel calls."""
+import importlib.util
 import json
+import os
 import re
 import signal
 import socket
@@ -92,6 +94,7 @@ def test_rank_and_reward(server, reward):
 
 def test_health_and_metrics(server):
   assert call(server, "/health") == (200, {"status": "ok", "reasoning": False, "votes": None,
+                                           "orders": None, "rlhf_readout": None,
                                            "max_len": 1024, "queue_pairs": 0})
   call(server, "/score", as_body(PAIRS[:1]))
   status, text = call(server, "/metrics")
@@ -259,22 +262,29 @@ def reasoning_path(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("reasoning"))
   hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
   write_judge_card(path, templates.COMPACT_RR_PROMPT, ("A", "B"),
-                   Reasoning(max_new_tokens=6, temperature=1.0, votes=3))
+                   Reasoning(max_new_tokens=6, temperature=1.0, votes=6))
   return path
 
 
-def test_a_reasoning_judge_serves_its_vote_shares(reasoning_path):
+def test_a_reasoning_judge_scores_by_votes_and_rewards_rlhf_by_probability(reasoning_path):
   reward = RewardModel.from_pretrained(reasoning_path, max_len=256, batch_size=4)
   running = serve_in_background(RewardServer(reward, LIMITS))
   try:
     status, health = call((running, ""), "/health")
     status, body = call((running, ""), "/score", as_body(PAIRS))
+    reward_status, rewards = call((running, ""), "/get_reward", {
+        "query": [p + r for p, r, _ in PAIRS], "prompts": [p for p, _, _ in PAIRS],
+        "labels": [ref for _, _, ref in PAIRS]})
   finally:
     running.stop()
-  assert health["reasoning"] and health["votes"] == 3
+  assert health["reasoning"] and health["votes"] == 6 and health["orders"] == 2
+  assert health["rlhf_readout"] == "probability"
   judged = reward.judge_batch(PAIRS)
   assert status == 200 and len(judged[0].judgments) == 6
   np.testing.assert_allclose(body["scores"], [j.vote.scores() for j in judged], atol=1e-6)
+  # RLHF rewards: P(A)/P(B) after each rationale (smooth), not a {0, 1/2, 1} vote share.
+  assert reward_status == 200
+  np.testing.assert_allclose(rewards["rewards"], [j.score_a for j in judged], atol=1e-6)
 
 
 def test_best_of_n_votes_with_a_reasoning_judge_only(reasoning_path, model_path, tmp_path):
@@ -293,4 +303,41 @@ def test_best_of_n_votes_with_a_reasoning_judge_only(reasoning_path, model_path,
   assert winner["best_index"] == direct.rank(PAIRS[0][0], [PAIRS[0][1], PAIRS[0][2]]).best
   plain = subprocess.run(command(model_path), cwd=cli.ROOT, env=cli.main_env(),
                          capture_output=True, text=True, timeout=300)
-  assert "--votes and --temperature apply to reasoning judges" in cli.error_line(plain)
+  assert "--votes, --orders and --temperature apply to reasoning judges" in \
+      cli.error_line(plain)
+
+
+def _serve_config(model: str):
+  spec = importlib.util.spec_from_file_location("serve_config",
+                                                os.path.join(cli.ROOT, "configs", "serve.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  c.model.path, c.serve.warm_up = model, False
+  return c
+
+
+def test_serve_reads_a_cardless_model_under_the_release_preset_with_its_own_prompt(
+    model_path):
+  c = _serve_config(model_path)
+  c.reasoning.preset = "release"
+  server = serve_stage.build_server(c)
+  assert server.reward.encoder.template == templates.GRAM_RR_PROMPT
+  assert server.reward.reasoning.orders == 1 and server.rlhf_readout == "probability"
+  assert server.reward.max_len == 8192 - 2048  # serve.max_len 0: the judge's budget
+  c.template.judge = "gram"
+  with pytest.raises(GramError, match="config.template.judge=gram is a verdict-only prompt, "
+                                      "but config.reasoning.preset=release"):
+    serve_stage.build_server(c)
+
+
+def test_best_of_n_refuses_a_verdict_prompt_for_a_reasoning_judge(model_path, tmp_path):
+  (tmp_path / "in.jsonl").write_text(json.dumps(
+      {"prompt": PAIRS[0][0], "responses": [PAIRS[0][1], PAIRS[0][2]]}) + "\n")
+  result = subprocess.run(
+      [sys.executable, "-m", "gram_jax.best_of_n", f"--model={model_path}",
+       f"--input={tmp_path / 'in.jsonl'}", f"--output={tmp_path / 'o.jsonl'}",
+       "--reasoning_preset=release", "--template=gram"],
+      cwd=cli.ROOT, env=cli.main_env(), capture_output=True, text=True, timeout=300)
+  assert "--template=gram is a verdict-only prompt, but --reasoning_preset=release makes " \
+         "this a reasoning judge" in cli.error_line(result)

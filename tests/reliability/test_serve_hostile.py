@@ -261,7 +261,7 @@ def test_references_are_generated_once_per_prompt_checked_first_and_bounded():
   def reference(prompts):
     calls.append(list(prompts))
     time.sleep(0.3)
-    return [f"reference to {p}" for p in prompts]
+    return [f"reference to {p}" for p in prompts], [False] * len(prompts)
   server = RewardServer(tiny_reward(), Limits(reference_cache=2, max_input_tokens=300),
                         reference=reference)
   running = serve_in_background(server)

@@ -127,7 +127,7 @@ def test_rmb_scoring_averages_subsets_within_a_goal_then_goals():
                                "Helpfulness": pytest.approx(0.625)}
   assert summary["overall"] == pytest.approx((0.625 + 0.2) / 2)
   assert summary["items"] == 11 and summary["subsets"]["Pairwise_set/Helpfulness/Code/B"] == 0.5
-  assert "overall (mean of goals)" in benchmarks.markdown("rmb", summary, 0)
+  assert "overall (mean of goals)" in benchmarks.markdown("rmb", {**summary, "trimmed_pairs": 0})
 
 
 def test_hhh_and_pandalm_summaries():
@@ -137,7 +137,7 @@ def test_hhh_and_pandalm_summaries():
   summary = benchmarks.pandalm_summary([(True, True), (False, True), (True, False)], ties=4)
   assert (summary["pairs"], summary["unanimous_pairs"], summary["ties_excluded"]) == (3, 2, 4)
   assert summary["accuracy"] == pytest.approx(2 / 3) and summary["unanimous_accuracy"] == 0.5
-  assert "ties excluded" in benchmarks.markdown("pandalm", summary, 0)
+  assert "ties excluded" in benchmarks.markdown("pandalm", {**summary, "trimmed_pairs": 0})
 
 
 def test_the_shared_pandalm_file():

@@ -61,29 +61,52 @@ def test_rmbench_merges_the_two_safety_subsets_into_one_domain():
 
 
 def test_readout_summary_counts_consistency_and_reasoning_readouts():
-  rows = [dict(consistent=True, votes_per_order=3, verdict_correct=True, voting_correct=True,
+  row = dict(votes=6, orders=2)
+  rows = [dict(row, consistent=True, verdict_correct=True, voting_correct=True,
                probability_correct=False, judgments=6, no_verdict=1, tied=False),
-          dict(consistent=False, votes_per_order=3, verdict_correct=False, voting_correct=True,
+          dict(row, consistent=False, verdict_correct=False, voting_correct=True,
                probability_correct=True, judgments=6, no_verdict=0, tied=False),
-          dict(consistent=False, votes_per_order=3, verdict_correct=False, voting_correct=False,
+          dict(row, consistent=False, verdict_correct=False, voting_correct=False,
                probability_correct=False, judgments=6, no_verdict=3, tied=True)]
   summary = benchmarks.readout_summary(rows)
-  assert summary == {"position_consistency": pytest.approx(1 / 3), "votes": 3,
+  assert summary == {"position_consistency": pytest.approx(1 / 3), "votes": 6, "orders": 2,
                      "verdict_accuracy": pytest.approx(1 / 3),
                      "voting_accuracy": pytest.approx(2 / 3),
                      "probability_accuracy": pytest.approx(1 / 3), "judgments": 18,
                      "no_verdict_judgments": 4, "tied_pairs": 1}
   assert benchmarks.readout_summary([{"consistent": True}]) == {"position_consistency": 1.0}
+  one_order = benchmarks.readout_summary([{"consistent": None}])  # judged in one order
+  assert one_order["position_consistency"] != one_order["position_consistency"]  # NaN
+
+
+def test_rewardbench_reports_gram_pooling_and_the_leaderboard_weighting():
+  # reasoning: math-prm 1 of 2 right; hep-python 2 of 2, hep-go 0 of 2.
+  flags = [("math-prm", True), ("math-prm", False), ("hep-python", True), ("hep-python", True),
+           ("hep-go", False), ("hep-go", False), ("alpacaeval-easy", True)]
+  summary = benchmarks.rewardbench_summary(flags)
+  assert summary["groups"]["reasoning"] == pytest.approx(3 / 6)  # pooled: 3 right of 6
+  # Leaderboard: subset accuracies weighted 984 (math-prm), 164, 164 (hep-*).
+  expected = (0.5 * 984 + 1.0 * 164 + 0.0 * 164) / (984 + 164 + 164)
+  assert summary["leaderboard"]["groups"]["reasoning"] == pytest.approx(expected)
+  assert summary["leaderboard"]["overall"] == pytest.approx((1.0 + expected) / 2)
+  text = benchmarks.markdown("rb.json", {**summary, "trimmed_pairs": 0})
+  assert "| GRAM (pooled within a group) | 100.0 | n/a | n/a | 50.0 | 75.0 |" in text
+  assert f"| leaderboard (subsets weighted, math-prm up-weighted) | 100.0 | n/a | n/a | " \
+         f"{100 * expected:.1f} |" in text
 
 
 def test_markdown_renders_every_kind():
   rb = benchmarks.rewardbench_summary([("alpacaeval-easy", True)])
-  assert "| chat | overall (mean of groups) |" in benchmarks.markdown("rb.json", rb, 2)
+  text = benchmarks.markdown("rb.json", {**rb, "trimmed_pairs": 2, "max_len": 512})
+  assert text.startswith("### rb.json: rewardbench, 1 pairs")
+  assert "| chat | chat-hard | safety | reasoning | overall (mean of groups) |" in text
+  assert "Pairs trimmed to fit the prompt budget of 512 tokens: 2." in text
   rm = benchmarks.rmbench_summary([("chat", np.ones((3, 3), bool))])
-  assert "| chat | 1 | 100.0 | 100.0 | 100.0 | 100.0 |" in benchmarks.markdown("rm", rm, 0)
+  assert "| chat | 1 | 100.0 | 100.0 | 100.0 | 100.0 |" in benchmarks.markdown(
+      "rm", {**rm, "trimmed_pairs": 0})
   jb = benchmarks.judgebench_summary([("livecodebench", True), ("mmlu-pro", False)])
   jb["position_consistency"] = 0.5
-  text = benchmarks.markdown("jb", jb, 0)
+  text = benchmarks.markdown("jb", {**jb, "trimmed_pairs": 0})
   assert "| Knowledge | Coding | micro (official scorer) | macro (mean of groups) |" in text
   assert "| 0.0 | 100.0 | 50.0 | 50.0 |" in text and "Position consistency" in text
 

@@ -3,9 +3,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import gram_jax
-from gram_jax.inference.generate import Generator, Sampling, filter_logits, next_tokens
+from gram_jax.inference.generate import (Generator, PromptTooLong, Sampling, filter_logits,
+                                         next_tokens)
 from gram_jax.text import tokenizer as tok
 from tests.helpers import hf_fixtures, official
 
@@ -101,3 +103,11 @@ def test_greedy_on_a_mesh_equals_single_device(tmp_path):
                       mesh=mesh)
   assert [g.token_ids for g in sharded.generate(PROMPTS, 8)] == [
       g.token_ids for g in single.generate(PROMPTS, 8)]
+
+
+def test_a_prompt_over_the_budget_is_an_error_naming_the_field_never_a_cut(generator):
+  model = nnx.merge(generator.graphdef, generator.params)
+  short = Generator(model, generator.tokenizer, batch_size=4, max_prompt_len=8)
+  with pytest.raises(PromptTooLong, match=r"prover prompts\[3\]: 13 prompt tokens exceed .*"
+                                          r"max_prompt_len=8"):
+    short.generate(PROMPTS, max_new_tokens=2, field="prover prompts", first_index=1)

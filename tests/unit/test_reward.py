@@ -1,5 +1,7 @@
 """RewardModel scores equal the official PyTorch scorer; reasoning readouts and voting@k;
 the verdict loss."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from gram_jax import GramError, parallel
 from gram_jax.inference import ranking
 from gram_jax.inference.batching import bucket_length
 from gram_jax.inference.generate import Sampling
-from gram_jax.inference.reasoning import RationaleJudge
+from gram_jax.inference.reasoning import Judgment, PairJudgment, RationaleJudge
 from gram_jax.inference.reward import RewardModel
 from gram_jax.judge_card import RELEASE, Reasoning, read_judge_card, write_judge_card
 from gram_jax.text import templates
@@ -147,18 +149,15 @@ def test_reasoning_judge_reads_both_orders(reasoning_dir):
   # The published readout: vote shares of the parsed verdicts.
   expected = np.array([j.vote.scores() for j in judged])
   np.testing.assert_allclose(reward.score_batch(PAIRS[:3]), expected)
-  plain = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4, reasoning=None,
-                                      template=templates.COMPACT_RR_PROMPT)
   probability = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4,
                                             reasoning=Reasoning(max_new_tokens=6,
                                                                 score="probability"))
   np.testing.assert_allclose(probability.score_batch(PAIRS[:3]),
                              [j.probability_scores for j in judged], atol=1e-6)
-  assert np.abs(plain.score_batch(PAIRS[:3]) - probability.score_batch(PAIRS[:3])).max() > 1e-3
 
 
-def test_voting_at_k_samples_k_judgments_per_order(reasoning_dir):
-  voting = Reasoning(max_new_tokens=6, temperature=1.0, votes=3)
+def test_voting_at_k_samples_half_the_judgments_in_each_order(reasoning_dir):
+  voting = Reasoning(max_new_tokens=6, temperature=1.0, votes=6)
   reward = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4,
                                        reasoning=voting)
   judged = reward.judge_batch(PAIRS, seed=5)
@@ -174,9 +173,44 @@ def test_voting_at_k_samples_k_judgments_per_order(reasoning_dir):
   assert len({x.reply for j in judged for x in j.judgments}) > 3  # sampling varies them
 
 
+def test_the_release_protocol_judges_k_times_in_the_given_order(reasoning_dir):
+  release = Reasoning(max_new_tokens=6, temperature=1.0, votes=3, orders=1)
+  reward = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4,
+                                       reasoning=release)
+  judged = reward.judge_batch(PAIRS, seed=5)
+  alone = _direct_judge(reasoning_dir).judge_batch(
+      PAIRS[2:3], Sampling(temperature=1.0), seed=5, first_index=2, samples=3, orders=1)[0]
+  assert [x.reply for x in alone.judgments] == [x.reply for x in judged[2].judgments]
+  for j in judged:
+    assert len(j.judgments) == 3 and not any(x.swapped for x in j.judgments)
+    assert j.consistent is None  # one order: position consistency is not measured
+    picks = [x.pick(("A", "B")) for x in j.judgments]
+    if picks.count(0) != picks.count(1):
+      assert j.winner == (0 if picks.count(0) > picks.count(1) else 1)
+
+
+def _verdict(letter, is_swapped=False):
+  return Judgment(is_swapped, "", "", letter, (0.5, 0.5))
+
+
+def test_a_tie_goes_to_the_response_shown_first_with_one_order_only():
+  tie = (_verdict("A"), _verdict("B"), _verdict(None), _verdict(None))
+  assert PairJudgment(tie, orders=1).winner == 0  # the release: max(set(v), key=v.count)
+  assert PairJudgment(tie, orders=1).flipped().winner == 1  # shown first = response_b
+  assert PairJudgment(tie, orders=2).winner is None  # both orders: a tie is no verdict
+  assert PairJudgment((_verdict(None),), orders=1).winner is None  # nobody voted
+  assert PairJudgment((_verdict("B"), _verdict("B"), _verdict("A")), orders=1).winner == 1
+
+
 def test_reasoning_settings_are_checked():
   with pytest.raises(GramError, match="needs sampling"):
     Reasoning(votes=4)
+  with pytest.raises(GramError, match="multiple of orders"):
+    Reasoning(votes=3)
+  with pytest.raises(GramError, match="orders must be 1"):
+    Reasoning(orders=3)
+  assert Reasoning(votes=1, orders=1).samples_per_order == 1
+  assert RELEASE.orders == 1 and RELEASE.prompt_len() == 8192 - 2048
   with pytest.raises(GramError, match="score"):
     Reasoning(score="mean")
   assert (RELEASE.temperature, RELEASE.max_new_tokens) == (0.75, 2048)
@@ -198,3 +232,63 @@ def test_a_broken_judge_card_is_named(tmp_path):
   (tmp_path / "judge.json").write_text('{"template": "x", "reasoning": {"nope": 1}}')
   with pytest.raises(GramError, match="judge.json: not a valid judge card"):
     read_judge_card(str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def plain_dir(tmp_path_factory):
+  """A model from elsewhere: no judge card (a released GRAM-RR checkpoint looks so)."""
+  path = str(tmp_path_factory.mktemp("no_card"))
+  hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
+  return path
+
+
+def test_a_reasoning_judge_gets_the_gram_rr_prompt_unless_one_is_named(plain_dir):
+  released = RewardModel.from_pretrained(plain_dir, reasoning=RELEASE)
+  assert released.encoder.template == templates.GRAM_RR_PROMPT
+  assert released.max_len == 8192 - 2048  # the release context less its reply
+  assert "prompt gram_rr" in released.describe() and "orders=1" in released.describe()
+  named = RewardModel.from_pretrained(plain_dir, reasoning=RELEASE, template="compact_rr")
+  assert named.encoder.template == templates.COMPACT_RR_PROMPT
+  verdict = RewardModel.from_pretrained(plain_dir)
+  assert verdict.encoder.template == templates.GRAM_JUDGE_PROMPT and verdict.reasoning is None
+
+
+def test_a_verdict_prompt_with_a_reasoning_judge_is_an_error_naming_both(plain_dir, tmp_path):
+  with pytest.raises(GramError, match=r"config.template.judge=gram is a verdict-only prompt, "
+                                      r"but config.reasoning.preset=release makes this a "
+                                      r"reasoning judge"):
+    RewardModel.from_pretrained(plain_dir, reasoning=RELEASE, template="gram",
+                                template_field="config.template.judge",
+                                reasoning_field="config.reasoning.preset=release")
+  with pytest.raises(GramError, match="verdict-only prompt"):
+    RewardModel(gram_jax.load_pretrained(plain_dir), tok.load_tokenizer(plain_dir),
+                template=templates.GRAM_JUDGE_PROMPT + "\n", reasoning=Reasoning())
+  card_dir = str(tmp_path / "verdict_card")  # a GRAM judge's card, read with reasoning on
+  hf_fixtures.make_hf_model("qwen3", card_dir, with_tokenizer=True)
+  write_judge_card(card_dir, templates.COMPACT_JUDGE_PROMPT, ("A", "B"), None)
+  with pytest.raises(GramError, match=r"the judge card's template \(compact\) is a "
+                                      r"verdict-only prompt, but reasoning makes"):
+    RewardModel.from_pretrained(card_dir, reasoning=RELEASE)
+  with pytest.raises(GramError, match=r"template=gram_rr asks for a rationale first"):
+    RewardModel.from_pretrained(plain_dir, template="gram_rr", reasoning=None)
+
+
+def test_the_judge_card_records_the_chat_template_and_readers_use_it(plain_dir, tmp_path):
+  path = str(tmp_path / "chat")
+  hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
+  chat = ("{% for m in messages %}<<{{ m['content'] }}>>{% endfor %}"
+          "{% if add_generation_prompt %}=>{% endif %}")
+  write_judge_card(path, templates.COMPACT_JUDGE_PROMPT, ("A", "B"), None, chat)
+  reward = RewardModel.from_pretrained(path)
+  assert reward.encoder.chat_template == chat
+  assert reward.encoder.text("q", "a", "b").startswith("<<") and \
+      reward.encoder.text("q", "a", "b").endswith(">>=>")
+
+
+def test_cards_written_before_orders_existed_keep_their_meaning(tmp_path):
+  (tmp_path / "judge.json").write_text(json.dumps({
+      "template": "t", "labels": ["A", "B"],
+      "reasoning": {"rationale_format": "answer_tag", "max_new_tokens": 8, "temperature": 0.7,
+                    "votes": 3, "score": "verdict"}}))  # then: 3 judgments per order
+  reasoning = read_judge_card(str(tmp_path))["reasoning"]
+  assert (reasoning.votes, reasoning.orders, reasoning.samples_per_order) == (6, 2, 3)

@@ -28,6 +28,22 @@ def test_a_well_formed_judgment_passes():
   assert rules.judgment_problem(GOOD) is None
 
 
+@pytest.mark.parametrize("text,label,named", [
+    ("Response A is more accurate.", "A", True),
+    ("Assistant B gives the date.", "B", True),
+    ("Option (A) answers the question.", "A", True),
+    ("B is correct and concise.", "B", True),
+    ("B's answer is correct.", "B", True),
+    ("A good answer names the date.", "A", False),  # the article, not the label
+    ("A response should be short.", "A", False),
+    ("response a is better", "A", False),  # the letter's case must match
+    ("Response AB is better.", "A", False),
+    ("Response B is better.", "A", False),
+])
+def test_names_label_finds_references_to_a_response_only(text, label, named):
+  assert rules.names_label(text, label) is named
+
+
 @pytest.mark.parametrize("reply,problem", [
     ("<think>\nA is fine.\n</think>\n<answer>\nC\n</answer>", "no_verdict"),
     ("Response A is better.", "no_verdict"),
@@ -37,6 +53,10 @@ def test_a_well_formed_judgment_passes():
     ("<think>\n" + "x" * 101 + "\n</think>\n<answer>\nA\n</answer>", "too_long"),
     ("<think>\nConclusion:\nResponse B is better.\n</think>\n<answer>\nA\n</answer>",
      "contradiction"),
+    # A rationale that never names the response it picks does not vote (SPEC §6.4b).
+    ("<think>\nBoth are polite; the second is more precise.\n</think>\n<answer>\nA\n"
+     "</answer>", "omits_label"),
+    ("<think>\nA clear answer wins here.\n</think>\n<answer>\nA\n</answer>", "omits_label"),
 ])
 def test_each_rule(reply, problem):
   assert rules.judgment_problem(reply, max_rationale_chars=100) == problem
