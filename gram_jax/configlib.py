@@ -103,7 +103,8 @@ def reasoning_config() -> ml_collections.ConfigDict:
   """How evaluate and serve read a GRAM-R² judge; unset fields keep the model's judge card."""
   return ml_collections.ConfigDict(dict(
       mode="auto",  # auto: as the model's judge.json says (or a preset is named) | on | off
-      preset="",  # release: the GRAM-RR release settings (temperature 0.75, 2048 new tokens)
+      preset="",  # release: the GRAM-RR release protocol (GRAM-RR prompt, one order,
+                  # temperature 0.75, 2,048 new tokens, 8,192-token context)
       max_new_tokens=0,  # 0: the card's (or preset's)
       temperature=-1.0,  # < 0: the card's (or preset's)
       votes=0,  # voting@k: judgments in total; 0: the card's (or preset's)
