@@ -33,8 +33,9 @@ class ScalarJudgment:
 
 
 class ScalarRewardModel:
-  """What evaluate reads from a RewardModel (judge_batch, scores_of, batch_size, reasoning),
-  backed by one reward per (prompt, response): the chat-rendered conversation's last token."""
+  """What evaluate reads from a RewardModel (judge_batch, scores_of, describe, batch_size,
+  max_len, reasoning), backed by one reward per (prompt, response): the chat-rendered
+  conversation's last token."""
   reasoning = None
 
   def __init__(self, model: Any, tokenizer: Any, max_len: int, batch_size: int):
@@ -71,6 +72,10 @@ class ScalarRewardModel:
 
   def scores_of(self, judged: list[ScalarJudgment]) -> np.ndarray:
     return np.array([(j.score_a, j.score_b) for j in judged], np.float32)
+
+  def describe(self) -> str:
+    return (f"Bradley–Terry scalar reward model (TRL RewardTrainer): the reward at the last "
+            f"token of each chat-rendered conversation, up to {self.max_len} tokens")
 
 
 class StepTimer(transformers.TrainerCallback):
