@@ -127,7 +127,7 @@ def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None
   model_config = read_saved_model_config(path)
   model_config = model_config.replace(param_dtype=dtype or model_config.param_dtype,
                                       dtype=compute_dtype or dtype or model_config.dtype)
-  checkpointer = RunCheckpointer(os.path.join(path, RUN_CHECKPOINTS), every_steps=1, keep=1)
+  checkpointer = RunCheckpointer.reader(os.path.join(path, RUN_CHECKPOINTS))
   step = checkpointer.latest_step()
   if step is None:
     raise GramError(f"{path}/{RUN_CHECKPOINTS}: no complete checkpoint")
@@ -172,7 +172,11 @@ def check_resumable(workdir: str, model_config: ModelConfig) -> None:
 
 
 class RunCheckpointer:
-  """Orbax CheckpointManager over checkpoints/: async, keep-last-K, resume, reshard."""
+  """Orbax CheckpointManager over checkpoints/: async, keep-last-K, resume, reshard.
+
+  Only the run's writer removes the temporary directories of unfinished steps; a reader
+  (`reader()`: evaluate, export, a status query) must not, since the directory it reads may
+  belong to a run still writing its next step there."""
 
   def __init__(self, directory: str, every_steps: int, keep: int, async_save: bool = True):
     self.directory = storage.absolute(directory)
@@ -183,6 +187,19 @@ class RunCheckpointer:
         max_to_keep=keep, save_interval_steps=every_steps,
         enable_async_checkpointing=async_save, cleanup_tmp_directories=True,
         atomicity_options=commit_file if storage.is_remote(directory) else None)
+    self._open(options)
+
+  @classmethod
+  def reader(cls, directory: str) -> "RunCheckpointer":
+    """Reads steps and their arrays; never saves, deletes or cleans up."""
+    checkpointer = cls.__new__(cls)
+    checkpointer.directory = storage.absolute(directory)
+    checkpointer._open(ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0,
+                                                    max_to_keep=None, create=False,
+                                                    cleanup_tmp_directories=False))
+    return checkpointer
+
+  def _open(self, options: ocp.CheckpointManagerOptions) -> None:
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("params", "train", "meta"))
 
@@ -234,6 +251,10 @@ class RunCheckpointer:
       self.manager.wait_until_finished()
 
   def close(self) -> None:
-    with self._write_errors():
-      self.manager.wait_until_finished()
-    self.manager.close()
+    """Waits for the save in flight; Orbax's threads stop even when that save failed."""
+    try:
+      with self._write_errors():
+        self.manager.wait_until_finished()
+    finally:
+      with contextlib.suppress(Exception):  # a failed write was raised just above
+        self.manager.close()

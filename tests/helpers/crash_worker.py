@@ -49,7 +49,7 @@ def trial_run(workdir: str = ""):
 def main(workdir: str) -> None:
   c, mesh, model_config, batches = trial_run(workdir)
   tokenizer = tok.train_bpe_tokenizer(["a judge reads two responses"] * 8, vocab_size=96)
-  latest = RunCheckpointer(os.path.join(workdir, "checkpoints"), 1, 2).latest_step()
+  latest = RunCheckpointer.reader(os.path.join(workdir, "checkpoints")).latest_step()
   log = Journal(os.path.join(workdir, "generated.jsonl.journal"), {"items": ITEMS})
   final = os.path.join(workdir, "generated.jsonl")
   resumed_rows = log.read()

@@ -27,7 +27,7 @@ def train(workdir: str, tokenizer, steps: int) -> str:
 
 
 def latest(workdir: str) -> int | None:
-  checkpointer = RunCheckpointer(os.path.join(workdir, "checkpoints"), 1, 2)
+  checkpointer = RunCheckpointer.reader(os.path.join(workdir, "checkpoints"))
   step = checkpointer.latest_step()
   checkpointer.close()
   return step

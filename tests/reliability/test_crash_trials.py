@@ -71,7 +71,7 @@ def _check_state(workdir: str, params: dict, target) -> dict:
   torn_line = bool(data) and not data.endswith(b"\n")
   latest = None
   if names:
-    checkpointer = RunCheckpointer(ckpt_dir, 1, 2)
+    checkpointer = RunCheckpointer.reader(ckpt_dir)
     latest = checkpointer.latest_step()
     if latest is not None:  # the latest checkpoint restores, and is the unbroken run's state
       restored, meta = checkpointer.restore(latest, target)

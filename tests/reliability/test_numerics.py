@@ -58,7 +58,7 @@ def test_consecutive_non_finite_steps_stop_with_the_last_good_checkpoint(tmp_pat
   assert "last good checkpoint: step 2" in message and "train.jsonl:" in message
   warnings = [r.getMessage() for r in caplog.records if "update not applied" in r.getMessage()]
   assert len(warnings) == 3 and all("batch: train.jsonl:" in w for w in warnings)
-  checkpointer = RunCheckpointer(os.path.join(workdir, "checkpoints"), 1, 2)
+  checkpointer = RunCheckpointer.reader(os.path.join(workdir, "checkpoints"))
   assert checkpointer.latest_step() == 2  # nothing was saved during the bad streak
   c, mesh, model_config, _ = crash_worker.trial_run(workdir)
   trainer, _, _ = train_fixtures.make_trainer(mesh, model_config, 10, c)
