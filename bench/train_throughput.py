@@ -53,7 +53,8 @@ def bench_jax(args, seq: int, baseline_kb: int) -> dict:
   from gram_jax.training import flops, objectives, train_step
   on_cpu = jax.default_backend() == "cpu"
   model_config = architecture(args.arch, dtype="float32" if on_cpu else "bfloat16",
-                              remat=args.remat, attention=args.attention)
+                              remat=args.remat, attention=args.attention,
+                              attention_block_q=args.block_q, attention_block_kv=args.block_kv)
   mesh = parallel.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
   c = configlib.base_config("pretrain")
   graphdef, abstract = abstract_model(model_config)
@@ -93,6 +94,7 @@ def bench_jax(args, seq: int, baseline_kb: int) -> dict:
           "peak_memory_gb": peak_bytes / 1e9, "device": jax.devices()[0].device_kind,
           "params": model_config.num_params(), "compute_dtype": model_config.dtype,
           "remat": model_config.remat, "attention": model_config.attention,
+          "blocks": [model_config.attention_block_q, model_config.attention_block_kv],
           "loss_chunk_len": args.loss_chunk_len, "final_loss": float(metrics["loss"])}
 
 
@@ -168,7 +170,9 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--remat", default="none", help="none | dots | full (torch: checkpointing)")
-  parser.add_argument("--attention", default="auto", help="auto | xla | cudnn (gram_jax side)")
+  parser.add_argument("--attention", default="auto", help="auto | xla | flash | splash | cudnn (gram_jax side)")
+  parser.add_argument("--block_q", type=int, default=128, help="flash / splash query block")
+  parser.add_argument("--block_kv", type=int, default=128, help="flash / splash key block")
   parser.add_argument("--loss_chunk_len", type=int, default=512)
   parser.add_argument("--peers", default=",".join(SIDES))
   parser.add_argument("--profile_dir", default="", help="gram_jax side: write a profiler trace")

@@ -35,7 +35,10 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.dtype = "auto"  # compute dtype; auto = bfloat16 on accelerators, float32 on CPU
   c.model.remat = "none"  # none | full | dots
-  c.model.attention = "auto"  # auto (cuDNN flash attention on GPU in bf16/f16) | xla | cudnn
+  # auto: splash on TPU, cuDNN on GPU in bf16/f16, else flash | xla | flash | splash | cudnn
+  c.model.attention = "auto"
+  c.model.attention_block_q = 128  # query / key block of the flash and splash kernels
+  c.model.attention_block_kv = 128
   c.model.init = ml_collections.ConfigDict(dict(  # architecture when training from scratch
       family="qwen3", hidden_size=128, intermediate_size=320, num_layers=2, num_heads=4,
       num_kv_heads=2, head_dim=32, max_position_embeddings=1024, tie_word_embeddings=True))
@@ -263,6 +266,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise GramError(f"config.model.remat: {c.model.remat!r} not in ('none', 'full', 'dots')")
   if c.model.attention not in ATTENTION_IMPLS:
     raise GramError(f"config.model.attention: {c.model.attention!r} not in {ATTENTION_IMPLS}")
+  for field in ("attention_block_q", "attention_block_kv"):
+    if c.model[field] < 1:
+      raise GramError(f"config.model.{field}: must be a positive number of tokens, got "
+                      f"{c.model[field]}")
   for value, field in ((c.workdir, "config.workdir"), (c.model.path, "config.model.path"),
                        (c.tokenizer.path, "config.tokenizer.path")):
     storage.check(value, field)

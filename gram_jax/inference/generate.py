@@ -91,16 +91,16 @@ def _generate(graphdef: nnx.GraphDef, params: Any, prompt_ids: jax.Array,
   batch, prompt_len = prompt_ids.shape
   total = prompt_len + max_new
   cache = model.init_cache(batch, total)
-  key_mask = jnp.concatenate([prompt_mask.astype(bool), jnp.zeros((batch, max_new), bool)], 1)
-  causal = jnp.arange(total)[None, :] <= jnp.arange(prompt_len)[:, None]
-  bias = jnp.where(causal[None] & key_mask[:, None, :], 0.0, _MASKED)
+  prompt_segments = prompt_mask.astype(jnp.int32)
+  key_segments = jnp.concatenate([prompt_segments, jnp.zeros((batch, max_new), jnp.int32)], 1)
   positions = positions_from_mask(prompt_mask)
-  hidden, cache = model.forward_cached(prompt_ids, positions, bias, cache, 0)
+  hidden, cache = model.forward_cached(prompt_ids, positions, prompt_segments, key_segments,
+                                       cache, 0)
   logits = model.logits(hidden[:, -1:])[:, 0]
   eos = jnp.asarray(eos_ids, jnp.int32)
 
   def body(carry):
-    step, logits, cache, key_mask, done, out, reason, length, position = carry
+    step, logits, cache, key_segments, done, out, reason, length, position = carry
     token = jnp.where(done, pad_id, next_tokens(logits, row_keys, step, sampling))
     out = out.at[:, step].set(token)
     is_eos = jnp.isin(token, eos) & ~done
@@ -109,17 +109,18 @@ def _generate(graphdef: nnx.GraphDef, params: Any, prompt_ids: jax.Array,
     length = jnp.where(is_eos | is_stop, step + 1, length)
     done = done | is_eos | is_stop
     index = prompt_len + step
-    key_mask = key_mask.at[:, index].set(True)
-    bias = jnp.where((jnp.arange(total)[None, :] <= index) & key_mask, 0.0, _MASKED)[:, None]
-    hidden, cache = model.forward_cached(token[:, None], position[:, None], bias, cache, index)
-    return (step + 1, model.logits(hidden)[:, 0], cache, key_mask, done, out, reason, length,
-            position + 1)
+    key_segments = key_segments.at[:, index].set(1)
+    hidden, cache = model.forward_cached(token[:, None], position[:, None],
+                                         jnp.ones((batch, 1), jnp.int32), key_segments, cache,
+                                         index)
+    return (step + 1, model.logits(hidden)[:, 0], cache, key_segments, done, out, reason,
+            length, position + 1)
 
   def cond(carry):
     return (carry[0] < max_new) & ~jnp.all(carry[4])
 
   start_position = jnp.sum(prompt_mask, axis=1).astype(jnp.int32)
-  carry = (jnp.int32(0), logits, cache, key_mask, jnp.zeros(batch, bool),
+  carry = (jnp.int32(0), logits, cache, key_segments, jnp.zeros(batch, bool),
            jnp.full((batch, max_new), pad_id, jnp.int32), jnp.zeros(batch, jnp.int32),
            jnp.full(batch, max_new, jnp.int32), start_position)
   carry = jax.lax.while_loop(cond, body, carry)

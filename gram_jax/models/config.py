@@ -4,7 +4,7 @@ from typing import Any
 
 FAMILIES = ("llama", "qwen2", "qwen3")
 ROPE_TYPES = ("default", "linear", "llama3")
-ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+ATTENTION_IMPLS = ("auto", "xla", "flash", "splash", "cudnn")  # models/attention.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,10 @@ class ModelConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"  # compute dtype
   remat: str = "none"  # none | full | dots (see models/decoder.py)
-  attention: str = "auto"  # auto (cuDNN flash attention on GPU in bf16/f16, else xla) | xla | cudnn
+  # auto: splash on TPU, cuDNN on GPU in bf16/f16, else flash | xla | flash | splash | cudnn
+  attention: str = "auto"
+  attention_block_q: int = 128  # query / key block of the flash and splash kernels
+  attention_block_kv: int = 128
 
   def __post_init__(self):
     if self.family not in FAMILIES:
@@ -44,6 +47,9 @@ class ModelConfig:
       raise ValueError(f"rope_type must be one of {ROPE_TYPES}, got {self.rope_type!r}")
     if self.attention not in ATTENTION_IMPLS:
       raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {self.attention!r}")
+    if min(self.attention_block_q, self.attention_block_kv) < 1:
+      raise ValueError("attention_block_q and attention_block_kv must be positive, got "
+                       f"{self.attention_block_q} and {self.attention_block_kv}")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(
           f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")

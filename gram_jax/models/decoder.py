@@ -7,11 +7,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gram_jax.models import rope
+from gram_jax.models import attention, rope
 from gram_jax.models.config import ModelConfig
 
-_MASKED = -1e30  # finite, so fully padded query rows give a uniform softmax, not NaN
-_CUDNN_MASKED = -2.0 ** 40  # cuDNN mishandles the difference of two huge negatives
 
 
 def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype: str,
@@ -73,42 +71,36 @@ class Attention(nnx.Module):
     inv_freq = rope.inverse_frequencies(config)
     return rope.apply_rope(q, positions, inv_freq), rope.apply_rope(k, positions, inv_freq), v
 
-  def attend(self, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, mask_bias: jnp.ndarray,
-             fused: bool = True) -> jnp.ndarray:
-    """Softmax attention of q [b,t,h,d] over k, v [b,s,kv,d]; mask_bias is [b,t,s].
-
-    jax.nn.dot_product_attention handles grouped kv heads. Its default is XLA, which
-    materialises the [t, s] scores; with `fused` (t == s, causal) and a GPU in bf16/f16 it
-    runs cuDNN flash attention, which also skips the blocks above the diagonal.
-    """
-    impl = self._implementation(q) if fused else "xla"
-    bias = mask_bias[:, None]
-    if impl == "cudnn":
-      bias = jnp.maximum(bias, _CUDNN_MASKED)
-    out = jax.nn.dot_product_attention(q, k, v, bias=bias.astype(q.dtype),
-                                       is_causal=impl == "cudnn", implementation=impl)
+  def attend(self, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, q_segments: jnp.ndarray,
+             kv_segments: jnp.ndarray, q_offset: jnp.ndarray | int = 0) -> jnp.ndarray:
+    """Causal attention of q [b,t,h,d] over k, v [b,s,kv,d] by segment ids (models/attention.py),
+    then the output projection."""
+    config = self.config
+    out = attention.attention(q, k, v, q_segments, kv_segments, causal=True, q_offset=q_offset,
+                              implementation=config.attention,
+                              block_q=config.attention_block_q,
+                              block_kv=config.attention_block_kv)
     return jnp.einsum("bthd,hde->bte", out, _weight(self.o_kernel, out.dtype))
 
-  def _implementation(self, q: jnp.ndarray) -> str:
-    if self.config.attention != "auto":
-      return self.config.attention
-    supported = (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
-                 and self.config.head_dim % 8 == 0 and self.config.head_dim <= 128)
-    return "cudnn" if supported else "xla"
-
-  def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray):
+  def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, segments: jnp.ndarray):
     q, k, v = self.project_qkv(x, positions)
-    return self.attend(q, k, v, mask_bias)
+    return self.attend(q, k, v, segments, segments)
 
-  def call_cached(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray,
-                  cache: dict, index: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+  def call_cached(self, x: jnp.ndarray, positions: jnp.ndarray, q_segments: jnp.ndarray,
+                  kv_segments: jnp.ndarray, cache: dict,
+                  index: jnp.ndarray | int) -> tuple[jnp.ndarray, dict]:
     """Attention that writes this chunk's keys/values at `index` of the KV cache
-    ([b, max_len, kv, d]) and attends over the whole cache; mask_bias is [b, t, max_len]."""
+    ([b, max_len, kv, d]); kv_segments [b, max_len] marks the cache's valid slots.
+
+    The prompt (index 0) attends over its own keys, so it runs the full-sequence kernels;
+    each later token attends over the cache."""
     q, k, v = self.project_qkv(x, positions)
     start = (0, index, 0, 0)
     cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start),
              "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)}
-    return self.attend(q, cache["k"], cache["v"], mask_bias, fused=False), cache
+    if isinstance(index, int) and index == 0:
+      return self.attend(q, k, v, q_segments, kv_segments[:, :x.shape[1]]), cache
+    return self.attend(q, cache["k"], cache["v"], q_segments, kv_segments, index), cache
 
 
 class MLP(nnx.Module):
@@ -133,13 +125,13 @@ class DecoderLayer(nnx.Module):
     self.post_attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config, rngs, "norm")
     self.mlp = MLP(config, rngs)
 
-  def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, mask_bias: jnp.ndarray):
-    x = x + self.attn(self.input_norm(x), positions, mask_bias)
+  def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, segments: jnp.ndarray):
+    x = x + self.attn(self.input_norm(x), positions, segments)
     return x + self.mlp(self.post_attn_norm(x))
 
-  def call_cached(self, x, positions, mask_bias, cache, index):
-    attended, cache = self.attn.call_cached(self.input_norm(x), positions, mask_bias, cache,
-                                            index)
+  def call_cached(self, x, positions, q_segments, kv_segments, cache, index):
+    attended, cache = self.attn.call_cached(self.input_norm(x), positions, q_segments,
+                                            kv_segments, cache, index)
     x = x + attended
     return x + self.mlp(self.post_attn_norm(x)), cache
 
@@ -160,18 +152,11 @@ def project(hidden: jnp.ndarray, head: jnp.ndarray) -> jnp.ndarray:
   return jnp.einsum("bte,ev->btv", hidden, head, preferred_element_type=jnp.float32)
 
 
-def causal_mask_bias(attention_mask: jnp.ndarray,
-                     segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:
-  """Additive bias [batch, seq, seq]: 0 where a query may attend a key, very negative elsewhere.
-
-  With segment_ids (packed rows; 0 = padding) a token sees only earlier tokens of its segment.
-  """
-  t = attention_mask.shape[-1]
-  causal = jnp.tril(jnp.ones((t, t), dtype=bool))
-  allowed = causal[None] & attention_mask.astype(bool)[:, None, :]
-  if segment_ids is not None:
-    allowed &= segment_ids[:, :, None] == segment_ids[:, None, :]
-  return jnp.where(allowed, 0.0, _MASKED).astype(jnp.float32)
+def row_segments(attention_mask: jnp.ndarray,
+                 segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:
+  """Segment ids of each token (0 = padding): packed rows' own, else 1 where the mask is set."""
+  segments = attention_mask.astype(jnp.int32)
+  return segments if segment_ids is None else segments * segment_ids.astype(jnp.int32)
 
 
 class Decoder(nnx.Module):
@@ -196,17 +181,17 @@ class Decoder(nnx.Module):
                         else (segment_ids > 0).astype(jnp.int32))
     if positions is None:
       positions = positions_from_mask(attention_mask)
-    mask_bias = causal_mask_bias(attention_mask, segment_ids)
+    segments = row_segments(attention_mask, segment_ids)
     x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.config.dtype)
     for layer in self.layers:
-      x = self._run_layer(layer, x, positions, mask_bias)
+      x = self._run_layer(layer, x, positions, segments)
     return self.final_norm(x)
 
-  def _run_layer(self, layer, x, positions, mask_bias):
+  def _run_layer(self, layer, x, positions, segments):
     if self.config.remat == "none":
-      return layer(x, positions, mask_bias)
+      return layer(x, positions, segments)
     policy = REMAT_POLICIES[self.config.remat]
-    return nnx.remat(lambda lyr, *a: lyr(*a), policy=policy)(layer, x, positions, mask_bias)
+    return nnx.remat(lambda lyr, *a: lyr(*a), policy=policy)(layer, x, positions, segments)
 
   def head(self, dtype) -> jnp.ndarray:
     """The LM head [embed, vocab] (the tied embedding, transposed, when tied)."""
@@ -225,16 +210,18 @@ class Decoder(nnx.Module):
             for _ in range(self.config.num_layers)]
 
   def forward_cached(self, input_ids: jnp.ndarray, positions: jnp.ndarray,
-                     mask_bias: jnp.ndarray, cache: list[dict],
-                     index: jnp.ndarray) -> tuple[jnp.ndarray, list[dict]]:
-    """Runs a chunk (the prompt, then one token at a time) against the KV cache.
+                     q_segments: jnp.ndarray, kv_segments: jnp.ndarray, cache: list[dict],
+                     index: jnp.ndarray | int) -> tuple[jnp.ndarray, list[dict]]:
+    """Runs a chunk (the prompt at index 0, then one token at a time) against the KV cache;
+    q_segments [b, chunk] and kv_segments [b, max_len] mark valid tokens and cache slots.
 
     Returns final-normed hidden states of the chunk and the updated cache.
     """
     x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.config.dtype)
     new_cache = []
     for layer, layer_cache in zip(self.layers, cache):
-      x, layer_cache = layer.call_cached(x, positions, mask_bias, layer_cache, index)
+      x, layer_cache = layer.call_cached(x, positions, q_segments, kv_segments, layer_cache,
+                                         index)
       new_cache.append(layer_cache)
     return self.final_norm(x), new_cache
 

@@ -43,14 +43,20 @@ def make_model_config(c: ml_collections.ConfigDict, tokenizer: Any) -> ModelConf
   if c.model.path:
     model_config = pretrained.read_model_config(c.model.path)
     return model_config.replace(param_dtype=c.model.param_dtype, dtype=dtype,
-                                remat=c.model.remat, attention=c.model.attention)
+                                remat=c.model.remat, **attention_settings(c))
   init = c.model.init.to_dict()
   family = init.pop("family")
   return ModelConfig(
       family=family, vocab_size=len(tokenizer), **FAMILY_DEFAULTS[family], **init,
       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
       pad_token_id=tokenizer.pad_token_id, param_dtype=c.model.param_dtype, dtype=dtype,
-      remat=c.model.remat, attention=c.model.attention)
+      remat=c.model.remat, **attention_settings(c))
+
+
+def attention_settings(c: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The attention kernel and its block sizes, as ModelConfig fields."""
+  return {"attention": c.model.attention, "attention_block_q": c.model.attention_block_q,
+          "attention_block_kv": c.model.attention_block_kv}
 
 
 def initial_params(c: ml_collections.ConfigDict, model_config: ModelConfig, mesh: Mesh) -> dict:

@@ -128,7 +128,8 @@ def test_unknown_config_key_is_rejected_before_running(tmp_path):
     ({"data.train_files": "/nonexistent/pairs.jsonl"}, "train_files: .* data file not found"),
     ({"data.cutoff_len": 4096}, "cutoff_len .* exceeds"),
     ({"model.path": "/nonexistent/model"}, "model.path: .* directory not found"),
-    ({"model.attention": "flash"}, "model.attention: 'flash' not in"),
+    ({"model.attention": "flash2"}, "model.attention: 'flash2' not in"),
+    ({"model.attention_block_kv": 0}, "model.attention_block_kv: must be a positive"),
 ])
 def test_config_errors_name_the_field(changes, message):
   c = configlib.base_config("pretrain")

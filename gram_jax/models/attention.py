@@ -1,0 +1,310 @@
+"""Attention over packed rows: one interface, a kernel per backend.
+
+Every kernel applies one rule, given by segment ids rather than a dense bias: query i attends
+key j when both carry the same nonzero segment id (0 = padding, never attended) and, if causal,
+j <= i + q_offset (q_offset places the queries in the key sequence: the KV-cache index when
+decoding). A query that may attend nothing (padding) gets zeros from the blockwise kernels and
+an arbitrary finite row from XLA; no valid position ever reads it.
+
+Kernels, chosen by `model.attention`:
+- xla: `jax.nn.dot_product_attention` with a boolean mask; the [t, s] scores are materialised.
+- flash: blockwise attention in JAX with an online softmax over kv blocks; blocks above the
+  diagonal or whose segments cannot meet are skipped; a custom VJP recomputes each block, so
+  memory is linear in the sequence. Runs on every backend (CPU's default from 1,024 keys).
+- splash: Pallas splash attention (TPU) with `SegmentIds` and causal block skipping, under
+  `shard_map` over the ambient mesh (batch over data/fsdp, heads over tensor). On CPU it runs
+  in Pallas interpret mode (tests only: slow).
+- cudnn: cuDNN flash attention (GPU, bf16/f16) through `jax.nn.dot_product_attention`; it has no
+  packed-segment input there, so segments still travel as a dense bias.
+"""
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+
+IMPLEMENTATIONS = ("auto", "xla", "flash", "splash", "cudnn")
+_MASKED = -1e30  # finite: fully masked rows give a uniform softmax in XLA, not NaN
+_CUDNN_MASKED = -2.0 ** 40  # cuDNN mishandles the difference of two huge negatives
+
+
+# Below this many keys the dense XLA path is as fast on CPU (measured: equal at 512 tokens,
+# XLA 12 % faster at 4 x 256; flash 2x faster at 2,048 and linear in memory: BENCHMARKS.md).
+FLASH_FROM_KEYS = 1024
+
+
+def resolve(implementation: str, dtype, head_dim: int, t: int, s: int) -> str:
+  """The kernel `implementation` means for t queries over s keys on this backend: splash and
+  cudnn need queries that span the keys (else flash); auto picks per backend and length."""
+  full_sequence = t == s
+  if implementation != "auto":
+    return implementation if full_sequence or implementation in ("xla", "flash") else "flash"
+  backend = jax.default_backend()
+  if backend == "tpu" and full_sequence:
+    return "splash"
+  if (backend == "gpu" and full_sequence and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+      and head_dim % 8 == 0 and head_dim <= 128):
+    return "cudnn"
+  return "flash" if s >= FLASH_FROM_KEYS else "xla"
+
+
+def allowed(q_segments: jax.Array, kv_segments: jax.Array, causal: bool,
+            q_offset: jax.Array | int = 0) -> jax.Array:
+  """Which keys each query may attend, [batch, t, s] booleans (the rule above)."""
+  ok = (q_segments[:, :, None] == kv_segments[:, None, :]) & (kv_segments[:, None, :] != 0)
+  if causal:
+    q_index = jnp.arange(q_segments.shape[1])[:, None] + q_offset
+    ok &= jnp.arange(kv_segments.shape[1])[None, :] <= q_index
+  return ok
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, q_segments: jax.Array,
+              kv_segments: jax.Array, *, causal: bool = True, q_offset: jax.Array | int = 0,
+              implementation: str = "auto", block_q: int = 128,
+              block_kv: int = 128) -> jax.Array:
+  """Softmax attention of q [b, t, h, d] over k, v [b, s, kv_heads, d] (grouped heads)."""
+  impl = resolve(implementation, q.dtype, q.shape[-1], q.shape[1], k.shape[1])
+  if impl == "flash":
+    return flash_attention(q, k, v, q_segments, kv_segments, jnp.asarray(q_offset, jnp.int32),
+                           causal, block_q, block_kv)
+  if impl == "splash":
+    return splash_attention(q, k, v, q_segments, kv_segments, causal, block_q, block_kv)
+  mask = allowed(q_segments, kv_segments, causal, q_offset)[:, None]
+  if impl == "cudnn":
+    bias = jnp.where(mask, 0.0, _CUDNN_MASKED).astype(q.dtype)
+    return jax.nn.dot_product_attention(q, k, v, bias=bias, is_causal=causal,
+                                        implementation="cudnn")
+  return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
+
+
+# --- flash: blockwise attention in JAX ------------------------------------------------------
+
+def _pad_to(x: jax.Array, multiple: int, axis: int = 1) -> jax.Array:
+  pad = -x.shape[axis] % multiple
+  if not pad:
+    return x
+  widths = [(0, 0)] * x.ndim
+  widths[axis] = (0, pad)
+  return jnp.pad(x, widths)
+
+
+def _segment_ranges(segments: jax.Array, block: int) -> tuple[jax.Array, jax.Array]:
+  """Smallest and largest nonzero segment id of each block, [blocks, batch]."""
+  b, n = segments.shape
+  blocks = segments.reshape(b, n // block, block)
+  big = jnp.iinfo(jnp.int32).max
+  low = jnp.min(jnp.where(blocks > 0, blocks, big), axis=-1)
+  high = jnp.max(blocks, axis=-1)
+  return low.T, high.T
+
+
+class _Blocks:
+  """The padded, blocked operands of one flash call and the rule of which blocks can meet."""
+
+  def __init__(self, q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv):
+    self.t, self.s = q.shape[1], k.shape[1]
+    self.bq, self.bk = min(block_q, self.t), min(block_kv, self.s)
+    self.causal, self.q_offset = causal, q_offset
+    b, _, h, d = q.shape
+    self.kv_heads = k.shape[2]
+    self.group = h // self.kv_heads
+    self.scale = 1.0 / math.sqrt(d)
+    # Head-major layouts, once: every block product is then a plain batched matmul.
+    self.q = _pad_to(q, self.bq).reshape(b, -1, self.kv_heads, self.group, d)
+    self.q = self.q.transpose(0, 2, 3, 1, 4)  # [b, kv, g, t, d]
+    self.k = _pad_to(k, self.bk).transpose(0, 2, 1, 3)  # [b, kv, s, d]
+    self.v = _pad_to(v, self.bk).transpose(0, 2, 1, 3)
+    self.q_segments = _pad_to(q_segments.astype(jnp.int32), self.bq)
+    self.kv_segments = _pad_to(kv_segments.astype(jnp.int32), self.bk)
+    self.n_q, self.n_kv = self.q.shape[3] // self.bq, self.k.shape[2] // self.bk
+    self.q_ranges = _segment_ranges(self.q_segments, self.bq)
+    self.kv_ranges = _segment_ranges(self.kv_segments, self.bk)
+
+  def kv_blocks_of(self, i):
+    """The kv blocks query block i may see: [0, end)."""
+    if not self.causal:
+      return self.n_kv
+    last_query = self.q_offset + (i + 1) * self.bq - 1
+    return jnp.clip(last_query // self.bk + 1, 0, self.n_kv)
+
+  def q_blocks_of(self, j):
+    """The query blocks that may see kv block j: [start, n_q)."""
+    if not self.causal:
+      return 0
+    return jnp.clip((j * self.bk - self.q_offset) // self.bq, 0, self.n_q)
+
+  def meet(self, i, j) -> jax.Array:
+    """Whether any row's query block i and kv block j share a segment (else skip them)."""
+    q_low, q_high = self.q_ranges[0][i], self.q_ranges[1][i]
+    kv_low, kv_high = self.kv_ranges[0][j], self.kv_ranges[1][j]
+    return jnp.any((q_low <= kv_high) & (kv_low <= q_high))
+
+  def block(self, i, j):
+    """Query block i's q [b, kv, g, bq, d], kv block j's k, v [b, kv, bk, d] and the mask
+    [b, 1, 1, bq, bk]."""
+    q = jax.lax.dynamic_slice_in_dim(self.q, i * self.bq, self.bq, axis=3)
+    k = jax.lax.dynamic_slice_in_dim(self.k, j * self.bk, self.bk, axis=2)
+    v = jax.lax.dynamic_slice_in_dim(self.v, j * self.bk, self.bk, axis=2)
+    q_seg = jax.lax.dynamic_slice_in_dim(self.q_segments, i * self.bq, self.bq, axis=1)
+    kv_seg = jax.lax.dynamic_slice_in_dim(self.kv_segments, j * self.bk, self.bk, axis=1)
+    ok = (q_seg[:, :, None] == kv_seg[:, None, :]) & (kv_seg[:, None, :] != 0)
+    if self.causal:
+      q_index = i * self.bq + jnp.arange(self.bq)[:, None] + self.q_offset
+      ok &= j * self.bk + jnp.arange(self.bk)[None, :] <= q_index
+    return q, k, v, ok[:, None, None]
+
+  def scores(self, q, k, ok):
+    s = jnp.einsum("bhgqd,bhkd->bhgqk", q, k, preferred_element_type=jnp.float32)
+    return jnp.where(ok, s * self.scale, _MASKED)
+
+
+def _flash_forward(blocks: _Blocks) -> tuple[jax.Array, jax.Array]:
+  """Output [b, kv, g, t_padded, d] (float32) and log-sum-exp [b, kv, g, t_padded]."""
+  b, d = blocks.q.shape[0], blocks.q.shape[-1]
+  shape = (b, blocks.kv_heads, blocks.group, blocks.bq)
+
+  def query_block(i):
+    def visit(j, carry):
+      def compute(carry):
+        acc, m, l = carry
+        q, k, v, ok = blocks.block(i, j)
+        s = blocks.scores(q, k, ok)
+        m_new = jnp.maximum(m, jnp.max(s, axis=-1))
+        p = jnp.where(ok, jnp.exp(s - m_new[..., None]), 0.0)
+        correction = jnp.exp(m - m_new)
+        pv = jnp.einsum("bhgqk,bhkd->bhgqd", p.astype(v.dtype), v,
+                        preferred_element_type=jnp.float32)
+        return acc * correction[..., None] + pv, m_new, l * correction + jnp.sum(p, axis=-1)
+      return jax.lax.cond(blocks.meet(i, j), compute, lambda c: c, carry)
+
+    init = (jnp.zeros(shape + (d,), jnp.float32), jnp.full(shape, _MASKED, jnp.float32),
+            jnp.zeros(shape, jnp.float32))
+    acc, m, l = jax.lax.fori_loop(0, blocks.kv_blocks_of(i), visit, init)
+    seen = l > 0
+    safe = jnp.where(seen, l, 1.0)
+    return acc / safe[..., None], jnp.where(seen, m + jnp.log(safe), 0.0)
+
+  out, lse = jax.lax.map(query_block, jnp.arange(blocks.n_q))  # [n_q, b, kv, g, bq, ...]
+  out = jnp.moveaxis(out, 0, 3).reshape(b, blocks.kv_heads, blocks.group, -1, d)
+  lse = jnp.moveaxis(lse, 0, 3).reshape(b, blocks.kv_heads, blocks.group, -1)
+  return out, lse
+
+
+def _flash_backward(blocks: _Blocks, out, lse, d_out):
+  """Gradients of q [b, kv, g, t, d] and k, v [b, kv, s, d], recomputing each block's
+  probabilities from the saved log-sum-exp."""
+  delta = jnp.sum(out * d_out, axis=-1)
+
+  def kv_block(dq, j):
+    def visit(i, carry):
+      def compute(carry):
+        dq, dk, dv = carry
+        q, k, v, ok = blocks.block(i, j)
+        start = i * blocks.bq
+        lse_i = jax.lax.dynamic_slice_in_dim(lse, start, blocks.bq, axis=-1)
+        delta_i = jax.lax.dynamic_slice_in_dim(delta, start, blocks.bq, axis=-1)
+        do = jax.lax.dynamic_slice_in_dim(d_out, start, blocks.bq, axis=3)
+        p = jnp.where(ok, jnp.exp(blocks.scores(q, k, ok) - lse_i[..., None]), 0.0)
+        dv = dv + jnp.einsum("bhgqk,bhgqd->bhkd", p, do)
+        dp = jnp.einsum("bhgqd,bhkd->bhgqk", do, v.astype(jnp.float32))
+        ds = p * (dp - delta_i[..., None]) * blocks.scale
+        dk = dk + jnp.einsum("bhgqk,bhgqd->bhkd", ds, q.astype(jnp.float32))
+        dq_i = jax.lax.dynamic_slice_in_dim(dq, start, blocks.bq, axis=3)
+        dq_i = dq_i + jnp.einsum("bhgqk,bhkd->bhgqd", ds, k.astype(jnp.float32))
+        return jax.lax.dynamic_update_slice_in_dim(dq, dq_i, start, axis=3), dk, dv
+      return jax.lax.cond(blocks.meet(i, j), compute, lambda c: c, carry)
+
+    kv_shape = blocks.k.shape[:2] + (blocks.bk, blocks.k.shape[-1])
+    init = (dq, jnp.zeros(kv_shape, jnp.float32), jnp.zeros(kv_shape, jnp.float32))
+    dq, dk, dv = jax.lax.fori_loop(blocks.q_blocks_of(j), blocks.n_q, visit, init)
+    return dq, (dk, dv)
+
+  dq, (dk, dv) = jax.lax.scan(kv_block, jnp.zeros(blocks.q.shape, jnp.float32),
+                              jnp.arange(blocks.n_kv))  # dk, dv: [n_kv, b, kv, bk, d]
+  dk = jnp.moveaxis(dk, 0, 2).reshape(blocks.k.shape)
+  dv = jnp.moveaxis(dv, 0, 2).reshape(blocks.k.shape)
+  return dq, dk, dv
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
+def flash_attention(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv):
+  """Blockwise attention; see the module docstring for the rule and the skipping."""
+  return _flash(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv)[0]
+
+
+def _flash(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv):
+  blocks = _Blocks(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv)
+  out, lse = _flash_forward(blocks)
+  b, t, h, d = q.shape
+  result = out.transpose(0, 3, 1, 2, 4).reshape(b, -1, h, d)[:, :t].astype(q.dtype)
+  return result, (q, k, v, q_segments, kv_segments, q_offset, out, lse)
+
+
+def _flash_fwd(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv):
+  return _flash(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv)
+
+
+def _flash_bwd(causal, block_q, block_kv, residuals, d_result):
+  q, k, v, q_segments, kv_segments, q_offset, out, lse = residuals
+  blocks = _Blocks(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv)
+  b, t, h, d = q.shape
+  d_out = _pad_to(d_result.astype(jnp.float32), blocks.bq)
+  d_out = d_out.reshape(b, -1, blocks.kv_heads, blocks.group, d).transpose(0, 2, 3, 1, 4)
+  dq, dk, dv = _flash_backward(blocks, out, lse, d_out)
+  dq = dq.transpose(0, 3, 1, 2, 4).reshape(b, -1, h, d)[:, :t].astype(q.dtype)
+  s = k.shape[1]
+  dk, dv = (x.transpose(0, 2, 1, 3)[:, :s].astype(k.dtype) for x in (dk, dv))
+  return dq, dk, dv, None, None, None
+
+
+flash_attention.defvjp(_flash_fwd, _flash_bwd)
+
+
+# --- splash: Pallas TPU kernel -------------------------------------------------------------
+
+def _splash_kernel(t: int, s: int, group: int, causal: bool, block_q: int, block_kv: int,
+                   interpret: bool):
+  from jax.experimental.pallas.ops.tpu.splash_attention import (
+      splash_attention_kernel as splash, splash_attention_mask as masks)
+  head_mask = masks.CausalMask((t, s)) if causal else masks.FullMask((t, s))
+  bq, bk = min(block_q, t), min(block_kv, s)
+  sizes = splash.BlockSizes(block_q=bq, block_kv=bk, block_kv_compute=bk, block_q_dkv=bq,
+                            block_kv_dkv=bk, block_kv_dkv_compute=bk, block_q_dq=bq,
+                            block_kv_dq=bk)
+  kernel = splash.make_splash_mqa_single_device(
+      mask=masks.MultiHeadMask([head_mask] * group), block_sizes=sizes, interpret=interpret)
+  return kernel, splash.SegmentIds
+
+
+def _splash_local(q, k, v, q_segments, kv_segments, causal, block_q, block_kv):
+  """Splash on one device's shard: q [b, t, h, d], k, v [b, s, kv, d]."""
+  b, t, h, d = q.shape
+  kv_heads = k.shape[2]
+  kernel, segment_ids = _splash_kernel(t, k.shape[1], h // kv_heads, causal, block_q, block_kv,
+                                       interpret=jax.default_backend() != "tpu")
+  # MQA kernel per kv head: q [group, t, d] against k, v [s, d]; splash does not scale q.
+  q = (q / math.sqrt(d)).reshape(b, t, kv_heads, h // kv_heads, d).transpose(0, 2, 3, 1, 4)
+  k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+
+  def one_row(q, k, v, q_seg, kv_seg):
+    ids = segment_ids(q=q_seg, kv=kv_seg)
+    return jax.vmap(lambda q, k, v: kernel(q, k, v, segment_ids=ids))(q, k, v)
+
+  out = jax.vmap(one_row)(q, k, v, q_segments.astype(jnp.int32), kv_segments.astype(jnp.int32))
+  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+
+
+def splash_attention(q, k, v, q_segments, kv_segments, causal, block_q, block_kv):
+  """Splash under shard_map over the ambient mesh (`jax.set_mesh`), if one is set."""
+  local = functools.partial(_splash_local, causal=causal, block_q=block_q, block_kv=block_kv)
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return local(q, k, v, q_segments, kv_segments)
+  names = mesh.axis_names
+  batch = tuple(a for a in ("data", "fsdp") if a in names) or None
+  heads = "tensor" if "tensor" in names and k.shape[2] % mesh.shape["tensor"] == 0 else None
+  qkv, segments = P(batch, None, heads, None), P(batch, None)
+  return jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, segments, segments),
+                       out_specs=qkv, check_vma=False)(q, k, v, q_segments, kv_segments)
+
