@@ -117,8 +117,14 @@ class Trainer:
 
   def compile_step(self) -> Callable[[State, dict], tuple[State, dict]]:
     replicated = NamedSharding(self.mesh, PartitionSpec())
-    return jax.jit(self._step, in_shardings=(self.state_shardings, self.batch_sharding),
+    return jax.jit(self._step_on_mesh,
+                   in_shardings=(self.state_shardings, self.batch_sharding),
                    out_shardings=(self.state_shardings, replicated), donate_argnums=0)
+
+  def _step_on_mesh(self, state: State, batch: dict) -> tuple[State, dict]:
+    """Traces under the mesh, so kernels that map over it (splash's shard_map) find it."""
+    with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh):
+      return self._step(state, batch)
 
   def put_batch(self, host_batch: dict) -> dict:
     """Assembles the global batch from each host's rows (axis 1 is the data-parallel axis)."""

@@ -1,13 +1,17 @@
 """Splash attention under shard_map on an 8-device CPU mesh (run by test_attention.py with
 XLA_FLAGS=--xla_force_host_platform_device_count=8): batch over data × fsdp, heads over
-tensor; forward and gradients against the XLA reference on the same sharded inputs."""
+tensor; forward and gradients against the XLA reference on the same sharded inputs; then
+two training steps of the Trainer (which traces under its mesh) with splash and with XLA."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gram_jax import parallel
+from gram_jax.data import loader
 from gram_jax.models import attention
+from gram_jax.stages import setup
+from tests.helpers import train_fixtures
 
 
 def main() -> None:
@@ -41,6 +45,22 @@ def main() -> None:
     assert relative(gx, gs) <= 1e-4
   assert out_s.sharding.spec == heads.spec, out_s.sharding
   print("splash on mesh", dict(mesh.shape), "ok")
+  losses = {impl: train_losses(mesh, impl) for impl in ("splash", "xla")}
+  np.testing.assert_allclose(losses["splash"], losses["xla"], rtol=1e-5)
+  print("trainer with splash", losses)
+
+
+def train_losses(mesh, implementation: str) -> list[float]:
+  model_config = train_fixtures.small_model_config().replace(
+      attention=implementation, attention_block_q=128, attention_block_kv=128)
+  trainer, model_config, c = train_fixtures.make_trainer(mesh, model_config)
+  state = trainer.init_state(setup.initial_params(c, model_config, mesh), seed=0)
+  batches = loader.BatchIterator(train_fixtures.random_dataset(), rows=4, seq_len=128, seed=1)
+  step, losses = trainer.compile_step(), []
+  for _ in range(2):
+    state, metrics = step(state, trainer.put_batch(next(batches)))
+    losses.append(float(metrics["loss"]))
+  return losses
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def test_splash_under_shard_map_on_an_8_device_mesh():
   result = subprocess.run([sys.executable, "-m", "tests.helpers.splash_mesh_worker"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "splash on mesh" in result.stdout
+  assert "splash on mesh" in result.stdout and "trainer with splash" in result.stdout
 
 
 @pytest.mark.parametrize("implementation", ["flash", "xla"])
