@@ -26,8 +26,9 @@ for part in "$@"; do
         python3 -m pytest -q -p no:cacheprovider tests/unit/test_hf_parity.py \
         tests/unit/test_generate.py tests/unit/test_reward.py -k "not mesh" 2>&1 | tail -15 \
         | tee "$OUT/parity.txt" ;;
-    attention)
-      timeout 120 python3 bench/attention_check.py 2>&1 | tail -20 | tee "$OUT/attention.json" ;;
+    attention)  # every kernel vs XLA, then fwd+bwd at 8k vs torch sdpa (flash vs cudnn)
+      timeout 240 python3 bench/attention_check.py --time --seq=8192 2>&1 | tail -40 \
+        | tee "$OUT/attention.json" ;;
     train)
       timeout 300 python3 bench/train_throughput.py --arch=llama3.2-1b --batch=8 --seq=2048 \
         --steps=10 --remat=full 2>&1 | tail -40 | tee "$OUT/train.json" ;;
