@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 IMPLEMENTATIONS = ("auto", "xla", "flash", "splash", "cudnn")
-_MASKED = -1e30  # finite: fully masked rows give a uniform softmax in XLA, not NaN
+_MASKED = -1e30  # a masked score in the flash kernel: finite, so no inf - inf = NaN
 _CUDNN_MASKED = -2.0 ** 40  # cuDNN mishandles the difference of two huge negatives
 
 
