@@ -148,11 +148,8 @@ class _Blocks:
     v = jax.lax.dynamic_slice_in_dim(self.v, j * self.bk, self.bk, axis=2)
     q_seg = jax.lax.dynamic_slice_in_dim(self.q_segments, i * self.bq, self.bq, axis=1)
     kv_seg = jax.lax.dynamic_slice_in_dim(self.kv_segments, j * self.bk, self.bk, axis=1)
-    ok = (q_seg[:, :, None] == kv_seg[:, None, :]) & (kv_seg[:, None, :] != 0)
-    if self.causal:
-      q_index = i * self.bq + jnp.arange(self.bq)[:, None] + self.q_offset
-      ok &= j * self.bk + jnp.arange(self.bk)[None, :] <= q_index
-    return q, k, v, ok[:, None, None]
+    offset = i * self.bq + self.q_offset - j * self.bk  # the block's queries among its keys
+    return q, k, v, allowed(q_seg, kv_seg, self.causal, offset)[:, None, None]
 
   def scores(self, q, k, ok):
     s = jnp.einsum("bhgqd,bhkd->bhgqk", q, k, preferred_element_type=jnp.float32)
@@ -241,10 +238,6 @@ def _flash(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv
   return result, (q, k, v, q_segments, kv_segments, q_offset, out, lse)
 
 
-def _flash_fwd(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv):
-  return _flash(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv)
-
-
 def _flash_bwd(causal, block_q, block_kv, residuals, d_result):
   q, k, v, q_segments, kv_segments, q_offset, out, lse = residuals
   blocks = _Blocks(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv)
@@ -258,7 +251,7 @@ def _flash_bwd(causal, block_q, block_kv, residuals, d_result):
   return dq, dk, dv, None, None, None
 
 
-flash_attention.defvjp(_flash_fwd, _flash_bwd)
+flash_attention.defvjp(_flash, _flash_bwd)
 
 
 # --- splash: Pallas TPU kernel -------------------------------------------------------------
