@@ -4,6 +4,7 @@ Bradley–Terry reward model users train today (TRL's RewardTrainer) as the peer
   python bench/replicate_gram.py                  # the full recipe: needs a GPU (hours on CPU)
   python bench/replicate_gram.py --scale=smoke    # the same recipe on a small subset (CPU)
   python bench/replicate_gram.py --seeds=0,1,2 --workdir=/tmp/replicate
+  python bench/replicate_gram.py --scale=smoke --rows=gram_r2   # one row, same data and seed
 
 Recipe, per seed (a rerun reuses every finished step under --workdir):
   zero-shot        SmolLM2 judging with the official GRAM prompt, no training;
@@ -46,6 +47,8 @@ from replicate_data import (  # noqa: E402
     SHARED, native_eval_sets, questions, sample, seed_proofs, train_set, write_json)
 
 FILE_NAMES = {"rmbench": "rmbench_chat"}
+# --rows names: each selects the rows of one part of the recipe.
+PARTS = ("zero_shot", "bt", "ft", "stage1", "gram_r2")
 ROWS = ("zero-shot", "BT (TRL RewardTrainer)", "GRAM ft ε=0.1", "GRAM ft ε=0",
         "GRAM s1 + ft ε=0.1", "GRAM-R² (self-training)")
 COLUMNS = (("llmbar", "LLMBar (chat-hard)"), ("hhh", "HHH"), ("rmbench", "RM-Bench chat"),
@@ -189,33 +192,38 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dic
   base = smollm2_instruct()
   rows: dict[str, dict] = {}
   start = time.time()
-  rows["zero-shot"] = figures(evaluate_gram(base, os.path.join(out, "eval_zero_shot"), files,
-                                            scale))
-  import bt_peer  # torch and trl load only here
-  peer_key = fingerprint([base, train["path"], *files.values(), scale.cutoff, scale.epochs,
-                          scale.pairs_per_step, scale.learning_rate, scale.eval_batch, seed])
-  bt = bt_peer.train_and_evaluate(base, train, files, scale, seed, os.path.join(out, "bt"),
-                                  peer_key)
-  rows["BT (TRL RewardTrainer)"] = {
-      **figures(bt["summaries"]), "pairs_per_second": bt["pairs_per_second"],
-      "pairs_filtered_too_long": bt["pairs_filtered_too_long"]}
+  if "zero_shot" in args.rows:
+    rows["zero-shot"] = figures(evaluate_gram(base, os.path.join(out, "eval_zero_shot"), files,
+                                              scale))
+  if "bt" in args.rows:
+    import bt_peer  # torch and trl load only here
+    peer_key = fingerprint([base, train["path"], *files.values(), scale.cutoff, scale.epochs,
+                            scale.pairs_per_step, scale.learning_rate, scale.eval_batch, seed])
+    bt = bt_peer.train_and_evaluate(base, train, files, scale, seed, os.path.join(out, "bt"),
+                                    peer_key)
+    rows["BT (TRL RewardTrainer)"] = {
+        **figures(bt["summaries"]), "pairs_per_second": bt["pairs_per_second"],
+        "pairs_filtered_too_long": bt["pairs_filtered_too_long"]}
   for name, smoothing in (("GRAM ft ε=0.1", 0.1), ("GRAM ft ε=0", 0.0)):
+    if "ft" not in args.rows:
+      break
     workdir = main_stage("finetune", os.path.join(out, f"ft_eps{smoothing}"),
                          f"--config.model.path={base}",
                          f"--config.train.label_smoothing={smoothing}",
                          *train_overrides(scale, seed, train, scale.learning_rate, 2))
     rows[name] = {**figures(evaluate_gram(workdir, workdir + "_eval", files, scale)),
                   "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
-  stage1 = main_stage("pretrain", os.path.join(out, "stage1"), f"--config.model.path={base}",
-                      "--config.data.pack=false",
-                      *train_overrides(scale, seed, train, scale.pretrain_learning_rate, 1))
-  workdir = main_stage("finetune", os.path.join(out, "stage1_ft"),
-                       f"--config.model.path={stage1}",
-                       *train_overrides(scale, seed, train, scale.learning_rate, 2))
-  rows["GRAM s1 + ft ε=0.1"] = {
-      **figures(evaluate_gram(workdir, workdir + "_eval", files, scale)),
-      "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
-  if args.gram_r2:
+  if "stage1" in args.rows:
+    stage1 = main_stage("pretrain", os.path.join(out, "stage1"), f"--config.model.path={base}",
+                        "--config.data.pack=false",
+                        *train_overrides(scale, seed, train, scale.pretrain_learning_rate, 1))
+    workdir = main_stage("finetune", os.path.join(out, "stage1_ft"),
+                         f"--config.model.path={stage1}",
+                         *train_overrides(scale, seed, train, scale.learning_rate, 2))
+    rows["GRAM s1 + ft ε=0.1"] = {
+        **figures(evaluate_gram(workdir, workdir + "_eval", files, scale)),
+        "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
+  if "gram_r2" in args.rows:
     rows["GRAM-R² (self-training)"] = gram_r2_row(out, base, train, files, scale, seed, asked)
   print(f"seed {seed}: {(time.time() - start) / 60:.1f} min", flush=True)
   return {"train": train, "rows": rows}
@@ -284,15 +292,16 @@ def table(results: dict[int, dict]) -> str:
     lines.append(f"| {row} | " + " | ".join(cells) + " |")
   lines.append("")
   for seed, r in results.items():
-    train, peer = r["train"], r["rows"]["BT (TRL RewardTrainer)"]
+    train, peer = r["train"], r["rows"].get("BT (TRL RewardTrainer)")
     trimmed = {row: figures["trimmed"] for row, figures in r["rows"].items()}
+    filtered = ("" if peer is None else
+                f" TRL filtered {peer['pairs_filtered_too_long']} pairs longer than the cutoff "
+                f"(RewardConfig.max_length) and trained on the rest;")
     lines.append(
         f"Seed {seed}: {train['pairs']} training pairs ({train['dropped_eval_overlap']} dropped "
         f"for asking an evaluation question, {train['dropped_duplicates']} repeated, "
-        f"{train['skipped_bad']} unreadable); TRL filtered "
-        f"{peer['pairs_filtered_too_long']} pairs longer than the cutoff (RewardConfig."
-        f"max_length) and trained on the rest; judged pairs trimmed to the cutoff per row: "
-        f"{trimmed}.")
+        f"{train['skipped_bad']} unreadable);{filtered} judged pairs trimmed to the cutoff "
+        f"per row: {trimmed}.")
   return "\n".join(lines)
 
 
@@ -304,11 +313,17 @@ def main() -> None:
   parser.add_argument("--gram_r2", action="store_true",
                       help="add the GRAM-R² row (stage self_train; hours on a GPU at full "
                       "scale, not yet run end to end: see BENCHMARKS.md)")
+  parser.add_argument("--rows", default=",".join(PARTS[:-1]),
+                      help=f"comma-separated parts of the recipe to run, of {', '.join(PARTS)}"
+                      " (a part's rows use the same data and seed as in a full run)")
   parser.add_argument("--workdir", default=os.path.join(ROOT, "workdir", "replicate_gram"))
   args = parser.parse_args()
   if not os.path.isdir(SHARED):
     sys.exit(f"{SHARED}: the shared data folder is missing")
   scale = SCALES[args.scale]
+  args.rows = set(filter(None, args.rows.split(","))) | ({"gram_r2"} if args.gram_r2 else set())
+  if unknown := args.rows - set(PARTS):
+    parser.error(f"--rows: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
   results = {int(s): run_seed(args, scale, int(s)) for s in args.seeds.split(",")}
   text = table(results)
   os.makedirs(args.workdir, exist_ok=True)
