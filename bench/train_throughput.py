@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -32,14 +33,18 @@ def _rss_kb() -> int:
 
 
 def _timed(step, warmup: int, steps: int, sync) -> tuple[float, object]:
+  """The median of `steps` timed steps after `warmup` untimed ones: one slow step (another
+  process on a shared core) moves a median far less than a mean."""
   for _ in range(warmup):
     out = step()
   sync(out)
-  start = time.perf_counter()
+  times = []
   for _ in range(steps):
+    start = time.perf_counter()
     out = step()
-  sync(out)
-  return (time.perf_counter() - start) / steps, out
+    sync(out)
+    times.append(time.perf_counter() - start)
+  return statistics.median(times), out
 
 
 def bench_jax(args, seq: int, baseline_kb: int) -> dict:
@@ -171,8 +176,8 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--remat", default="none", help="none | dots | full (torch: checkpointing)")
   parser.add_argument("--attention", default="auto", help="auto | xla | flash | splash | cudnn (gram_jax side)")
-  parser.add_argument("--block_q", type=int, default=128, help="flash / splash query block")
-  parser.add_argument("--block_kv", type=int, default=128, help="flash / splash key block")
+  parser.add_argument("--block_q", type=int, default=256, help="flash / splash query block")
+  parser.add_argument("--block_kv", type=int, default=256, help="flash / splash key block")
   parser.add_argument("--loss_chunk_len", type=int, default=512)
   parser.add_argument("--peers", default=",".join(SIDES))
   parser.add_argument("--profile_dir", default="", help="gram_jax side: write a profiler trace")

@@ -37,8 +37,8 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.model.remat = "none"  # none | full | dots
   # auto: splash on TPU, cuDNN on GPU in bf16/f16, else flash | xla | flash | splash | cudnn
   c.model.attention = "auto"
-  c.model.attention_block_q = 128  # query / key block of the flash and splash kernels
-  c.model.attention_block_kv = 128
+  c.model.attention_block_q = 256  # query / key block of the flash and splash kernels
+  c.model.attention_block_kv = 256
   c.model.init = ml_collections.ConfigDict(dict(  # architecture when training from scratch
       family="qwen3", hidden_size=128, intermediate_size=320, num_layers=2, num_heads=4,
       num_kv_heads=2, head_dim=32, max_position_embeddings=1024, tie_word_embeddings=True))

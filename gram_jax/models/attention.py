@@ -10,7 +10,8 @@ Kernels, chosen by `model.attention`:
 - xla: `jax.nn.dot_product_attention` with a boolean mask; the [t, s] scores are materialised.
 - flash: blockwise attention in JAX with an online softmax over kv blocks; blocks above the
   diagonal or whose segments cannot meet are skipped; a custom VJP recomputes each block, so
-  memory is linear in the sequence. Runs on every backend (CPU's default from 1,024 keys).
+  memory is linear in the sequence. Runs on every backend (CPU's default wherever the queries
+  span the keys: training, prefill and scoring).
 - splash: Pallas splash attention (TPU) with `SegmentIds` and causal block skipping, under
   `shard_map` over the ambient mesh (batch over data/fsdp, heads over tensor). On CPU it runs
   in Pallas interpret mode (tests only: slow).
@@ -29,14 +30,14 @@ _MASKED = -1e30  # a masked score in the flash kernel: finite, so no inf - inf =
 _CUDNN_MASKED = -2.0 ** 40  # cuDNN mishandles the difference of two huge negatives
 
 
-# Below this many keys the dense XLA path is as fast on CPU (measured: equal at 512 tokens,
-# XLA 12 % faster at 4 x 256; flash 2x faster at 2,048 and linear in memory: BENCHMARKS.md).
-FLASH_FROM_KEYS = 1024
-
-
 def resolve(implementation: str, dtype, head_dim: int, t: int, s: int) -> str:
   """The kernel `implementation` means for t queries over s keys on this backend: splash and
-  cudnn need queries that span the keys (else flash); auto picks per backend and length."""
+  cudnn need queries that span the keys (else flash); auto picks per backend.
+
+  On CPU auto takes flash whenever the queries span the keys (measured faster than XLA's dense
+  scores from 256 tokens up, and linear in memory: BENCHMARKS.md) and XLA's dense scores for
+  decoding, where a few queries read the KV cache and the scores are [t, s] with t small.
+  """
   full_sequence = t == s
   if implementation != "auto":
     return implementation if full_sequence or implementation in ("xla", "flash") else "flash"
@@ -46,7 +47,7 @@ def resolve(implementation: str, dtype, head_dim: int, t: int, s: int) -> str:
   if (backend == "gpu" and full_sequence and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
       and head_dim % 8 == 0 and head_dim <= 128):
     return "cudnn"
-  return "flash" if s >= FLASH_FROM_KEYS else "xla"
+  return "flash" if full_sequence else "xla"
 
 
 def allowed(q_segments: jax.Array, kv_segments: jax.Array, causal: bool,
@@ -61,8 +62,8 @@ def allowed(q_segments: jax.Array, kv_segments: jax.Array, causal: bool,
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, q_segments: jax.Array,
               kv_segments: jax.Array, *, causal: bool = True, q_offset: jax.Array | int = 0,
-              implementation: str = "auto", block_q: int = 128,
-              block_kv: int = 128) -> jax.Array:
+              implementation: str = "auto", block_q: int = 256,
+              block_kv: int = 256) -> jax.Array:
   """Softmax attention of q [b, t, h, d] over k, v [b, s, kv_heads, d] (grouped heads)."""
   impl = resolve(implementation, q.dtype, q.shape[-1], q.shape[1], k.shape[1])
   if impl == "flash":
@@ -190,38 +191,48 @@ def _flash_forward(blocks: _Blocks) -> tuple[jax.Array, jax.Array]:
 
 def _flash_backward(blocks: _Blocks, out, lse, d_out):
   """Gradients of q [b, kv, g, t, d] and k, v [b, kv, s, d], recomputing each block's
-  probabilities from the saved log-sum-exp."""
+  probabilities from the saved log-sum-exp.
+
+  Each block is computed keys-major (scores [k, g, q]), so every product that reads a
+  block-sized array reads it in the layout it was written in: XLA:CPU otherwise transposes
+  the probabilities and score gradients of every block before the dk and dv products. dq is
+  accumulated transposed ([b, kv, d, g, t]) for the same reason.
+  """
   delta = jnp.sum(out * d_out, axis=-1)
 
-  def kv_block(dq, j):
+  def kv_block(dq_t, j):
     def visit(i, carry):
       def compute(carry):
-        dq, dk, dv = carry
+        dq_t, dk, dv = carry
         q, k, v, ok = blocks.block(i, j)
+        q, k, v = (x.astype(jnp.float32) for x in (q, k, v))
         start = i * blocks.bq
-        lse_i = jax.lax.dynamic_slice_in_dim(lse, start, blocks.bq, axis=-1)
-        delta_i = jax.lax.dynamic_slice_in_dim(delta, start, blocks.bq, axis=-1)
+        lse_i = jax.lax.dynamic_slice_in_dim(lse, start, blocks.bq, axis=-1)[:, :, None]
+        delta_i = jax.lax.dynamic_slice_in_dim(delta, start, blocks.bq, axis=-1)[:, :, None]
         do = jax.lax.dynamic_slice_in_dim(d_out, start, blocks.bq, axis=3)
-        p = jnp.where(ok, jnp.exp(blocks.scores(q, k, ok) - lse_i[..., None]), 0.0)
-        dv = dv + jnp.einsum("bhgqk,bhgqd->bhkd", p, do)
-        dp = jnp.einsum("bhgqd,bhkd->bhgqk", do, v.astype(jnp.float32))
-        ds = p * (dp - delta_i[..., None]) * blocks.scale
-        dk = dk + jnp.einsum("bhgqk,bhgqd->bhkd", ds, q.astype(jnp.float32))
-        dq_i = jax.lax.dynamic_slice_in_dim(dq, start, blocks.bq, axis=3)
-        dq_i = dq_i + jnp.einsum("bhgqk,bhkd->bhgqd", ds, k.astype(jnp.float32))
-        return jax.lax.dynamic_update_slice_in_dim(dq, dq_i, start, axis=3), dk, dv
+        ok_t = jnp.moveaxis(ok, -1, 2)  # [b, 1, bk, 1, bq]
+        s_t = jnp.einsum("bhkd,bhgqd->bhkgq", k, q) * blocks.scale
+        p_t = jnp.where(ok_t, jnp.exp(s_t - lse_i), 0.0)
+        dv = dv + jnp.einsum("bhkgq,bhgqd->bhkd", p_t, do)
+        dp_t = jnp.einsum("bhkd,bhgqd->bhkgq", v, do)
+        ds_t = p_t * (dp_t - delta_i) * blocks.scale
+        dk = dk + jnp.einsum("bhkgq,bhgqd->bhkd", ds_t, q)
+        dq_i = jax.lax.dynamic_slice_in_dim(dq_t, start, blocks.bq, axis=4)
+        dq_i = dq_i + jnp.einsum("bhkd,bhkgq->bhdgq", k, ds_t)
+        return jax.lax.dynamic_update_slice_in_dim(dq_t, dq_i, start, axis=4), dk, dv
       return jax.lax.cond(blocks.meet(i, j), compute, lambda c: c, carry)
 
     kv_shape = blocks.k.shape[:2] + (blocks.bk, blocks.k.shape[-1])
-    init = (dq, jnp.zeros(kv_shape, jnp.float32), jnp.zeros(kv_shape, jnp.float32))
-    dq, dk, dv = jax.lax.fori_loop(blocks.q_blocks_of(j), blocks.n_q, visit, init)
-    return dq, (dk, dv)
+    init = (dq_t, jnp.zeros(kv_shape, jnp.float32), jnp.zeros(kv_shape, jnp.float32))
+    dq_t, dk, dv = jax.lax.fori_loop(blocks.q_blocks_of(j), blocks.n_q, visit, init)
+    return dq_t, (dk, dv)
 
-  dq, (dk, dv) = jax.lax.scan(kv_block, jnp.zeros(blocks.q.shape, jnp.float32),
-                              jnp.arange(blocks.n_kv))  # dk, dv: [n_kv, b, kv, bk, d]
+  b, kv_heads, group, t, d = blocks.q.shape
+  dq_t, (dk, dv) = jax.lax.scan(kv_block, jnp.zeros((b, kv_heads, d, group, t), jnp.float32),
+                                jnp.arange(blocks.n_kv))  # dk, dv: [n_kv, b, kv, bk, d]
   dk = jnp.moveaxis(dk, 0, 2).reshape(blocks.k.shape)
   dv = jnp.moveaxis(dv, 0, 2).reshape(blocks.k.shape)
-  return dq, dk, dv
+  return jnp.moveaxis(dq_t, 2, -1), dk, dv
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))

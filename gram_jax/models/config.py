@@ -37,8 +37,8 @@ class ModelConfig:
   remat: str = "none"  # none | full | dots (see models/decoder.py)
   # auto: splash on TPU, cuDNN on GPU in bf16/f16, else flash | xla | flash | splash | cudnn
   attention: str = "auto"
-  attention_block_q: int = 128  # query / key block of the flash and splash kernels
-  attention_block_kv: int = 128
+  attention_block_q: int = 256  # query / key block of the flash and splash kernels
+  attention_block_kv: int = 256
 
   def __post_init__(self):
     if self.family not in FAMILIES:

@@ -90,27 +90,36 @@ class Trainer:
       return self.objective(nnx.merge(self.graphdef, params), micro)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    params = state["params"]
+    # The first micro-batch starts the sums: no zero-filled gradient tree to write and add
+    # (on CPU that memset and add cost as much as the optimizer update).
+    (loss_sum, units), grads = grad_fn(params, jax.tree.map(lambda x: x[0], batch))
+    grads = jax.tree.map(lambda g: g.astype(jnp.float32), grads)
+    if jax.tree.leaves(batch)[0].shape[0] > 1:
+      def accumulate(carry, micro):
+        grads_sum, loss_sum, units = carry
+        (loss, count), grads = grad_fn(params, micro)
+        grads_sum = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_sum, grads)
+        return (grads_sum, loss_sum + loss, units + count), None
 
-    def accumulate(carry, micro):
-      grads_sum, loss_sum, units = carry
-      (loss, count), grads = grad_fn(state["params"], micro)
-      grads_sum = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_sum, grads)
-      return (grads_sum, loss_sum + loss, units + count), None
-
-    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state["params"])
-    (grads, loss_sum, units), _ = jax.lax.scan(
-        accumulate, (zeros, jnp.float32(0), jnp.float32(0)), batch)
+      (grads, loss_sum, units), _ = jax.lax.scan(
+          accumulate, (grads, loss_sum, units), jax.tree.map(lambda x: x[1:], batch))
     denominator = jnp.maximum(units, 1.0)
-    grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grads, state["params"])
+    grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grads, params)
     loss = loss_sum / denominator
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    keep_if_bad = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = {"params": keep_if_bad(params, state["params"]),
-                 "opt_state": keep_if_bad(opt_state, state["opt_state"]),
-                 "step": state["step"] + 1, "rng": state["rng"]}
+
+    def update(_):
+      updates, opt_state = self.tx.update(grads, state["opt_state"], params)
+      return optax.apply_updates(params, updates), opt_state
+
+    # A non-finite step keeps the old state: a branch, not a select over every parameter and
+    # moment (three more passes over the whole state on every step).
+    params, opt_state = jax.lax.cond(finite, update, lambda _: (params, state["opt_state"]),
+                                     None)
+    new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1,
+                 "rng": state["rng"]}
     metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": self.schedule(state["step"]),
                "units": units, "finite": finite}
     return new_state, metrics
