@@ -169,8 +169,11 @@ def _flash_forward(blocks: _Blocks) -> tuple[jax.Array, jax.Array]:
         q, k, v, ok = blocks.block(i, j)
         s = blocks.scores(q, k, ok)
         m_new = jnp.maximum(m, jnp.max(s, axis=-1))
-        p = jnp.where(ok, jnp.exp(s - m_new[..., None]), 0.0)
-        correction = jnp.exp(m - m_new)
+        # Rows with nothing to attend yet keep m at _MASKED: shifting them by 0 instead sends
+        # their masked scores to exp(_MASKED) = 0, with no second pass to zero them.
+        shift = jnp.where(m_new > _MASKED, m_new, 0.0)
+        p = jnp.exp(s - shift[..., None])
+        correction = jnp.exp(m - shift)
         pv = jnp.einsum("bhgqk,bhkd->bhgqd", p.astype(v.dtype), v,
                         preferred_element_type=jnp.float32)
         return acc * correction[..., None] + pv, m_new, l * correction + jnp.sum(p, axis=-1)
@@ -212,7 +215,7 @@ def _flash_backward(blocks: _Blocks, out, lse, d_out):
         do = jax.lax.dynamic_slice_in_dim(d_out, start, blocks.bq, axis=3)
         ok_t = jnp.moveaxis(ok, -1, 2)  # [b, 1, bk, 1, bq]
         s_t = jnp.einsum("bhkd,bhgqd->bhkgq", k, q) * blocks.scale
-        p_t = jnp.where(ok_t, jnp.exp(s_t - lse_i), 0.0)
+        p_t = jnp.exp(jnp.where(ok_t, s_t - lse_i, _MASKED))
         dv = dv + jnp.einsum("bhkgq,bhgqd->bhkd", p_t, do)
         dp_t = jnp.einsum("bhkd,bhgqd->bhkgq", v, do)
         ds_t = p_t * (dp_t - delta_i) * blocks.scale
