@@ -3,6 +3,8 @@ and pairs/s of gram_jax packed and padded vs the official recipe's PyTorch train
 
   python bench/finetune_throughput.py                          # HH-RLHF + RMB, CPU-sized model
   python bench/finetune_throughput.py --arch=llama3.2-1b --pairs=2048 --rows=8 --cutoff=2048
+  python bench/finetune_throughput.py --model=smollm2 --pairs=32 --cutoff=512 --padding_sets= \
+      --score_pairs=32                         # the real model, both sides from its weights
 
 Data: ../shared/data HH-RLHF harmless-base test and RMB pairwise (all subsets), each pair in
 both orders in the official GRAM judging prompt, tokenised with SmolLM2's tokenizer (the real
@@ -15,7 +17,12 @@ Throughput trains --pairs sampled pairs of HH-RLHF for one epoch on each side (s
 architecture, AdamW, label smoothing 0.1, float32 on CPU / bf16 compute on GPU): gram_jax's
 jitted step over packed and over fixed-width rows, and transformers + fused AdamW over
 longest-in-batch padded batches with CE on the two label logits at the last position (with
-`logits_to_keep=1`, so it too skips the LM head elsewhere).
+`logits_to_keep=1`, so it too skips the LM head elsewhere). With --model (an HF directory, or
+`smollm2` for SmolLM2-135M-Instruct) both sides start from that model's weights instead of a
+random --arch; tokens/s counts the prompt tokens trained (padding excluded), the same on both
+sides. --score_pairs times scoring of that many of the pairs too: `RewardModel.score_batch`
+against the official-style PyTorch loop (bench/score_throughput.py), with the largest score
+difference.
 Prints one JSON object.
 """
 import argparse
@@ -75,25 +82,44 @@ def padding_shares(data: encode.TokenizedSet, cutoff: int, torch_batch: int,
           "packed_rows": packed.rows_per_epoch()}
 
 
-def gram_jax_epoch(data: encode.TokenizedSet, args, label_ids, pack: bool) -> dict:
+def model_path(name: str) -> str:
+  """An HF directory: `smollm2` is SmolLM2-135M-Instruct (built offline on first use)."""
+  return smollm2.smollm2_instruct() if name == "smollm2" else name
+
+
+def gram_jax_model(args, mesh):
+  """(graphdef, abstract state, sharded params): --model's weights, else a random --arch."""
   import jax
   from flax import nnx
-  from gram_jax import configlib, parallel
-  from gram_jax.data import loader
+  from gram_jax import parallel
   from gram_jax.models.config import architecture
   from gram_jax.models.decoder import Decoder, abstract_model
-  from gram_jax.training import objectives, train_step
+  from gram_jax.pretrained import load_pretrained
   on_cpu = jax.default_backend() == "cpu"
-  model_config = architecture(args.arch, vocab_size=args.vocab,
-                              dtype="float32" if on_cpu else "bfloat16", remat=args.remat)
+  dtype = "float32" if on_cpu else "bfloat16"
+  if args.model:
+    model = load_pretrained(model_path(args.model), mesh=mesh, compute_dtype=dtype)
+    model.config = model.config.replace(remat=args.remat)
+    graphdef, abstract = abstract_model(model.config)
+    return graphdef, abstract, nnx.to_pure_dict(nnx.state(model))
+  model_config = architecture(args.arch, vocab_size=args.vocab, dtype=dtype, remat=args.remat)
+  graphdef, abstract = abstract_model(model_config)
+  params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(Decoder(model_config, nnx.Rngs(0)))),
+                   out_shardings=parallel.param_shardings(abstract, mesh))()
+  return graphdef, abstract, params
+
+
+def gram_jax_epoch(data: encode.TokenizedSet, args, label_ids, pack: bool) -> dict:
+  import jax
+  from gram_jax import configlib, parallel
+  from gram_jax.data import loader
+  from gram_jax.training import objectives, train_step
   mesh = parallel.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
   c = configlib.base_config("finetune")
-  graphdef, abstract = abstract_model(model_config)
+  graphdef, abstract, params = gram_jax_model(args, mesh)
   tx, schedule = train_step.make_optimizer(c.train, 1000)
   objective = functools.partial(objectives.verdict_loss, label_ids=label_ids, smoothing=0.1)
   trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh, c.rules)
-  params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(Decoder(model_config, nnx.Rngs(0)))),
-                   out_shardings=parallel.param_shardings(abstract, mesh))()
   state = trainer.init_state(params, 0)
   rows = args.rows if pack else args.torch_batch
   batches = loader.VerdictBatchIterator(data, rows, args.cutoff, pack=pack,
@@ -102,15 +128,17 @@ def gram_jax_epoch(data: encode.TokenizedSet, args, label_ids, pack: bool) -> di
   state, metrics = step(state, trainer.put_batch(next(batches)))  # compile, not timed
   jax.block_until_ready(metrics)
   batches.restore({"epoch": 0, "cursor": 0})
-  prompts, steps, start = 0, 0, time.perf_counter()
+  prompts, tokens, steps, start = 0, 0, 0, time.perf_counter()
   while batches.epoch == 0 and batches.cursor < len(data):  # the last step may wrap
     batch = next(batches)
     prompts += int(batch["weights"].sum())
+    tokens += int((batch["segment_ids"] > 0).sum())
     state, metrics = step(state, trainer.put_batch(batch))
     steps += 1
   jax.block_until_ready(metrics)
   seconds = time.perf_counter() - start
   return {"rows_per_step": rows, "row_len": args.cutoff, "steps": steps, "prompts": prompts,
+          "tokens": tokens, "tokens_per_second": tokens / seconds,
           "seconds": seconds, "prompts_per_second": prompts / seconds,
           "pairs_per_second": prompts / 2 / seconds, "final_loss": float(metrics["loss"])}
 
@@ -122,9 +150,13 @@ def torch_epoch(data: encode.TokenizedSet, args, label_ids) -> dict:
   from gram_jax.models.config import architecture
   cuda = torch.cuda.is_available()
   device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
-  config = transformers.AutoConfig.for_model(**hf_config_dict(
-      architecture(args.arch, vocab_size=args.vocab)))
-  model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
+  if args.model:
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_path(args.model),
+                                                              dtype=dtype).to(device)
+  else:
+    config = transformers.AutoConfig.for_model(**hf_config_dict(
+        architecture(args.arch, vocab_size=args.vocab)))
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
   if args.remat != "none":
     model.gradient_checkpointing_enable()
   model.train()
@@ -159,8 +191,10 @@ def torch_epoch(data: encode.TokenizedSet, args, label_ids) -> dict:
     loss = step(order[i:i + args.torch_batch])
   sync()
   seconds = time.perf_counter() - start
+  tokens = int(np.minimum(data.lengths(), args.cutoff).sum())
   return {"rows_per_step": args.torch_batch, "row_len": "longest in batch",
           "steps": -(-len(order) // args.torch_batch), "prompts": len(order),
+          "tokens": tokens, "tokens_per_second": tokens / seconds,
           "seconds": seconds, "prompts_per_second": len(order) / seconds,
           "pairs_per_second": len(order) / 2 / seconds, "final_loss": float(loss.detach())}
 
@@ -175,6 +209,8 @@ def main() -> None:
   parser.add_argument("--max_pairs_per_row", type=int, default=16)
   parser.add_argument("--remat", default="none")
   parser.add_argument("--padding_sets", default=",".join(SETS), help="'' skips the table")
+  parser.add_argument("--model", default="", help="HF directory or 'smollm2': real weights")
+  parser.add_argument("--score_pairs", type=int, default=0, help="also time scoring them")
   args = parser.parse_args()
   tokenizer = transformers.AutoTokenizer.from_pretrained(smollm2.smollm2_instruct())
   args.vocab = len(tokenizer)
@@ -190,11 +226,48 @@ def main() -> None:
     keep = np.random.default_rng(0).choice(len(pairs), args.pairs, replace=False)
     data = encode_both_orders([pairs[i] for i in sorted(keep)], tokenizer, args.cutoff)
     label_ids = tuple(encode.JudgeEncoder(tokenizer, args.cutoff).label_ids)
-    report["throughput"] = {"arch": args.arch, "pairs": args.pairs,
+    report["throughput"] = {"arch": args.model or args.arch, "pairs": args.pairs,
                             "gram_jax_packed": gram_jax_epoch(data, args, label_ids, True),
                             "gram_jax_fixed_width": gram_jax_epoch(data, args, label_ids, False),
                             "torch_longest_in_batch": torch_epoch(data, args, label_ids)}
+    if args.score_pairs:
+      # Pairs that fit the cutoff untrimmed: the PyTorch loop tokenises the full prompt text.
+      encoder = encode.JudgeEncoder(tokenizer, args.cutoff)
+      triples = [(p.prompt, p.chosen, p.rejected) for p in (pairs[i] for i in sorted(keep))]
+      fit = [t for t in triples
+             if not any(encoder(*o)[1] for o in (t, (t[0], t[2], t[1])))]
+      report["scoring"] = scoring(fit[:args.score_pairs], tokenizer, args)
   print(json.dumps(report, indent=2))
+
+
+def scoring(pairs, tokenizer, args) -> dict:
+  """Pairs/s of RewardModel.score_batch and of the official-style PyTorch loop on the same
+  pairs and weights (--model, else the random --arch saved once), both orders."""
+  import tempfile
+  import jax
+  from flax import nnx
+  import gram_jax
+  from gram_jax import parallel
+  from gram_jax.inference.reward import RewardModel
+  from score_throughput import torch_scores
+  graphdef, _, params = gram_jax_model(args, parallel.make_mesh({"data": 1, "fsdp": -1,
+                                                                 "tensor": 1}))
+  model = nnx.merge(graphdef, params)
+  reward = RewardModel(model, tokenizer, max_len=args.cutoff, batch_size=args.torch_batch)
+  reward.score_batch(pairs)  # compiles every bucket shape once
+  start = time.perf_counter()
+  ours = reward.score_batch(pairs)
+  seconds = time.perf_counter() - start
+  with tempfile.TemporaryDirectory() as folder:
+    path = model_path(args.model) if args.model else folder
+    if not args.model:
+      gram_jax.save_pretrained(model, folder, tokenizer=tokenizer)
+    torch_seconds, theirs = torch_scores(path, pairs, args.torch_batch, args.cutoff)
+  return {"pairs": len(pairs), "device": jax.devices()[0].device_kind,
+          "gram_jax_pairs_per_second": len(pairs) / seconds,
+          "torch_pairs_per_second": len(pairs) / torch_seconds,
+          "speedup": torch_seconds / seconds,
+          "max_abs_score_difference": float(np.abs(ours - theirs).max())}
 
 
 if __name__ == "__main__":
