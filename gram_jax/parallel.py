@@ -1,5 +1,7 @@
-"""Device mesh, logical-axis sharding rules, and shardings for params and batches."""
-from typing import Any, Sequence
+"""Device mesh, logical-axis sharding rules, shardings for params and batches, and how
+gram_jax's programs are compiled for the backend they run on."""
+import os
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +25,35 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("head_dim", None),
     ("norm", None),
 )
+
+
+# XLA:CPU hands dots, reductions and elementwise fusions to YNNPACK by default. Its reductions
+# over the token axis (every norm scale's gradient) are slow, and keeping YNNPACK to the dots
+# measured faster everywhere gram_jax runs: 2,048-token tiny step 0.14 -> 0.10 s, 56M
+# scoring 2.9 -> 3.5 pairs/s, generation 790 -> 1,140 tokens/s (BENCHMARKS.md). A user's own
+# XLA_FLAGS setting of the same option wins.
+_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+def compiler_options() -> dict[str, str] | None:
+  """XLA options for gram_jax's jitted programs on the default backend (None: XLA's own)."""
+  if jax.default_backend() != "cpu":
+    return None
+  flags = os.environ.get("XLA_FLAGS", "")
+  return {k: v for k, v in _CPU_OPTIONS.items() if k not in flags} or None
+
+
+def jit(fun: Callable, **kwargs) -> Callable:
+  """`jax.jit(fun, **kwargs)` with `compiler_options()`, built at the first call, so importing
+  a module never starts a backend (multi-host runs initialise jax.distributed first)."""
+  jitted = []
+
+  def call(*args, **call_kwargs):
+    if not jitted:
+      jitted.append(jax.jit(fun, compiler_options=compiler_options(), **kwargs))
+    return jitted[0](*args, **call_kwargs)
+
+  return call
 
 
 def make_mesh(shape: dict[str, int] | None = None, dcn_shape: dict[str, int] | None = None,

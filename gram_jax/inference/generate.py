@@ -83,7 +83,7 @@ def _ends_with_stop(out: jax.Array, step: jax.Array, stops: tuple[tuple[int, ...
   return hit
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7, 8, 9))
+@functools.partial(parallel.jit, static_argnums=(0, 5, 6, 7, 8, 9))
 def _generate(graphdef: nnx.GraphDef, params: Any, prompt_ids: jax.Array,
               prompt_mask: jax.Array, row_keys: jax.Array, max_new: int, sampling: Sampling,
               eos_ids: tuple[int, ...], stops: tuple[tuple[int, ...], ...], pad_id: int):
@@ -127,7 +127,7 @@ def _generate(graphdef: nnx.GraphDef, params: Any, prompt_ids: jax.Array,
   return carry[5], carry[6], carry[7]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
+@functools.partial(parallel.jit, static_argnums=(0, 4))
 def _token_logprobs(graphdef: nnx.GraphDef, params: Any, ids: jax.Array, mask: jax.Array,
                     top_k: int):
   """log p(ids[t] | ids[:t]) for every t >= 1 of left-padded rows [batch, width - 1], and

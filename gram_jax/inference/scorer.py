@@ -72,7 +72,7 @@ def swapped(pairs: Sequence[Pair]) -> list[Pair]:
   return [(p, b, a) for p, a, b in pairs]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
+@functools.partial(parallel.jit, static_argnums=(0, 4))
 def _label_probs(graphdef: nnx.GraphDef, params: Any, input_ids: jax.Array,
                  attention_mask: jax.Array, label_ids: tuple[int, ...]) -> jax.Array:
   model = nnx.merge(graphdef, params)

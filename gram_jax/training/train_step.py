@@ -128,7 +128,8 @@ class Trainer:
     replicated = NamedSharding(self.mesh, PartitionSpec())
     return jax.jit(self._step_on_mesh,
                    in_shardings=(self.state_shardings, self.batch_sharding),
-                   out_shardings=(self.state_shardings, replicated), donate_argnums=0)
+                   out_shardings=(self.state_shardings, replicated), donate_argnums=0,
+                   compiler_options=parallel.compiler_options())
 
   def _step_on_mesh(self, state: State, batch: dict) -> tuple[State, dict]:
     """Traces under the mesh, so kernels that map over it (splash's shard_map) find it."""
