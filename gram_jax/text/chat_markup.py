@@ -32,6 +32,21 @@ FORMATS = (
         ("<|begin_of_text|>",), ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")),
 )
 _PLAIN_ENDS = ("</s>", "<|endoftext|>", "<|end_of_text|>", "<|im_end|>", "<|eot_id|>")
+# Pad tokens as a policy's tokenizer decodes them: OpenRLHF decodes left-padded sequences with
+# their pads (Qwen <|endoftext|>, Llama-3.1 <|finetune_right_pad_id|> or <|end_of_text|>, ...).
+_PADS = ("<|endoftext|>", "<|end_of_text|>", "<|finetune_right_pad_id|>", "</s>", "<pad>",
+         "<|pad|>", "[PAD]")
+
+
+def strip_leading_pads(text: str) -> str:
+  """`text` without the pad tokens a left-padded batch decodes in front of it."""
+  stripped = True
+  while stripped:
+    stripped = False
+    for pad in _PADS:
+      if text.startswith(pad):
+        text, stripped = text[len(pad):], True
+  return text
 
 
 def detect(prompt: str) -> ChatFormat | None:
@@ -79,9 +94,9 @@ def question_of(prompt: str) -> str:
 
 
 def answer_of(response: str, chat_format: ChatFormat | None) -> str:
-  """The policy's answer without its end-of-turn markers and the empty think block some
-  templates open the answer with."""
-  ends = chat_format.ends if chat_format else _PLAIN_ENDS
+  """The policy's answer without its end-of-turn markers, the pads a right-padded batch
+  decodes after it, and the empty think block some templates open the answer with."""
+  ends = (chat_format.ends if chat_format else _PLAIN_ENDS) + _PADS
   text = response
   stripped = True
   while stripped:
@@ -97,7 +112,10 @@ def split_query(query: str, prompt: str) -> tuple[str, str]:
   """(question, answer) of an OpenRLHF sample: `query` is the decoded prompt + response,
   `prompt` the rendered prompt. Raises ValueError when the query does not start with the
   prompt (a prompt cut to fit the policy's context, or a tokenizer that does not round-trip
-  its text): guessing where the answer starts would judge the wrong text."""
+  its text): guessing where the answer starts would judge the wrong text. Pad tokens in front
+  of either (a left-padded batch, as OpenRLHF decodes it) are dropped first; trailing ones go
+  with the answer's end markers."""
+  query, prompt = strip_leading_pads(query), strip_leading_pads(prompt)
   if not query.startswith(prompt):
     raise ValueError("the query does not start with its prompt (was the prompt truncated, or "
                      "decoded differently from how it was sent?)")

@@ -108,6 +108,30 @@ def test_openrlhf_client_code_path(served, reward, model_path):
   assert info["extra_logs"]["trimmed"] == [0.0]
 
 
+def test_openrlhf_left_padded_batch(served, reward, model_path):
+  """A batch as OpenRLHF decodes it: each sequence left-padded to the batch's width and
+  right-padded after its response, pads included in the text; each scores as if unpadded."""
+  policy = tok.load_tokenizer(model_path)
+  pad = policy.pad_token_id if policy.pad_token_id is not None else policy.eos_token_id
+  prompts, rows = [], []
+  for question, answer in zip(QUESTIONS, ("It is 4.", "An apple.")):
+    prompt = policy.apply_chat_template([{"role": "user", "content": question}],
+                                        tokenize=False, add_generation_prompt=True)
+    prompts.append(prompt)
+    rows.append(policy.encode(prompt, add_special_tokens=False) +
+                policy.encode(answer + "<|im_end|>", add_special_tokens=False))
+  width = max(len(ids) for ids in rows) + 3
+  queries = [policy.decode([pad] * (width - len(ids) - 2) + ids + [pad] * 2,
+                           skip_special_tokens=False) for ids in rows]
+  assert all(q.startswith(policy.decode([pad])) for q in queries)
+  info = post(served.url, "/get_reward",
+              {"query": queries, "prompts": prompts, "labels": ["Five.", "A car."]})
+  expected = reward.score_batch([(QUESTIONS[0], "It is 4.", "Five."),
+                                 (QUESTIONS[1], "An apple.", "A car.")])
+  score = info.get("scores") if info.get("scores") is not None else info.get("rewards")
+  np.testing.assert_allclose(score, expected[:, 0], atol=1e-6)
+
+
 def test_openrlhf_without_the_key_is_refused(served):
   import aiohttp
 

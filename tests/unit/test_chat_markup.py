@@ -22,6 +22,19 @@ def test_qwen3_empty_think_block_is_not_part_of_the_answer():
       "You are helpful.\n\nWhat is 2 + 2?", "Four.")
 
 
+def test_leading_pads_of_a_left_padded_batch_are_dropped():
+  """OpenRLHF decodes left-padded sequences with their pads, at both ends."""
+  pads = "<|endoftext|>" * 3
+  query = pads + QWEN_PROMPT + "It is 4.<|im_end|>" + pads
+  expected = chat_markup.split_query(QWEN_PROMPT + "It is 4.<|im_end|>", QWEN_PROMPT)
+  assert chat_markup.split_query(query, QWEN_PROMPT) == expected
+  assert chat_markup.split_query(query, pads + QWEN_PROMPT) == expected
+  assert chat_markup.split_query("<|pad|>" + query + "<|pad|>", QWEN_PROMPT) == expected
+  llama_pads = "<|finetune_right_pad_id|>" * 2
+  assert chat_markup.split_query(llama_pads + LLAMA_PROMPT + "An apple.<|eot_id|>",
+                                 LLAMA_PROMPT)[1] == "An apple."
+
+
 def test_llama3_prompt_and_response():
   assert chat_markup.split_query(LLAMA_PROMPT + "An apple.<|eot_id|>", LLAMA_PROMPT) == (
       "Name a fruit.", "An apple.")
