@@ -4,7 +4,7 @@ import logging as std_logging
 import sys
 from typing import Iterator
 
-from absl import logging
+from absl import flags, logging
 
 from gram_jax.errors import GramError
 
@@ -28,4 +28,27 @@ def one_line_errors() -> Iterator[None]:
   try:
     yield
   except GramError as e:
+    sys.exit(f"error: {e}")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with what loading a config can raise as one `error:` line: an
+  override naming no field (`--config.trian.steps=2`), an unknown preset, a bad value."""
+  try:
+    return flags.FLAGS(argv)
+  except GramError as e:
+    sys.exit(f"error: {e}")
+  except (KeyError, AttributeError) as e:  # ml_collections: an override names no field
+    inner = e
+    while inner.args and isinstance(inner.args[0], BaseException):  # AttributeError(KeyError)
+      inner = inner.args[0]
+    missing, _, hint = str(inner.args[0] if inner.args else inner).partition("\n")
+    missing = missing.strip("'\"")
+    given = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.") and
+             missing in a.split("=")[0].split(".")]
+    if not given:
+      raise
+    hint = f"; {hint[0].lower()}{hint[1:]}" if hint else ""
+    sys.exit(f"error: {given[0]}: the config has no field {missing!r}{hint}")
+  except flags.Error as e:
     sys.exit(f"error: {e}")

@@ -4,6 +4,7 @@ Each `configs/<stage>.py` calls `stage_config(stage, preset)`; every field can b
 on the command line (`--config.train.learning_rate=1e-5`). `validate` runs before any model is
 built or compiled, so a wrong mesh, batch or path fails in seconds with one clear line.
 """
+import difflib
 import os
 from typing import Any
 
@@ -128,10 +129,18 @@ def reasoning_settings(c: ml_collections.ConfigDict, card_reasoning: Any = None)
       rationale_format=None if card_reasoning else c.template.rationale_format)
 
 
+def nearest(name: str, known) -> str:
+  """'; did you mean X?' for the closest known name, or ''."""
+  close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1, cutoff=0.6)
+  match = [k for k in known if close and k.lower() == close[0]]
+  return f"; did you mean {match[0]!r}?" if match else ""
+
+
 def apply_model_preset(c: ml_collections.ConfigDict, preset: str) -> None:
   """Real-model presets: bf16 compute, FSDP over all devices, remat, long cutoff."""
   if preset not in MODEL_PRESETS:
-    raise GramError(f"unknown preset {preset!r} (known: {', '.join(MODEL_PRESETS)})")
+    raise GramError(f"unknown preset {preset!r}{nearest(preset, MODEL_PRESETS)} (known: "
+                    f"{', '.join(MODEL_PRESETS)}; names are case-sensitive)")
   c.model.init.family = ARCHITECTURES[preset]["family"]
   c.model.dtype = "bfloat16"
   c.model.remat = "full"

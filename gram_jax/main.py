@@ -37,4 +37,4 @@ def main(argv: list[str]) -> None:
       print(f"preempted: saved {e}; rerun the same command to resume", file=sys.stderr)
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli_util.parse_flags)

@@ -66,6 +66,11 @@ def make_mesh(shape: dict[str, int] | None = None, dcn_shape: dict[str, int] | N
   devices = list(devices if devices is not None else jax.devices())
   shape = {axis: int((shape or {}).get(axis, 1)) for axis in MESH_AXES}
   dcn = {axis: int((dcn_shape or {}).get(axis, 1)) for axis in MESH_AXES}
+  for name, sizes, free_ok in (("mesh", shape, True), ("dcn_mesh", dcn, False)):
+    for axis, size in sizes.items():
+      if size < 1 and not (free_ok and size == -1):
+        allowed = "a positive device count, or -1 for the rest" if free_ok else "positive"
+        raise GramError(f"config.{name}.{axis}: {size} is not a mesh size ({allowed})")
   total = len(devices) // int(np.prod(list(dcn.values())))
   free = [axis for axis, size in shape.items() if size == -1]
   if len(free) > 1:

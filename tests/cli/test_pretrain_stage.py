@@ -115,9 +115,21 @@ def _params(model):
 
 
 def test_unknown_config_key_is_rejected_before_running(tmp_path):
+  """One line naming the override and the nearest field, before anything runs."""
   result = cli.run_main(CONFIG, f"--config.workdir={tmp_path}", "--config.train.learnin_rate=1")
-  assert result.returncode != 0 and "learnin_rate" in result.stderr
+  line = cli.error_line(result)
+  assert result.returncode != 0
+  assert line.startswith("error: --config.train.learnin_rate: the config has no field "
+                         "'learnin_rate'") and "learning_rate" in line, line
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_unknown_preset_is_one_line_with_the_nearest_name():
+  result = cli.run_main("configs/finetune.py:Qwen3-8B")
+  line = cli.error_line(result)
+  assert result.returncode != 0
+  assert "unknown preset 'Qwen3-8B'; did you mean 'qwen3-8b'?" in line, line
+  assert "case-sensitive" in line
 
 
 @pytest.mark.parametrize("changes,message", [
@@ -130,6 +142,8 @@ def test_unknown_config_key_is_rejected_before_running(tmp_path):
     ({"model.path": "/nonexistent/model"}, "model.path: .* directory not found"),
     ({"model.attention": "flash2"}, "model.attention: 'flash2' not in"),
     ({"model.attention_block_kv": 0}, "model.attention_block_kv: must be a positive"),
+    ({"mesh.tensor": 0}, "config.mesh.tensor: 0 is not a mesh size"),
+    ({"dcn_mesh.data": -1}, "config.dcn_mesh.data: -1 is not a mesh size"),
 ])
 def test_config_errors_name_the_field(changes, message):
   c = configlib.base_config("pretrain")
