@@ -17,6 +17,14 @@ def bucket_length(length: int, max_len: int) -> int:
   return min(max_len, width)
 
 
+def bucket_rows(rows: int, batch_size: int, multiple: int = 1) -> int:
+  """Rows a device batch holds for `rows` prompts: the next power of two (at least
+  `multiple`, the data-parallel size, and a multiple of it), capped at batch_size. A one-pair
+  call then costs two rows, not a whole batch of padding."""
+  bucket = max(1 << (max(rows, 1) - 1).bit_length(), multiple)
+  return min(batch_size, -(-bucket // multiple) * multiple)
+
+
 def bucket_widths(max_len: int) -> list[int]:
   """Every width bucket_length can return for max_len, smallest first."""
   return sorted({bucket_length(n, max_len) for n in

@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 
 from gram_jax import parallel
 from gram_jax.errors import GramError
-from gram_jax.inference.batching import bucket_length, left_pad
+from gram_jax.inference.batching import bucket_length, bucket_rows, left_pad
 from gram_jax.models.decoder import Decoder, positions_from_mask
 
 _MASKED = -1e30
@@ -157,6 +157,7 @@ class Generator:
     self.graphdef, self.params = nnx.split(model)
     self.tokenizer, self.max_prompt_len, self.mesh = tokenizer, max_prompt_len, mesh
     self.batch_size = parallel.round_up_to_data_parallel(batch_size, mesh)
+    self.data_parallel = parallel.round_up_to_data_parallel(1, mesh)
     self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     eos = model.config.eos_token_id
     eos = set(eos if isinstance(eos, tuple) else ([eos] if eos is not None else []))
@@ -184,9 +185,10 @@ class Generator:
     for start in range(0, len(order), self.batch_size):
       rows = order[start:start + self.batch_size]
       width = bucket_length(max(len(encoded[i]) for i in rows), self.max_prompt_len)
-      ids, mask = left_pad([encoded[i] for i in rows], self.batch_size, width, self.pad_id)
+      batch = bucket_rows(len(rows), self.batch_size, self.data_parallel)
+      ids, mask = left_pad([encoded[i] for i in rows], batch, width, self.pad_id)
       keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(
-          jnp.asarray(np.pad(rows, (0, self.batch_size - len(rows))) + first_index))
+          jnp.asarray(np.pad(rows, (0, batch - len(rows))) + first_index))
       out, reasons, lengths = jax.device_get(_generate(
           self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
           parallel.put_batch(mask, self.mesh), keys, max_new_tokens, sampling, self.eos_ids,
@@ -212,7 +214,8 @@ class Generator:
     for start in range(0, len(order), self.batch_size):
       chunk = order[start:start + self.batch_size]
       width = bucket_length(max(len(rows[i]) for i in chunk), 1 << 30)
-      ids, mask = left_pad([rows[i] for i in chunk], self.batch_size, width, self.pad_id)
+      batch = bucket_rows(len(chunk), self.batch_size, self.data_parallel)
+      ids, mask = left_pad([rows[i] for i in chunk], batch, width, self.pad_id)
       chosen, top, top_ids = jax.device_get(_token_logprobs(
           self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
           parallel.put_batch(mask, self.mesh), top_k))

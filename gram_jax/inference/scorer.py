@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 from gram_jax import parallel
 from gram_jax.data.encode import JudgeEncoder
 from gram_jax.errors import GramError
-from gram_jax.inference.batching import bucket_length, bucket_widths, left_pad
+from gram_jax.inference.batching import bucket_length, bucket_rows, bucket_widths, left_pad
 from gram_jax.models.decoder import Decoder, verdict_logits
 from gram_jax.progress import Progress
 from gram_jax.text import templates
@@ -91,7 +91,9 @@ class VerdictScorer:
     self.encoder = JudgeEncoder(tokenizer, max_len, template, labels, chat_template)
     self.label_ids, self.labels = tuple(self.encoder.label_ids), tuple(labels)
     self.batch_size = parallel.round_up_to_data_parallel(batch_size, mesh)
+    self.data_parallel = parallel.round_up_to_data_parallel(1, mesh)
     self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    self.fixed_batch = False  # warm_up() sets it: a server runs only the shapes it compiled
 
   def probs_of_ids(self, encoded: Sequence[Sequence[int]], progress: bool = False) -> np.ndarray:
     """Label probabilities after each token sequence (its last token is the verdict position)."""
@@ -106,7 +108,9 @@ class VerdictScorer:
       while end < len(order) and end - start < self.batch_size and widths[end] == width:
         end += 1
       rows, start = order[start:end], end
-      ids, mask = left_pad([encoded[i] for i in rows], self.batch_size, width, self.pad_id)
+      batch = (self.batch_size if self.fixed_batch else
+               bucket_rows(len(rows), self.batch_size, self.data_parallel))
+      ids, mask = left_pad([encoded[i] for i in rows], batch, width, self.pad_id)
       batch_probs = _label_probs(self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
                                  parallel.put_batch(mask, self.mesh), self.label_ids)
       probs[rows] = np.asarray(batch_probs)[:len(rows)]
@@ -156,7 +160,10 @@ class VerdictScorer:
     return both_order_scores(probs[:n], probs[n:]), np.array([e.trimmed for e in encoded], bool)
 
   def warm_up(self) -> int:
-    """Compiles the readout for every length bucket; returns how many shapes."""
+    """Compiles the readout for every length bucket at the full batch, and keeps every later
+    call to those shapes (a server compiles before it serves; outside one, small calls run
+    small power-of-two batches). Returns how many shapes."""
+    self.fixed_batch = True
     widths = bucket_widths(self.max_len)
     for width in widths:
       ids, mask = left_pad([[self.pad_id]], self.batch_size, width, self.pad_id)

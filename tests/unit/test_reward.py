@@ -9,6 +9,7 @@ import torch
 import gram_jax
 from gram_jax import GramError, parallel
 from gram_jax.inference import ranking
+from gram_jax.inference import batching
 from gram_jax.inference.batching import bucket_length
 from gram_jax.inference.generate import Sampling
 from gram_jax.inference.reasoning import Judgment, PairJudgment, RationaleJudge
@@ -83,6 +84,31 @@ def test_every_rank_method_runs_on_the_model_scores(model_dir):
   wins = reward.rank(prompt, responses[:2], method="round_robin").scores
   first, second = reward.score(prompt, responses[0], responses[1])
   assert wins == ([1.0, 0.0] if first > second else [0.0, 1.0])
+
+
+def test_small_calls_run_small_batches(model_dir, monkeypatch):
+  """One pair = two prompts = a 2-row device batch, not batch_size rows of padding; the
+  scores equal those of the pair in a full batch. After warm_up (a server) every call runs
+  the full batch it compiled."""
+  path, _ = model_dir
+  reward = RewardModel.from_pretrained(path, batch_size=16)
+  in_full_batch = reward.score_batch(PAIRS * 2)[:1]
+  widths = []
+  pad = batching.left_pad
+  monkeypatch.setattr("gram_jax.inference.scorer.left_pad",
+                      lambda rows, batch, *a: widths.append(batch) or pad(rows, batch, *a))
+  np.testing.assert_allclose(reward.score_batch(PAIRS[:1]), in_full_batch, atol=1e-6)
+  assert widths and max(widths) == 2, widths
+  reward.scorer.fixed_batch = True
+  widths.clear()
+  reward.score_batch(PAIRS[:1])
+  assert set(widths) == {16}
+
+
+def test_bucket_rows():
+  assert [batching.bucket_rows(n, 16) for n in (1, 2, 3, 5, 9, 16)] == [1, 2, 4, 8, 16, 16]
+  assert [batching.bucket_rows(n, 16, multiple=8) for n in (1, 9)] == [8, 16]
+  assert batching.bucket_rows(3, 12, multiple=4) == 4
 
 
 def test_bucket_lengths():
