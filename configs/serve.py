@@ -42,6 +42,8 @@ def get_config(preset: str = ""):
       reference_cache=10_000,        # current-policy reference: clients should send that)
       rlhf_readout="probability",    # a reasoning judge's RLHF rewards: probability (P(A)/P(B)
                                      # after the rationale) | verdict (vote shares)
+      model_name="",                 # the OpenAI `model` field; "": from model.path, skipping
+                                     # folder names like hf/ or a checkpoint step
   ))
   c.template.labels = ()  # the judge card's, else ("A", "B")
   c.reasoning = configlib.reasoning_config()  # a GRAM-R² judge: votes, temperature, score

@@ -62,8 +62,21 @@ def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   reference = greedy_references(s.reference_model, s.reference_max_new_tokens, s.batch_size,
                                 reward.max_len, mesh) if s.reference_model else None
   return RewardServer(reward, limits_of(s), key, reference,
-                      model_name=os.path.basename(c.model.path.rstrip("/")) or "gram_jax",
+                      model_name=s.model_name or served_model_name(c.model.path),
                       rlhf_readout=s.rlhf_readout)
+
+
+_GENERIC_FOLDERS = {"hf", "export", "exported", "model", "models", "checkpoints", "latest",
+                    "final", "output", "out"}
+
+
+def served_model_name(path: str) -> str:
+  """The name clients see: the last folder of `path` that names the model (runs/gram-qwen3/hf
+  -> gram-qwen3), skipping export and checkpoint folders and step numbers."""
+  for part in reversed([p for p in path.replace("\\", "/").split("/") if p]):
+    if part.lower() not in _GENERIC_FOLDERS and not part.isdigit() and ":" not in part:
+      return part
+  return "gram_jax"
 
 
 def greedy_references(path: str, max_new_tokens: int, batch_size: int, max_len: int,
