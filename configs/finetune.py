@@ -4,10 +4,14 @@
   python -m gram_jax.main --config=configs/finetune.py:qwen3-8b \
       --config.model.path=runs/pretrain-qwen3-8b --config.data.train_files=gram_ft.jsonl \
       --config.eval.files=heldout.jsonl
+  # the real SmolLM2-135M-Instruct on a CPU (built offline once: gram_jax.hf.smollm2)
+  python -m gram_jax.main --config=configs/finetune.py:smollm2-135m
 
 The empty preset trains a tiny model from scratch on the built-in number-comparison task
 with the compact judging prompt (a CPU minute) and reports accuracy on held-out pairs it
-never saw; named presets use the official GRAM prompt. (A verdict-only tiny model learns
+never saw; named presets use the official GRAM prompt. `:smollm2-135m` fine-tunes the real
+model at a CPU's scale: one epoch of 200 built-in pairs (or data.train_files), 4 rows of 1,024
+tokens a step. (A verdict-only tiny model learns
 this rule; it does not learn the category task's word knowledge from one bit a pair: see the
 baseline row of the self_train table.)
 """
@@ -35,4 +39,10 @@ def get_config(preset: str = ""):
     c.train.per_device_batch_size = 2
     c.train.micro_batches = 16
     c.eval.every_steps = 200
+  if preset == configlib.SMOLLM2:
+    c.train.num_epochs = 1.0
+    c.train.per_device_batch_size = 4
+    c.train.micro_batches = 1
+    c.data.builtin_pairs = 200
+    c.eval.every_steps = 0
   return c

@@ -1,6 +1,7 @@
 """GRAM-R² self-training, the main job: prover, warm start, self-training rounds.
 
   python -m gram_jax.main --config=configs/self_train.py       # built-in task, tiny models, CPU
+  python -m gram_jax.main --config=configs/self_train.py:smoke  # the same, every step, ~3 min
   python -m gram_jax.main --config=configs/self_train.py:llama3.2-3b \
       --config.model.path=/models/Llama-3.2-3B-Instruct \
       --config.self_train.seed_files=helpsteer3_proofs.jsonl \
@@ -10,7 +11,9 @@
       --config.self_train.task_files=helpsteer3_1k.jsonl
 
 The empty preset runs on a fresh machine with no network: the built-in verifiable task, a
-BPE tokenizer trained on it, tiny models trained from scratch, the compact prompts.
+BPE tokenizer trained on it, tiny models trained from scratch, the compact prompts. `:smoke`
+runs every sub-step of it (prover, baseline, warm start, one round, task adaptation, export)
+on smaller splits with fewer steps: a check that the pipeline works here, not a result.
 """
 import ml_collections
 
@@ -30,6 +33,8 @@ def get_config(preset: str = ""):
       labeled_files="",         # rationale-free labeled pairs for the warm start
       unlabeled_files="",       # unlabeled pairs; round r reads file (r - 1) mod count
       heldout_files="",         # labeled pairs for the per-round accuracy (optional)
+      validation_files="",      # labeled pairs, none of them held-out, that choose the
+                                # exported model when export=best_validation
       task_files="",            # the target task's labeled pairs, for task adaptation: rows
                                 # {prompt, response_a, response_b, label, rationale|feedback}
                                 # are trained on as written, others proved by π_ψ
@@ -43,6 +48,7 @@ def get_config(preset: str = ""):
       unlabeled_pairs=300,      # fresh unlabeled pairs per round
       heldout_pairs=200,
       task_pairs=60,            # the built-in task's own pairs for task adaptation
+      validation_pairs=100,     # the built-in task's validation pairs (export=best_validation)
       proofs_per_pair=2,        # k sampled proofs; the best by Score is kept
       proof_temperature=0.7,
       judge_samples=3,          # judgments of π_φ per order; the pseudo-label is their majority
@@ -63,9 +69,17 @@ def get_config(preset: str = ""):
       final_finetune_steps=100,  # > 0: task adaptation of the final π_φ, at least these steps
       final_mode="rationale",   # rationale (+ verdict) SFT on proved task pairs, as the paper;
                                 # or verdict: label-smoothed verdict-only fine-tuning
+      export="final",           # which π_φ goes to hf/: final (the last stage, as the paper) |
+                                # best_validation (the best warm start / round / final model on
+                                # the validation pairs; the held-out figures stay untouched)
   ))
-  if preset:
-    configlib.apply_model_preset(c, preset)
+  if preset == "smoke":
+    c.self_train.update(dict(rounds=1, seed_pairs=100, labeled_pairs=40, unlabeled_pairs=150,
+                             heldout_pairs=100, task_pairs=40, prover_steps=200,
+                             policy_steps=200, policy_epochs=3.0, round_steps=100,
+                             final_finetune_steps=50))
+  elif preset:
+    configlib.apply_model_preset(c, preset, stage_presets=("smoke",))
     c.template.judge = "gram_rr"
     c.data.builtin_tasks = ""
     c.self_train.update(dict(rounds=3, max_new_tokens=1024, judge_temperature=0.75,
@@ -74,5 +88,5 @@ def get_config(preset: str = ""):
                              round_learning_rate=1e-5, verdict_cutoff_len=0,
                              final_finetune_steps=1000,
                              unlabeled_pairs=500_000, labeled_pairs=0, seed_pairs=0,
-                             task_pairs=0))
+                             task_pairs=0, validation_pairs=0))
   return c

@@ -1,8 +1,9 @@
 """Serve a reward model over HTTP for RLHF and best-of-n.
 
+  python -m gram_jax.main --config=configs/serve.py --config.model.path=MODEL
+  # on every interface: a key is required (here from a file; or GRAM_JAX_API_KEY=secret)
   python -m gram_jax.main --config=configs/serve.py --config.model.path=MODEL \
-      [--config.serve.port=8000] [--config.serve.host=0.0.0.0 --config.serve.api_key_file=F]
-  GRAM_JAX_API_KEY=secret python -m gram_jax.main ...   # then every request needs the key
+      --config.serve.port=8000 --config.serve.host=0.0.0.0 --config.serve.api_key_file=key.txt
 
 A host other than loopback needs a key. Clients: README "Reward server for RLHF".
 """

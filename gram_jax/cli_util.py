@@ -10,7 +10,9 @@ from gram_jax.errors import GramError
 
 
 _CHATTY = ("orbax", "fsspec", "gcsfs")  # INFO for every file written or opened
-_REPEATED = "Could not determine bucket type"  # gcsfs, on every call without credentials
+# Said again and again and nothing to act on: gcsfs on every call without credentials; Orbax
+# whenever a model is loaded from a run directory (read-only, as it should be).
+_REPEATED = ("Could not determine bucket type", "Given directory is read only")
 
 
 def quiet_library_logs() -> None:
@@ -18,7 +20,7 @@ def quiet_library_logs() -> None:
   logging.get_absl_handler().addFilter(
       lambda record: (record.levelno >= std_logging.WARNING or
                       not any(name in record.pathname for name in _CHATTY)) and
-      _REPEATED not in str(record.msg))
+      not any(text in str(record.msg) for text in _REPEATED))
 
 
 @contextlib.contextmanager

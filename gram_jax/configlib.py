@@ -14,6 +14,7 @@ import ml_collections
 from gram_jax import parallel, storage
 from gram_jax.data import benchmarks, sources
 from gram_jax.errors import GramError
+from gram_jax.hf import smollm2
 from gram_jax.models.config import ARCHITECTURES, ATTENTION_IMPLS
 
 STAGES = ("pretrain", "finetune", "prover", "self_train", "evaluate", "serve")
@@ -22,7 +23,10 @@ DTYPES = ("float32", "bfloat16", "float16")
 # Paper hyper-parameters per model (SPEC.md section 2/3); model.path points at the weights.
 # The real-model presets of configs/*.py (`:qwen3-8b`): shapes in models.config.ARCHITECTURES.
 MODEL_PRESETS = ("qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "llama3.2-3b",
-                 "llama3.1-8b")
+                 "llama3.1-8b", "smollm2-135m")
+# The one real model that runs offline on a CPU (gram_jax.hf.smollm2): float32 compute there,
+# no remat, 1,024-token prompts (a GRAM prompt around a real pair; 64 does not hold one).
+SMOLLM2 = "smollm2-135m"
 
 
 def base_config(stage: str) -> ml_collections.ConfigDict:
@@ -96,6 +100,10 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.eval.batch_size = 16
   c.eval.max_len = 0  # tokens of one judging prompt; 0: the judge's (release: 6,144), else 2,048
   c.eval.every_steps = 0  # 0: evaluate at the end of training only
+  # > 0: score at most this many records of each evaluation file, for a first try (a record
+  # is a pair; an RM-Bench item or an RMB best-of-n group counts as one); the report says so
+  c.eval.max_pairs = 0
+  c.eval.sample = "first"  # first: the file's first records | random: a sample seeded by seed
 
   c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, keep=3, async_save=True))
   c.distributed = ml_collections.ConfigDict(dict(
@@ -136,17 +144,50 @@ def nearest(name: str, known) -> str:
   return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def apply_model_preset(c: ml_collections.ConfigDict, preset: str) -> None:
-  """Real-model presets: bf16 compute, FSDP over all devices, remat, long cutoff."""
-  if preset not in MODEL_PRESETS:
-    raise GramError(f"unknown preset {preset!r}{nearest(preset, MODEL_PRESETS)} (known: "
-                    f"{', '.join(MODEL_PRESETS)}; names are case-sensitive)")
+def check_preset(preset: str, known) -> None:
+  if preset not in known:
+    raise GramError(f"unknown preset {preset!r}{nearest(preset, known)} (known: "
+                    f"{', '.join(known)}; names are case-sensitive)")
+
+
+def apply_model_preset(c: ml_collections.ConfigDict, preset: str,
+                       stage_presets: tuple[str, ...] = ()) -> None:
+  """Real-model presets: bf16 compute, FSDP over all devices, remat, long cutoff; SmolLM2
+  points model.path at its offline-built directory. `stage_presets` are the names a stage
+  adds itself (for the error's list)."""
+  check_preset(preset, MODEL_PRESETS + stage_presets)
   c.model.init.family = ARCHITECTURES[preset]["family"]
+  if preset == SMOLLM2:
+    c.model.path = smollm2.hf_dir()
+    c.data.cutoff_len = 1024
+    c.data.seq_len = 1024
+    c.checkpoint.every_steps = 50
+    return
   c.model.dtype = "bfloat16"
   c.model.remat = "full"
   c.data.cutoff_len = 2048
   c.data.seq_len = 2048
   c.checkpoint.every_steps = 500
+
+
+def describe(c: ml_collections.ConfigDict, config_arg: str = "") -> str:
+  """The start-up line: what this run is (stage, config and preset, model, devices and mesh,
+  compute dtype, attention, prompt and chat template, workdir)."""
+  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
+  devices = jax.devices()
+  shape = " ".join(f"{name}={size}" for name, size in mesh.shape.items())
+  if c.model.path:
+    model = c.model.path
+  else:
+    i = c.model.init
+    model = (f"tiny {i.family} from scratch ({i.num_layers} layers, width {i.hidden_size}, "
+             f"built-in tokenizer)")
+  judge = c.template.judge if c.template.judge != "auto" else "auto (the judge card's)"
+  chat = "set in config" if c.tokenizer.chat_template else "the tokenizer's own"
+  return (f"run: stage {c.stage} | config {config_arg or '?'} | model {model} | "
+          f"{len(devices)} {devices[0].platform} device(s), {jax.process_count()} process(es), "
+          f"mesh {shape} | compute {compute_dtype(c)}, attention {c.model.attention} | "
+          f"prompt template {judge}, chat template {chat} | workdir {c.workdir}")
 
 
 def data_parallel_size(c: ml_collections.ConfigDict) -> int:
@@ -206,7 +247,7 @@ def prover_template(c: ml_collections.ConfigDict) -> str:
 
 
 SELF_TRAIN_FILES = ("seed_files", "labeled_files", "unlabeled_files", "heldout_files",
-                    "task_files")
+                    "task_files", "validation_files")
 
 
 def _self_train_files(c: ml_collections.ConfigDict) -> list[tuple[str, str]]:
@@ -226,11 +267,19 @@ def _self_train_files(c: ml_collections.ConfigDict) -> list[tuple[str, str]]:
         set(data_files(given["task_files"])) <= set(data_files(given["labeled_files"])):
       raise GramError("config.self_train.task_files: the same files as labeled_files; task "
                       "adaptation would retrain on warm-start data")
+    if c.self_train.export == "best_validation" and not data_files(given["validation_files"]):
+      raise GramError("config.self_train.validation_files: required for export=best_validation "
+                      "(labeled pairs that are not held-out test pairs), or set export=final")
+    if c.self_train.export == "best_validation" and set(data_files(given["validation_files"])) \
+        & set(data_files(given["heldout_files"])):
+      raise GramError("config.self_train.validation_files: a held-out file; the exported "
+                      "model must not be chosen on the pairs the report tests on")
   return [(f"self_train.{f}", v) for f, v in given.items()]
 
 
 def _check_self_train(s: ml_collections.ConfigDict) -> None:
-  choices = {"policy_init": ("base", "previous"), "final_mode": ("rationale", "verdict")}
+  choices = {"policy_init": ("base", "previous"), "final_mode": ("rationale", "verdict"),
+             "export": ("final", "best_validation")}
   for field, allowed in choices.items():
     if s[field] not in allowed:
       raise GramError(f"config.self_train.{field}: {s[field]!r} not in {allowed}")
@@ -288,12 +337,18 @@ def validate(c: ml_collections.ConfigDict) -> None:
                        (c.tokenizer.path, "config.tokenizer.path")):
     storage.check_reachable(value, field)
   if c.model.path and not storage.isdir(c.model.path):
-    raise GramError(f"config.model.path: {c.model.path}: directory not found")
+    hint = "; build it once with: python -c 'from gram_jax.hf import smollm2; " \
+        "smollm2.smollm2_instruct()'" if c.model.path == smollm2.hf_dir() else ""
+    raise GramError(f"config.model.path: {c.model.path}: directory not found{hint}")
   data_parallel_size(c)  # checks the mesh against the devices
   if c.stage in ("pretrain", "finetune", "prover", "self_train"):
     rows_per_process(c)
   if c.train.loss_chunk_len < 0:
     raise GramError(f"config.train.loss_chunk_len: {c.train.loss_chunk_len} < 0")
+  if c.eval.sample not in ("first", "random"):
+    raise GramError(f"config.eval.sample: {c.eval.sample!r} not in ('first', 'random')")
+  if c.eval.max_pairs < 0:
+    raise GramError(f"config.eval.max_pairs: {c.eval.max_pairs} < 0 (0: every record)")
   if c.eval.max_len < 0:
     raise GramError(f"config.eval.max_len: {c.eval.max_len} < 0 (0: the judge's own)")
   if c.data.max_pairs_per_row < 1:

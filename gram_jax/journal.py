@@ -116,7 +116,8 @@ class Journal:
 
 
 def run_in_chunks(items: Sequence[Any], work: Callable[[Sequence[Any], int], list[dict]],
-                  log: Journal, chunk_size: int, desc: str = "") -> list[dict]:
+                  log: Journal, chunk_size: int, desc: str = "",
+                  unit: str = "item") -> list[dict]:
   """`work(chunk, first_index)` over `items`, one journaled chunk at a time, resuming after
   the last finished item; on SIGTERM it stops after the chunk in flight (`Preempted`)."""
   rows = log.read()
@@ -124,7 +125,7 @@ def run_in_chunks(items: Sequence[Any], work: Callable[[Sequence[Any], int], lis
     raise GramError(f"{log.path}: {len(rows)} finished items but only {len(items)} to do")
   if rows:
     logging.info("%s: resuming at item %d of %d", log.path, len(rows), len(items))
-  bar = Progress(len(items), len(rows), desc=desc, unit="item",
+  bar = Progress(len(items), len(rows), desc=desc, unit=unit,
                  enabled=bool(desc) and log.writer)
   for start in range(len(rows), len(items), chunk_size):
     done = work(items[start:start + chunk_size], start)

@@ -6,7 +6,7 @@ makes the stage save its progress and exit 0 (gram_jax.preemption); rerunning re
 import importlib
 import sys
 
-from absl import app, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gram_jax import cli_util, configlib, parallel, preemption
@@ -30,7 +30,8 @@ def main(argv: list[str]) -> None:
       preemption.install()
       configlib.validate(config)
       stage = importlib.import_module(f"gram_jax.stages.{config.stage}")
-      logging.info("stage %s, workdir %s", config.stage, config.workdir)
+      logging.info("%s", configlib.describe(config, config_flags.get_config_filename(
+          flags.FLAGS["config"])))
       stage.run(config)
     except preemption.Preempted as e:
       logging.warning("preempted: saved %s; rerun the same command to resume", e)

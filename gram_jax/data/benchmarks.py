@@ -5,6 +5,7 @@ Each summary takes per-pair (or per-item) correctness and returns a JSON-able di
 Markdown table is rendered from the same dict.
 """
 import collections
+import hashlib
 from typing import Any, Iterable
 
 import numpy as np
@@ -47,14 +48,43 @@ LLMBAR_SUBSETS = {("Natural",): "llmbar-natural",
                   ("Adversarial", "Neighbor"): "llmbar-adver-neighbor"}
 
 
-def llmbar_subset(path: str) -> str | None:
-  """The RewardBench subset of a file in LLMBar's folder layout, else None."""
+# The same sets by their first record (sha256 of input, output_1 and output_2 joined by NUL),
+# so a copy outside LLMBar's folders (renamed, moved, cut to its first N records) is graded
+# as its subset too.
+LLMBAR_FIRST_RECORDS = {"cc820a8d99ab2f41": "llmbar-natural",
+                        "2df720f1c8c338cc": "llmbar-adver-GPTInst",
+                        "2b2a420b2839c5db": "llmbar-adver-GPTOut",
+                        "67d27be35d00fea7": "llmbar-adver-manual",
+                        "6b72513be41df1eb": "llmbar-adver-neighbor"}
+
+
+def llmbar_subset(path: str, first_row: dict | None = None) -> str | None:
+  """The RewardBench subset of an LLMBar file, from LLMBar's folder layout or from its first
+  record's content; else None."""
   parts = tuple(path.split("/"))
   for folders, subset in LLMBAR_SUBSETS.items():
     tail = ("LLMBar", *folders)
     if any(parts[i:i + len(tail)] == tail for i in range(len(parts))):
       return subset
-  return None
+  fields = [(first_row or {}).get(k) for k in ("input", "output_1", "output_2")]
+  if not all(isinstance(f, str) for f in fields):
+    return None
+  digest = hashlib.sha256("\x00".join(fields).encode()).hexdigest()[:16]
+  return LLMBAR_FIRST_RECORDS.get(digest)
+
+
+def select_records(rows: list, max_records: int, sample: str,
+                   seed: int) -> tuple[list, dict[str, Any] | None]:
+  """At most `max_records` records of a file, for a first try: its first ones, or a seeded
+  random sample kept in file order; and what a report says of the choice (None: all)."""
+  if max_records <= 0 or max_records >= len(rows):
+    return rows, None
+  if sample == "first":
+    chosen, how = list(range(max_records)), "the first"
+  else:
+    chosen = sorted(np.random.default_rng(seed).choice(len(rows), max_records, replace=False))
+    how = f"a random sample (seed {seed}) of"
+  return [rows[i] for i in chosen], {"records": max_records, "of": len(rows), "how": how}
 
 
 def _accuracy(flags: list[bool]) -> float:
@@ -225,12 +255,32 @@ _TOTALS = {"rewardbench": [("overall", "overall (mean of groups)")],
            "hhh": [("overall", "all pairs")]}
 
 
+BENCHMARK_NAMES = {"rewardbench": "RewardBench", "judgebench": "JudgeBench",
+                   "rmbench": "RM-Bench", "rmb": "RMB pairwise", "rmb_bon": "RMB best-of-n",
+                   "hhh": "HHH alignment", "pandalm": "PandaLM test set",
+                   "pairs": "labeled pairs (plain accuracy)"}
+
+
+def heading(name: str, summary: dict[str, Any]) -> str:
+  """`file: benchmark (subsets), counts`, and how the records were chosen when not all were."""
+  kind = summary["benchmark"]
+  title = BENCHMARK_NAMES[kind]
+  subsets = list(summary.get("subsets") or ()) if kind == "rewardbench" else []
+  if subsets:
+    title += f" ({', '.join(subsets)})" if len(subsets) <= 3 else f" ({len(subsets)} subsets)"
+  n, unit = (summary["items"], "item") if "items" in summary else (summary["pairs"], "pair")
+  count = f"{n} {unit}{'' if n == 1 else 's'}"
+  sample = summary.get("sample")
+  if sample:
+    count += f"; {sample['how']} {sample['records']} of the file's {sample['of']} records"
+  return f"{name}: {title}, {count}"
+
+
 def markdown(name: str, summary: dict[str, Any]) -> str:
   """A small Markdown report of one file's summary: the benchmark and its counts, the
   official totals, the judge and protocol that produced them, and how many pairs were cut."""
   kind = summary["benchmark"]
-  count = (f"{summary['items']} items" if "items" in summary else f"{summary['pairs']} pairs")
-  lines = [f"### {name}: {kind}, {count}", ""]
+  lines = [f"### {heading(name, summary)}", ""]
   pct = lambda x: "n/a" if x != x else f"{100 * x:.1f}"
   if kind == "pairs":
     lines += ["| pairs | accuracy |", "|---|---|",

@@ -70,10 +70,15 @@ def write_hf_dir(gguf: str, out: str) -> str:
   return out
 
 
+def hf_dir(cache_dir: str | None = None) -> str:
+  """Where `smollm2_instruct` writes the HF directory (the `:smollm2-135m` presets' model)."""
+  return os.path.join(cache_dir or default_cache(), "hf")
+
+
 def smollm2_instruct(cache_dir: str | None = None) -> str:
   """Path of the HF directory of SmolLM2-135M-Instruct, built on first use."""
   cache_dir = cache_dir or default_cache()
-  out = os.path.join(cache_dir, "hf")
+  out = hf_dir(cache_dir)
   if os.path.isfile(os.path.join(out, "config.json")):
     return out
   os.makedirs(cache_dir, exist_ok=True)

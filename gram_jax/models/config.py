@@ -137,6 +137,10 @@ ARCHITECTURES = {
                       intermediate_size=17408, num_layers=40, num_heads=40, num_kv_heads=8,
                       head_dim=128, rope_theta=1000000.0, tie_word_embeddings=False,
                       rms_norm_eps=1e-6),
+    "smollm2-135m": dict(family="llama", vocab_size=49152, hidden_size=576,
+                         intermediate_size=1536, num_layers=30, num_heads=9, num_kv_heads=3,
+                         head_dim=64, rope_theta=100000.0, tie_word_embeddings=True,
+                         qk_norm=False, rms_norm_eps=1e-5),
 }
 
 

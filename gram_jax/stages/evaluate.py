@@ -31,7 +31,7 @@ def detect_benchmark(rows: list[dict], setting: str, path: str = "") -> str:
                       ("annotator1", "pandalm"), ("chosen_instruction", "hhh")):
     if field in first:
       return kind
-  if "output_1" in first and benchmarks.llmbar_subset(path):
+  if "output_1" in first and benchmarks.llmbar_subset(path, first):
     return "rewardbench"
   if isinstance(first.get("chosen"), list) and first["chosen"] and isinstance(
       first["chosen"][0], str):
@@ -104,10 +104,12 @@ def chosen_shown_first(triple: tuple[str, str, str], given: bool | None = None) 
 
 
 def judge_journaled(reward: RewardModel, triples: list[tuple[str, str, str]], log: Journal,
-                    given_orders: list[bool | None] | None = None) -> list[dict[str, Any]]:
+                    given_orders: list[bool | None] | None = None,
+                    desc: str = "") -> list[dict[str, Any]]:
   """Judges (prompt, chosen, rejected) triples in chunks through a journal: a preempted or
   killed evaluation resumes there. A reasoning judge's samples depend on (seed, pair index)
-  only, not on the chunking. A one-order judge (the release protocol) sees each pair in the
+  only, not on the chunking; a chunk is one device batch of pairs, so progress (`desc`, with
+  an ETA) shows as they finish. A one-order judge (the release protocol) sees each pair in the
   order `chosen_shown_first` gives; its verdicts are mapped back to chosen/rejected."""
   one_order = reward.reasoning is not None and reward.reasoning.orders == 1
   given_orders = given_orders or [None] * len(triples)
@@ -118,18 +120,18 @@ def judge_journaled(reward: RewardModel, triples: list[tuple[str, str, str]], lo
     shown = [t if f else (t[0], t[2], t[1]) for t, f in zip(chunk, shown_first)]
     judged = reward.judge_batch(shown, first_index=first)
     return [pair_outcome(reward, j if f else j.flipped()) for j, f in zip(judged, shown_first)]
-  return run_in_chunks(triples, work, log, reward.batch_size * 8,
-                       desc=os.path.basename(log.path))
+  return run_in_chunks(triples, work, log, reward.batch_size, desc=desc or log.path,
+                       unit="pair")
 
 
 Scored = tuple[list[dict], dict[str, Any], list[dict[str, Any]]]
 
 
 def _rmbench(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
-             log: Journal) -> Scored:
+             log: Journal, desc: str) -> Scored:
   """Every item's 3x3 (chosen variant, rejected variant) pairs."""
   triples = [t for where, row in rows for t in _rmbench_triples(where, row)]
-  outcomes = judge_journaled(reward, triples, log)
+  outcomes = judge_journaled(reward, triples, log, desc=desc)
   results, matrices = [], []
   for index, (_, row) in enumerate(rows):
     item = outcomes[9 * index:9 * index + 9]
@@ -144,11 +146,11 @@ def _rmbench(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path:
 
 
 def _best_of_n(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
-               log: Journal) -> Scored:
+               log: Journal, desc: str) -> Scored:
   """RMB best-of-n: a group is right only when its best answer beats every loser."""
   groups = [preference.parse_best_of_n(row, where) for where, row in rows]
   triples = [(g.prompt, g.best, loser) for g in groups for loser in g.losers]
-  outcomes = judge_journaled(reward, triples, log)
+  outcomes = judge_journaled(reward, triples, log, desc=desc)
   results, subset_correct, start = [], [], 0
   for (where, row), group in zip(rows, groups):
     item = outcomes[start:start + len(group.losers)]
@@ -162,7 +164,7 @@ def _best_of_n(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, pat
 
 
 def _pairwise(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
-              log: Journal) -> Scored:
+              log: Journal, desc: str) -> Scored:
   """One (prompt, chosen, rejected) pair per record, summarised by the benchmark's rules.
   PandaLM records whose annotators' majority is a tie are counted, not scored."""
   ties = 0
@@ -174,12 +176,12 @@ def _pairwise(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path
   given = [{"A>B": True, "B>A": False}.get(str(p.extra.get("label"))) if kind == "judgebench"
            else None for p in pairs]
   outcomes = judge_journaled(reward, [(p.prompt, p.chosen, p.rejected) for p in pairs], log,
-                             given)
+                             given, desc)
   flags = [correct(o) for o in outcomes]
   results = [{**row, "score_chosen": o["a"], "score_rejected": o["b"], "correct": ok,
               **_readout(o)} for (_, row), o, ok in zip(rows, outcomes, flags)]
   if kind == "rewardbench":
-    in_folder = benchmarks.llmbar_subset(path)
+    in_folder = benchmarks.llmbar_subset(path, rows[0][1] if rows else None)
     summary = benchmarks.rewardbench_summary(
         (str(r.get("subset", in_folder or "")), ok) for (_, r), ok in zip(rows, flags))
   elif kind == "judgebench":
@@ -216,27 +218,32 @@ def _rmb_subset(row: dict, where: str) -> str:
 
 
 def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
-                  work: dict[str, Any]) -> dict[str, Any]:
-  """Scores one file into out_dir; a file already finished for the same `work` (model,
-  template, file) is not scored again."""
-  work = {**work, **file_identity(path)}
+                  work: dict[str, Any], max_records: int = 0, sample: str = "first",
+                  seed: int = 0) -> dict[str, Any]:
+  """Scores one file (or `benchmarks.select_records`' share of it) into out_dir; a file already finished
+  for the same `work` (model, template, file, selection) is not scored again."""
+  work = {**work, **file_identity(path), "max_records": max_records, "sample": sample,
+          "seed": seed}
   done = os.path.join(out_dir, "summary.json")
   if storage.exists(done):
     summary = json.loads(storage.read_text(done))
     if summary.get("work") == work:
       logging.info("%s: already evaluated in %s", path, out_dir)
       return summary
-  rows = read_rows(path)
-  kind = detect_benchmark([r for _, r in rows], setting, path)
+  all_rows = read_rows(path)
+  kind = detect_benchmark([r for _, r in all_rows], setting, path)
+  rows, selection = benchmarks.select_records(all_rows, max_records, sample, seed)
   log = Journal(os.path.join(out_dir, "scores.journal"), work)
   score = {"rmbench": _rmbench, "rmb_bon": _best_of_n}.get(kind, _pairwise)
-  results, summary, outcomes = score(reward, rows, kind, path, log)
+  results, summary, outcomes = score(reward, rows, kind, path, log,
+                                     f"{benchmarks.BENCHMARK_NAMES[kind]} {path}")
   trimmed = sum(o["trimmed"] for o in outcomes)
   summary.update(benchmarks.readout_summary(outcomes), trimmed_pairs=trimmed, file=path,
                  judge=reward.describe(), max_len=reward.max_len, work=work)
+  if selection:
+    summary["sample"] = selection
   if jax.process_index() == 0:
-    write_outputs(out_dir, results, summary, benchmarks.markdown(os.path.basename(path),
-                                                                 summary))
+    write_outputs(out_dir, results, summary, benchmarks.markdown(path, summary))
   log.remove()
   return summary
 
@@ -299,10 +306,10 @@ def run(c: ml_collections.ConfigDict) -> None:
   files = configlib.data_files(c.eval.files)
   for path, name in zip(files, output_names(files)):
     summary = evaluate_file(reward, path, c.eval.benchmark, os.path.join(c.workdir, name),
-                            work)
+                            work, c.eval.max_pairs, c.eval.sample, c.seed)
     logging.info("%s: %s", path, json.dumps({k: v for k, v in summary.items() if k in (
         "overall", "accuracy", "micro", "macro", "groups", "position_consistency")}))
-    reports.append(benchmarks.markdown(os.path.basename(path), summary))
+    reports.append(benchmarks.markdown(path, summary))
   if jax.process_index() == 0:
     report = "\n".join([f"Judge {c.model.path}: {reward.describe()}.", ""] + reports)
     storage.write_atomic(os.path.join(c.workdir, "report.md"), report)

@@ -11,7 +11,7 @@ from absl import logging
 from flax import nnx
 
 from gram_jax import configlib, parallel
-from gram_jax.data import encode, loader, preference, records
+from gram_jax.data import benchmarks, encode, loader, preference, records
 from gram_jax.inference.reward import RewardModel
 from gram_jax.judge_card import Reasoning, prompt_name, write_judge_card
 from gram_jax.stages import setup
@@ -128,7 +128,14 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
                                         c.data.seq_len, c.train.micro_batches, c.seed,
                                         c.data.pack, tokenizer.pad_token_id,
                                         c.data.max_pairs_per_row)
-  hooks = [heldout_accuracy(c, tokenizer, read(eval_files)[0], mesh)] if eval_files else []
+  hooks = []
+  if eval_files:
+    eval_pairs, selection = benchmarks.select_records(read(eval_files)[0], c.eval.max_pairs,
+                                                      c.eval.sample, c.seed)
+    if selection:
+      logging.info("held-out accuracy on %s %d of %d pairs (config.eval.max_pairs)",
+                   selection["how"], selection["records"], selection["of"])
+    hooks.append(heldout_accuracy(c, tokenizer, eval_pairs, mesh))
   objective = functools.partial(objectives.verdict_loss, label_ids=tuple(encoder.label_ids),
                                 smoothing=c.train.label_smoothing)
   model_config = setup.make_model_config(c, tokenizer)

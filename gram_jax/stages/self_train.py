@@ -6,21 +6,25 @@
   workdir/round_r/           judged.jsonl (k votes per order, rule checks, why each pair was
                              dropped) -> kept.jsonl -> proofs.jsonl, π_φ retrained
   workdir/final/             task adaptation of the last π_φ (rationale SFT, or verdict-only)
-  workdir/rounds.jsonl, report.md, hf/ (the model the report's last row measured)
+  workdir/<stage>/heldout.jsonl  every held-out judgment's reply (validation.jsonl likewise)
+  workdir/rounds.jsonl, report.md, config.json, hf/ (the model the report marks exported:
+                             the last stage, or the best on validation pairs)
 
 Every sub-step writes its output atomically and training resumes from its checkpoints, so a
 killed run, rerun, continues at the sub-step (and training step) it reached.
 """
 import copy
+import datetime
 import functools
 import os
+import time
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import checkpoint, configlib, pretrained, self_training, storage
+from gram_jax import checkpoint, configlib, pretrained, provenance, self_training, storage
 from gram_jax.data import preference, records
 from gram_jax.hf.export import save_pretrained
 from gram_jax.inference import proving
@@ -29,6 +33,7 @@ from gram_jax.inference.reasoning import PairJudgment, RationaleJudge
 from gram_jax.inference.reward import RewardModel
 from gram_jax.journal import Journal, fingerprint, run_in_chunks, write_jsonl
 from gram_jax.judge_card import JUDGE_CARD
+from gram_jax.progress import Progress
 from gram_jax.stages import recipes, setup
 from gram_jax.stages.self_train_files import (data_files, once, publish, read_json, read_jsonl,
                                               trimmed_proofs)
@@ -61,6 +66,10 @@ class SelfTraining:
       self_training.check_task_set([t.pair for t in self.task], self.labeled)
     self.heldout = read(self.files["heldout"], preference.parse_preference_pair)
     self.heldout_triples = [(p.prompt, p.chosen, p.rejected) for p in self.heldout]
+    validation = read(self.files["validation"], preference.parse_preference_pair)
+    if self.s.export == "best_validation":
+      self_training.check_validation_set(validation, self.heldout)
+    self.validation_triples = [(p.prompt, p.chosen, p.rejected) for p in validation]
     self.chat_template = c.tokenizer.chat_template or None
 
   def path(self, *parts: str) -> str:
@@ -130,18 +139,23 @@ class SelfTraining:
       if start_from:
         sub.model.path = start_from
     recipes.finetune_verdicts(sub, train_files, self.files["heldout"])
-    return self.evaluate_verdict_model(sub.workdir, sub.data.cutoff_len)
-
-  def evaluate_verdict_model(self, model_dir: str, max_len: int) -> dict:
     if not self.heldout_triples:
       return {}
-    reward = RewardModel.from_pretrained(model_dir, max_len=max_len, reasoning=None,
-                                         template=self.verdict_template(),
+    return heldout_figures(self.measure_verdict_model(sub.workdir, self.heldout_triples))
+
+  def verdict_max_len(self) -> int:
+    return self.s.verdict_cutoff_len or self.c.data.cutoff_len
+
+  def measure_verdict_model(self, model_dir: str, triples: list) -> dict:
+    """Accuracy, P(A)/P(B) accuracy (the same readout) and position consistency of a verdict
+    judge on (prompt, chosen, rejected) triples."""
+    reward = RewardModel.from_pretrained(model_dir, max_len=self.verdict_max_len(),
+                                         reasoning=None, template=self.verdict_template(),
                                          chat_template=self.chat_template)
-    judged = reward.judge_batch(self.heldout_triples)
+    judged = reward.judge_batch(triples)
     accuracy = float(np.mean([j.score_a > j.score_b for j in judged]))
-    return {"heldout_accuracy": accuracy, "heldout_probability_accuracy": accuracy,
-            "heldout_consistency": float(np.mean([j.consistent for j in judged]))}
+    return {"accuracy": accuracy, "probability_accuracy": accuracy,
+            "consistency": float(np.mean([j.consistent for j in judged]))}
 
   def policy_judge(self, policy_dir: str) -> RationaleJudge:
     """π_φ read with the prompt and chat template it was trained with."""
@@ -150,19 +164,38 @@ class SelfTraining:
                           self.c.template.rationale_format, self.labels, self.s.batch_size,
                           self.c.data.cutoff_len, self.s.max_new_tokens, self.chat_template)
 
-  def evaluate_policy(self, policy_dir: str) -> dict:
-    """Held-out accuracy of π_φ read as the published numbers are (the parsed <answer>
-    letters of one greedy judgment per order; a tie or no verdict is wrong), and of
-    P(A)/P(B) after the rationale."""
+  def measure_policy(self, policy_dir: str, triples: list, desc: str, out: str) -> dict:
+    """π_φ's accuracy on (prompt, chosen, rejected) triples read as the published numbers
+    are (the parsed <answer> letters of one greedy judgment per order; a tie or no verdict is
+    wrong), and of P(A)/P(B) after the rationale. Every judgment's reply goes to `out`, so
+    what the model wrote can be read beside the figure."""
+    judge = self.policy_judge(policy_dir)
+    bar = Progress(len(triples), desc=desc, unit="pair", enabled=jax.process_index() == 0)
+    judged = []
+    for start in range(0, len(triples), self.s.batch_size):
+      chunk = triples[start:start + self.s.batch_size]
+      judged += judge.judge_batch(chunk, first_index=start)
+      bar.update(len(chunk))
+    bar.close()
+    correct = [j.vote.winner == 0 for j in judged]
+    publish(out, lambda: write_jsonl([
+        {"prompt": t[0], "chosen": t[1], "rejected": t[2], "correct": ok,
+         "judgments": [{"shown_first": "rejected" if j.swapped else "chosen",
+                        "verdict": j.verdict, "reply": j.reply} for j in pair.judgments]}
+        for t, pair, ok in zip(triples, judged, correct)], out))
+    return {"accuracy": float(np.mean(correct)),
+            "probability_accuracy": float(np.mean([j.score_a > j.score_b for j in judged])),
+            "consistency": float(np.mean([j.consistent for j in judged]))}
+
+  def evaluate_policy(self, policy_dir: str, stage: str) -> dict:
+    """Held-out figures of π_φ, its judgments in heldout.jsonl beside its run directory."""
     if not self.heldout_triples:
       return {}
-    judged = self.policy_judge(policy_dir).judge_batch(self.heldout_triples)
-    return {"heldout_accuracy": float(np.mean([j.vote.winner == 0 for j in judged])),
-            "heldout_probability_accuracy": float(np.mean([j.score_a > j.score_b
-                                                           for j in judged])),
-            "heldout_consistency": float(np.mean([j.consistent for j in judged]))}
+    return heldout_figures(self.measure_policy(
+        policy_dir, self.heldout_triples, f"{stage}: held-out judging",
+        os.path.join(os.path.dirname(policy_dir), "heldout.jsonl")))
 
-  def prove(self, prover_dir: str, items: list[dict], out: str) -> str:
+  def prove(self, prover_dir: str, items: list[dict], out: str, desc: str) -> str:
     """π_ψ writes k sampled proofs per (pair, label); the best by proof_score is kept
     (inference.proving). Prompts are cut by fields to data.cutoff_len and each row records
     whether its prompt was cut. Journaled a batch of items at a time, so a preempted or
@@ -187,7 +220,7 @@ class SelfTraining:
                                      "k": self.s.proofs_per_pair, "seed": self.c.seed,
                                      "sampling": str(sampling), "cutoff": self.c.data.cutoff_len,
                                      "max_new_tokens": self.s.max_new_tokens})
-    rows = run_in_chunks(items, work, log, self.s.batch_size)
+    rows = run_in_chunks(items, work, log, self.s.batch_size, desc=desc, unit="proof")
     publish(out, lambda: write_jsonl(rows, out))
     log.remove()
     return out
@@ -237,7 +270,8 @@ class SelfTraining:
         "samples": self.s.judge_samples, "min_vote_share": self.s.min_vote_share,
         "min_confidence": min_confidence})
     rows = run_in_chunks(pool, work, log, max(1, self.s.batch_size // (
-        2 * self.s.judge_samples)))
+        2 * self.s.judge_samples)), desc=f"round {round_index}: judging the unlabeled pool",
+                         unit="pair")
     if by_fraction:
       keep = self_training.keep_most_confident(
           [r["confidence"] if r["drop_reason"] is None else None for r in rows],
@@ -285,66 +319,126 @@ def task_targets(job: SelfTraining, prover_dir: str) -> tuple[list[str], dict]:
                                        lambda: [vars(p) for p in own]))
   if to_prove:
     targets.append(job.prove(prover_dir, preference.both_orders(to_prove),
-                             job.path("final", "proofs.jsonl")))
+                             job.path("final", "proofs.jsonl"), "task adaptation: proving"))
   trimmed = trimmed_proofs(targets[-1]) if to_prove else 0
   return targets, {"task_pairs": len(job.task), "task_own_rationales": len(own),
                    "proof_prompts_trimmed": trimmed}
 
 
+def heldout_figures(figures: dict) -> dict:
+  return {f"heldout_{name}": value for name, value in figures.items()}
+
+
+def export_choice(job: SelfTraining, rows: list[dict],
+                  models: list[tuple[int, str, bool]]) -> int:
+  """Which of `models` (row, run directory, reasoning judge?) goes to hf/: the last one
+  (export=final, the paper), or the best on the validation pairs (best_validation), whose
+  figures join the rows."""
+  if job.s.export == "final":
+    return len(models) - 1
+  accuracies = []
+  for index, model, reasoning in models:
+    folder = os.path.dirname(model) if reasoning else model
+    stage = rows[index]["stage"]
+    measure = (lambda: job.measure_policy(model, job.validation_triples,
+                                          f"{stage}: validation judging",
+                                          os.path.join(folder, "validation.jsonl"))) \
+        if reasoning else (lambda: job.measure_verdict_model(model, job.validation_triples))
+    rows[index]["validation_accuracy"] = once(os.path.join(folder, "validation.json"),
+                                              measure)["accuracy"]
+    accuracies.append(rows[index]["validation_accuracy"])
+  return self_training.choose_export(accuracies)
+
+
+def report(c: ml_collections.ConfigDict, rows: list[dict], exported: int, pairs: dict,
+           seconds: float) -> str:
+  """report.md: what ran (seed, code, time), which row was exported and why, the table and
+  what its columns mean."""
+  s = c.self_train
+  why = ("export=final: the last stage, as the paper does" if s.export == "final" else
+         f"export=best_validation: the best validation verdict accuracy "
+         f"({100 * rows[exported]['validation_accuracy']:.1f} %) on {pairs['validation']} "
+         f"validation pairs, none of them held out")
+  finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+  return "\n".join([
+      "# GRAM-R² self-training", "",
+      f"Seed {c.seed}; {provenance.code_version()}; finished {finished}, "
+      f"{datetime.timedelta(seconds=round(seconds))} in its last process (a resumed run "
+      f"counts only that part). Every config field: config.json; per-stage figures: "
+      f"rounds.jsonl; each held-out judgment's reply: <stage>/heldout.jsonl.",
+      f"Held-out: {pairs['heldout']} pairs. Exported to hf/: **{rows[exported]['stage']}** "
+      f"({why}).", "",
+      self_training.report_table(rows, exported), "", "Columns:", "", self_training.LEGEND, ""])
+
+
 def run(c: ml_collections.ConfigDict) -> None:
+  started = time.monotonic()
   s = c.self_train
   job = SelfTraining(c)
+  rows, models = [], []  # models: (row, run directory, reasoning judge?) that can be exported
+
+  def add(row: dict, model: str = "", reasoning: bool = True) -> None:
+    rows.append({**row, "model": os.path.relpath(model, c.workdir)} if model else row)
+    logging.info("%s", self_training.row_line(row))
+    if model:
+      models.append((len(rows) - 1, model, reasoning))
+
   prover_dir = job.train_prover()
-  rows = []
   if s.baseline and job.heldout_triples:  # the same gold labels, the same step budget
-    rows.append({"stage": "labeled-only fine-tuning (same gold labels)", **once(
+    add({"stage": "labeled-only fine-tuning (same gold labels)", **once(
         job.path("baseline", "result.json"),
         lambda: job.verdict_finetune("baseline", [job.gold_file()], s.policy_steps))})
   proof_files = [job.prove(prover_dir, preference.both_orders(job.labeled),
-                           job.path("round_0", "proofs.jsonl"))]
+                           job.path("round_0", "proofs.jsonl"), "warm start: proving")]
   warm_trimmed = trimmed_proofs(proof_files[0])
   if s.seeds_in_warm_start:
     proof_files = job.files["seed"] + proof_files
   policy = job.train_policy("round_0", proof_files)
-  rows.append({"stage": "warm start", "proof_prompts_trimmed": warm_trimmed, **once(
-      job.path("round_0", "result.json"), lambda: job.evaluate_policy(policy))})
+  add({"stage": "warm start", "proof_prompts_trimmed": warm_trimmed, **once(
+      job.path("round_0", "result.json"), lambda: job.evaluate_policy(policy, "warm start"))},
+      policy)
   for r in range(1, s.rounds + 1):
     labels = job.path(f"round_{r}", "labels.json")
     stats = read_json(labels) if storage.exists(labels) else job.label_round(policy, r)
     proof_files.append(job.prove(prover_dir, kept_items(job, r),
-                                 job.path(f"round_{r}", "proofs.jsonl")))
+                                 job.path(f"round_{r}", "proofs.jsonl"),
+                                 f"round {r}: proving the kept pairs"))
     policy = job.train_policy(f"round_{r}", proof_files,
                               start_from=policy if s.policy_init == "previous" else "")
-    rows.append({"stage": f"round {r}", **stats,
-                 "proof_prompts_trimmed": trimmed_proofs(proof_files[-1]),
-                 **once(job.path(f"round_{r}", "result.json"),
-                        lambda: job.evaluate_policy(policy))})
-  final_model = policy
+    add({"stage": f"round {r}", **stats,
+         "proof_prompts_trimmed": trimmed_proofs(proof_files[-1]),
+         **once(job.path(f"round_{r}", "result.json"),
+                lambda: job.evaluate_policy(policy, f"round {r}"))}, policy)
   if s.final_finetune_steps and s.final_mode == "rationale":
     task_files, task_counts = task_targets(job, prover_dir)
-    final_model = job.train_policy("final", task_files, start_from=policy,
-                                   min_steps=s.final_finetune_steps)
-    rows.append({"stage": "task adaptation (rationale + verdict SFT)", **task_counts, **once(
-        job.path("final", "result.json"), lambda: job.evaluate_policy(final_model))})
+    adapted = job.train_policy("final", task_files, start_from=policy,
+                               min_steps=s.final_finetune_steps)
+    add({"stage": "task adaptation (rationale + verdict SFT)", **task_counts, **once(
+        job.path("final", "result.json"),
+        lambda: job.evaluate_policy(adapted, "task adaptation"))}, adapted)
   elif s.final_finetune_steps and s.final_mode == "verdict":
-    final_model = job.path("final")
     task_pairs = setup.builtin_jsonl(job.path("final", "task_pairs.jsonl"),
                                      lambda: [t.pair.as_row() for t in job.task])
-    rows.append({"stage": "task adaptation (label-smoothed verdict only)",
-                 "task_pairs": len(job.task), **once(
-                     job.path("final", "result.json"), lambda: job.verdict_finetune(
-                         "final", [task_pairs, pseudo_labeled_file(job, s.rounds)],
-                         s.final_finetune_steps, start_from=policy))})
-  table = self_training.report_table(rows)
+    add({"stage": "task adaptation (label-smoothed verdict only)",
+         "task_pairs": len(job.task), **once(
+             job.path("final", "result.json"), lambda: job.verdict_finetune(
+                 "final", [task_pairs, pseudo_labeled_file(job, s.rounds)],
+                 s.final_finetune_steps, start_from=policy))}, job.path("final"), False)
+  exported = models[export_choice(job, rows, models)]
+  text = report(c, rows, exported[0], {"heldout": len(job.heldout_triples),
+                                       "validation": len(job.validation_triples)},
+                time.monotonic() - started)
 
   def write_report() -> None:
     write_jsonl(rows, job.path("rounds.jsonl"))
-    storage.write_atomic(job.path("report.md"), table + "\n")
+    storage.write_atomic(job.path("config.json"), c.to_json_best_effort(indent=2))
+    storage.write_atomic(job.path("report.md"), text)
   publish(job.path("report.md"), write_report)
-  save_pretrained(pretrained.load_pretrained(final_model), job.path("hf"),
+  save_pretrained(pretrained.load_pretrained(exported[1]), job.path("hf"),
                   tokenizer=job.tokenizer)
   if jax.process_index() == 0:  # read as the report measured it (the model's own card)
     storage.write_atomic(os.path.join(job.path("hf"), JUDGE_CARD),
-                         storage.read_text(os.path.join(final_model, JUDGE_CARD)))
-  print(table)
-  logging.info("exported %s (the report's last row) to %s", final_model, job.path("hf"))
+                         storage.read_text(os.path.join(exported[1], JUDGE_CARD)))
+  print(text)
+  logging.info("exported %s (%s) to %s", exported[1], rows[exported[0]]["stage"],
+               job.path("hf"))

@@ -43,6 +43,8 @@ def builtin_splits(c: ml_collections.ConfigDict) -> dict[str, list[dict]]:
   sizes = {"heldout": s.heldout_pairs, "seed": s.seed_pairs, "labeled": s.labeled_pairs,
            **{f"unlabeled_{r}": s.unlabeled_pairs for r in range(1, s.rounds + 1)},
            "task": s.task_pairs}
+  if s.export == "best_validation":  # drawn last: every other split stays as it was
+    sizes["validation"] = s.validation_pairs
   return synthetic.disjoint_splits(sizes, c.seed, configlib.builtin_tasks(c))
 
 
@@ -56,6 +58,7 @@ def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
             "labeled": configlib.data_files(s.labeled_files),
             "task": configlib.data_files(s.task_files),
             "heldout": configlib.data_files(s.heldout_files),
+            "validation": configlib.data_files(s.validation_files),
             "unlabeled": configlib.data_files(s.unlabeled_files)}
   path = lambda name: os.path.join(c.workdir, "data", name)
   splits = {}
@@ -69,6 +72,8 @@ def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
       "labeled": [setup.builtin_jsonl(path("labeled.jsonl"), lambda: split("labeled"))],
       "task": [setup.builtin_jsonl(path("task.jsonl"), lambda: split("task"))],
       "heldout": [setup.builtin_jsonl(path("heldout.jsonl"), lambda: split("heldout"))],
+      "validation": [setup.builtin_jsonl(path("validation.jsonl"), lambda: split("validation"))]
+                    if s.export == "best_validation" else [],
       "unlabeled": [setup.builtin_jsonl(
           path(f"unlabeled_{r}.jsonl"),
           lambda r=r: synthetic.as_unlabeled(split(f"unlabeled_{r}"), c.seed + r))

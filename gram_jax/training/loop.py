@@ -83,7 +83,7 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
   step_fn = trainer.compile_step()
   token_flops = flops.training_flops_per_token(model_config, batches.seq_len)
   peak = flops.peak_flops_per_device(c.train.peak_flops_per_device)
-  logger = MetricsLogger(workdir, steps, start)
+  logger = MetricsLogger(workdir, steps, start, desc=f"train {workdir}")
   bad_steps = 0
   last_time = time.perf_counter()
   try:

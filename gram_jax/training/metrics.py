@@ -50,7 +50,8 @@ class JsonlSink:
 
 
 class MetricsLogger:
-  def __init__(self, workdir: str, total_steps: int, start_step: int = 0, name: str = "train"):
+  def __init__(self, workdir: str, total_steps: int, start_step: int = 0, name: str = "train",
+               desc: str = ""):
     self.enabled = jax.process_index() == 0
     if not self.enabled:
       return
@@ -59,7 +60,7 @@ class MetricsLogger:
     self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name))
     self.sinks = {name: JsonlSink(os.path.join(workdir, f"{name}_metrics.jsonl"))}
     self.name = name
-    self.bar = Progress(total_steps, start_step, desc=name, unit="step")
+    self.bar = Progress(total_steps, start_step, desc=desc or name, unit="step")
 
   def log(self, step: int, values: dict[str, Any]) -> None:
     if not self.enabled:

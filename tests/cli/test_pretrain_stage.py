@@ -79,9 +79,9 @@ def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
   lines = result.stderr.splitlines()
   said = [i for i, line in enumerate(lines) if f"resumed at step {saved} of 24 from the "
           f"checkpoint in {checkpoints}; data position: epoch " in line]
-  progress = [i for i, line in enumerate(lines) if line.startswith("train: step ")]
+  progress = [i for i, line in enumerate(lines) if line.startswith(f"train {killed}: step ")]
   assert said and progress and said[0] < progress[0], result.stderr[-3000:]
-  assert "\r" not in result.stderr and lines[progress[-1]].startswith("train: step 24/24")
+  assert "\r" not in result.stderr and lines[progress[-1]].startswith(f"train {killed}: step 24/24")
   expected, resumed = _losses(reference), _losses(killed)
   assert sorted(resumed) == sorted(expected) == list(range(1, 25))
   np.testing.assert_allclose([resumed[s] for s in range(1, 25)],

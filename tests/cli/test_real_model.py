@@ -30,7 +30,7 @@ from gram_jax.stages import evaluate
 from gram_jax.text import tokenizer as tok
 from gram_jax.training.metrics import read_jsonl_metrics
 from tests.conftest import shared_data
-from tests.helpers import cli, official
+from tests.helpers import cli, doc_commands, official
 
 PAIRS = [
     ("What is the capital of France?", "The capital of France is Paris.",
@@ -157,6 +157,25 @@ def finetuned(smol, tmp_path_factory):
                         "--config.train.warmup_ratio=0")
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
+
+
+def test_the_readme_real_model_command_runs_as_written(smol, tmp_path):
+  """README's `:smollm2-135m` fine-tuning command, cut to one step and four pairs: the
+  preset's model, lengths and batch fit the real model and its built-in task prompts."""
+  (args,) = [args for doc, module, args in doc_commands.commands()
+             if doc == "README.md" and args == ["--config=configs/finetune.py:smollm2-135m"]]
+  workdir = tmp_path / "smol"
+  result = cli.run_main(args[0].split("=", 1)[1], f"--config.workdir={workdir}",
+                        "--config.train.num_steps=1", "--config.data.builtin_pairs=4",
+                        "--config.eval.max_pairs=4")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"run: stage finetune | config {cli.ROOT}/configs/finetune.py:smollm2-135m | " \
+         f"model {smol[0]} |" in result.stderr
+  assert "prompt template gram" in result.stderr
+  assert "trimmed to 1024 tokens" in result.stderr
+  assert "held-out accuracy on the first 4 of 200 pairs" in result.stderr
+  evaluations = read_jsonl_metrics(os.path.join(workdir, "eval_metrics.jsonl"))
+  assert list(evaluations) == [1] and 0 <= evaluations[1]["accuracy"] <= 1
 
 
 def test_training_steps_on_real_pairs_lower_the_loss(finetuned):

@@ -123,7 +123,8 @@ def test_the_stage_proves_and_judges_long_pairs_within_the_cutoff_and_counts_the
   model = _tiny_model_with(tokenizer, str(tmp_path / "tiny"))
   job = self_train.SelfTraining(_config(tmp_path, model))
   short = {**long_pair, "prompt": "Hi?", "response_a": "Hello.", "response_b": "Hey."}
-  out = job.prove(model, [long_pair, short], job.path("round_0", "proofs.jsonl"))
+  out = job.prove(model, [long_pair, short], job.path("round_0", "proofs.jsonl"),
+                  "proving")
   rows = [json.loads(line) for line in open(out)]
   assert [r["prompt_trimmed"] for r in rows] == [True, False]
   assert self_train_files.trimmed_proofs(out) == 1

@@ -98,7 +98,7 @@ def test_rewardbench_reports_gram_pooling_and_the_leaderboard_weighting():
 def test_markdown_renders_every_kind():
   rb = benchmarks.rewardbench_summary([("alpacaeval-easy", True)])
   text = benchmarks.markdown("rb.json", {**rb, "trimmed_pairs": 2, "max_len": 512})
-  assert text.startswith("### rb.json: rewardbench, 1 pairs")
+  assert text.startswith("### rb.json: RewardBench (alpacaeval-easy), 1 pair\n")
   assert "| chat | chat-hard | safety | reasoning | overall (mean of groups) |" in text
   assert "Pairs trimmed to fit the prompt budget of 512 tokens: 2." in text
   rm = benchmarks.rmbench_summary([("chat", np.ones((3, 3), bool))])

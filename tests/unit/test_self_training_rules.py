@@ -3,6 +3,8 @@ rule checks on a judgment, and the pseudo-label keep/drop decision."""
 import pytest
 
 from gram_jax import self_training as rules
+from gram_jax.data.preference import PreferencePair
+from gram_jax.errors import GramError
 from gram_jax.inference.voting import Vote
 from gram_jax.self_training import SampledJudgment
 
@@ -112,3 +114,43 @@ def test_keep_most_confident_fraction_of_all_pairs():
   confidences = [0.9, None, 0.7, 0.95, 0.7]
   assert rules.keep_most_confident(confidences, 0.4) == [True, False, False, True, False]
   assert rules.keep_most_confident(confidences, 0.6) == [True, False, True, True, False]
+
+
+def test_the_export_is_the_best_validation_model_else_the_last():
+  assert rules.choose_export([None, None, None]) == 2  # export=final: the paper's last stage
+  assert rules.choose_export([0.70, 0.85, 0.78]) == 1
+  assert rules.choose_export([0.80, 0.80, 0.60]) == 1  # a tie goes to the later model
+
+
+def _pairs(*texts):
+  return [PreferencePair(prompt=t, chosen="yes", rejected="no", where=f"f:{i}")
+          for i, t in enumerate(texts)]
+
+
+def test_validation_pairs_must_not_be_test_pairs():
+  rules.check_validation_set(_pairs("a?", "b?"), _pairs("c?"))
+  with pytest.raises(GramError, match=r"validation_files: 1 of 2 validation pairs are "
+                                      r"held-out test pairs"):
+    rules.check_validation_set(_pairs("a?", "c?"), _pairs("c?"))
+  with pytest.raises(GramError, match="validation_files: no validation pairs"):
+    rules.check_validation_set([], _pairs("c?"))
+
+
+def test_a_stage_is_logged_in_words_as_soon_as_it_is_measured():
+  row = {"stage": "round 1", "judged": 300, "kept": 231, "kept_agree_gold": 0.95,
+         "heldout_accuracy": 0.89, "heldout_probability_accuracy": 0.94,
+         "heldout_consistency": 0.915}
+  assert rules.row_line(row) == (
+      "round 1: kept 231 of 300 judged pairs; 95.0 % of the kept agree with gold; held-out "
+      "verdict accuracy 89.0 %, P(A)/P(B) 94.0 %, position consistency 91.5 %")
+  assert rules.row_line({"stage": "warm start"}) == "warm start: done (no held-out pairs)"
+
+
+def test_the_report_marks_the_exported_row_and_shows_validation_when_measured():
+  rows = [{"stage": "warm start", "heldout_accuracy": 0.5, "validation_accuracy": 0.6},
+          {"stage": "round 1", "heldout_accuracy": 0.7, "validation_accuracy": 0.8}]
+  lines = rules.report_table(rows, exported=1).splitlines()
+  assert lines[0].endswith("| validation verdict acc. |") and lines[1].count("---") == 11
+  assert lines[2].startswith("| warm start |") and lines[2].endswith("| 60.0 |")
+  assert lines[3].startswith("| round 1 **(exported)** |") and lines[3].endswith("| 80.0 |")
+  assert "validation" not in rules.report_table([{"stage": "warm start"}], exported=0)

@@ -1,0 +1,27 @@
+"""Which code produced a result: the git commit of the gram_jax checkout (and whether it had
+local changes), else the installed version; reports and caches name it."""
+import functools
+import os
+import subprocess
+from importlib import metadata
+
+
+@functools.cache
+def code_version() -> str:
+  """`commit 1a2b3c4d5e6f` (`+ local changes` when the checkout differs from it), or
+  `gram_jax 0.1.0` outside a git checkout."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  git = lambda *args: subprocess.run(["git", "-C", root, *args], capture_output=True,
+                                     text=True, timeout=10)
+  try:
+    head = git("rev-parse", "--short=12", "HEAD")
+    if head.returncode == 0:
+      dirty = git("status", "--porcelain", "--untracked-files=no", "--", "gram_jax", "configs")
+      changes = " + local changes" if dirty.stdout.strip() else ""
+      return f"commit {head.stdout.strip()}{changes}"
+  except (OSError, subprocess.TimeoutExpired):
+    pass
+  try:
+    return f"gram_jax {metadata.version('gram_jax')}"
+  except metadata.PackageNotFoundError:
+    return "gram_jax (version unknown)"

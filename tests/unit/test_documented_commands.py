@@ -1,0 +1,104 @@
+"""Every command the README, launch notes, docs and config docstrings show parses as written:
+the config file and preset exist, every `--config.` override names a field with a value of
+its type, every other flag is one the module defines; a command that needs no file of the
+user's also passes the start-up checks. The real-model command runs in
+tests/cli/test_real_model.py."""
+import glob
+import os
+import re
+import sys
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from gram_jax import configlib
+from gram_jax.errors import GramError
+from gram_jax.hf import smollm2
+from tests.helpers import doc_commands
+from tests.helpers.cli import ROOT
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # ml_collections
+
+COMMANDS = doc_commands.commands()
+STAGE_COMMANDS = [(doc, args) for doc, module, args in COMMANDS if module == "gram_jax.main"]
+OTHER_COMMANDS = [(doc, module, args) for doc, module, args in COMMANDS
+                  if module != "gram_jax.main"]
+# Overrides that name a user's own model, data or key: such a command shows a placeholder.
+USER_FILES = re.compile(r"--config\.(model\.path|tokenizer\.path|data\.train_files|eval\.files|"
+                        r"self_train\.\w+_files|serve\.api_key_file|serve\.reference_model)=")
+
+
+def load_config(args: list[str]):
+  """The config `python -m gram_jax.main ARGS` runs (ml_collections reads the overrides from
+  sys.argv)."""
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True)
+  argv = ["main", *args]
+  saved, sys.argv = sys.argv, argv
+  try:
+    values(argv)
+  finally:
+    sys.argv = saved
+  return values.config
+
+
+def test_the_documents_show_the_main_commands():
+  shown = {tuple(args) for _, args in STAGE_COMMANDS}
+  assert ("--config=configs/self_train.py",) in shown
+  assert ("--config=configs/self_train.py:smoke",) in shown
+  assert ("--config=configs/finetune.py:smollm2-135m",) in shown
+  assert len(STAGE_COMMANDS) >= 15 and OTHER_COMMANDS
+
+
+@pytest.mark.parametrize("doc,args", STAGE_COMMANDS,
+                         ids=[f"{doc}:{' '.join(args)[:60]}" for doc, args in STAGE_COMMANDS])
+def test_a_documented_stage_command_parses_and_starts(doc, args, tmp_path, monkeypatch):
+  monkeypatch.chdir(ROOT)
+  config = load_config(args)
+  if any(USER_FILES.match(arg) for arg in args) or (
+      config.model.path and config.model.path != smollm2.hf_dir()):
+    return  # a placeholder for the user's own files: parsing is what can be checked
+  config.workdir = str(tmp_path / "workdir")
+  if config.model.path and not os.path.isdir(config.model.path):
+    with pytest.raises(GramError, match=r"smollm2\.smollm2_instruct\(\)"):
+      configlib.validate(config)
+    return
+  configlib.validate(config)
+
+
+def _defined_flags(module: str) -> set[str]:
+  source = open(os.path.join(ROOT, *module.split(".")) + ".py", encoding="utf-8").read()
+  return set(re.findall(r"flags\.DEFINE_\w+\(\s*\"(\w+)\"", source))
+
+
+@pytest.mark.parametrize("doc,module,args", OTHER_COMMANDS,
+                         ids=[f"{doc}:{m} {' '.join(a)[:50]}" for doc, m, a in OTHER_COMMANDS])
+def test_a_documented_tool_command_names_only_its_flags(doc, module, args):
+  defined = _defined_flags(module)
+  for arg in args:
+    assert arg.startswith("--"), f"{doc}: {module} takes flags only, got {arg!r}"
+    name = arg[2:].split("=")[0]
+    assert name in defined or (name.startswith("no") and name[2:] in defined), \
+        f"{doc}: {module} has no flag --{name}"
+
+
+@pytest.mark.parametrize("config_file", sorted(glob.glob("configs/*.py", root_dir=ROOT)))
+def test_every_stage_takes_every_model_preset(config_file, monkeypatch):
+  monkeypatch.chdir(ROOT)
+  for preset in configlib.MODEL_PRESETS:
+    config = load_config([f"--config={config_file}:{preset}"])
+    assert config.model.init.family in ("llama", "qwen3")
+  smol = load_config([f"--config={config_file}:{configlib.SMOLLM2}"])
+  assert smol.model.path == smollm2.hf_dir() and smol.data.cutoff_len == 1024
+
+
+def test_the_smoke_preset_is_the_main_job_made_small(monkeypatch):
+  monkeypatch.chdir(ROOT)
+  full = load_config(["--config=configs/self_train.py"])
+  smoke = load_config(["--config=configs/self_train.py:smoke"])
+  assert smoke.self_train.rounds == 1 and smoke.template.judge == full.template.judge
+  for field in ("prover_steps", "policy_steps", "unlabeled_pairs", "heldout_pairs"):
+    assert smoke.self_train[field] < full.self_train[field]
+  with pytest.raises(GramError, match=r"unknown preset 'smok'; did you mean 'smoke'\?"):
+    load_config(["--config=configs/self_train.py:smok"])
