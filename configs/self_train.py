@@ -1,7 +1,7 @@
 """GRAM-R² self-training, the main job: prover, warm start, self-training rounds.
 
   python -m gram_jax.main --config=configs/self_train.py       # built-in task, tiny models, CPU
-  python -m gram_jax.main --config=configs/self_train.py:smoke  # the same, every step, ~3 min
+  python -m gram_jax.main --config=configs/self_train.py:smoke  # the same, every step, ~3.5 min
   python -m gram_jax.main --config=configs/self_train.py:llama3.2-3b \
       --config.model.path=/models/Llama-3.2-3B-Instruct \
       --config.self_train.seed_files=helpsteer3_proofs.jsonl \
@@ -75,8 +75,8 @@ def get_config(preset: str = ""):
   ))
   if preset == "smoke":
     c.self_train.update(dict(rounds=1, seed_pairs=100, labeled_pairs=40, unlabeled_pairs=150,
-                             heldout_pairs=100, task_pairs=40, prover_steps=200,
-                             policy_steps=200, policy_epochs=3.0, round_steps=100,
+                             heldout_pairs=100, task_pairs=40, prover_steps=300,
+                             policy_steps=400, policy_epochs=3.0, round_steps=150,
                              final_finetune_steps=50))
   elif preset:
     configlib.apply_model_preset(c, preset, stage_presets=("smoke",))
