@@ -182,12 +182,21 @@ def describe(c: ml_collections.ConfigDict, config_arg: str = "") -> str:
     i = c.model.init
     model = (f"tiny {i.family} from scratch ({i.num_layers} layers, width {i.hidden_size}, "
              f"built-in tokenizer)")
-  judge = c.template.judge if c.template.judge != "auto" else "auto (the judge card's)"
+  named = lambda text: text if len(text) <= 40 and "\n" not in text else \
+      f"given as text ({len(text)} characters)"
+  if c.stage == "pretrain":
+    prompt = "GRAM pre-training"
+  elif c.stage == "prover":
+    prompt = f"prover {named(c.template.prover)}"
+  elif c.template.judge == "auto":
+    prompt = "auto (the judge card's)"
+  else:
+    prompt = named(c.template.judge)
   chat = "set in config" if c.tokenizer.chat_template else "the tokenizer's own"
   return (f"run: stage {c.stage} | config {config_arg or '?'} | model {model} | "
           f"{len(devices)} {devices[0].platform} device(s), {jax.process_count()} process(es), "
           f"mesh {shape} | compute {compute_dtype(c)}, attention {c.model.attention} | "
-          f"prompt template {judge}, chat template {chat} | workdir {c.workdir}")
+          f"prompt template {prompt}, chat template {chat} | workdir {c.workdir}")
 
 
 def data_parallel_size(c: ml_collections.ConfigDict) -> int:

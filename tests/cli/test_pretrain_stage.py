@@ -94,6 +94,12 @@ def test_checkpoint_from_eight_devices_restores_on_one_and_four(tmp_path):
                         "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
                         "--config.data.builtin_pairs=100", devices=8)
   assert result.returncode == 0, result.stderr[-3000:]
+  # The first line says what runs where.
+  assert f"run: stage pretrain | config {cli.ROOT}/{CONFIG} | model tiny qwen3 from scratch " \
+         "(2 layers, width 128, built-in tokenizer) | 8 cpu device(s), 1 process(es), mesh " \
+         "data=2 fsdp=2 tensor=2 | compute float32, attention auto | prompt template GRAM " \
+         f"pre-training, chat template the tokenizer's own | workdir {workdir}" \
+      in result.stderr
   meshes = {
       "8 devices": parallel.make_mesh({"data": 2, "fsdp": 2, "tensor": 2}),
       "1 device": None,

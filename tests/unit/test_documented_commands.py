@@ -102,3 +102,14 @@ def test_the_smoke_preset_is_the_main_job_made_small(monkeypatch):
     assert smoke.self_train[field] < full.self_train[field]
   with pytest.raises(GramError, match=r"unknown preset 'smok'; did you mean 'smoke'\?"):
     load_config(["--config=configs/self_train.py:smok"])
+
+
+def test_the_start_up_line_names_the_preset_model_mesh_and_prompt(monkeypatch, tmp_path):
+  monkeypatch.chdir(ROOT)
+  config = load_config(["--config=configs/finetune.py:smollm2-135m",
+                        "--config.template.judge=Judge A or B.\nAnswer:"])
+  line = configlib.describe(config, "configs/finetune.py:smollm2-135m")
+  assert line.startswith(f"run: stage finetune | config configs/finetune.py:smollm2-135m | "
+                         f"model {smollm2.hf_dir()} | 1 cpu device(s), 1 process(es), mesh ")
+  assert "prompt template given as text (21 characters), chat template the tokenizer's own" \
+      in line
