@@ -8,6 +8,7 @@ import os
 import re
 import sys
 
+import jax
 import pytest
 from absl import flags
 from ml_collections import config_flags
@@ -109,7 +110,9 @@ def test_the_start_up_line_names_the_preset_model_mesh_and_prompt(monkeypatch, t
   config = load_config(["--config=configs/finetune.py:smollm2-135m",
                         "--config.template.judge=Judge A or B.\nAnswer:"])
   line = configlib.describe(config, "configs/finetune.py:smollm2-135m")
+  devices = len(jax.devices())  # the test session's (conftest: 8 host devices)
   assert line.startswith(f"run: stage finetune | config configs/finetune.py:smollm2-135m | "
-                         f"model {smollm2.hf_dir()} | 1 cpu device(s), 1 process(es), mesh ")
+                         f"model {smollm2.hf_dir()} | {devices} cpu device(s), 1 process(es), "
+                         f"mesh data=1 fsdp={devices} tensor=1 | ")
   assert "prompt template given as text (21 characters), chat template the tokenizer's own" \
       in line
