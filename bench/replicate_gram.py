@@ -2,6 +2,7 @@
 Bradley–Terry reward model users train today (TRL's RewardTrainer) as the peer.
 
   python bench/replicate_gram.py                  # the full recipe: needs a GPU (hours on CPU)
+  python bench/replicate_gram.py --scale=cpu      # fewer pairs, shorter prompts: ~90 min, 2 cores
   python bench/replicate_gram.py --scale=smoke    # the same recipe on a small subset (CPU)
   python bench/replicate_gram.py --seeds=0,1,2 --workdir=/tmp/replicate
   python bench/replicate_gram.py --scale=smoke --rows=gram_r2   # one row, same data and seed
@@ -24,7 +25,8 @@ categories; evaluation = LLMBar (5 subsets, RewardBench chat-hard), HHH, RM-Benc
 PandaLM, and RMB pairwise and best-of-n in the held-out categories. A training pair whose
 question appears in any evaluation set is dropped and counted. Every evaluation uses the
 official grouping rules (gram_jax.data.benchmarks); the output is one Markdown table, also
-written with every figure to <workdir>/summary.json.
+written with every figure to <workdir>/summary.json. Every accuracy carries a 95 % percentile
+bootstrap interval over the evaluated records (the mean of 6 sets resamples each set).
 """
 import argparse
 import dataclasses
@@ -41,6 +43,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from gram_jax import provenance  # noqa: E402
+from gram_jax.data import benchmarks  # noqa: E402
 from gram_jax.hf.smollm2 import smollm2_instruct  # noqa: E402
 from gram_jax.stages import evaluate  # noqa: E402
 from replicate_data import (  # noqa: E402
@@ -80,6 +84,14 @@ SCALES = {
                   learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=32,
                   unlabeled_pairs=2000, rounds=2, rationale_tokens=512, votes=3,
                   self_train_steps=400, r2_cutoff=2048),
+    # What 2 CPU cores finish in about 90 minutes, the same for every row: full fine-tuning
+    # of SmolLM2 (no frozen layers, no LoRA) on 160 pairs at a 512-token cutoff, 20 items a
+    # set (RM-Bench: 9 pairs an item); no GRAM-R² row (its rationale generation alone would
+    # take hours here).
+    "cpu": Scale(train_pairs=160, eval_items=20, cutoff=512, epochs=1.0, pairs_per_step=8,
+                 learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=16,
+                 unlabeled_pairs=0, rounds=1, rationale_tokens=256, votes=1,
+                 self_train_steps=20, r2_cutoff=1024),
     "smoke": Scale(train_pairs=16, eval_items=4, cutoff=320, epochs=1.0, pairs_per_step=4,
                    learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=8,
                    unlabeled_pairs=4, rounds=1, rationale_tokens=64, votes=1,
@@ -95,8 +107,9 @@ def _read(path: str) -> str | None:
 
 
 def fingerprint(arguments: list[str]) -> str:
-  """The arguments with the content of every file they name and the fingerprint of every
-  finished step whose output they name: a changed input makes every later step stale."""
+  """The arguments with the content of every file they name, the fingerprint of every
+  finished step whose output they name, and the code (commit) that runs the step: a changed
+  input or code makes every later step stale."""
   inputs = {}
   for argument in arguments:
     for path in str(argument).split("=", 1)[-1].split(","):
@@ -106,8 +119,8 @@ def fingerprint(arguments: list[str]) -> str:
       for folder in (path, os.path.dirname(path)):
         if os.path.isdir(folder) and os.path.exists(os.path.join(folder, DONE)):
           inputs[path] = _read(os.path.join(folder, DONE))
-  return json.dumps({"arguments": [str(a) for a in arguments], "inputs": inputs},
-                    sort_keys=True)
+  return json.dumps({"arguments": [str(a) for a in arguments], "inputs": inputs,
+                     "code": provenance.code_version()}, sort_keys=True)
 
 
 def main_stage(config: str, workdir: str, *overrides: str) -> str:
@@ -151,28 +164,77 @@ def gram_pairs_per_second(workdir: str, pairs_per_step: int) -> float:
   return pairs_per_step * len(seconds) / sum(seconds) if seconds else float("nan")
 
 
+def evaluated(workdir: str, files: dict[str, str]) -> tuple[dict, dict]:
+  """Each set's summary and per-record results, as the evaluate stage wrote them."""
+  folders = evaluate.output_names(list(files.values()))
+  read = lambda folder, name: open(os.path.join(workdir, folder, name), encoding="utf-8")
+  return ({name: json.load(read(folder, "summary.json")) for name, folder in
+           zip(files, folders)},
+          {name: [json.loads(line) for line in read(folder, "results.jsonl")]
+           for name, folder in zip(files, folders)})
+
+
 def evaluate_gram(model: str, workdir: str, files: dict[str, str], scale: Scale,
                   *overrides: str) -> dict:
   main_stage("evaluate", workdir, f"--config.model.path={model}",
              f"--config.eval.files={','.join(files.values())}",
              f"--config.eval.max_len={scale.cutoff}",
              f"--config.eval.batch_size={scale.eval_batch}", *overrides)  # the last one wins
-  folders = evaluate.output_names(list(files.values()))
-  return {name: json.load(open(os.path.join(workdir, folder, "summary.json"), encoding="utf-8"))
-          for name, folder in zip(files, folders)}
+  return figures(*evaluated(workdir, files))
 
 
-def figures(summaries: dict[str, dict]) -> dict[str, float]:
-  """The table's cells from the official summaries."""
+# Each accuracy column recomputed from per-record results as the official summary computes
+# it (LLMBar / HHH / PandaLM pool their pairs; RM-Bench averages its items' 3x3 matrices; RMB
+# averages subsets, then goals), so it can be recomputed on resampled records.
+CELL_OF_RECORDS = {
+    "llmbar": ("llmbar", lambda rows: float(np.mean([r["correct"] for r in rows]))),
+    "hhh": ("hhh", lambda rows: float(np.mean([r["correct"] for r in rows]))),
+    "rmbench": ("rmbench", lambda rows: float(np.mean([r["avg"] for r in rows]))),
+    "rmbench_hard": ("rmbench", lambda rows: float(np.mean([r["hard"] for r in rows]))),
+    "pandalm": ("pandalm", lambda rows: float(np.mean([r["correct"] for r in rows]))),
+    "rmb": ("rmb", lambda rows: benchmarks.rmb_summary(
+        "rmb", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
+    "rmb_bon": ("rmb_bon", lambda rows: benchmarks.rmb_summary(
+        "rmb_bon", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
+}
+MEAN_OF = ("llmbar", "hhh", "rmbench", "pandalm", "rmb", "rmb_bon")
+
+
+def intervals(results: dict[str, list[dict]], resamples: int = 2000,
+              seed: int = 0) -> dict[str, list[float]]:
+  """95 % percentile bootstrap interval of every accuracy column and of the mean of 6 sets:
+  each set's records resampled with replacement, the cell recomputed from them."""
+  rng = np.random.default_rng(seed)
+  draws: dict[str, list[float]] = {name: [] for name in (*CELL_OF_RECORDS, "mean")}
+  for _ in range(resamples):
+    resampled = {name: [rows[i] for i in rng.integers(0, len(rows), len(rows))]
+                 for name, rows in results.items()}
+    cells = {name: cell_of(resampled[source]) for name, (source, cell_of)
+             in CELL_OF_RECORDS.items()}
+    for name, value in cells.items():
+      draws[name].append(value)
+    draws["mean"].append(float(np.mean([cells[k] for k in MEAN_OF])))
+  return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+          for name, v in draws.items()}
+
+
+def figures(summaries: dict[str, dict], results: dict[str, list[dict]]) -> dict[str, float]:
+  """The table's cells from the official summaries, and their intervals from the records
+  (each recomputed cell checked against the summary's)."""
   s = summaries
   cells = {"llmbar": s["llmbar"]["groups"]["chat-hard"], "hhh": s["hhh"]["overall"],
            "rmbench": s["rmbench"]["overall"]["avg"],
            "rmbench_hard": s["rmbench"]["overall"]["hard"], "pandalm": s["pandalm"]["accuracy"],
            "rmb": s["rmb"]["overall"], "rmb_bon": s["rmb_bon"]["overall"]}
-  cells["mean"] = float(np.mean([cells[k] for k in ("llmbar", "hhh", "rmbench", "pandalm",
-                                                    "rmb", "rmb_bon")]))
+  cells["mean"] = float(np.mean([cells[k] for k in MEAN_OF]))
+  for name, (source, cell_of) in CELL_OF_RECORDS.items():
+    recomputed = cell_of(results[source])
+    if not abs(recomputed - cells[name]) < 1e-9:
+      raise AssertionError(f"{name}: {recomputed} from the records, {cells[name]} reported")
   cells["consistency"] = float(np.mean([v["position_consistency"] for v in s.values()]))
   cells["trimmed"] = sum(v["trimmed_pairs"] for v in s.values())
+  cells["ci"] = intervals(results)
+  cells["records"] = {name: len(rows) for name, rows in results.items()}
   return cells
 
 
@@ -193,8 +255,7 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dic
   rows: dict[str, dict] = {}
   start = time.time()
   if "zero_shot" in args.rows:
-    rows["zero-shot"] = figures(evaluate_gram(base, os.path.join(out, "eval_zero_shot"), files,
-                                              scale))
+    rows["zero-shot"] = evaluate_gram(base, os.path.join(out, "eval_zero_shot"), files, scale)
   if "bt" in args.rows:
     import bt_peer  # torch and trl load only here
     peer_key = fingerprint([base, train["path"], *files.values(), scale.cutoff, scale.epochs,
@@ -202,14 +263,15 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dic
     bt = bt_peer.train_and_evaluate(base, train, files, scale, seed, os.path.join(out, "bt"),
                                     peer_key)
     rows["BT (TRL RewardTrainer)"] = {
-        **figures(bt["summaries"]), "pairs_per_second": bt["pairs_per_second"],
+        **figures(*evaluated(os.path.join(out, "bt"), files)),
+        "pairs_per_second": bt["pairs_per_second"],
         "pairs_filtered_too_long": bt["pairs_filtered_too_long"]}
   for name, smoothing in (("GRAM ft ε=0.1", 0.1), ("GRAM ft ε=0", 0.0)) if "ft" in args.rows else ():
     workdir = main_stage("finetune", os.path.join(out, f"ft_eps{smoothing}"),
                          f"--config.model.path={base}",
                          f"--config.train.label_smoothing={smoothing}",
                          *train_overrides(scale, seed, train, scale.learning_rate, 2))
-    rows[name] = {**figures(evaluate_gram(workdir, workdir + "_eval", files, scale)),
+    rows[name] = {**evaluate_gram(workdir, workdir + "_eval", files, scale),
                   "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
   if "stage1" in args.rows:
     stage1 = main_stage("pretrain", os.path.join(out, "stage1"), f"--config.model.path={base}",
@@ -219,7 +281,7 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dic
                          f"--config.model.path={stage1}",
                          *train_overrides(scale, seed, train, scale.learning_rate, 2))
     rows["GRAM s1 + ft ε=0.1"] = {
-        **figures(evaluate_gram(workdir, workdir + "_eval", files, scale)),
+        **evaluate_gram(workdir, workdir + "_eval", files, scale),
         "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
   if "gram_r2" in args.rows:
     rows["GRAM-R² (self-training)"] = gram_r2_row(out, base, train, files, scale, seed, asked)
@@ -255,22 +317,26 @@ def gram_r2_row(out: str, base: str, train: dict, files: dict[str, str], scale: 
       "--config.self_train.policy_epochs=1", "--config.self_train.policy_init=base",
       f"--config.self_train.learning_rate={scale.learning_rate}",
       f"--config.self_train.round_learning_rate={scale.learning_rate}")
-  return figures(evaluate_gram(
+  return evaluate_gram(
       os.path.join(workdir, "hf"), workdir + "_eval", files, scale,
       f"--config.eval.max_len={scale.r2_cutoff}",
       f"--config.reasoning.votes={2 * scale.votes}",  # in total: scale.votes per order
       *([f"--config.reasoning.temperature=0.75"] if scale.votes > 1 else []),
-      f"--config.reasoning.max_new_tokens={scale.rationale_tokens}"))
+      f"--config.reasoning.max_new_tokens={scale.rationale_tokens}")
 
 
-def cell(values: list[float], percent: bool = True) -> str:
-  """Mean ± sample standard deviation over seeds: percentages to 0.1, rates to 3 digits."""
+def cell(values: list[float], percent: bool = True,
+         interval: list[float] | None = None) -> str:
+  """Mean ± sample standard deviation over seeds; one seed's value with its 95 % interval
+  [low, high]. Percentages to 0.1, rates to 3 digits."""
   values = [v for v in values if v == v]
   if not values:
     return "—"
   scale = 100 if percent else 1
   shown = (lambda x: f"{x:.1f}") if percent else (lambda x: f"{x:.3g}")
   mean = shown(scale * float(np.mean(values)))
+  if len(values) == 1 and interval:
+    return f"{mean} [{shown(scale * interval[0])}, {shown(scale * interval[1])}]"
   if len(values) == 1:
     return mean
   return f"{mean} ± {shown(scale * float(np.std(values, ddof=1)))}"
@@ -282,8 +348,9 @@ def table(results: dict[int, dict]) -> str:
   lines = ["| model | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
   for row in [r for r in ROWS if r in next(iter(results.values()))["rows"]]:
     per_seed = [r["rows"][row] for r in results.values()]
-    cells = [cell([s[k] for s in per_seed]) for k, _ in COLUMNS]
-    cells.append(cell([s["mean"] for s in per_seed]))
+    ci = lambda k: per_seed[0]["ci"][k] if len(per_seed) == 1 else None
+    cells = [cell([s[k] for s in per_seed], interval=ci(k)) for k, _ in COLUMNS]
+    cells.append(cell([s["mean"] for s in per_seed], interval=ci("mean")))
     consistency = [s["consistency"] for s in per_seed]
     cells.append("— (scalar)" if row.startswith("BT") else cell(consistency))
     cells.append(cell([s.get("pairs_per_second", float("nan")) for s in per_seed], False))

@@ -61,3 +61,33 @@ def test_training_pairs_ask_no_evaluation_question(tmp_path):
   assert not prompts & asked
   raw = _raw_questions()
   assert len(raw) > 1000 and not prompts & raw
+
+
+def _records(flags):
+  return [{"correct": f, "avg": float(f), "hard": float(f),
+           "category_path": f"Pairwise_set/Helpfulness/s{i % 2}"} for i, f in enumerate(flags)]
+
+
+def test_a_proportions_bootstrap_interval_is_the_normal_one_for_many_records():
+  flags = [i % 10 < 7 for i in range(400)]  # 70 % of 400 right
+  results = {name: _records(flags) for name in ("llmbar", "hhh", "rmbench", "pandalm", "rmb",
+                                                 "rmb_bon")}
+  low, high = replicate_gram.intervals(results, resamples=2000)["llmbar"]
+  half = 1.96 * (0.7 * 0.3 / 400) ** 0.5  # 0.0449
+  assert abs(low - (0.7 - half)) < 0.01 and abs(high - (0.7 + half)) < 0.01
+  everything_right = {name: _records([True] * 20) for name in results}
+  assert replicate_gram.intervals(everything_right, resamples=200)["mean"] == [1.0, 1.0]
+
+
+def test_a_cached_step_names_its_inputs_and_code(tmp_path, monkeypatch):
+  data = tmp_path / "train.jsonl"
+  data.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n')
+  key = replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"])
+  recorded = json.loads(key)
+  assert recorded["code"] == replicate_gram.provenance.code_version()
+  assert str(data) in recorded["inputs"]
+  monkeypatch.setattr(replicate_gram.provenance, "code_version", lambda: "commit 0123abcd")
+  assert replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"]) != key
+  data.write_text('{"prompt": "a", "chosen": "c", "rejected": "b"}\n')
+  monkeypatch.undo()
+  assert replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"]) != key
