@@ -69,10 +69,14 @@ def _number(body: dict, field: str, default: Any, kind: type, low: float, high: 
   value = body.get(field, default)
   if value is None:
     value = default
+  # Compared as given, never through float(): a 400-digit integer is out of range, not an
+  # OverflowError.
   if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-      (kind is int and not float(value).is_integer()) or not low <= value <= high:
-    raise RequestError(400, f"{field}: expected {kind.__name__} in [{low}, {high}], got "
-                            f"{value!r}")
+      (kind is int and isinstance(value, float) and not value.is_integer()) or \
+      not low <= value <= high:
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}… " \
+        f"({len(repr(value))} characters)"
+    raise RequestError(400, f"{field}: expected {kind.__name__} in [{low}, {high}], got {shown}")
   return kind(value)
 
 

@@ -13,7 +13,8 @@ import pytest
 from flax import nnx
 
 from gram_jax import GramError
-from gram_jax.inference.request_parsing import Limits
+from gram_jax.inference.request_parsing import (Limits, RequestError, parse_chat_request,
+                                                 parse_group_request)
 from gram_jax.inference.reward import RewardModel
 from gram_jax.inference.serve_util import serve_in_background
 from gram_jax.inference.server import RewardServer
@@ -289,3 +290,20 @@ def test_a_trimmed_pair_says_so():
     assert status == 200 and body["trimmed"] == [False, True]
   finally:
     running.stop()
+
+
+@pytest.mark.parametrize("field", ["n", "seed", "max_tokens", "top_logprobs", "temperature"])
+def test_a_400_digit_integer_is_a_400_naming_the_field_not_a_500(field):
+  body = {"messages": [{"role": "user", "content": "hi"}], field: 10 ** 400}
+  with pytest.raises(RequestError) as error:
+    parse_chat_request(body, Limits())
+  assert error.value.status == 400 and str(error.value).startswith(f"{field}: expected ")
+  assert "(401 characters)" in str(error.value)  # the number is not echoed whole
+
+
+def test_a_400_digit_opponents_count_is_a_400():
+  body = {"prompt": "q", "completions": ["a", "b", "c"], "method": "neighbours",
+          "opponents": -10 ** 400}
+  with pytest.raises(RequestError, match="^opponents: expected int") as error:
+    parse_group_request(body, Limits())
+  assert error.value.status == 400
