@@ -73,10 +73,13 @@ def next_tokens(logits: jax.Array, row_keys: jax.Array, step: jax.Array,
 
 
 def _ends_with_stop(out: jax.Array, step: jax.Array, stops: tuple[tuple[int, ...], ...]):
-  """Rows whose generated tokens (up to `step`) end with one of the stop sequences."""
+  """Rows whose generated tokens (up to `step`) end with one of the stop sequences; one longer
+  than the tokens to generate can never end them."""
   hit = jnp.zeros(out.shape[0], bool)
   for stop in stops:
     length = len(stop)
+    if length > out.shape[1]:
+      continue
     start = jnp.maximum(step + 1 - length, 0)
     window = jax.lax.dynamic_slice_in_dim(out, start, length, axis=1)
     hit |= (step + 1 >= length) & jnp.all(window == jnp.asarray(stop, jnp.int32), axis=1)

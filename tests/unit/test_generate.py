@@ -63,6 +63,15 @@ def test_stop_strings_cut_the_text(generator):
   assert free.text.startswith(cut.text)
 
 
+def test_a_stop_longer_than_the_tokens_to_generate_is_no_error(generator):
+  # The verdict readout: one new token, a stop string of several tokens (a 500 before).
+  free = generator.generate(PROMPTS[:1], 1)[0]
+  stop = generator.generate(PROMPTS[:1], 8)[0].text[:6]
+  assert len(generator.tokenizer.encode(stop, add_special_tokens=False)) >= 2
+  one = generator.generate(PROMPTS[:1], 1, stop=[stop])[0]
+  assert one.token_ids == free.token_ids and one.finish_reason == free.finish_reason
+
+
 def _sample_many(logits, sampling, count=20000):
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(count))
   batch = jnp.broadcast_to(logits, (count, logits.shape[-1]))
