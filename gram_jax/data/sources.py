@@ -63,6 +63,39 @@ def _compressed_lines(path: str) -> Iterator[bytes]:
     raise GramError(f"{path}: not a readable gzip file after line {number} ({e})") from None
 
 
+def lone_surrogate_field(value: Any, path: str = "") -> str | None:
+  """The field holding a lone UTF-16 surrogate (an unpaired JSON '\\ud83d' escape), which is
+  not text and which no tokenizer encodes; None when every string is text."""
+  if isinstance(value, str):
+    try:
+      value.encode("utf-8")
+    except UnicodeEncodeError:
+      return path or "<record>"
+    return None
+  items = value.items() if isinstance(value, dict) else enumerate(value) \
+      if isinstance(value, list) else ()
+  for key, item in items:
+    inner = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+    found = lone_surrogate_field(item, inner)
+    if found:
+      return found
+  return None
+
+
+def _may_escape_surrogates(text: str) -> bool:
+  return "\\ud" in text or "\\uD" in text
+
+
+def _decoded(where: str, data: Any, escapes: bool) -> Row:
+  """A decoded JSON record, or the error naming the field a lone surrogate broke (looked for
+  only where the source text has a surrogate escape)."""
+  field = lone_surrogate_field(data) if escapes else None
+  if field:
+    return Row(where, SourceError(where, f"field '{field}': holds a lone UTF-16 surrogate (an "
+                                         "unpaired \\ud800-\\udfff escape), which is not text"))
+  return Row(where, data)
+
+
 def _jsonl_rows(path: str) -> Iterator[Row]:
   for number, raw in enumerate(_compressed_lines(path), start=1):
     where = f"{path}:{number}"
@@ -74,14 +107,17 @@ def _jsonl_rows(path: str) -> Iterator[Row]:
       yield Row(where, SourceError(where, f"not valid UTF-8 ({e.reason} at byte {e.start})"))
       continue
     try:
-      yield Row(where, json.loads(text))
+      data = json.loads(text)
     except json.JSONDecodeError as e:
       yield Row(where, SourceError(where, f"not valid JSON ({e.msg})"))
+      continue
+    yield _decoded(where, data, _may_escape_surrogates(text))
 
 
 def _json_rows(path: str) -> Iterator[Row]:
   try:
-    data = json.loads(b"".join(_compressed_lines(path)).decode("utf-8"))
+    text = b"".join(_compressed_lines(path)).decode("utf-8")
+    data = json.loads(text)
   except UnicodeDecodeError as e:
     raise GramError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
   except json.JSONDecodeError as e:
@@ -90,8 +126,9 @@ def _json_rows(path: str) -> Iterator[Row]:
     data = next((v for v in data.values() if isinstance(v, list)), None)
   if not isinstance(data, list):
     raise GramError(f"{path}: expected a JSON array of records")
+  escapes = _may_escape_surrogates(text)
   for index, item in enumerate(data):
-    yield Row(f"{path}[{index}]", item)
+    yield _decoded(f"{path}[{index}]", item, escapes)
 
 
 def _parquet_rows(path: str) -> Iterator[Row]:

@@ -125,3 +125,26 @@ def test_export_refuses_to_replace_an_unrelated_directory(hf_dir, tmp_path):
   with pytest.raises(gram_jax.GramError, match="is not a gram_jax checkpoint"):
     checkpoint.save_model(model, str(precious))
   assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_a_lone_surrogate_in_a_data_file_names_file_line_and_field(tmp_path):
+  from gram_jax import GramError
+  from gram_jax.data import preference, records
+  from gram_jax.stages import evaluate
+  lines = ['{"prompt": "q", "chosen": "x \\ud83d", "rejected": "b"}',
+           '{"prompt": "q", "chosen": "fine \\ud83d\\ude00", "rejected": "b"}']
+  path = tmp_path / "s.jsonl"
+  path.write_text("\n".join(lines) + "\n")
+  expected = (f"{path}:1: field 'chosen': holds a lone UTF-16 surrogate (an unpaired "
+              "\\ud800-\\udfff escape), which is not text")
+  with pytest.raises(GramError) as error:
+    records.read_records([str(path)], preference.parse_preference_pair, "fail")
+  assert str(error.value) == expected
+  kept, report = records.read_records([str(path)], preference.parse_preference_pair, "skip")
+  assert [p.chosen for p in kept] == ["fine \U0001F600"] and sum(report.skipped.values()) == 1
+  with pytest.raises(GramError, match=r"s\.jsonl:1: field 'chosen': holds a lone"):
+    evaluate.read_rows(str(path))
+  array = tmp_path / "s.json"
+  array.write_text('[{"prompt": "q", "chosen": "a", "rejected": ["b", "\\udc00"]}]')
+  with pytest.raises(GramError, match=r"s\.json\[0\]: field 'rejected\[1\]': holds a lone"):
+    evaluate.read_rows(str(array))
