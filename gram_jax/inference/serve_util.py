@@ -4,6 +4,7 @@ Used by the serve stage (in the foreground) and by tests and benchmarks (a backg
 thread)."""
 import asyncio
 import json
+import logging as std_logging
 import signal
 import threading
 from typing import Callable
@@ -50,10 +51,28 @@ class Listening:
     await self.runner.cleanup()
 
 
+class _OneLineRequestErrors(std_logging.Filter):
+  """aiohttp logs a malformed request (bad header, oversized header) with a traceback whose
+  message quotes the offending line, an API key included, for any client: here it is one
+  line naming the kind of error, nothing from the request."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    if error is not None:
+      record.msg = "refused a malformed request (%s)"
+      record.args = (type(error).__name__,)
+      record.exc_info, record.exc_text = None, None
+    return True
+
+
+REQUEST_ERRORS = std_logging.getLogger("gram_jax.serve.requests")
+REQUEST_ERRORS.addFilter(_OneLineRequestErrors())
+
+
 async def start(server: RewardServer, host: str = "127.0.0.1", port: int = 0,
                 grace_s: float = 20.0) -> Listening:
   runner = web.AppRunner(server.app(), handler_cancellation=True, shutdown_timeout=grace_s,
-                         access_log=None)
+                         access_log=None, logger=REQUEST_ERRORS)
   await runner.setup()
   gauge = server.metrics.connections
   gauge.set_function(lambda: len(runner.server.connections) if runner.server else 0)

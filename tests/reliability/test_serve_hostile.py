@@ -3,6 +3,7 @@ the attack of the serving review, then checks the answer. A tiny model keeps it 
 `slow` device (each batch sleeps) makes queues form."""
 import concurrent.futures
 import json
+import logging
 import socket
 import threading
 import time
@@ -307,3 +308,17 @@ def test_a_400_digit_opponents_count_is_a_400():
   with pytest.raises(RequestError, match="^opponents: expected int") as error:
     parse_group_request(body, Limits())
   assert error.value.status == 400
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer key\x00\x7f\r\n",
+                                    b"Authorization: Bearer key" + b"k" * 9000 + b"\r\n"])
+def test_a_malformed_request_logs_one_line_and_never_the_key(keyed, header, caplog):
+  with caplog.at_level(logging.DEBUG):
+    answer = raw_exchange(keyed.port, b"POST /score HTTP/1.1\r\nHost: x\r\n" + header +
+                          b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+    time.sleep(0.2)  # the server thread logs after answering
+  assert answer.split(b" ")[1] == b"400"
+  records = [r for r in caplog.records if r.name == "gram_jax.serve.requests"]
+  assert len(records) == 1 and records[0].exc_info is None
+  assert records[0].getMessage().startswith("refused a malformed request (")
+  assert "Bearer" not in caplog.text and "key" not in caplog.text.replace("API key", "")
