@@ -90,7 +90,7 @@ SCALES = {
     # take hours here).
     "cpu": Scale(train_pairs=160, eval_items=20, cutoff=512, epochs=1.0, pairs_per_step=8,
                  learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=16,
-                 unlabeled_pairs=0, rounds=1, rationale_tokens=256, votes=1,
+                 unlabeled_pairs=4, rounds=1, rationale_tokens=256, votes=1,
                  self_train_steps=20, r2_cutoff=1024),
     "smoke": Scale(train_pairs=16, eval_items=4, cutoff=320, epochs=1.0, pairs_per_step=4,
                    learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=8,
