@@ -7,10 +7,13 @@ to skip and count it or stop.
 """
 import dataclasses
 import gzip
+import io
 import json
 import os
 import zlib
 from typing import Any, Iterator
+
+from absl import logging
 
 from gram_jax import storage
 from gram_jax.errors import GramError
@@ -35,6 +38,9 @@ class SourceError(GramError):
 
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".jsonl.gz", ".json.gz", ".parquet.gz")
+# One JSONL line (one record) at most: a longer one is an error naming file and line, read
+# no further than this, rather than a process the OOM killer ends without a word.
+MAX_RECORD_BYTES = 64 << 20
 
 
 def check_exists(path: str) -> None:
@@ -42,22 +48,47 @@ def check_exists(path: str) -> None:
     raise GramError(f"{path}: data file not found")
 
 
+def is_data_file(name: str) -> bool:
+  return name.lower().endswith(DATA_SUFFIXES)
+
+
 def folder_files(path: str) -> list[str]:
   """The data files under a folder, in sorted path order (a benchmark shipped as a tree of
-  files, e.g. RMB's Pairwise_set, reads as one source)."""
-  found = [name for name in storage.walk_files(path) if name.endswith(DATA_SUFFIXES)]
+  files, e.g. RMB's Pairwise_set, reads as one source). Hidden files and folders (macOS's
+  `._*` included) are ignored; every other file that is not read is named in the log."""
+  found, other, hidden = [], [], 0
+  for name in storage.walk_files(path):
+    relative = os.path.relpath(name, path) if not storage.is_remote(path) else \
+        name[len(path.rstrip("/")) + 1:]
+    if any(part.startswith(".") for part in relative.split("/")):
+      hidden += 1
+    elif is_data_file(name):
+      found.append(name)
+    else:
+      other.append(relative)
+  if other or hidden:
+    shown = ", ".join(other[:10]) + (f" and {len(other) - 10} more" if len(other) > 10 else "")
+    logging.warning("%s: read %d data files; not read: %s%s", path, len(found),
+                    f"{len(other)} of another format ({shown})" if other else "",
+                    f"{'; ' if other else ''}{hidden} hidden" if hidden else "")
   if not found:
     raise GramError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder")
   return found
 
 
-def _compressed_lines(path: str) -> Iterator[bytes]:
-  """Lines of a file, gunzipped for .gz; a corrupt or cut gzip stream is a named error."""
+def _compressed_lines(path: str) -> Iterator[bytes | None]:
+  """Lines of a file, gunzipped for .gz; None for a line over MAX_RECORD_BYTES (skipped, never
+  held whole); a corrupt or cut gzip stream is a named error."""
   number = 0
   try:
     with storage.open_file(path, "rb") as f:
-      lines = gzip.GzipFile(fileobj=f, mode="rb") if path.endswith(".gz") else f
-      for number, raw in enumerate(lines, start=1):
+      lines = gzip.GzipFile(fileobj=f, mode="rb") if path.lower().endswith(".gz") else f
+      while raw := lines.readline(MAX_RECORD_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
+          while (rest := lines.readline(1 << 20)) and not rest.endswith(b"\n"):
+            pass
+          raw = None
         yield raw
   except (OSError, EOFError, zlib.error) as e:
     raise GramError(f"{path}: not a readable gzip file after line {number} ({e})") from None
@@ -96,9 +127,23 @@ def _decoded(where: str, data: Any, escapes: bool) -> Row:
   return Row(where, data)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+  """A JSON object, refusing a key given twice (which value is meant is not known)."""
+  data = dict(pairs)
+  if len(data) != len(pairs):
+    seen = set()
+    twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+    raise ValueError(f"the key {twice!r} is given twice in one object")
+  return data
+
+
 def _jsonl_rows(path: str) -> Iterator[Row]:
   for number, raw in enumerate(_compressed_lines(path), start=1):
     where = f"{path}:{number}"
+    if raw is None:
+      yield Row(where, SourceError(where, f"longer than {MAX_RECORD_BYTES:,} bytes "
+                                          "(sources.MAX_RECORD_BYTES), not read"))
+      continue
     if not raw.strip():
       continue
     try:
@@ -107,21 +152,31 @@ def _jsonl_rows(path: str) -> Iterator[Row]:
       yield Row(where, SourceError(where, f"not valid UTF-8 ({e.reason} at byte {e.start})"))
       continue
     try:
-      data = json.loads(text)
+      data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
       yield Row(where, SourceError(where, f"not valid JSON ({e.msg})"))
+      continue
+    except ValueError as e:
+      yield Row(where, SourceError(where, str(e)))
       continue
     yield _decoded(where, data, _may_escape_surrogates(text))
 
 
 def _json_rows(path: str) -> Iterator[Row]:
   try:
-    text = b"".join(_compressed_lines(path)).decode("utf-8")
-    data = json.loads(text)
+    with storage.open_file(path, "rb") as f:
+      raw = gzip.GzipFile(fileobj=f, mode="rb").read() if path.lower().endswith(".gz") \
+          else f.read()
+    text = raw.decode("utf-8")
+    data = json.loads(text, object_pairs_hook=_unique_keys)
+  except (OSError, EOFError, zlib.error) as e:
+    raise GramError(f"{path}: not a readable file ({e})") from None
   except UnicodeDecodeError as e:
     raise GramError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
   except json.JSONDecodeError as e:
     raise GramError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+  except ValueError as e:
+    raise GramError(f"{path}: {e}") from None
   if isinstance(data, dict):
     data = next((v for v in data.values() if isinstance(v, list)), None)
   if not isinstance(data, list):
@@ -135,7 +190,8 @@ def _parquet_rows(path: str) -> Iterator[Row]:
   import pyarrow.parquet as pq
   try:
     with storage.open_file(path, "rb") as f:
-      table = pq.read_table(f)
+      table = pq.read_table(io.BytesIO(gzip.GzipFile(fileobj=f, mode="rb").read())
+                            if path.lower().endswith(".gz") else f)
   except Exception as e:  # pyarrow raises many types for corrupt files
     raise GramError(f"{path}: not a readable Parquet file ({e})") from None
   for index, item in enumerate(table.to_pylist()):
@@ -205,7 +261,7 @@ def iter_rows(path: str) -> Iterator[Row]:
     for name in folder_files(path):
       yield from iter_rows(name)
     return
-  name = path[:-3] if path.endswith(".gz") else path
+  name = (path[:-3] if path.lower().endswith(".gz") else path).lower()
   if name.endswith(".jsonl"):
     yield from _jsonl_rows(path)
   elif name.endswith(".json"):
