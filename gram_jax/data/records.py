@@ -9,7 +9,7 @@ first one or skips and counts them, as the user chose.
 import collections
 import dataclasses
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from gram_jax.data import sources
 from gram_jax.errors import GramError
@@ -46,12 +46,54 @@ def text_field(row: dict, field: str, where: str, allow_empty: bool = False) -> 
   return value
 
 
-_QUESTION = re.compile(r"^\s*\[User Question\]\n(?P<prompt>.*?)\s*$", re.S)
-_ANSWERS = re.compile(
-    r"\[The Start of Assistant A's (?:Answer|Response)\]\n(?P<a>.*?)\n"
-    r"\[The End of Assistant A's (?:Answer|Response)\]\s*"
-    r"\[The Start of Assistant B's (?:Answer|Response)\]\n(?P<b>.*?)\n"
-    r"\[The End of Assistant B's (?:Answer|Response)\]\s*$", re.S)
+_QUESTION_HEADER = "[User Question]\n"
+
+
+def _marker(name: str, edge: str) -> tuple[str, ...]:
+  return tuple(f"[The {edge} of Assistant {name}'s {kind}]" for kind in ("Answer", "Response"))
+
+
+def _occurrences(text: str, markers: tuple[str, ...], start: int = 0
+                 ) -> Iterator[tuple[int, str]]:
+  """Every occurrence of any of `markers` at or after `start`, in order: each marker's next
+  index is looked up again only once it is passed (linear in the text)."""
+  following = {m: text.find(m, start) for m in markers}
+  while True:
+    found = [(i, m) for m, i in following.items() if i >= 0]
+    if not found:
+      return
+    index, marker = min(found)
+    yield index, marker
+    following[marker] = text.find(marker, index + 1)
+
+
+def answer_blocks(output: str) -> tuple[str, str] | None:
+  """Responses A and B of an official GRAM output ("[The Start of Assistant A's Answer]\n
+  ... \n[The End of Assistant A's Answer]" then B's block, B's end last), found with
+  str.find in linear time: a record's text must not cost quadratic time. The first A block
+  is read; its end is the first A end marker that B's block follows."""
+  a_start, marker = next(_occurrences(output, tuple(m + "\n" for m in _marker("A", "Start"))),
+                         (-1, ""))
+  if a_start < 0:
+    return None
+  a_from = a_start + len(marker)
+  body = output.rstrip()
+  b_end = next((len(body) - len(m) - 1 for m in _marker("B", "End")
+                if body.endswith("\n" + m)), None)
+  if b_end is None:
+    return None
+  for a_end, marker in _occurrences(output, tuple("\n" + m for m in _marker("A", "End")),
+                                    a_from):
+    if a_end >= b_end:
+      return None
+    after = a_end + len(marker)
+    while after < len(output) and output[after].isspace():
+      after += 1
+    b_start = next((m for m in _marker("B", "Start") if output.startswith(m + "\n", after)),
+                   None)
+    if b_start is not None and after + len(b_start) + 1 <= b_end:
+      return output[a_from:a_end], output[after + len(b_start) + 1:b_end]
+  return None
 
 
 def _official_pretrain_pair(row: dict, where: str) -> UnlabeledPair:
@@ -61,17 +103,18 @@ def _official_pretrain_pair(row: dict, where: str) -> UnlabeledPair:
   if not isinstance(extra_input, str):
     raise RecordError(where, "input", f"expected a string, got {type(extra_input).__name__}")
   output = text_field(row, "output", where)
-  question = _QUESTION.match(instruction)
-  prompt = question.group("prompt") if question else instruction.strip()
+  stripped = instruction.lstrip()
+  prompt = (stripped[len(_QUESTION_HEADER):] if stripped.startswith(_QUESTION_HEADER)
+            else stripped).rstrip()
   if extra_input.strip():
     prompt = f"{prompt}\n{extra_input}"
-  answers = _ANSWERS.search(output)
+  answers = answer_blocks(output)
   if not answers:
     raise RecordError(where, "output", "does not hold the '[The Start of Assistant A's "
                       "Answer]' ... '[The End of Assistant B's Answer]' blocks")
-  if not answers.group("a").strip() or not answers.group("b").strip():
+  if not answers[0].strip() or not answers[1].strip():
     raise RecordError(where, "output", "a response inside the A/B blocks is empty")
-  return UnlabeledPair(prompt, answers.group("a"), answers.group("b"), where)
+  return UnlabeledPair(prompt, answers[0], answers[1], where)
 
 
 def parse_unlabeled_pair(row: Any, where: str) -> UnlabeledPair:

@@ -10,26 +10,29 @@ formats are recognised by their markers; text without markers is returned as it 
 import dataclasses
 import re
 
-_THINK_EMPTY = re.compile(r"^\s*<think>\s*</think>\s*")
+# Every parser here runs in time linear in its input (str.find and anchored matches, no
+# backtracking over the text): prompts come from clients.
+_THINK_EMPTY = re.compile(r"\s*<think>\s*</think>\s*")
+_ROLE = re.compile(r"\w+")
 
 
 @dataclasses.dataclass(frozen=True)
 class ChatFormat:
   name: str
-  turn: re.Pattern  # one complete turn: groups role, content
-  open_turn: re.Pattern  # the generation prompt left open at the end: group role
+  start: str  # opens a turn's header: start, role, header_end, content, end
+  header_end: str
+  end: str
+  after_end: str  # an optional separator after a turn's end marker
+  open_think: bool  # the open turn at the end may hold an empty think block
   prefix: tuple[str, ...]  # markers before the first turn
   ends: tuple[str, ...]  # markers that end the policy's answer
 
 
 FORMATS = (
-    ChatFormat("chatml", re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>\n?", re.S),
-               re.compile(r"<\|im_start\|>(\w+)\n(?:<think>\s*</think>\s*)?$"), (),
+    ChatFormat("chatml", "<|im_start|>", "\n", "<|im_end|>", "\n", True, (),
                ("<|im_end|>", "<|endoftext|>")),
-    ChatFormat("llama3", re.compile(
-        r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S),
-        re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n$"),
-        ("<|begin_of_text|>",), ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")),
+    ChatFormat("llama3", "<|start_header_id|>", "<|end_header_id|>\n\n", "<|eot_id|>", "",
+               False, ("<|begin_of_text|>",), ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")),
 )
 _PLAIN_ENDS = ("</s>", "<|endoftext|>", "<|end_of_text|>", "<|im_end|>", "<|eot_id|>")
 # Pad tokens as a policy's tokenizer decodes them: OpenRLHF decodes left-padded sequences with
@@ -40,38 +43,71 @@ _PADS = ("<|endoftext|>", "<|end_of_text|>", "<|finetune_right_pad_id|>", "</s>"
 
 def strip_leading_pads(text: str) -> str:
   """`text` without the pad tokens a left-padded batch decodes in front of it."""
-  stripped = True
+  position, stripped = 0, True
   while stripped:
     stripped = False
     for pad in _PADS:
-      if text.startswith(pad):
-        text, stripped = text[len(pad):], True
-  return text
+      if text.startswith(pad, position):
+        position, stripped = position + len(pad), True
+  return text[position:]
+
+
+def _header(text: str, position: int, chat_format: ChatFormat) -> tuple[str, int] | None:
+  """(role, where the content starts) of a turn header at `position`, else None."""
+  if not text.startswith(chat_format.start, position):
+    return None
+  role = _ROLE.match(text, position + len(chat_format.start))
+  if role is None or not text.startswith(chat_format.header_end, role.end()):
+    return None
+  return role.group(), role.end() + len(chat_format.header_end)
 
 
 def detect(prompt: str) -> ChatFormat | None:
-  """The chat format whose turn markers the prompt uses, or None for plain text."""
+  """The chat format whose turn markers the prompt uses (a header: marker, role, end of
+  header), or None for plain text."""
   for chat_format in FORMATS:
-    if chat_format.turn.search(prompt) or chat_format.open_turn.search(prompt):
-      return chat_format
+    position = prompt.find(chat_format.start)
+    while position >= 0:
+      if _header(prompt, position, chat_format):
+        return chat_format
+      position = prompt.find(chat_format.start, position + 1)
   return None
+
+
+def _is_open_turn(rest: str, chat_format: ChatFormat) -> bool:
+  """Whether `rest` is the generation prompt left open at the end: a header, then nothing (or,
+  for ChatML, an empty think block)."""
+  header = _header(rest, 0, chat_format)
+  if header is None:
+    return False
+  tail = rest[header[1]:]
+  return not tail or (chat_format.open_think and
+                      _THINK_EMPTY.fullmatch(tail) is not None)
 
 
 def _turns(prompt: str, chat_format: ChatFormat) -> list[tuple[str, str]] | None:
   """(role, content) of every turn, or None when text lies outside the markers."""
-  text = prompt
+  position = 0
   for marker in chat_format.prefix:
-    text = text.removeprefix(marker)
-  turns, position = [], 0
-  for match in chat_format.turn.finditer(text):
-    if text[position:match.start()].strip():
+    if prompt.startswith(marker, position):
+      position += len(marker)
+  turns = []
+  while True:
+    start = prompt.find(chat_format.start, position)
+    if start < 0:
+      return None if prompt[position:].strip() else turns
+    if prompt[position:start].strip():
       return None
-    turns.append((match.group(1), match.group(2)))
-    position = match.end()
-  rest = text[position:]
-  if rest.strip() and not chat_format.open_turn.fullmatch(rest.lstrip()):
-    return None
-  return turns
+    header = _header(prompt, start, chat_format)
+    if header is None:
+      return None
+    end = prompt.find(chat_format.end, header[1])
+    if end < 0:
+      return turns if _is_open_turn(prompt[start:], chat_format) else None
+    turns.append((header[0], prompt[header[1]:end]))
+    position = end + len(chat_format.end)
+    if chat_format.after_end and prompt.startswith(chat_format.after_end, position):
+      position += len(chat_format.after_end)
 
 
 def question_of(prompt: str) -> str:
@@ -97,15 +133,17 @@ def answer_of(response: str, chat_format: ChatFormat | None) -> str:
   """The policy's answer without its end-of-turn markers, the pads a right-padded batch
   decodes after it, and the empty think block some templates open the answer with."""
   ends = (chat_format.ends if chat_format else _PLAIN_ENDS) + _PADS
-  text = response
-  stripped = True
+  end, stripped = len(response), True
   while stripped:
     stripped = False
-    text = text.rstrip()
+    while end and response[end - 1].isspace():
+      end -= 1
     for marker in ends:
-      if text.endswith(marker):
-        text, stripped = text[:-len(marker)], True
-  return _THINK_EMPTY.sub("", text).strip()
+      if response.endswith(marker, 0, end):
+        end, stripped = end - len(marker), True
+  text = response[:end]
+  think = _THINK_EMPTY.match(text)
+  return text[think.end() if think else 0:].strip()
 
 
 def split_query(query: str, prompt: str) -> tuple[str, str]:
