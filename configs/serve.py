@@ -33,7 +33,9 @@ def get_config(preset: str = ""):
       max_queued_calls=16,           # generations waiting (chat completions, references)
       request_timeout_s=120.0,       # each request's deadline, queueing included
       body_timeout_s=30.0,           # to receive a request body (slow clients: 408)
-      max_connections=256,           # open connections (beyond: 503, closed)
+      max_connections=256,           # open connections (beyond: the oldest that has sent no
+                                     # request is closed for the newcomer, else 503)
+      header_timeout_s=10.0,         # a connection's first complete request header, at latest
       max_new_tokens=1024,           # /v1/chat/completions max_tokens
       max_choices=8,                 # /v1/chat/completions n
       grace_s=20.0,                  # SIGTERM: in-flight requests get this long (k8s: 30 s)

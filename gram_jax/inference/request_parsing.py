@@ -20,7 +20,9 @@ class Limits:
   max_queued_calls: int = 16  # generations waiting (chat completions, references)
   request_timeout_s: float = 120.0  # deadline of each request, queueing included
   body_timeout_s: float = 30.0  # to receive a request body
-  max_connections: int = 256  # open connections; beyond: 503 and closed
+  max_connections: int = 256  # open connections; beyond: the oldest without a request is
+                               # closed to make room, else 503 and closed
+  header_timeout_s: float = 10.0  # a new connection's complete request header, at the latest
   max_new_tokens: int = 1024  # /v1/chat/completions max_tokens
   max_choices: int = 8  # /v1/chat/completions n
   reference_cache: int = 10_000  # prompts whose generated reference is kept

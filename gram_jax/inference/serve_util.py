@@ -7,11 +7,13 @@ import json
 import logging as std_logging
 import signal
 import threading
+import time
 from typing import Callable
 
 from absl import logging
-from aiohttp import web
+from aiohttp import http_exceptions, web
 
+from gram_jax.inference.request_parsing import Limits
 from gram_jax.inference.server import RewardServer
 
 _REFUSAL = json.dumps({"error": "too many open connections (max_connections)"}).encode()
@@ -32,15 +34,68 @@ class _Refused(asyncio.Protocol):
     pass
 
 
-def _capped(server: web.Server, cap: int) -> Callable[[], asyncio.Protocol]:
-  return lambda: _Refused() if len(server.connections) >= cap else server()
+class _Slots:
+  """The server's connection slots. A connection that has not sent a complete request within
+  `header_timeout_s` of opening is closed, and at `max_connections` the oldest such one makes
+  room for the newcomer: idle sockets (no key needed to open one) cannot hold every slot,
+  and /health answers while the cap is reached. Only when every slot carries a request is a
+  new connection refused (503)."""
+
+  def __init__(self, limits: Limits):
+    self.limits = limits
+    self.server: web.Server | None = None  # the runner's, once it is set up
+    self.opened: dict = {}  # handler -> when its connection opened (monotonic)
+    self.requested: set = set()  # handlers whose connection has brought a request
+
+  def protocol(self) -> asyncio.Protocol:
+    if len(self.server.connections) >= self.limits.max_connections:
+      waiting = self.waiting()
+      if not waiting:
+        return _Refused()
+      self.close(waiting[0])
+    handler = self.server()
+    self.opened[handler] = time.monotonic()
+    return handler
+
+  def waiting(self) -> list:
+    """Open connections that have not brought a request yet, oldest first."""
+    return sorted((h for h in self.server.connections
+                   if h not in self.requested and h in self.opened), key=self.opened.get)
+
+  @staticmethod
+  def close(handler) -> None:
+    if handler.transport is not None:
+      handler.transport.close()
+
+  @web.middleware
+  async def mark(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+    self.requested.add(request.protocol)
+    return await handler(request)
+
+  async def sweep(self) -> None:
+    """Closes connections past their header deadline and forgets closed ones, once a
+    second."""
+    while True:
+      await asyncio.sleep(min(1.0, self.limits.header_timeout_s / 2))
+      now = time.monotonic()
+      live = set(self.server.connections)
+      for handler in [h for h, opened in self.opened.items()
+                      if h not in live and now - opened > 1.0]:
+        del self.opened[handler]
+        self.requested.discard(handler)
+      deadline = now - self.limits.header_timeout_s
+      for handler in self.waiting():
+        if self.opened[handler] > deadline:
+          break
+        self.close(handler)
 
 
 class Listening:
   """A started server: `port`, and `stop(grace_s)`."""
 
-  def __init__(self, server: RewardServer, runner: web.AppRunner, listener: asyncio.Server):
-    self.server, self.runner, self.listener = server, runner, listener
+  def __init__(self, server: RewardServer, runner: web.AppRunner, listener: asyncio.Server,
+               sweeper: asyncio.Task):
+    self.server, self.runner, self.listener, self.sweeper = server, runner, listener, sweeper
     self.port = listener.sockets[0].getsockname()[1]
 
   async def stop(self) -> None:
@@ -48,17 +103,19 @@ class Listening:
     requests get the runner's grace period, then are cancelled (their queued work dropped)."""
     self.server.draining = True
     self.listener.close()
+    self.sweeper.cancel()
     await self.runner.cleanup()
 
 
 class _OneLineRequestErrors(std_logging.Filter):
   """aiohttp logs a malformed request (bad header, oversized header) with a traceback whose
   message quotes the offending line, an API key included, for any client: here it is one
-  line naming the kind of error, nothing from the request."""
+  line naming the kind of error, nothing from the request. Other errors keep their
+  traceback."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
-    if error is not None:
+    if isinstance(error, http_exceptions.HttpProcessingError):
       record.msg = "refused a malformed request (%s)"
       record.args = (type(error).__name__,)
       record.exc_info, record.exc_text = None, None
@@ -71,14 +128,17 @@ REQUEST_ERRORS.addFilter(_OneLineRequestErrors())
 
 async def start(server: RewardServer, host: str = "127.0.0.1", port: int = 0,
                 grace_s: float = 20.0) -> Listening:
-  runner = web.AppRunner(server.app(), handler_cancellation=True, shutdown_timeout=grace_s,
+  app = server.app()
+  runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=grace_s,
                          access_log=None, logger=REQUEST_ERRORS)
+  slots = _Slots(server.limits)
+  app.middlewares.append(slots.mark)
   await runner.setup()
+  slots.server = runner.server
   gauge = server.metrics.connections
   gauge.set_function(lambda: len(runner.server.connections) if runner.server else 0)
-  listener = await asyncio.get_running_loop().create_server(
-      _capped(runner.server, server.limits.max_connections), host, port)
-  return Listening(server, runner, listener)
+  listener = await asyncio.get_running_loop().create_server(slots.protocol, host, port)
+  return Listening(server, runner, listener, asyncio.create_task(slots.sweep()))
 
 
 def serve_until_terminated(server: RewardServer, host: str, port: int, grace_s: float) -> None:

@@ -38,6 +38,15 @@ from gram_jax.inference.reward import RewardModel
 from gram_jax.inference.scorer import TooLong
 
 Handler = Callable[[Any, float], Awaitable[dict]]
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def _host_name(host: str) -> str:
+  """The name of a Host header or an origin's authority, without port or brackets."""
+  host = host.strip().rstrip("/").lower()
+  if host.startswith("["):
+    return host[1:].split("]", 1)[0]
+  return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _no_constant(name: str) -> Any:
@@ -136,6 +145,26 @@ class RewardServer:
     self.metrics.trimmed.inc(int(trimmed.sum()))
     return scores, trimmed
 
+  def check_keyless_origin(self, request: web.Request) -> None:
+    """A server without a key is reachable from this machine only, and so from any web page
+    its user opens there: such a page may POST a 'simple' (text/plain, form) body without a
+    preflight, or reach it through DNS rebinding. Keyless, only JSON bodies, loopback Host
+    names and no foreign Origin are answered (a key makes all of it moot)."""
+    if self.api_key:
+      return
+    host = request.headers.get("Host", "")
+    if host and _host_name(host) not in LOOPBACK_NAMES:
+      raise RequestError(403, f"Host {host[:100]!r}: a server without an API key answers "
+                              "only loopback names (127.0.0.1, localhost, ::1); give it a key "
+                              "to serve other names")
+    origin = request.headers.get("Origin")
+    if origin is not None and _host_name(origin.split("://", 1)[-1]) not in LOOPBACK_NAMES:
+      raise RequestError(403, f"Origin {origin[:100]!r}: a server without an API key refuses "
+                              "requests from web pages of other sites")
+    if request.method == "POST" and request.content_type != "application/json":
+      raise RequestError(415, f"Content-Type {request.content_type!r}: a server without an "
+                              "API key takes application/json bodies only")
+
   def authorized(self, request: web.Request) -> bool:
     if not self.api_key:
       return True
@@ -169,6 +198,7 @@ class RewardServer:
       start, status, headers = time.perf_counter(), 200, {}
       deadline = time.monotonic() + self.limits.request_timeout_s
       try:
+        self.check_keyless_origin(request)
         if not self.authorized(request):
           raise RequestError(401, "missing or wrong API key (Authorization: Bearer KEY, or "
                                   "http://user:KEY@host)")

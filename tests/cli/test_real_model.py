@@ -134,7 +134,8 @@ def test_evaluate_serve_and_best_of_n_paths_run_on_the_real_model(reward, tmp_pa
   running = serve_in_background(RewardServer(reward, LIMITS))
   try:
     body = json.dumps({"pairs": [dict(zip(("prompt", "response_a", "response_b"), PAIRS[0]))]})
-    request = urllib.request.Request(running.url + "/score", data=body.encode())
+    request = urllib.request.Request(running.url + "/score", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=300) as response:
       served = json.loads(response.read())["scores"]
   finally:

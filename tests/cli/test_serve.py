@@ -59,8 +59,10 @@ def call(server, path, body=None, key=None, raw: bytes | None = None):
   running, server_key = server
   key = server_key if key is None else key
   data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+  headers = {"Content-Type": "application/json"} if data is not None else {}
   request = urllib.request.Request(running.url + path, data=data,
-                                   headers={"Authorization": f"Bearer {key}"} if key else {})
+                                   headers={**headers, "Authorization": f"Bearer {key}"}
+                                   if key else headers)
   try:
     with urllib.request.urlopen(request, timeout=120) as response:
       payload = response.read()
@@ -177,7 +179,8 @@ def test_the_serve_stage_answers_and_stops_on_sigterm(tmp_path):
         break
     except OSError:
       time.sleep(0.5)
-  request = urllib.request.Request(url + "/score", data=json.dumps(as_body(PAIRS)).encode())
+  request = urllib.request.Request(url + "/score", data=json.dumps(as_body(PAIRS)).encode(),
+                                   headers={"Content-Type": "application/json"})
   with urllib.request.urlopen(request, timeout=60) as response:
     served = json.loads(response.read())["scores"]
   process.send_signal(signal.SIGTERM)

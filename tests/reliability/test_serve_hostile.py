@@ -51,7 +51,8 @@ def slowed(reward, seconds):
 
 def post(url, path, body, headers=None, timeout=60):
   request = urllib.request.Request(url + path, data=json.dumps(body).encode(),
-                                   headers=headers or {})
+                                   headers={"Content-Type": "application/json",
+                                            **(headers or {})})
   try:
     with urllib.request.urlopen(request, timeout=timeout) as response:
       return response.status, json.loads(response.read()), dict(response.headers)
@@ -172,8 +173,8 @@ def test_work_of_a_client_that_left_is_dropped():
     time.sleep(0.1)
     body = json.dumps({"pairs": [PAIR] * 3}).encode()
     with socket.create_connection(("127.0.0.1", running.port)) as s:  # sends, then leaves
-      s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                % (len(body), body))
+      s.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
       time.sleep(0.1)
     busy.join()
     time.sleep(1.0)
@@ -184,23 +185,51 @@ def test_work_of_a_client_that_left_is_dropped():
     running.stop()
 
 
-def test_slow_body_times_out_and_connections_are_capped():
+SLOW_BODY = (b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             b"Content-Length: 100\r\n\r\n{\"pa")
+
+
+def test_slow_body_times_out_and_busy_connections_are_capped():
   running = serve_in_background(RewardServer(tiny_reward(), Limits(body_timeout_s=0.5,
                                                                    max_connections=3)))
   try:
-    answer = raw_exchange(running.port, b"POST /score HTTP/1.1\r\nHost: x\r\n"
-                          b"Content-Length: 100\r\n\r\n{\"pa", wait=5)
+    answer = raw_exchange(running.port, SLOW_BODY, wait=5)
     assert answer.startswith(b"HTTP/1.1 408") and b"body_timeout_s=0.5" in answer
-    idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
+    busy = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
+    for s in busy:  # every slot carries a request whose body is still coming
+      s.sendall(SLOW_BODY)
     time.sleep(0.2)
     try:
       over = raw_exchange(running.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
       assert over.startswith(b"HTTP/1.1 503") and b"max_connections" in over
     finally:
-      for s in idle:
+      for s in busy:
         s.close()
     time.sleep(0.2)
     assert urllib.request.urlopen(running.url + "/health", timeout=30).status == 200
+  finally:
+    running.stop()
+
+
+def test_idle_sockets_cannot_hold_the_connection_slots():
+  """Sockets that never send a byte (no key needed) make room for newcomers at the cap and
+  are closed at their header deadline; /health answers throughout and scores are
+  unchanged."""
+  running = serve_in_background(RewardServer(tiny_reward(), Limits(max_connections=8,
+                                                                   header_timeout_s=1.0)))
+  try:
+    before = post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"]
+    idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(32)]
+    time.sleep(0.2)
+    for _ in range(5):
+      with urllib.request.urlopen(running.url + "/health", timeout=5) as response:
+        assert response.status == 200
+    assert post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"] == before
+    time.sleep(2.5)  # past the header deadline: the server has closed every idle socket
+    for s in idle:
+      s.settimeout(1.0)
+      assert s.recv(1) == b""
+      s.close()
   finally:
     running.stop()
 
@@ -322,3 +351,32 @@ def test_a_malformed_request_logs_one_line_and_never_the_key(keyed, header, capl
   assert len(records) == 1 and records[0].exc_info is None
   assert records[0].getMessage().startswith("refused a malformed request (")
   assert "Bearer" not in caplog.text and "key" not in caplog.text.replace("API key", "")
+
+
+@pytest.fixture(scope="module")
+def keyless():
+  running = serve_in_background(RewardServer(tiny_reward(), Limits()))
+  yield running
+  running.stop()
+
+
+@pytest.mark.parametrize("headers,status,says", [
+    ({"Content-Type": "text/plain"}, 415, "Content-Type 'text/plain'"),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json bodies"),
+    ({"Host": "rebound.example:8000"}, 403, "Host 'rebound.example:8000'"),
+    ({"Origin": "https://evil.example"}, 403, "Origin 'https://evil.example'"),
+    ({"Origin": "http://localhost:3000"}, 200, None),
+    ({"Host": "[::1]:8000", "Origin": "http://127.0.0.1:8000"}, 200, None)])
+def test_a_keyless_server_answers_only_same_host_json_requests(keyless, headers, status, says):
+  """What a web page the operator opens can send without a preflight (text/plain, a form)
+  and what DNS rebinding sends (a foreign Host) is refused; local JSON clients are not."""
+  code, answer, _ = post(keyless.url, "/score", {"pairs": [PAIR]}, headers)
+  assert code == status
+  if says:
+    assert says in answer["error"]
+
+
+def test_a_keyed_server_needs_only_its_key(keyed):
+  headers = {"Authorization": "Bearer key", "Host": "judge.internal:8000",
+             "Content-Type": "text/plain"}
+  assert post(keyed.url, "/score", {"pairs": [PAIR]}, headers)[0] == 200
