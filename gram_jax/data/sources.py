@@ -11,7 +11,7 @@ import io
 import json
 import os
 import zlib
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from absl import logging
 
@@ -76,19 +76,37 @@ def folder_files(path: str) -> list[str]:
   return found
 
 
+def _bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | None]:
+  """Lines of a binary stream read in 1 MiB blocks (any file object: local, gzip, fsspec);
+  None in place of a line longer than `limit`, whose bytes are dropped as they come."""
+  buffer, skipping = b"", False
+  while block := stream.read(1 << 20):
+    buffer += block
+    start = 0
+    while (end := buffer.find(b"\n", start)) >= 0:
+      line, start = buffer[start:end + 1], end + 1
+      if skipping or len(line) > limit:
+        yield None
+        skipping = False
+      else:
+        yield line
+    buffer = buffer[start:]
+    if len(buffer) > limit:
+      buffer, skipping = b"", True
+  if skipping or len(buffer) > limit:
+    yield None
+  elif buffer:
+    yield buffer
+
+
 def _compressed_lines(path: str) -> Iterator[bytes | None]:
   """Lines of a file, gunzipped for .gz; None for a line over MAX_RECORD_BYTES (skipped, never
   held whole); a corrupt or cut gzip stream is a named error."""
   number = 0
   try:
     with storage.open_file(path, "rb") as f:
-      lines = gzip.GzipFile(fileobj=f, mode="rb") if path.lower().endswith(".gz") else f
-      while raw := lines.readline(MAX_RECORD_BYTES + 1):
-        number += 1
-        if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
-          while (rest := lines.readline(1 << 20)) and not rest.endswith(b"\n"):
-            pass
-          raw = None
+      stream = gzip.GzipFile(fileobj=f, mode="rb") if path.lower().endswith(".gz") else f
+      for number, raw in enumerate(_bounded_lines(stream, MAX_RECORD_BYTES), start=1):
         yield raw
   except (OSError, EOFError, zlib.error) as e:
     raise GramError(f"{path}: not a readable gzip file after line {number} ({e})") from None
