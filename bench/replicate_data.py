@@ -6,7 +6,6 @@ import json
 import os
 from typing import Any
 
-import numpy as np
 
 from gram_jax.data import benchmarks, preference, sources
 from gram_jax.errors import GramError
@@ -36,10 +35,8 @@ def write_json(path: str, rows: list[dict]) -> str:
 
 
 def sample(rows: list, count: int, seed: int) -> list:
-  if not count or count >= len(rows):
-    return rows
-  keep = np.random.default_rng(seed).choice(len(rows), count, replace=False)
-  return [rows[i] for i in sorted(keep)]
+  """`count` rows (0: all) as evaluate's `eval.sample=random` draws them."""
+  return benchmarks.select_records(rows, count, "random", seed)[0]
 
 
 def _rmb_rows(kind: str, held_out: bool) -> list[dict]:
