@@ -6,7 +6,6 @@ import json
 import os
 from typing import Any
 
-
 from gram_jax.data import benchmarks, preference, sources
 from gram_jax.errors import GramError
 
