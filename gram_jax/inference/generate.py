@@ -4,6 +4,11 @@ Prompts are left-padded to a length bucket so every row writes its next token at
 cache index; decoding runs in a `lax.while_loop` that stops when every row has finished
 (EOS or a stop sequence) or at max_new_tokens. Each row samples from its own key, derived
 from (seed, the prompt's index), so a prompt's sample does not depend on its batch-mates.
+
+Sampling parameters and stop sequences are traced inputs of fixed shape (stops go in a table
+of at least 4 rows by 8 tokens, rounded up to powers of two), so a server's clients cannot make
+it compile per temperature or stop string: the compiled shapes are bounded by the batch,
+prompt, length and stop-table buckets, and each new one is logged.
 """
 import dataclasses
 import functools
@@ -12,6 +17,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -21,14 +27,21 @@ from gram_jax.inference.batching import bucket_length, bucket_rows, left_pad
 from gram_jax.models.decoder import Decoder, positions_from_mask
 
 _MASKED = -1e30
+_MIN_STOP_ROWS, _MIN_STOP_TOKENS = 4, 8
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Sampling:
-  """temperature 0 = greedy; top_k 0 = off; top_p 1 = off."""
+  """temperature 0 = greedy; top_k 0 = off; top_p 1 = off. A pytree: jitted code receives
+  the values as traced scalars."""
   temperature: float = 0.0
   top_k: int = 0
   top_p: float = 1.0
+
+  def traced(self) -> "Sampling":
+    """The same settings as fixed-dtype arrays: one compiled shape for every value."""
+    return Sampling(np.float32(self.temperature), np.int32(self.top_k), np.float32(self.top_p))
 
 
 class PromptTooLong(GramError):
@@ -48,48 +61,67 @@ class Generation:
 
 
 def filter_logits(logits: jax.Array, sampling: Sampling) -> jax.Array:
-  """Temperature, then top-k, then top-p (nucleus) masking of [batch, vocab] logits."""
+  """Temperature, then top-k, then top-p (nucleus) masking of [batch, vocab] logits; the
+  settings may be traced (the sort runs only when a cut-off is on)."""
   logits = logits.astype(jnp.float32) / sampling.temperature
-  if sampling.top_k > 0:
-    kth = jax.lax.top_k(logits, sampling.top_k)[0][:, -1:]
-    logits = jnp.where(logits < kth, _MASKED, logits)
-  if sampling.top_p < 1.0:
+  vocab = logits.shape[-1]
+
+  def cut(logits: jax.Array) -> jax.Array:
     ordered = jnp.sort(logits, axis=-1)[:, ::-1]
+    k = jnp.where(sampling.top_k > 0, jnp.minimum(sampling.top_k, vocab), vocab)
+    kth = jax.lax.dynamic_slice_in_dim(ordered, k - 1, 1, axis=1)
+    ordered = jnp.where(jnp.arange(vocab) < k, ordered, _MASKED)
     probs = jax.nn.softmax(ordered, axis=-1)
     before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly better tokens
-    kept = jnp.where(before < sampling.top_p, ordered, jnp.inf)
-    threshold = jnp.min(kept, axis=-1, keepdims=True)
-    logits = jnp.where(logits < threshold, _MASKED, logits)
-  return logits
+    kept = (before < sampling.top_p) | (sampling.top_p >= 1.0)
+    nucleus = jnp.min(jnp.where(kept, ordered, jnp.inf), axis=-1, keepdims=True)
+    return jnp.where(logits < jnp.maximum(kth, nucleus), _MASKED, logits)
+
+  active = (sampling.top_k > 0) | (sampling.top_p < 1.0)
+  return jax.lax.cond(active, cut, lambda x: x, logits)
 
 
 def next_tokens(logits: jax.Array, row_keys: jax.Array, step: jax.Array,
-                sampling: Sampling) -> jax.Array:
-  if sampling.temperature == 0.0:
+                sampling: Sampling, greedy: bool | None = None) -> jax.Array:
+  """`greedy` (static) says whether temperature is 0; None reads it from `sampling`."""
+  if greedy if greedy is not None else sampling.temperature == 0.0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   filtered = filter_logits(logits, sampling)
   keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(row_keys)
   return jax.vmap(jax.random.categorical)(keys, filtered).astype(jnp.int32)
 
 
-def _ends_with_stop(out: jax.Array, step: jax.Array, stops: tuple[tuple[int, ...], ...]):
-  """Rows whose generated tokens (up to `step`) end with one of the stop sequences; one longer
-  than the tokens to generate can never end them."""
-  hit = jnp.zeros(out.shape[0], bool)
-  for stop in stops:
-    length = len(stop)
-    if length > out.shape[1]:
-      continue
-    start = jnp.maximum(step + 1 - length, 0)
-    window = jax.lax.dynamic_slice_in_dim(out, start, length, axis=1)
-    hit |= (step + 1 >= length) & jnp.all(window == jnp.asarray(stop, jnp.int32), axis=1)
-  return hit
+def stop_table(stops: Sequence[Sequence[int]], max_new: int) -> tuple[np.ndarray, np.ndarray]:
+  """Stop sequences right-aligned in a [rows, tokens] table (-1 pads; rows and tokens powers
+  of two, at least 4 and 8) and their lengths; one longer than `max_new` can never end a
+  generation and is left out."""
+  stops = [list(s) for s in stops if 0 < len(s) <= max_new]
+  rows = max(_MIN_STOP_ROWS, 1 << max(len(stops) - 1, 0).bit_length())
+  width = max(_MIN_STOP_TOKENS, 1 << (max(map(len, stops), default=1) - 1).bit_length())
+  table = np.full((rows, width), -1, np.int32)
+  lengths = np.zeros(rows, np.int32)
+  for i, stop in enumerate(stops):
+    table[i, width - len(stop):] = stop
+    lengths[i] = len(stop)
+  return table, lengths
 
 
-@functools.partial(parallel.jit, static_argnums=(0, 5, 6, 7, 8, 9))
+def _ends_with_stop(out: jax.Array, step: jax.Array, table: jax.Array,
+                    lengths: jax.Array) -> jax.Array:
+  """Rows whose generated tokens (up to `step`) end with one of the table's stop sequences."""
+  width = table.shape[1]
+  index = step + 1 - width + jnp.arange(width)  # the last `width` positions of `out`
+  window = jnp.take(out, jnp.clip(index, 0, out.shape[1] - 1), axis=1)  # [batch, width]
+  used = jnp.arange(width)[None, :] >= (width - lengths)[:, None]  # [stops, width]
+  same = (window[:, None, :] == table[None]) & (index >= 0)
+  return jnp.any(jnp.all(~used[None] | same, axis=-1) & (lengths > 0)[None], axis=1)
+
+
+@functools.partial(parallel.jit, static_argnums=(0, 5, 7, 8, 11))
 def _generate(graphdef: nnx.GraphDef, params: Any, prompt_ids: jax.Array,
               prompt_mask: jax.Array, row_keys: jax.Array, max_new: int, sampling: Sampling,
-              eos_ids: tuple[int, ...], stops: tuple[tuple[int, ...], ...], pad_id: int):
+              greedy: bool, eos_ids: tuple[int, ...], stops: jax.Array, stop_lengths: jax.Array,
+              pad_id: int):
   model: Decoder = nnx.merge(graphdef, params)
   batch, prompt_len = prompt_ids.shape
   total = prompt_len + max_new
@@ -104,10 +136,10 @@ def _generate(graphdef: nnx.GraphDef, params: Any, prompt_ids: jax.Array,
 
   def body(carry):
     step, logits, cache, key_segments, done, out, reason, length, position = carry
-    token = jnp.where(done, pad_id, next_tokens(logits, row_keys, step, sampling))
+    token = jnp.where(done, pad_id, next_tokens(logits, row_keys, step, sampling, greedy))
     out = out.at[:, step].set(token)
     is_eos = jnp.isin(token, eos) & ~done
-    is_stop = _ends_with_stop(out, step, stops) & ~done & ~is_eos
+    is_stop = _ends_with_stop(out, step, stops, stop_lengths) & ~done & ~is_eos
     reason = jnp.where(is_eos, 1, jnp.where(is_stop, 2, reason))
     length = jnp.where(is_eos | is_stop, step + 1, length)
     done = done | is_eos | is_stop
@@ -167,6 +199,7 @@ class Generator:
     if tokenizer.eos_token_id is not None:
       eos.add(tokenizer.eos_token_id)
     self.eos_ids = tuple(sorted(eos))
+    self.compiled_shapes: set[tuple] = set()
 
   def generate(self, prompts: Sequence[str | Sequence[int]], max_new_tokens: int = 256,
                sampling: Sampling = Sampling(), seed: int = 0,
@@ -181,7 +214,9 @@ class Generator:
     for i, ids in enumerate(encoded):
       if len(ids) > self.max_prompt_len:
         raise PromptTooLong(field, first_index + i, len(ids), self.max_prompt_len)
-    stops = tuple(tuple(self.tokenizer.encode(s, add_special_tokens=False)) for s in stop if s)
+    stops, stop_lengths = stop_table(
+        [self.tokenizer.encode(s, add_special_tokens=False) for s in stop if s], max_new_tokens)
+    greedy = float(sampling.temperature) == 0.0
     base = jax.random.key(seed)
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
     results: list[Generation | None] = [None] * len(encoded)
@@ -192,13 +227,23 @@ class Generator:
       ids, mask = left_pad([encoded[i] for i in rows], batch, width, self.pad_id)
       keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(
           jnp.asarray(np.pad(rows, (0, batch - len(rows))) + first_index))
+      self._note_shape(batch, width, max_new_tokens, stops.shape, greedy)
       out, reasons, lengths = jax.device_get(_generate(
           self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
-          parallel.put_batch(mask, self.mesh), keys, max_new_tokens, sampling, self.eos_ids,
-          stops, self.pad_id))
+          parallel.put_batch(mask, self.mesh), keys, max_new_tokens, sampling.traced(), greedy,
+          self.eos_ids, stops, stop_lengths, self.pad_id))
       for r, i in enumerate(rows):
         results[i] = self._finish(out[r, :lengths[r]], int(reasons[r]), stop)
     return results
+
+  def _note_shape(self, batch: int, width: int, max_new: int, stops: tuple[int, int],
+                  greedy: bool) -> None:
+    shape = (batch, width, max_new, stops, greedy)
+    if shape not in self.compiled_shapes:
+      self.compiled_shapes.add(shape)
+      logging.info("generate: shape %d of this generator: %d rows x %d prompt tokens, %d new "
+                   "tokens, stop table %dx%d, %s", len(self.compiled_shapes), batch, width,
+                   max_new, *stops, "greedy" if greedy else "sampled")
 
   def sequence_logprobs(self, prompts: Sequence[Sequence[int]],
                         continuations: Sequence[Sequence[int]]) -> np.ndarray:
