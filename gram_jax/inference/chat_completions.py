@@ -8,13 +8,15 @@ as vLLM returns them by default), read by one teacher-forced pass after generati
 Generation lengths are rounded up to a power of two and cut back, so a handful of compiled
 shapes serve every max_tokens.
 """
+import functools
+import math
 import time
 import uuid
 from typing import Any
 
 from gram_jax.inference.generate import Generation, Generator, Sampling, TokenLogprobs
 from gram_jax.inference.request_parsing import ChatRequest, RequestError
-from gram_jax.text.tokenizer import encode_chat
+from gram_jax.text.tokenizer import encode_chat, longest_token_chars, normalized_chars
 
 
 def _token_entry(tokenizer: Any, token_id: int, logprob: float) -> dict:
@@ -39,13 +41,26 @@ class ChatCompletions:
     self.generator, self.model_name = generator, model_name
     self.tokenizer, self.chat_template = generator.tokenizer, chat_template
 
-  def encode(self, request: ChatRequest) -> list[int]:
-    """The prompt's tokens (host work, off the device thread); 413 past the context."""
+  def encode(self, request: ChatRequest, deadline: float | None = None) -> list[int]:
+    """The prompt's tokens (host work, off the device thread); 413 past the context, by the
+    characters alone where they prove it (nothing tokenised)."""
+    limit, longest = self.generator.max_prompt_len, self.longest_token
+    chars = sum(len(m.get("content") or "") for m in request.messages)
+    if chars > limit * longest:
+      chars = sum(normalized_chars(self.tokenizer, m.get("content") or "")
+                  for m in request.messages)
+      if chars > limit * longest:
+        raise RequestError(413, f"messages: at least {math.ceil(chars / longest)} tokens "
+                                f"({chars} characters) exceeds max_len={limit}")
     ids = encode_chat(self.tokenizer, request.messages, self.chat_template)
     if len(ids) > self.generator.max_prompt_len:
       raise RequestError(413, f"messages: {len(ids)} tokens exceeds max_len="
                               f"{self.generator.max_prompt_len}")
     return ids
+
+  @functools.cached_property
+  def longest_token(self) -> int:
+    return longest_token_chars(self.tokenizer)
 
   def _cut(self, generation: Generation, max_tokens: int) -> Generation:
     """The generation as if it had stopped at max_tokens (it ran to a rounded-up length;

@@ -19,7 +19,8 @@ from jax.sharding import Mesh
 from gram_jax.inference import ranking
 from gram_jax.inference.generate import Sampling
 from gram_jax.inference.reasoning import PairJudgment, RationaleJudge, verdict_judgments
-from gram_jax.inference.scorer import TooLong, VerdictScorer, as_pairs
+from gram_jax.inference.scorer import (HOST_CHUNK, TooLong, VerdictScorer, as_pairs,
+                                       check_characters, check_deadline)
 from gram_jax.judge_card import (DEFAULT_PROMPT_LEN, Reasoning, judge_prompt, prompt_name,
                                  read_judge_card)
 from gram_jax.models.decoder import Decoder
@@ -130,21 +131,26 @@ class RewardModel:
     return self.scorer.score_encoded(self.scorer.encode_pairs(pairs), progress)
 
   def prepare(self, pairs: Iterable[Any], max_tokens: int | None = None,
-              readout: str | None = None) -> list:
+              readout: str | None = None, deadline: float | None = None) -> list:
     """The host work of scoring, done once and off the device thread (a server calls it in
     its tokenizer pool): a GRAM model's judging-prompt tokens, or a GRAM-R² model's checked
-    pairs with the readout to score them by (None: the judge's own). Raises TooLong for a
-    pair over max_tokens (the judging prompt, or for GRAM-R² prompt + both responses)."""
+    pairs with the readout to score them by (None: the judge's own). Raises TooLong for the
+    first pair over max_tokens (the judging prompt, or for GRAM-R² prompt + both responses),
+    before later pairs are tokenised, and TimeoutError once `deadline` passes."""
     pairs = as_pairs(list(pairs))
     if self.reasoner is None:
-      return self.scorer.encode_pairs(pairs, max_tokens)
-    if max_tokens is not None and pairs:
-      counts = self._counting_tokenizer([text for pair in pairs for text in pair],
-                                        add_special_tokens=False)["input_ids"]
-      for i in range(len(pairs)):
-        tokens = sum(len(ids) for ids in counts[3 * i:3 * i + 3])
-        if tokens > max_tokens:
-          raise TooLong(i, tokens, max_tokens)
+      return self.scorer.encode_pairs(pairs, max_tokens, deadline)
+    if max_tokens is not None:
+      check_characters(self._counting_tokenizer, pairs, max_tokens, self.scorer.longest_token)
+      for start in range(0, len(pairs), HOST_CHUNK):
+        check_deadline(deadline, start)
+        chunk = pairs[start:start + HOST_CHUNK]
+        counts = self._counting_tokenizer([text for pair in chunk for text in pair],
+                                          add_special_tokens=False)["input_ids"]
+        for i in range(len(chunk)):
+          tokens = sum(len(ids) for ids in counts[3 * i:3 * i + 3])
+          if tokens > max_tokens:
+            raise TooLong(start + i, tokens, max_tokens)
     readout = readout or self.reasoning.score
     return [ReasoningRow(pair, readout) for pair in pairs]
 

@@ -10,6 +10,8 @@ not depend on what it is batched with (the server merges requests).
 """
 import dataclasses
 import functools
+import math
+import time
 from typing import Any, Sequence
 
 import jax
@@ -24,16 +26,47 @@ from gram_jax.inference.batching import bucket_length, bucket_rows, bucket_width
 from gram_jax.models.decoder import Decoder, verdict_logits
 from gram_jax.progress import Progress
 from gram_jax.text import templates
+from gram_jax.text.tokenizer import longest_token_chars, normalized_chars
 
 Pair = tuple[str, str, str]  # (prompt, response_a, response_b)
 
 
 class TooLong(GramError):
-  """A judging prompt over the caller's token limit (checked before any trimming)."""
+  """A judging prompt over the caller's token limit (checked before any trimming). With
+  `chars`, it was refused before tokenising: `tokens` is a lower bound that `chars`
+  characters imply (no token of the vocabulary covers more than a known number)."""
 
-  def __init__(self, index: int, tokens: int, limit: int):
-    super().__init__(f"pair {index}: {tokens} tokens exceeds {limit}")
-    self.index, self.tokens, self.limit = index, tokens, limit
+  def __init__(self, index: int, tokens: int, limit: int, chars: int | None = None):
+    self.index, self.tokens, self.limit, self.chars = index, tokens, limit, chars
+    super().__init__(f"pair {index}: {self.count()} exceeds {limit}")
+
+  def count(self) -> str:
+    if self.chars is None:
+      return f"{self.tokens} tokens"
+    return f"at least {self.tokens} tokens ({self.chars} characters)"
+
+
+HOST_CHUNK = 8  # pairs tokenised between checks of the limit and the deadline
+
+
+def check_characters(tokenizer: Any, texts_per_item: Sequence[Sequence[str]],
+                     max_tokens: int, longest_token: int) -> None:
+  """Raises TooLong for the first item whose characters alone prove it over `max_tokens`:
+  a token covers at most `longest_token` characters, so n characters are at least
+  n / longest_token tokens. Nothing is tokenised (a length per text, after normalising
+  those long enough to matter)."""
+  bound = max_tokens * longest_token
+  for i, texts in enumerate(texts_per_item):
+    if sum(map(len, texts)) <= bound:
+      continue
+    chars = sum(normalized_chars(tokenizer, text) for text in texts)
+    if chars > bound:
+      raise TooLong(i, math.ceil(chars / longest_token), max_tokens, chars)
+
+
+def check_deadline(deadline: float | None, done: int) -> None:
+  if deadline is not None and time.monotonic() >= deadline:
+    raise TimeoutError(f"deadline passed after {done} pairs were tokenised")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,23 +166,35 @@ class VerdictScorer:
     n = len(pairs)
     return probs[:n], probs[n:], np.asarray(trimmed[:n] | trimmed[n:], bool)
 
-  def encode_pairs(self, pairs: Sequence[Pair], max_tokens: int | None = None
-                   ) -> list[EncodedPair]:
+  @functools.cached_property
+  def longest_token(self) -> int:
+    return longest_token_chars(self.encoder.tokenizer)
+
+  def encode_pairs(self, pairs: Sequence[Pair], max_tokens: int | None = None,
+                   deadline: float | None = None) -> list[EncodedPair]:
     """Both orders of each pair tokenised once (host work a server does off its device
-    thread). Raises TooLong for the first pair whose untrimmed prompt exceeds max_tokens,
-    before any trimming; prompts over max_len are trimmed."""
+    thread), a few pairs at a time. Raises TooLong for the first pair over max_tokens (by
+    its characters, else its untrimmed prompt) before later pairs are tokenised, and
+    TimeoutError once `deadline` (time.monotonic()) passes; prompts over max_len are
+    trimmed."""
     pairs = list(pairs)
-    orders = pairs + swapped(pairs)
-    untrimmed = self.encoder.encode_all(orders)
-    n = len(pairs)
-    lengths = [max(len(untrimmed[i]), len(untrimmed[n + i])) for i in range(n)]
     if max_tokens is not None:
+      check_characters(self.encoder.tokenizer, pairs, max_tokens, self.longest_token)
+    result = []
+    for start in range(0, len(pairs), HOST_CHUNK):
+      check_deadline(deadline, start)
+      chunk = pairs[start:start + HOST_CHUNK]
+      orders = chunk + swapped(chunk)
+      untrimmed = self.encoder.encode_all(orders)
+      n = len(chunk)
+      lengths = [max(len(untrimmed[i]), len(untrimmed[n + i])) for i in range(n)]
       for i, length in enumerate(lengths):
-        if length > max_tokens:
-          raise TooLong(i, length, max_tokens)
-    encoded, trimmed = self.encoder.trim_long(orders, untrimmed)
-    return [EncodedPair(encoded[i], encoded[n + i], lengths[i], bool(trimmed[i] | trimmed[n + i]))
-            for i in range(n)]
+        if max_tokens is not None and length > max_tokens:
+          raise TooLong(start + i, length, max_tokens)
+      encoded, trimmed = self.encoder.trim_long(orders, untrimmed)
+      result += [EncodedPair(encoded[i], encoded[n + i], lengths[i],
+                             bool(trimmed[i] | trimmed[n + i])) for i in range(n)]
+    return result
 
   def score_encoded(self, encoded: Sequence[EncodedPair], progress: bool = False
                     ) -> tuple[np.ndarray, np.ndarray]:

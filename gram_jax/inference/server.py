@@ -4,9 +4,9 @@ Endpoints: /score (pairs), /rank (best-of-n), /group_reward (GRPO: each completi
 win probability in its group), /reward and /get_reward (OpenRLHF's remote RM), and
 /v1/chat/completions (OpenAI-compatible, for GenRM clients); /health, /metrics.
 
-Every request has a deadline; host work (tokenising) runs once on its own thread, device
-work goes through one bounded Batcher (gram_jax.inference.batcher). A full queue answers 503
-with Retry-After; every limit answers 4xx naming the limit; a batch that fails fails only its
+Every request has a deadline; host work (tokenising) runs once on its own thread through a
+bounded HostQueue, under the deadline, and device work goes through one bounded Batcher
+(gram_jax.inference.batcher). A full queue answers 503 with Retry-After; every limit answers 4xx naming the limit; a batch that fails fails only its
 requests, and a client that leaves takes its queued work with it.
 """
 import asyncio
@@ -31,6 +31,7 @@ from gram_jax.inference import ranking
 from gram_jax.inference.batcher import BULK, Batcher, Overloaded
 from gram_jax.inference.chat_completions import ChatCompletions
 from gram_jax.inference.generate import Generator
+from gram_jax.inference.host_queue import HostQueue
 from gram_jax.inference.request_parsing import (Limits, RequestError, parse_chat_request,
                                                 parse_group_request, parse_rank_request,
                                                 parse_reward_request, parse_score_request)
@@ -119,7 +120,7 @@ class RewardServer:
     self.pending_references: dict[str, asyncio.Future] = {}
     self.metrics = Metrics()
     self.device = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="device")
-    self.host = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tokenizer")
+    self.host = HostQueue(limits.max_host_queue)
     self.rankers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="ranker")
     generator = Generator(reward.model, copy.deepcopy(reward.tokenizer), reward.batch_size,
                           reward.max_len, reward.mesh)
@@ -128,16 +129,14 @@ class RewardServer:
     self.batcher_task: asyncio.Task | None = None
     self.draining = False
 
-  async def on_host(self, function: Callable, *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(self.host, function, *args)
-
-  async def prepare(self, triples: list, field: str, readout: str | None = None) -> list:
+  async def prepare(self, triples: list, field: str, deadline: float,
+                    readout: str | None = None) -> list:
     """Tokenised once, on the host thread; a pair over max_input_tokens is a 413."""
     try:
-      return await self.on_host(self.reward.prepare, triples, self.limits.max_input_tokens,
-                                readout)
+      return await self.host.run(self.reward.prepare, triples, self.limits.max_input_tokens,
+                                 readout, deadline=deadline)
     except TooLong as e:
-      raise RequestError(413, f"{field}[{e.index}]: {e.tokens} tokens exceeds "
+      raise RequestError(413, f"{field}[{e.index}]: {e.count()} exceeds "
                               f"max_input_tokens={e.limit}") from None
 
   async def scores(self, rows: list, deadline: float, lane: str = "interactive"):
@@ -225,7 +224,7 @@ class RewardServer:
     return wrapped
 
   async def score(self, body: Any, deadline: float) -> dict:
-    rows = await self.prepare(parse_score_request(body, self.limits), "pairs")
+    rows = await self.prepare(parse_score_request(body, self.limits), "pairs", deadline)
     scores, trimmed = await self.scores(rows, deadline)
     return {"scores": scores.tolist(), "trimmed": trimmed.tolist()}
 
@@ -234,7 +233,7 @@ class RewardServer:
     work, so a long ranking shares the device with interactive requests."""
     prompt, responses, method = parse_rank_request(body, self.limits)
     longest = sorted(responses, key=len)[-2:] + [""]
-    await self.prepare([(prompt, longest[0], longest[1])], "responses")
+    await self.prepare([(prompt, longest[0], longest[1])], "responses", deadline)
     loop, stop = asyncio.get_running_loop(), threading.Event()
     current: list[concurrent.futures.Future] = []
     trimmed = [False]
@@ -242,9 +241,11 @@ class RewardServer:
     def compare(triples: list) -> Any:
       if stop.is_set():
         raise asyncio.CancelledError()
-      rows = self.host.submit(self.reward.prepare, triples, self.limits.max_input_tokens)
+      current[:] = [asyncio.run_coroutine_threadsafe(self.prepare(triples, "responses",
+                                                                  deadline), loop)]
+      rows = current[0].result()
       current[:] = [asyncio.run_coroutine_threadsafe(
-          self.scores(rows.result(), deadline, BULK), loop)]
+          self.scores(rows, deadline, BULK), loop)]
       scores, cut = current[0].result()
       trimmed[0] |= bool(cut.any())
       return scores
@@ -257,9 +258,6 @@ class RewardServer:
       for future in current:
         future.cancel()
       raise
-    except TooLong as e:
-      raise RequestError(413, f"responses: {e.tokens} tokens exceeds max_input_tokens="
-                              f"{e.limit}") from None
     return {"best": result.best, "order": result.order, "scores": result.scores,
             "comparisons": result.comparisons, "trimmed": trimmed[0]}
 
@@ -268,7 +266,7 @@ class RewardServer:
     triples = [(group.question, group.completions[i], group.completions[j])
                for i, j in group.games]
     scores, trimmed = await self.scores(
-        await self.prepare(triples, "completions", self.rlhf_readout), deadline)
+        await self.prepare(triples, "completions", deadline, self.rlhf_readout), deadline)
     cut = [False] * len(group.completions)
     for (i, j), was_cut in zip(group.games, trimmed):
       cut[i] |= bool(was_cut)
@@ -279,7 +277,7 @@ class RewardServer:
   async def reward_endpoint(self, body: Any, deadline: float) -> dict:
     """OpenRLHF's remote RM: the reward of each sample is its score against the reference."""
     items = parse_reward_request(body, self.limits)
-    await self.prepare([(it.question, it.answer, "") for it in items], "query")
+    await self.prepare([(it.question, it.answer, "") for it in items], "query", deadline)
     missing = list(dict.fromkeys(it.question for it in items if it.reference is None))
     if missing and self.reference is None:
       raise RequestError(400, "labels: a reference response is required for every sample "
@@ -288,7 +286,7 @@ class RewardServer:
     made = await self.generated_references(missing, deadline) if missing else {}
     triples = [(it.question, it.answer, it.reference or made[it.question]) for it in items]
     scores, trimmed = await self.scores(
-        await self.prepare(triples, "query", self.rlhf_readout), deadline)
+        await self.prepare(triples, "query", deadline, self.rlhf_readout), deadline)
     rewards = scores[:, 0].tolist()
     return {"rewards": rewards, "scores": rewards, "reference_scores": scores[:, 1].tolist(),
             "trimmed": trimmed.tolist(),
@@ -336,7 +334,7 @@ class RewardServer:
 
   async def chat_completions(self, body: Any, deadline: float) -> dict:
     request = parse_chat_request(body, self.limits)
-    prompt_ids = await self.on_host(self.chat.encode, request)
+    prompt_ids = await self.host.run(self.chat.encode, request, deadline=deadline)
     return await self.batcher.call(functools.partial(self.chat.complete, request, prompt_ids),
                                    deadline)
 

@@ -53,6 +53,24 @@ def render_user_turn(tokenizer: Any, message: str, chat_template: str | None = N
       add_generation_prompt=True, enable_thinking=False)
 
 
+def longest_token_chars(tokenizer: Any) -> int:
+  """The most characters of text one token can stand for: its vocabulary string's length
+  (byte-level BPE spells each byte as one character, SentencePiece a space as one '▁', and
+  a byte-fallback token's spelling is longer than the byte), so a text of n characters
+  (after the tokenizer's normaliser, see `normalized_chars`) is at least n / this many
+  tokens."""
+  return max(map(len, tokenizer.get_vocab()), default=1) or 1
+
+
+def normalized_chars(tokenizer: Any, text: str) -> int:
+  """Characters of `text` after the tokenizer's own normaliser (NFC composition can shorten
+  a text) and without the edge whitespace a chat template may trim."""
+  backend = getattr(tokenizer, "backend_tokenizer", None)
+  normalizer = backend.normalizer if backend is not None else None
+  text = text.strip()
+  return len(normalizer.normalize_str(text) if normalizer is not None else text)
+
+
 def special_token_texts(tokenizer: Any) -> tuple[str, ...]:
   """The strings this tokenizer turns into special (control) tokens."""
   texts = set(tokenizer.all_special_tokens)

@@ -52,7 +52,9 @@ def test_new_sampling_settings_and_stop_strings_compile_nothing(server):
 
 def test_the_compiled_shapes_are_logged_and_bounded(server):
   generator = server.listening.server.chat.generator
+  assert post(server.url, "/v1/chat/completions", {**CHAT, "temperature": 0.1})[0] == 200
   before = len(generator.compiled_shapes)
+  assert before >= 1
   for t in (0.2, 0.4, 0.6, 0.8):
     assert post(server.url, "/v1/chat/completions", {**CHAT, "temperature": t})[0] == 200
   assert len(generator.compiled_shapes) == before
