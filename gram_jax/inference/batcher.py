@@ -66,6 +66,16 @@ class Batcher:
     self.rows_per_second = 0.0  # moving average of the device's scoring rate
     self.bulk_skipped = 0
     self.wakeup = asyncio.Event()
+    self.on_device = False  # a batch or call is running on the device thread
+
+  def _device(self, function: Callable, *args: Any) -> Any:
+    """Runs on the device thread; `on_device` says so even after the loop has stopped
+    (XLA work cannot be interrupted: a stopping server needs to know it is there)."""
+    self.on_device = True
+    try:
+      return function(*args)
+    finally:
+      self.on_device = False
 
   def retry_after(self) -> int:
     """Seconds until the queue has likely drained, between 1 and 60."""
@@ -199,7 +209,7 @@ class Batcher:
   async def _run_call(self, job: Job) -> None:
     loop = asyncio.get_running_loop()
     try:
-      result = await loop.run_in_executor(self.executor, job.call)
+      result = await loop.run_in_executor(self.executor, self._device, job.call)
     except Exception as e:  # the request that asked learns why
       if not job.future.done():
         job.future.set_exception(e)
@@ -216,7 +226,7 @@ class Batcher:
     begun = time.perf_counter()
     try:
       scores, trimmed = await asyncio.get_running_loop().run_in_executor(
-          self.executor, self.score_rows, rows)
+          self.executor, self._device, self.score_rows, rows)
     except Exception as e:  # every request in the batch learns why it failed
       for job, _, _ in pieces:
         if not job.future.done():

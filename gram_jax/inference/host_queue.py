@@ -25,6 +25,7 @@ class HostQueue:
     self.max_waiting = max_waiting
     self.waiting = 0  # jobs submitted and not finished (queued or running)
     self.seconds_per_job = 0.0  # moving average of a job's time on the thread
+    self.running = False  # a job is on the thread now
 
   def retry_after(self) -> int:
     return int(min(60, max(1, math.ceil(self.waiting * (self.seconds_per_job or 0.1)))))
@@ -51,10 +52,11 @@ class HostQueue:
   def _timed(self, function: Callable, args: tuple, deadline: float) -> Any:
     if time.monotonic() >= deadline:
       raise TimeoutError("deadline passed before the host work started")
-    begun = time.perf_counter()
+    begun, self.running = time.perf_counter(), True
     try:
       return function(*args, deadline=deadline)
     finally:
+      self.running = False
       spent = time.perf_counter() - begun
       self.seconds_per_job = spent if not self.seconds_per_job else \
           0.8 * self.seconds_per_job + 0.2 * spent

@@ -5,7 +5,9 @@ thread)."""
 import asyncio
 import json
 import logging as std_logging
+import os
 import signal
+import sys
 import threading
 import time
 from typing import Callable
@@ -143,7 +145,10 @@ async def start(server: RewardServer, host: str = "127.0.0.1", port: int = 0,
 
 def serve_until_terminated(server: RewardServer, host: str, port: int, grace_s: float) -> None:
   """Serves until SIGTERM or SIGINT, then stops within grace_s (Kubernetes waits 30 s by
-  default before SIGKILL, so keep grace_s below that)."""
+  default before SIGKILL, so keep grace_s below that). Device or host work still running
+  then (a long generation, a compile) cannot be interrupted and would hold the exit past
+  grace_s: its requests are already answered or closed and a server keeps no state, so
+  the process exits at once (status 0) instead of waiting for it."""
   async def main() -> None:
     listening = await start(server, host, port, grace_s)
     stopped = asyncio.Event()
@@ -155,6 +160,13 @@ def serve_until_terminated(server: RewardServer, host: str, port: int, grace_s: 
     logging.info("stopping: no new requests; in-flight ones have %.0f s", grace_s)
     await listening.stop()
   asyncio.run(main())
+  if server.work_in_flight():
+    logging.warning("stopped with device or host work still running (it cannot be "
+                    "interrupted); exiting without waiting for it")
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class BackgroundApp:

@@ -352,6 +352,10 @@ class RewardServer:
          "queue_pairs": self.batcher.queued_pairs if self.batcher else 0},
         status=200 if status == "ok" else 503)
 
+  def work_in_flight(self) -> bool:
+    """Device or host work still running on its thread (it cannot be interrupted)."""
+    return bool(self.batcher and self.batcher.on_device) or self.host.running
+
   async def prometheus(self, request: web.Request) -> web.Response:
     if not self.authorized(request):
       return web.json_response({"error": "missing or wrong API key"}, status=401)

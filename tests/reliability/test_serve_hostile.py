@@ -380,3 +380,51 @@ def test_a_keyed_server_needs_only_its_key(keyed):
   headers = {"Authorization": "Bearer key", "Host": "judge.internal:8000",
              "Content-Type": "text/plain"}
   assert post(keyed.url, "/score", {"pairs": [PAIR]}, headers)[0] == 200
+
+
+def test_sigterm_with_slow_clients_exits_within_the_grace_period():
+  import os
+  import signal
+  import subprocess
+  import sys
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  process = subprocess.Popen([sys.executable, "-m", "tests.helpers.slow_serve_worker",
+                              str(port), "10", "1"], cwd=root, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  url = f"http://127.0.0.1:{port}"
+  try:
+    while True:
+      assert process.poll() is None, process.stderr.read().decode()[-2000:]
+      try:
+        urllib.request.urlopen(url + "/health", timeout=5)
+        break
+      except OSError:
+        time.sleep(0.3)
+    busy = threading.Thread(target=lambda: _quietly(post, url, "/score", {"pairs": [PAIR]}))
+    busy.start()  # its batch holds the device thread for 10 s
+    slow = []
+    for _ in range(4):  # clients sending their body slowly, and idle keep-alive sockets
+      s = socket.create_connection(("127.0.0.1", port))
+      s.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                b"\r\nContent-Length: 1000\r\n\r\n{")
+      slow += [s, socket.create_connection(("127.0.0.1", port))]
+    time.sleep(1.0)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert time.monotonic() - started < 1 + 1.5  # grace_s 1; the device's batch has 9 s left
+    busy.join(10)
+    for s in slow:
+      s.close()
+  finally:
+    process.kill()
+
+
+def _quietly(function, *args):
+  try:
+    return function(*args)
+  except OSError:
+    return None
