@@ -225,6 +225,8 @@ class RunCheckpointer:
       raise
     except Exception as e:  # Orbax/TensorStore raise ValueError, OSError, RuntimeError...
       reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+      if "No space left on device" in reason or "os_error_code='28'" in reason:
+        reason = "no space left on device"
       raise GramError(f"{self.directory}: writing a checkpoint failed ({reason}); the last "
                       f"complete checkpoint is step {self.latest_step()}; free space and "
                       "rerun to resume from it") from None

@@ -2,7 +2,7 @@
 import contextlib
 import logging as std_logging
 import sys
-from typing import Iterator
+from typing import Callable, Iterator
 
 from absl import flags, logging
 
@@ -15,12 +15,38 @@ _CHATTY = ("orbax", "fsspec", "gcsfs")  # INFO for every file written or opened
 _REPEATED = ("Could not determine bucket type", "Given directory is read only")
 
 
+
+
+def _library_record(record: std_logging.LogRecord) -> bool:
+  """A failed checkpoint write (disk full) is raised into RunCheckpointer, which says it in
+  one line; Orbax also logs a traceback from each of its writer threads (~200 lines above
+  the one that says what to do). Those stay visible at --verbosity=1."""
+  if record.levelno < std_logging.WARNING and any(name in record.pathname for name in _CHATTY):
+    return False
+  if any(text in str(record.msg) for text in _REPEATED):
+    return False
+  if "orbax" in record.pathname and record.exc_info and not logging.level_debug():
+    return False
+  return True
+
+
+def _closed_loop_reports(default: Callable) -> Callable:
+  """After a failed write, TensorStore's writes still in flight report into Orbax's closed
+  event loop as unraisable exceptions, one traceback each: at debug level instead."""
+  def hook(unraisable) -> None:
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      logging.debug("a write still in flight reported into a closed event loop: %s", error)
+      return
+    default(unraisable)
+  return hook
+
+
 def quiet_library_logs() -> None:
-  """Orbax and fsspec log every file they touch at INFO; keep their warnings, drop the rest."""
-  logging.get_absl_handler().addFilter(
-      lambda record: (record.levelno >= std_logging.WARNING or
-                      not any(name in record.pathname for name in _CHATTY)) and
-      not any(text in str(record.msg) for text in _REPEATED))
+  """Orbax and fsspec log every file they touch at INFO: keep their warnings, drop the rest;
+  a failed checkpoint write is one line (its library tracebacks at debug level)."""
+  logging.get_absl_handler().addFilter(_library_record)
+  sys.unraisablehook = _closed_loop_reports(sys.unraisablehook)
 
 
 @contextlib.contextmanager

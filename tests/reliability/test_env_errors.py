@@ -40,6 +40,47 @@ def test_disk_full_during_a_checkpoint_write(tmp_path):
   assert outcome["rerun"] == "ok" and outcome["latest_after_rerun"] == 8
 
 
+def _in_a_tmpfs(tmp_path, size: str, script: str) -> subprocess.CompletedProcess:
+  """`script` (sh) with $DISK a fresh tmpfs of `size`, in a private mount namespace (no root
+  needed where user namespaces are allowed); skips where they are not."""
+  import shutil
+  if shutil.which("unshare") is None:
+    pytest.skip("needs util-linux `unshare` to mount a small tmpfs")
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs "
+                          f"{disk}"], capture_output=True, text=True)
+  if probe.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs in a user namespace here ({probe.stderr.strip()})")
+  return subprocess.run(["unshare", "-rm", "sh", "-c",
+                         f"mount -t tmpfs -o size={size} tmpfs {disk} && {script}"],
+                        cwd=cli.ROOT, env={**cli.main_env(), "DISK": str(disk)},
+                        capture_output=True, text=True, timeout=900)
+
+
+def test_a_full_disk_is_one_line_then_the_rerun_resumes(tmp_path):
+  # A real ENOSPC: the workdir on a 1.2 MB tmpfs fills at the second checkpoint (the tiny
+  # model's checkpoints are ~0.5 MB). Orbax's writer threads log ~200 lines of tracebacks
+  # and TensorStore's writes in flight ~100 more ('Event loop is closed'); only the line
+  # that says what to do may reach the user.
+  command = " ".join(cli.main_command(PRETRAIN, "--config.workdir=$DISK/run", *TINY,
+                                      "--config.train.num_steps=12",
+                                      "--config.checkpoint.every_steps=2"))
+  result = _in_a_tmpfs(tmp_path, "1200k", f"{command} 2> {tmp_path}/full.err; "
+                       f"echo $? > {tmp_path}/full.rc; mount -o remount,size=32m $DISK && "
+                       f"{command} 2> {tmp_path}/rerun.err; echo $? > {tmp_path}/rerun.rc")
+  assert result.returncode == 0, result.stderr[-2000:]
+  full = (tmp_path / "full.err").read_text()
+  assert (tmp_path / "full.rc").read_text().strip() == "1", full[-3000:]
+  shown = [line for line in full.splitlines() if not line.startswith(("I1", "train "))]
+  assert len(shown) == 1, "\n".join(shown)[:3000]
+  assert shown[0].startswith("error: ") and "writing a checkpoint failed (no space left on " \
+      "device); the last complete checkpoint is step " in shown[0]
+  rerun = (tmp_path / "rerun.err").read_text()
+  assert (tmp_path / "rerun.rc").read_text().strip() == "0", rerun[-3000:]
+  assert "starting at step 0 " not in rerun and "step 12/12" in rerun
+
+
 def test_unwritable_workdir_fails_before_any_work(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
