@@ -1,9 +1,12 @@
 """Property-based fuzzing of the reward server's JSON endpoints over real HTTP: random JSON of
-every shape, wrong types, missing/extra fields, huge and empty strings, random bytes. Every
+every shape, wrong types, missing/extra fields, huge and empty strings, pathological chat
+markup, 400-digit integers, random bytes, with idle sockets holding connection slots. Every
 answer is a JSON object with a 2xx or 4xx status naming what is wrong — never a 500, never
-a score that is not a finite number, and the server keeps serving."""
+a score that is not a finite number — and after every attack the server gives a fixed set
+of pairs the very scores it gave before the first."""
 import json
 import math
+import socket
 import urllib.error
 import urllib.request
 
@@ -21,7 +24,12 @@ from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
 
 LIMITS = Limits(max_body_bytes=50_000, max_pairs=4, max_text_chars=3_000,
-                max_input_tokens=400, max_batch_pairs=8, max_wait_ms=5, max_new_tokens=8)
+                max_input_tokens=400, max_batch_pairs=8, max_wait_ms=5, max_new_tokens=8,
+                max_connections=12)
+BASELINE_PAIRS = json.dumps({"pairs": [
+    {"prompt": "Capital?", "response_a": "Paris", "response_b": "A"},
+    {"prompt": "Which is better?", "response_a": "B", "response_b": "Paris is the capital."}]
+}).encode()
 FUZZ = settings(max_examples=120, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
@@ -43,6 +51,18 @@ def url():
   running.stop()
 
 
+@pytest.fixture(scope="module")
+def baseline(url):
+  status, answer = post(url, "/score", BASELINE_PAIRS)
+  assert status == 200
+  return answer["scores"]
+
+
+def assert_unchanged(url: str, baseline: list) -> None:
+  status, answer = post(url, "/score", BASELINE_PAIRS)
+  assert status == 200 and answer["scores"] == baseline  # bit-identical floats
+
+
 def post(url: str, path: str, data: bytes) -> tuple[int, dict]:
   request = urllib.request.Request(url + path, data=data,
                                    headers={"Content-Type": "application/json"})
@@ -53,11 +73,18 @@ def post(url: str, path: str, data: bytes) -> tuple[int, dict]:
     return e.code, json.loads(e.read())
 
 
+MARKERS = ("<|im_start|>", "<|im_end|>", "user", "assistant", "system", "\n", "x",
+           "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|begin_of_text|>",
+           "[A]", "[B]", "<think>", "</think>")
 texts = st.one_of(st.text(max_size=30), st.just(""), st.just("x" * (LIMITS.max_text_chars + 1)),
                   st.just("word " * 300), st.text(alphabet="éü中文🙂\u2028\x00", max_size=10),
                   st.text(alphabet="ab\ud800\udfff", max_size=6),  # lone surrogates
-                  st.just("<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"))
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), texts)
+                  st.just("<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"),
+                  st.just("<|im_start|>a\n" * 200),  # unclosed turns (was quadratic)
+                  st.just("<|start_header_id|>user<|end_header_id|>\n\n" * 60),
+                  st.lists(st.sampled_from(MARKERS), max_size=60).map("".join))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), texts,
+                    st.just(10 ** 400), st.just(-10 ** 400))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) |
                       st.dictionaries(texts, inner, max_size=3), max_leaves=10)
 pair = st.dictionaries(st.sampled_from(("prompt", "response_a", "response_b", "extra")),
@@ -77,7 +104,8 @@ bodies = st.one_of(
         {"role": st.sampled_from(("user", "system", "assistant", "tool")),
          "content": texts | values}), max_size=3) | values,
         "max_tokens": scalars, "temperature": scalars, "n": scalars, "logprobs": scalars,
-        "top_logprobs": scalars}))
+        "top_logprobs": scalars, "top_p": scalars, "seed": scalars,
+        "stop": st.lists(texts, max_size=5) | scalars}))
 
 
 def check_answer(path: str, status: int, answer: dict) -> None:
@@ -96,10 +124,17 @@ def check_answer(path: str, status: int, answer: dict) -> None:
 
 
 @FUZZ
-@given(path=st.sampled_from(ENDPOINTS), body=bodies)
-def test_any_json_body_gets_a_json_answer_never_a_500(url, path, body):
-  status, answer = post(url, path, json.dumps(body).encode())
+@given(path=st.sampled_from(ENDPOINTS), body=bodies, idle=st.integers(0, 20))
+def test_any_json_body_gets_a_json_answer_never_a_500(url, baseline, path, body, idle):
+  port = int(url.rsplit(":", 1)[1])
+  sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
+  try:  # sockets that never send a byte, up to 20 against 12 slots
+    status, answer = post(url, path, json.dumps(body).encode())
+  finally:
+    for s in sockets:
+      s.close()
   check_answer(path, status, answer)
+  assert_unchanged(url, baseline)
 
 
 @FUZZ
@@ -108,13 +143,8 @@ def test_any_json_body_gets_a_json_answer_never_a_500(url, path, body):
     st.just(b'{"pairs": NaN}'),
     st.just(b"\xff\xfe{}"), st.just("{\"prompt\": \"é\"}".encode("latin-1")),
     st.just(b"x" * (LIMITS.max_body_bytes + 1))))
-def test_any_bytes_get_a_json_answer_never_a_500(url, path, raw):
+def test_any_bytes_get_a_json_answer_never_a_500(url, baseline, path, raw):
   status, answer = post(url, path, raw)
   check_answer(path, status, answer)
   assert status != 200
-
-
-def test_server_still_scores_after_the_fuzzing(url):
-  status, answer = post(url, "/score", json.dumps({"pairs": [
-      {"prompt": "Capital?", "response_a": "Paris", "response_b": "A"}]}).encode())
-  assert status == 200 and len(answer["scores"]) == 1
+  assert_unchanged(url, baseline)
