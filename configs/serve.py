@@ -36,6 +36,7 @@ def get_config(preset: str = ""):
       body_timeout_s=30.0,           # to receive a request body (slow clients: 408)
       max_connections=256,           # open connections (beyond: the oldest that has sent no
                                      # request is closed for the newcomer, else 503)
+      max_connections_per_peer=128,  # from one address (beyond: 503, nobody evicted; 0: off)
       header_timeout_s=10.0,         # a connection's first complete request header, at latest
       max_new_tokens=1024,           # /v1/chat/completions max_tokens
       max_choices=8,                 # /v1/chat/completions n

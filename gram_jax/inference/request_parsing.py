@@ -23,6 +23,8 @@ class Limits:
   body_timeout_s: float = 30.0  # to receive a request body
   max_connections: int = 256  # open connections; beyond: the oldest without a request is
                                # closed to make room, else 503 and closed
+  max_connections_per_peer: int = 128  # open connections from one address (0: no cap);
+                                       # beyond: 503, nobody evicted
   header_timeout_s: float = 10.0  # a new connection's complete request header, at the latest
   max_new_tokens: int = 1024  # /v1/chat/completions max_tokens
   max_choices: int = 8  # /v1/chat/completions n

@@ -19,8 +19,8 @@ from jax.sharding import Mesh
 from gram_jax.inference import ranking
 from gram_jax.inference.generate import Sampling
 from gram_jax.inference.reasoning import PairJudgment, RationaleJudge, verdict_judgments
-from gram_jax.inference.scorer import (HOST_CHUNK, TooLong, VerdictScorer, as_pairs,
-                                       check_characters, check_deadline)
+from gram_jax.inference.scorer import (TooLong, VerdictScorer, as_pairs, check_characters,
+                                       check_deadline, host_chunks)
 from gram_jax.judge_card import (DEFAULT_PROMPT_LEN, Reasoning, judge_prompt, prompt_name,
                                  read_judge_card)
 from gram_jax.models.decoder import Decoder
@@ -142,9 +142,9 @@ class RewardModel:
       return self.scorer.encode_pairs(pairs, max_tokens, deadline)
     if max_tokens is not None:
       check_characters(self._counting_tokenizer, pairs, max_tokens, self.scorer.longest_token)
-      for start in range(0, len(pairs), HOST_CHUNK):
+      for start, end in host_chunks(len(pairs)):
         check_deadline(deadline, start)
-        chunk = pairs[start:start + HOST_CHUNK]
+        chunk = pairs[start:end]
         counts = self._counting_tokenizer([text for pair in chunk for text in pair],
                                           add_special_tokens=False)["input_ids"]
         for i in range(len(chunk)):

@@ -46,7 +46,24 @@ class TooLong(GramError):
     return f"at least {self.tokens} tokens ({self.chars} characters)"
 
 
-HOST_CHUNK = 8  # pairs tokenised between checks of the limit and the deadline
+HOST_CHUNK = 8  # at most this many pairs tokenised between checks of limit and deadline
+
+
+def host_chunks(count: int) -> list[tuple[int, int]]:
+  """(start, end) of chunks of 1, 2, 4, then HOST_CHUNK items: a request whose first item is
+  over the limit costs one item's tokenising, a long valid one few checks."""
+  chunks, start, size = [], 0, 1
+  while start < count:
+    chunks.append((start, min(count, start + size)))
+    start, size = start + size, min(2 * size, HOST_CHUNK)
+  return chunks
+
+
+def check_lengths(encoded: Sequence[Sequence[int]], max_tokens: int | None,
+                  first_index: int) -> None:
+  for i, ids in enumerate(encoded):
+    if max_tokens is not None and len(ids) > max_tokens:
+      raise TooLong(first_index + i, len(ids), max_tokens)
 
 
 def check_characters(tokenizer: Any, texts_per_item: Sequence[Sequence[str]],
@@ -181,18 +198,17 @@ class VerdictScorer:
     if max_tokens is not None:
       check_characters(self.encoder.tokenizer, pairs, max_tokens, self.longest_token)
     result = []
-    for start in range(0, len(pairs), HOST_CHUNK):
+    for start, end in host_chunks(len(pairs)):
       check_deadline(deadline, start)
-      chunk = pairs[start:start + HOST_CHUNK]
-      orders = chunk + swapped(chunk)
-      untrimmed = self.encoder.encode_all(orders)
+      chunk = pairs[start:end]
+      shown = self.encoder.encode_all(chunk)  # one order first: an over-long pair is
+      check_lengths(shown, max_tokens, start)  # over in either, so the other waits
+      check_deadline(deadline, start)
+      other = self.encoder.encode_all(swapped(chunk))
+      check_lengths(other, max_tokens, start)
+      encoded, trimmed = self.encoder.trim_long(chunk + swapped(chunk), shown + other)
       n = len(chunk)
-      lengths = [max(len(untrimmed[i]), len(untrimmed[n + i])) for i in range(n)]
-      for i, length in enumerate(lengths):
-        if max_tokens is not None and length > max_tokens:
-          raise TooLong(start + i, length, max_tokens)
-      encoded, trimmed = self.encoder.trim_long(orders, untrimmed)
-      result += [EncodedPair(encoded[i], encoded[n + i], lengths[i],
+      result += [EncodedPair(encoded[i], encoded[n + i], max(len(shown[i]), len(other[i])),
                              bool(trimmed[i] | trimmed[n + i])) for i in range(n)]
     return result
 

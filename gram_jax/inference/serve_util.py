@@ -18,45 +18,76 @@ from aiohttp import http_exceptions, web
 from gram_jax.inference.request_parsing import Limits
 from gram_jax.inference.server import RewardServer
 
-_REFUSAL = json.dumps({"error": "too many open connections (max_connections)"}).encode()
 
 
 class _Refused(asyncio.Protocol):
-  """A connection over the cap: one 503, whatever the client sends is discarded unparsed,
+  """A connection over a cap: one 503, whatever the client sends is discarded unparsed,
   and the connection is closed a moment later (closing with unread data would reset it
   before the client read the answer)."""
+
+  def __init__(self, limit: str):
+    self.answer = json.dumps({"error": f"too many open connections ({limit})"}).encode()
 
   def connection_made(self, transport: asyncio.BaseTransport) -> None:
     transport.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
                     b"Content-Type: application/json\r\nConnection: close\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(_REFUSAL), _REFUSAL))
+                    b"Content-Length: %d\r\n\r\n%s" % (len(self.answer), self.answer))
     asyncio.get_running_loop().call_later(0.5, transport.close)
 
   def data_received(self, data: bytes) -> None:
     pass
 
 
+class _Gate(asyncio.Protocol):
+  """A new connection's first protocol: once its peer is known, it hands the transport to
+  the HTTP handler or to a refusal."""
+
+  def __init__(self, slots: "_Slots"):
+    self.slots = slots
+
+  def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    protocol = self.slots.admit(transport.get_extra_info("peername"))
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+
+
+_SILENT_S = 0.5  # a connection silent this long may be closed for a newcomer at the cap
+
+
 class _Slots:
-  """The server's connection slots. A connection that has not sent a complete request within
-  `header_timeout_s` of opening is closed, and at `max_connections` the oldest such one makes
-  room for the newcomer: idle sockets (no key needed to open one) cannot hold every slot,
-  and /health answers while the cap is reached. Only when every slot carries a request is a
-  new connection refused (503)."""
+  """The server's connection slots. One peer (address) may hold at most
+  `max_connections_per_peer`; beyond, its new connections are refused (503) and evict
+  nobody. A connection that has not sent a complete request within `header_timeout_s` of
+  opening is closed, and at `max_connections` the oldest such one, if it has been silent
+  for `_SILENT_S`, makes room for the newcomer: idle sockets (no key needed to open one)
+  cannot hold every slot, and /health answers while the cap is reached. A connection
+  younger than that is a client about to send (under overload, evicting those reset
+  requests that a 503 should answer). Otherwise the newcomer is refused (503)."""
 
   def __init__(self, limits: Limits):
     self.limits = limits
     self.server: web.Server | None = None  # the runner's, once it is set up
     self.opened: dict = {}  # handler -> when its connection opened (monotonic)
+    self.peers: dict = {}  # handler -> its peer's address
     self.requested: set = set()  # handlers whose connection has brought a request
 
   def protocol(self) -> asyncio.Protocol:
+    return _Gate(self)
+
+  def admit(self, peer: tuple | None) -> asyncio.Protocol:
+    address = peer[0] if peer else ""
+    per_peer = self.limits.max_connections_per_peer
+    if per_peer and sum(self.peers.get(h) == address
+                        for h in self.server.connections) >= per_peer:
+      return _Refused("max_connections_per_peer")
     if len(self.server.connections) >= self.limits.max_connections:
       waiting = self.waiting()
-      if not waiting:
-        return _Refused()
+      silent = min(_SILENT_S, self.limits.header_timeout_s / 2)
+      if not waiting or time.monotonic() - self.opened[waiting[0]] < silent:
+        return _Refused("max_connections")
       self.close(waiting[0])
     handler = self.server()
-    self.opened[handler] = time.monotonic()
+    self.opened[handler], self.peers[handler] = time.monotonic(), address
     return handler
 
   def waiting(self) -> list:
@@ -84,6 +115,7 @@ class _Slots:
       for handler in [h for h, opened in self.opened.items()
                       if h not in live and now - opened > 1.0]:
         del self.opened[handler]
+        self.peers.pop(handler, None)
         self.requested.discard(handler)
       deadline = now - self.limits.header_timeout_s
       for handler in self.waiting():

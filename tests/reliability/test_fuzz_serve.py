@@ -7,6 +7,7 @@ of pairs the very scores it gave before the first."""
 import json
 import math
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -25,7 +26,7 @@ from gram_jax.text import tokenizer as tok
 
 LIMITS = Limits(max_body_bytes=50_000, max_pairs=4, max_text_chars=3_000,
                 max_input_tokens=400, max_batch_pairs=8, max_wait_ms=5, max_new_tokens=8,
-                max_connections=12)
+                max_connections=12, header_timeout_s=0.3)
 BASELINE_PAIRS = json.dumps({"pairs": [
     {"prompt": "Capital?", "response_a": "Paris", "response_b": "A"},
     {"prompt": "Which is better?", "response_a": "B", "response_b": "Paris is the capital."}]
@@ -124,11 +125,13 @@ def check_answer(path: str, status: int, answer: dict) -> None:
 
 
 @FUZZ
-@given(path=st.sampled_from(ENDPOINTS), body=bodies, idle=st.integers(0, 20))
+@given(path=st.sampled_from(ENDPOINTS), body=bodies, idle=st.sampled_from((0, 0, 0, 20)))
 def test_any_json_body_gets_a_json_answer_never_a_500(url, baseline, path, body, idle):
   port = int(url.rsplit(":", 1)[1])
   sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
-  try:  # sockets that never send a byte, up to 20 against 12 slots
+  if idle:  # sockets that never send a byte, 20 against 12 slots, silent long enough to be
+    time.sleep(0.16)  # closed for a newcomer (0.15 s with header_timeout_s=0.3)
+  try:
     status, answer = post(url, path, json.dumps(body).encode())
   finally:
     for s in sockets:

@@ -195,6 +195,7 @@ def test_slow_body_times_out_and_busy_connections_are_capped():
   try:
     answer = raw_exchange(running.port, SLOW_BODY, wait=5)
     assert answer.startswith(b"HTTP/1.1 408") and b"body_timeout_s=0.5" in answer
+    time.sleep(0.2)  # that connection's slot is free again
     busy = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
     for s in busy:  # every slot carries a request whose body is still coming
       s.sendall(SLOW_BODY)
@@ -220,16 +221,56 @@ def test_idle_sockets_cannot_hold_the_connection_slots():
   try:
     before = post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"]
     idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(32)]
-    time.sleep(0.2)
+    time.sleep(0.6)  # silent long enough to make room (a younger one may be about to send)
     for _ in range(5):
       with urllib.request.urlopen(running.url + "/health", timeout=5) as response:
         assert response.status == 200
     assert post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"] == before
     time.sleep(2.5)  # past the header deadline: the server has closed every idle socket
-    for s in idle:
+    for s in idle:  # (those over the cap at once, after a 503)
       s.settimeout(1.0)
-      assert s.recv(1) == b""
+      answer = b""
+      while chunk := s.recv(4096):
+        answer += chunk
+      assert answer == b"" or answer.startswith(b"HTTP/1.1 503")
       s.close()
+  finally:
+    running.stop()
+
+
+def test_one_peer_cannot_take_more_than_its_share_of_the_slots():
+  """An attacker at another address (127.0.0.2, as a remote one would be) holding idle
+  sockets gets 503 past max_connections_per_peer and evicts nobody; others are served."""
+  running = serve_in_background(RewardServer(tiny_reward(), Limits(
+      max_connections=16, max_connections_per_peer=6)))
+  try:
+    before = post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"]
+    attacker = []
+    for _ in range(20):
+      s = socket.socket()
+      s.bind(("127.0.0.2", 0))
+      s.connect(("127.0.0.1", running.port))
+      attacker.append(s)
+    time.sleep(0.6)
+    refused = []
+    for s in attacker:
+      s.settimeout(0.3)
+      try:
+        refused.append(s.recv(4096))
+      except socket.timeout:
+        refused.append(b"")
+    assert sum(answer.startswith(b"HTTP/1.1 503") for answer in refused) == 14
+    assert b"max_connections_per_peer" in refused[-1]
+    for _ in range(20):  # fresh connections from 127.0.0.1 each time
+      with urllib.request.urlopen(running.url + "/health", timeout=5) as response:
+        assert response.status == 200
+    assert post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"] == before
+    kept = [s for s, answer in zip(attacker, refused) if not answer]
+    assert len(kept) == 6  # the attacker's own six were never evicted for its refused ones
+    for s in kept:
+      s.settimeout(0.1)
+      with pytest.raises(socket.timeout):
+        s.recv(1)
   finally:
     running.stop()
 
