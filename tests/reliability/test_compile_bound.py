@@ -1,6 +1,8 @@
-"""Finding: every new chat temperature, top_p or stop string compiled the generator again on
-the device thread (~10 s with the tiny model, while /score waited), and the jit cache grew
-without bound. Sampling settings and stops are now traced inputs of fixed shape."""
+"""Findings: the documented verdict readout (max_tokens=1, logprobs, a stop string of
+several tokens) was a 500; and every new chat temperature, top_p or stop string compiled the
+generator again on the device thread (~10 s with the tiny model, while /score waited), and
+the jit cache grew without bound. Sampling settings and stops are now traced inputs of
+fixed shape."""
 import contextlib
 
 import jax
@@ -58,3 +60,17 @@ def test_the_compiled_shapes_are_logged_and_bounded(server):
   for t in (0.2, 0.4, 0.6, 0.8):
     assert post(server.url, "/v1/chat/completions", {**CHAT, "temperature": t})[0] == 200
   assert len(generator.compiled_shapes) == before
+
+
+def test_the_documented_verdict_readout_with_a_long_stop_string_is_answered(server):
+  # max_tokens=1 with logprobs and a stop string of several tokens: a 500 (TypeError) before.
+  tokenizer = server.listening.server.reward.tokenizer
+  stop = "Paris is the capital"
+  assert len(tokenizer.encode(stop, add_special_tokens=False)) >= 2
+  status, answer, _ = post(server.url, "/v1/chat/completions", {
+      **CHAT, "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": 2,
+      "stop": [stop]})
+  assert status == 200, answer
+  choice = answer["choices"][0]
+  assert len(choice["logprobs"]["content"]) == 1
+  assert len(choice["logprobs"]["content"][0]["top_logprobs"]) == 2
