@@ -34,6 +34,7 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.stage = stage
   c.workdir = os.path.join("workdir", stage)
   c.seed = 0
+  c.dry_run = False  # training stages: log the step's memory plan per device, then exit
 
   c.model = ml_collections.ConfigDict()
   c.model.path = ""  # HF directory or gram_jax checkpoint; empty = tiny model from scratch
@@ -83,6 +84,7 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.train.eps = 1e-8
   c.train.peak_flops_per_device = 0.0  # 0 = look up by device kind
   c.train.label_smoothing = 0.1  # verdict loss; official convention (PyTorch label_smoothing)
+  c.train.memory_capacity_gb = 0.0  # per device; 0 = the device's own (unknown on CPU)
   c.train.max_bad_steps = 10  # stop after this many non-finite steps in a row (0 = never)
   c.train.loss_chunk_len = 512  # LM loss: positions projected to the vocabulary at a time (0 = all)
 

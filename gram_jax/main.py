@@ -10,6 +10,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gram_jax import cli_util, configlib, parallel, preemption
+from gram_jax.training import memory_plan
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file[:preset].",
                                           lock_config=True)
@@ -33,6 +34,8 @@ def main(argv: list[str]) -> None:
       logging.info("%s", configlib.describe(config, config_flags.get_config_filename(
           flags.FLAGS["config"])))
       stage.run(config)
+    except memory_plan.DryRun as e:
+      print(f"dry run: {e}")
     except preemption.Preempted as e:
       logging.warning("preempted: saved %s; rerun the same command to resume", e)
       print(f"preempted: saved {e}; rerun the same command to resume", file=sys.stderr)

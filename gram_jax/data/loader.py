@@ -113,6 +113,11 @@ class BatchIterator(ShuffledCursor):
   def count_tokens(batch: Batch) -> int:
     return int((batch["segment_ids"] > 0).sum())
 
+  def empty_batch(self, micro_batches: int, rows: int) -> Batch:
+    """An all-padding batch of this iterator's arrays, [micro_batches, rows, ...] (the
+    shapes a step is compiled for)."""
+    return self._empty((micro_batches, rows, self.seq_len))
+
   def _peek_length(self) -> int:
     if self.cursor == len(self._order):
       return int(self.lengths[self._epoch_order(self.epoch + 1)[0]])

@@ -7,7 +7,7 @@ belongs to `gram_jax.checkpoint`.
 import dataclasses
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 from absl import logging
@@ -16,13 +16,13 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from gram_jax import checkpoint, preemption
+from gram_jax import checkpoint, configlib, preemption
 from gram_jax.checkpoint import RunCheckpointer, check_resumable, write_run_files
 from gram_jax.data.loader import ShuffledCursor
 from gram_jax.errors import GramError
 from gram_jax.models.config import ModelConfig
 from gram_jax.models.decoder import abstract_model
-from gram_jax.training import flops, train_step
+from gram_jax.training import flops, memory_plan, train_step
 from gram_jax.training.metrics import MetricsLogger
 
 
@@ -58,11 +58,13 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
                workdir, len(batches.data), batches.rows_per_epoch(), batches.seq_len,
                100 * batches.padding_fraction())
   check_resumable(workdir, model_config)
-  write_run_files(workdir, model_config, tokenizer, c)
   graphdef, abstract = abstract_model(model_config)
   tx, schedule = train_step.make_optimizer(c.train, steps)
-  trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh,
-                                      tuple(c.rules))
+  make_trainer = lambda config: train_step.Trainer.create(
+      *abstract_model(config), tx, schedule, objective, mesh, tuple(c.rules))
+  trainer = make_trainer(model_config)
+  step_fn = planned_step(c, model_config, trainer, make_trainer, batches)
+  write_run_files(workdir, model_config, tokenizer, c)
   checkpointer = RunCheckpointer(os.path.join(workdir, checkpoint.RUN_CHECKPOINTS),
                                  c.checkpoint.every_steps, c.checkpoint.keep,
                                  c.checkpoint.async_save)
@@ -80,7 +82,6 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
       raise RuntimeError(f"data position after replay {batches.state()} differs from the "
                          f"checkpoint's {meta['data_position']}")
     logging.info("%s", resumed_line(start, steps, batches.state(), checkpointer.directory))
-  step_fn = trainer.compile_step()
   token_flops = flops.training_flops_per_token(model_config, batches.seq_len)
   peak = flops.peak_flops_per_device(c.train.peak_flops_per_device)
   logger = MetricsLogger(workdir, steps, start, desc=f"train {workdir}")
@@ -122,6 +123,56 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
     checkpointer.close()  # waits for the async save in flight: it lands whole or not at all
     logger.close()
   return state["params"]
+
+
+def planned_step(c: ml_collections.ConfigDict, model_config: ModelConfig,
+                 trainer: train_step.Trainer, make_trainer: Callable, batches: ShuffledCursor
+                 ) -> Callable:
+  """The step compiled for the real mesh, after its memory plan is logged; a plan over
+  the device's capacity stops here, before any weight is loaded, naming a change that fits.
+  `config.dry_run` stops after the plan."""
+  capacity = memory_plan.device_capacity(c.train.memory_capacity_gb)
+
+  def compiled(trainer: train_step.Trainer, micro_batches: int, rows: int):
+    state = trainer.abstract_state(nnx.to_pure_dict(abstract_model(model_config)[1]))
+    batch = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct((x.shape[0], x.shape[1] * jax.process_count(),
+                                        *x.shape[2:]), x.dtype, sharding=trainer.batch_sharding),
+        batches.empty_batch(micro_batches, rows))
+    return trainer.compile_step().lower(state, batch).compile(), state, batch
+
+  step, state, batch = compiled(trainer, batches.micro_batches, batches.rows)
+  plan = memory_plan.measure(step, state, batch, capacity)
+  logging.info("%s", plan.line())
+  if not plan.fits():
+    raise memory_plan.refusal(plan, _changes(c, model_config, make_trainer, batches, compiled))
+  if c.dry_run:
+    raise memory_plan.DryRun(plan.line())
+  return step
+
+
+def _changes(c: ml_collections.ConfigDict, model_config: ModelConfig, make_trainer: Callable,
+             batches: ShuffledCursor, compiled: Callable) -> Iterator[memory_plan.Change]:
+  """What the user could change, cheapest first: remat, then more micro-batches (the same
+  rows a step), then both."""
+  remat = dataclasses.replace(model_config, remat="full")
+  if model_config.remat != "full":
+    yield memory_plan.Change("--config.model.remat=full", lambda: compiled(
+        make_trainer(remat), batches.micro_batches, batches.rows))
+  data_parallel = configlib.data_parallel_size(c)
+  factor = 2
+  while batches.rows % factor == 0 and (batches.rows // factor * jax.process_count()) % \
+      data_parallel == 0:
+    micro, rows = batches.micro_batches * factor, batches.rows // factor
+    flags = f"--config.train.micro_batches={micro}"
+    if c.train.global_batch_size <= 0:  # the same rows a step: fewer a device, more micro
+      flags += f" --config.train.per_device_batch_size={c.train.per_device_batch_size // factor}"
+    for config, prefix in ((model_config, ""), (remat, "--config.model.remat=full ")):
+      if prefix and model_config.remat == "full":
+        continue
+      yield memory_plan.Change(prefix + flags, lambda config=config, micro=micro, rows=rows:
+                               compiled(make_trainer(config), micro, rows))
+    factor *= 2
 
 
 def resumed_line(step: int, steps: int, position: dict[str, int], directory: str) -> str:
