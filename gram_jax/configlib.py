@@ -84,6 +84,7 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.train.eps = 1e-8
   c.train.peak_flops_per_device = 0.0  # 0 = look up by device kind
   c.train.label_smoothing = 0.1  # verdict loss; official convention (PyTorch label_smoothing)
+  c.train.moment_dtype = "float32"  # Adam moments between steps: float32 | bfloat16 (half)
   c.train.memory_capacity_gb = 0.0  # per device; 0 = the device's own (unknown on CPU)
   c.train.max_bad_steps = 10  # stop after this many non-finite steps in a row (0 = never)
   c.train.loss_chunk_len = 512  # LM loss: positions projected to the vocabulary at a time (0 = all)
@@ -333,6 +334,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
       raise GramError(f"config.model.{field}: {c.model[field]!r} not in {allowed}")
   if c.model.remat not in ("none", "full", "dots"):
     raise GramError(f"config.model.remat: {c.model.remat!r} not in ('none', 'full', 'dots')")
+  if c.train.moment_dtype not in ("float32", "bfloat16"):
+    raise GramError(f"config.train.moment_dtype: {c.train.moment_dtype!r} not in "
+                    "('float32', 'bfloat16')")
   if c.model.attention not in ATTENTION_IMPLS:
     raise GramError(f"config.model.attention: {c.model.attention!r} not in {ATTENTION_IMPLS}")
   for field in ("attention_block_q", "attention_block_kv"):

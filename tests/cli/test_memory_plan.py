@@ -57,3 +57,11 @@ def test_a_config_that_cannot_fit_stops_in_one_line_and_its_suggestion_fits(tmp_
   accepted = dry_run(tmp_path / "again", capacity, *suggested)
   assert accepted.returncode == 0, accepted.stderr[-2000:]
   assert _megabytes(accepted.stdout, "peak") <= 0.6 * peak + 0.1
+
+
+def test_bfloat16_moments_halve_the_planned_optimizer_state(tmp_path):
+  lean = dry_run(tmp_path / "lean", "--config.train.moment_dtype=bfloat16")
+  assert lean.returncode == 0, lean.stderr[-2000:]
+  line = next(l for l in lean.stdout.splitlines() if l.startswith("dry run: memory plan"))
+  parameters = _megabytes(line, "parameters")  # float32: 4 bytes; two bf16 moments: 4
+  assert abs(_megabytes(line, "optimizer state") - parameters) < 0.02 * parameters

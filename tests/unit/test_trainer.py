@@ -75,3 +75,27 @@ def test_non_finite_loss_skips_the_update():
   # Every parameter and optimizer moment is kept as it was (NaN where it was NaN).
   for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
     np.testing.assert_array_equal(new, old)
+
+
+def test_bfloat16_moments_are_stored_in_bfloat16_and_train_like_float32():
+  mesh = parallel.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
+  runs = {}
+  for dtype in ("float32", "bfloat16"):
+    c = train_fixtures.train_config()
+    c.train.moment_dtype = dtype
+    trainer, model_config, c = train_fixtures.make_trainer(mesh, c=c)
+    state = trainer.init_state(setup.initial_params(c, model_config, mesh), seed=0)
+    step_fn = trainer.compile_step()
+    batches = loader.BatchIterator(train_fixtures.random_dataset(), rows=8, seq_len=32,
+                                   seed=3, pack=True)
+    losses = []
+    for _ in range(6):
+      state, metrics = step_fn(state, trainer.put_batch(next(batches)))
+      losses.append(float(metrics["loss"]))
+    moments = [x for x in jax.tree.leaves(state["opt_state"]) if x.ndim >= 1]
+    runs[dtype] = (losses, {str(x.dtype) for x in moments},
+                   sum(x.nbytes for x in moments))
+  assert runs["float32"][1] == {"float32"} and runs["bfloat16"][1] == {"bfloat16"}
+  assert runs["bfloat16"][2] * 2 == runs["float32"][2]  # half the optimizer's bytes
+  assert runs["bfloat16"][0][-1] < runs["bfloat16"][0][0] - 0.05  # it learns
+  np.testing.assert_allclose(runs["bfloat16"][0], runs["float32"][0], rtol=0.02)
