@@ -63,12 +63,15 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
   make_trainer = lambda config: train_step.Trainer.create(
       *abstract_model(config), tx, schedule, objective, mesh, tuple(c.rules))
   trainer = make_trainer(model_config)
-  step_fn = planned_step(c, model_config, trainer, make_trainer, batches)
+  plan = lambda: planned_step(c, model_config, trainer, make_trainer, batches)
+  if c.dry_run:
+    plan()  # raises DryRun before anything is written
   write_run_files(workdir, model_config, tokenizer, c)
   checkpointer = RunCheckpointer(os.path.join(workdir, checkpoint.RUN_CHECKPOINTS),
                                  c.checkpoint.every_steps, c.checkpoint.keep,
                                  c.checkpoint.async_save)
   start = checkpointer.latest_step()
+  step_fn = plan() if (start or 0) < steps else None  # a finished run compiles nothing
   if start is None:
     logging.info("%s: starting at step 0 of %d (no checkpoint in %s)", workdir, steps,
                  checkpointer.directory)
