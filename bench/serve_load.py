@@ -13,13 +13,14 @@ that rate for `--overload_seconds`, with a `--deadline` per request: it counts 2
 checked), 503s (each must carry Retry-After), the longest wait, the deepest queue and the
 process's memory; a closed-loop phase right after must see no error. Two attack phases
 follow, each with the same valid clients for `--attack_seconds` while `/health` is probed
-every 0.1 s, the attacker in a process of its own: `idle_sockets` keeps max_connections + 64
-sockets open from another address (127.0.0.2) that never send a byte (reopening each one
-the server closes) while the valid clients open a connection per request, and `pathological_bodies` has 4 attackers posting,
-in turn, unclosed chat markup at max_text_chars, a 4 MB body whose pairs are over
-max_input_tokens, 400-digit integers, JSON nested 20,000 deep, lone surrogates and a body
-over max_body_bytes (each must be a 4xx), `--attack_rate` a second. The valid clients'
-pairs/s is compared with a phase of the same length and connection use without attack. Prints one JSON object.
+every 0.1 s, the attacker in a process of its own: `idle_sockets` keeps
+max_connections + 64 sockets open from another address (127.0.0.2) that never send a byte
+(reopening each one the server closes) while the valid clients open a connection per
+request, and `pathological_bodies` has 4 attackers posting, in turn, unclosed chat markup
+at max_text_chars, a 4 MB body whose pairs are over max_input_tokens, 400-digit integers,
+JSON nested 20,000 deep, lone surrogates and a body over max_body_bytes (each must be a
+4xx), `--attack_rate` a second. The valid clients' pairs/s is compared with a phase of the
+same length and connection use without attack. Prints one JSON object.
 """
 import argparse
 import asyncio
@@ -328,7 +329,8 @@ def main() -> None:
   waits = np.array(heavy["waits"])
   print(json.dumps({
       "device": jax.devices()[0].device_kind, "arch": args.arch,
-      "params": model_config.num_params(), "clients": args.clients, "seconds": round(steady["seconds"], 1),
+      "params": model_config.num_params(), "clients": args.clients,
+      "seconds": round(steady["seconds"], 1),
       "requests": len(latencies), "pairs": steady["pairs"], "errors": steady["errors"],
       "wrong_scores": steady["wrong"], "requests_per_second": len(latencies) / steady["seconds"],
       "pairs_per_second": sustainable,

@@ -6,7 +6,8 @@ win probability in its group), /reward and /get_reward (OpenRLHF's remote RM), a
 
 Every request has a deadline; host work (tokenising) runs once on its own thread through a
 bounded HostQueue, under the deadline, and device work goes through one bounded Batcher
-(gram_jax.inference.batcher). A full queue answers 503 with Retry-After; every limit answers 4xx naming the limit; a batch that fails fails only its
+(gram_jax.inference.batcher). A full queue answers 503 with Retry-After; every limit
+answers 4xx naming the limit; a batch that fails fails only its
 requests, and a client that leaves takes its queued work with it.
 """
 import asyncio

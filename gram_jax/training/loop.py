@@ -59,9 +59,12 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
                100 * batches.padding_fraction())
   check_resumable(workdir, model_config)
   graphdef, abstract = abstract_model(model_config)
-  tx, schedule = train_step.make_optimizer(c.train, steps)
-  make_trainer = lambda config: train_step.Trainer.create(
-      *abstract_model(config), tx, schedule, objective, mesh, tuple(c.rules))
+
+  def make_trainer(config: ModelConfig, moment_dtype: str = c.train.moment_dtype):
+    tx, schedule = train_step.make_optimizer(c.train, steps, moment_dtype)
+    return train_step.Trainer.create(*abstract_model(config), tx, schedule, objective, mesh,
+                                     tuple(c.rules))
+
   trainer = make_trainer(model_config)
   plan = lambda: planned_step(c, model_config, trainer, make_trainer, batches)
   if c.dry_run:
@@ -156,25 +159,30 @@ def planned_step(c: ml_collections.ConfigDict, model_config: ModelConfig,
 
 def _changes(c: ml_collections.ConfigDict, model_config: ModelConfig, make_trainer: Callable,
              batches: ShuffledCursor, compiled: Callable) -> Iterator[memory_plan.Change]:
-  """What the user could change, cheapest first: remat, then more micro-batches (the same
-  rows a step), then both."""
-  remat = dataclasses.replace(model_config, remat="full")
+  """What the user could change, cheapest first: remat, bfloat16 Adam moments, both; then
+  more micro-batches (the same rows a step) alone and with those."""
+  settings = [("", model_config, c.train.moment_dtype)]
   if model_config.remat != "full":
-    yield memory_plan.Change("--config.model.remat=full", lambda: compiled(
-        make_trainer(remat), batches.micro_batches, batches.rows))
+    settings.append(("--config.model.remat=full ",
+                     dataclasses.replace(model_config, remat="full"), c.train.moment_dtype))
+  if c.train.moment_dtype != "bfloat16":
+    settings += [(flags + "--config.train.moment_dtype=bfloat16 ", config, "bfloat16")
+                 for flags, config, _ in list(settings)]
+  for flags, config, moments in settings[1:]:
+    yield memory_plan.Change(flags.strip(), lambda config=config, moments=moments: compiled(
+        make_trainer(config, moments), batches.micro_batches, batches.rows))
   data_parallel = configlib.data_parallel_size(c)
   factor = 2
   while batches.rows % factor == 0 and (batches.rows // factor * jax.process_count()) % \
       data_parallel == 0:
     micro, rows = batches.micro_batches * factor, batches.rows // factor
-    flags = f"--config.train.micro_batches={micro}"
+    split = f"--config.train.micro_batches={micro}"
     if c.train.global_batch_size <= 0:  # the same rows a step: fewer a device, more micro
-      flags += f" --config.train.per_device_batch_size={c.train.per_device_batch_size // factor}"
-    for config, prefix in ((model_config, ""), (remat, "--config.model.remat=full ")):
-      if prefix and model_config.remat == "full":
-        continue
-      yield memory_plan.Change(prefix + flags, lambda config=config, micro=micro, rows=rows:
-                               compiled(make_trainer(config), micro, rows))
+      split += f" --config.train.per_device_batch_size={c.train.per_device_batch_size // factor}"
+    for flags, config, moments in settings:
+      yield memory_plan.Change(flags + split, lambda config=config, moments=moments,
+                               micro=micro, rows=rows: compiled(make_trainer(config, moments),
+                                                                micro, rows))
     factor *= 2
 
 

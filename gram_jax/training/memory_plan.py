@@ -7,8 +7,9 @@ its arguments (parameters, optimizer state, batch), outputs (the donated state a
 arguments) and temporaries (activations, gradients); the peak is their sum less the aliased
 bytes. The capacity is the device's own (`memory_stats()['bytes_limit']`) or
 `config.train.memory_capacity_gb`. When the peak is over it, the plan compiles the step again
-with what the user could change — `config.model.remat=full`, more `train.micro_batches` —
-and names the first change that fits; the change is verified, not estimated.
+with what the user could change — `config.model.remat=full`, `train.moment_dtype=bfloat16`,
+more `train.micro_batches` — and names the first change that fits; the change is verified,
+not estimated.
 """
 import dataclasses
 import math
@@ -106,6 +107,6 @@ def refusal(plan: MemoryPlan, changes: Iterator[Change]) -> GramError:
       advice = f"{change.flags} fits (peak {_gb(fixed.peak)})"
       break
   else:
-    advice = ("no remat or micro-batch setting fits: shard the state over more devices "
+    advice = ("no remat, moment or micro-batch setting fits: shard the state over more devices "
               "(config.mesh.fsdp), a shorter config.data.seq_len, or fewer rows a device")
   return GramError(f"{plan.line()}: does not fit; {advice}")

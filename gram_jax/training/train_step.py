@@ -29,18 +29,20 @@ def make_schedule(train: ml_collections.ConfigDict, total_steps: int) -> optax.S
       decay_steps=max(total_steps, warmup + 1), end_value=train.learning_rate * train.end_lr_ratio)
 
 
-def make_optimizer(train: ml_collections.ConfigDict,
-                   total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(train: ml_collections.ConfigDict, total_steps: int,
+                   moment_dtype: str | None = None
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """AdamW with global-norm clipping; no weight decay on vectors (norm scales, biases); its
-  moments stored in `train.moment_dtype`."""
+  moments stored in `moment_dtype` (default `train.moment_dtype`)."""
+  moment_dtype = moment_dtype or train.moment_dtype
   schedule = make_schedule(train, total_steps)
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   tx = optax.chain(
       optax.clip_by_global_norm(train.max_grad_norm),
       optax.adamw(schedule, b1=train.b1, b2=train.b2, eps=train.eps,
                   weight_decay=train.weight_decay, mask=decay_mask))
-  if train.moment_dtype != "float32":
-    tx = state_stored_in(tx, jnp.dtype(train.moment_dtype))
+  if moment_dtype != "float32":
+    tx = state_stored_in(tx, jnp.dtype(moment_dtype))
   return tx, schedule
 
 
