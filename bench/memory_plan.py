@@ -8,7 +8,8 @@ Meshes: a TPU v5e-8 shape (8 devices of 16 GB, the state sharded over fsdp=8) an
 80 GB device; the batch is the presets' micro-batch (2 rows of 2,048 tokens a device, 16
 micro-batches a step, remat full, bfloat16 compute), the LM objective. Variants: float32
 weights and Adam moments (the presets), bfloat16 moments (`train.moment_dtype`), and
-bfloat16 weights with bfloat16 moments (`model.param_dtype`: no float32 master copy). The
+bfloat16 weights with bfloat16 moments (`model.param_dtype`: no float32 master copy), and
+LoRA rank 16 on every projection over frozen bfloat16 weights (`model.lora.rank`). The
 devices are CPU devices standing in for the real ones (`--xla_force_host_platform_device_
 count=8`): argument, output and alias bytes are the real mesh's; temporaries are what the
 CPU compiler schedules, an estimate of an accelerator's. Prints one JSON line per plan.
@@ -25,16 +26,18 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MESHES = {"v5e-8": (8, 16), "1x80GB": (1, 80)}  # devices, GB each
-VARIANTS = {"float32 weights + float32 Adam": ("float32", "float32"),
-            "float32 weights + bfloat16 Adam": ("float32", "bfloat16"),
-            "bfloat16 weights + bfloat16 Adam": ("bfloat16", "bfloat16")}
+VARIANTS = {"float32 weights + float32 Adam": ("float32", "float32", 0),
+            "float32 weights + bfloat16 Adam": ("float32", "bfloat16", 0),
+            "bfloat16 weights + bfloat16 Adam": ("bfloat16", "bfloat16", 0),
+            "bfloat16 frozen weights + LoRA rank 16": ("bfloat16", "float32", 16)}
 
 
 def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_dtype: str,
-         rows: int, seq_len: int) -> dict:
+         lora_rank: int, rows: int, seq_len: int) -> dict:
   import jax
   from gram_jax import configlib, parallel
   from gram_jax.models.config import architecture
+  from gram_jax.models import lora
   from gram_jax.models.decoder import abstract_model
   from gram_jax.training import memory_plan, objectives, train_step
 
@@ -47,8 +50,9 @@ def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_d
   tx, schedule = train_step.make_optimizer(c.train, 1000)
   graphdef, abstract = abstract_model(config)
   objective = functools.partial(objectives.causal_lm_loss, chunk_len=c.train.loss_chunk_len)
+  adapters = lora.Lora(tuple(lora.TARGETS), lora_rank, 2.0 * lora_rank) if lora_rank else None
   trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh,
-                                      tuple(c.rules))
+                                      tuple(c.rules), adapters)
   import jax.numpy as jnp
   import flax.nnx as nnx
   state = trainer.abstract_state(nnx.to_pure_dict(abstract))
@@ -63,6 +67,7 @@ def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_d
   gb = lambda count: round(count / memory_plan.GB, 2)
   return {"arch": arch, "params": config.num_params(), "devices": devices,
           "capacity_gb": capacity_gb, "weights": param_dtype, "moments": moment_dtype,
+          "lora_rank": lora_rank,
           "parameters_gb": gb(result.params), "optimizer_gb": gb(result.optimizer),
           "temporaries_gb": gb(result.temporaries), "peak_gb": gb(result.peak),
           "fits": result.fits(), "compile_s": round(time.perf_counter() - begun, 1)}

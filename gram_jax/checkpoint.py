@@ -32,6 +32,7 @@ RUN_CONFIG = "config.json"
 PARAMS = "params"
 TOKENIZER = "tokenizer"
 RUN_CHECKPOINTS = "checkpoints"
+MERGED = "merged"  # a LoRA run's finished models, base + adapters: merged/<step>/
 
 
 def is_model_checkpoint(path: str) -> bool:
@@ -119,10 +120,24 @@ def load_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
   return nnx.merge(graphdef, abstract_state)
 
 
+def save_merged(workdir: str, step: int, model: Decoder) -> str:
+  """A LoRA run's model at `step` (its checkpoints hold the adapters only)."""
+  return save_model(model, os.path.join(workdir, MERGED, str(step)))
+
+
+def _lora_rank(path: str) -> int:
+  try:
+    return int(json.loads(storage.read_text(os.path.join(path, RUN_CONFIG)))
+               ["model"]["lora"]["rank"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return 0
+
+
 def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
                    compute_dtype: str | None = None,
                    rules: Sequence = parallel.DEFAULT_RULES) -> Decoder:
-  """The model of a run directory's latest complete checkpoint, onto its shardings."""
+  """The model of a run directory's latest complete checkpoint, onto its shardings (a LoRA
+  run's: the merged model it wrote when it finished that step)."""
   storage.check_checkpoints(path, "run directory")
   model_config = read_saved_model_config(path)
   model_config = model_config.replace(param_dtype=dtype or model_config.param_dtype,
@@ -131,6 +146,14 @@ def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None
   step = checkpointer.latest_step()
   if step is None:
     raise GramError(f"{path}/{RUN_CHECKPOINTS}: no complete checkpoint")
+  if _lora_rank(path):
+    checkpointer.close()
+    merged = os.path.join(path, MERGED, str(step))
+    if not is_model_checkpoint(merged):
+      raise GramError(f"{path}: a LoRA run whose checkpoints hold adapters only, and step "
+                      f"{step} has no merged model in {merged} (written when the run "
+                      "finishes): rerun the training command to finish it")
+    return load_model(merged, dtype, mesh, compute_dtype, rules)
   graphdef, abstract_state = abstract_model(model_config)
   params = checkpointer.restore_params(step, restore_target(abstract_state, mesh, rules))
   checkpointer.close()

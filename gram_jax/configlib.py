@@ -15,6 +15,7 @@ from gram_jax import parallel, storage
 from gram_jax.data import benchmarks, sources
 from gram_jax.errors import GramError
 from gram_jax.hf import smollm2
+from gram_jax.models import lora
 from gram_jax.models.config import ARCHITECTURES, ATTENTION_IMPLS
 
 STAGES = ("pretrain", "finetune", "prover", "self_train", "evaluate", "serve")
@@ -43,6 +44,10 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.model.remat = "none"  # none | full | dots
   # auto: splash on TPU, cuDNN on GPU in bf16/f16, else flash | xla | flash | splash | cudnn
   c.model.attention = "auto"
+  # LoRA: rank > 0 trains low-rank adapters on these projections, the base frozen; the
+  # checkpoints hold the adapters, the finished model is the merged one
+  c.model.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0,
+                                                targets="q,k,v,o,gate,up,down"))
   c.model.attention_block_q = 256  # query / key block of the flash and splash kernels
   c.model.attention_block_kv = 256
   c.model.init = ml_collections.ConfigDict(dict(  # architecture when training from scratch
@@ -334,6 +339,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
       raise GramError(f"config.model.{field}: {c.model[field]!r} not in {allowed}")
   if c.model.remat not in ("none", "full", "dots"):
     raise GramError(f"config.model.remat: {c.model.remat!r} not in ('none', 'full', 'dots')")
+  if c.model.lora.rank < 0:
+    raise GramError(f"config.model.lora.rank: must be >= 0 (0: no LoRA), got "
+                    f"{c.model.lora.rank}")
+  if c.model.lora.rank:
+    try:
+      lora.parse_targets(c.model.lora.targets)
+    except ValueError as e:
+      raise GramError(str(e)) from None
   if c.train.moment_dtype not in ("float32", "bfloat16"):
     raise GramError(f"config.train.moment_dtype: {c.train.moment_dtype!r} not in "
                     "('float32', 'bfloat16')")

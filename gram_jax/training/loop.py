@@ -20,10 +20,19 @@ from gram_jax import checkpoint, configlib, preemption
 from gram_jax.checkpoint import RunCheckpointer, check_resumable, write_run_files
 from gram_jax.data.loader import ShuffledCursor
 from gram_jax.errors import GramError
+from gram_jax.models import lora
 from gram_jax.models.config import ModelConfig
 from gram_jax.models.decoder import abstract_model
 from gram_jax.training import flops, memory_plan, train_step
 from gram_jax.training.metrics import MetricsLogger
+
+
+def lora_spec(c: ml_collections.ConfigDict) -> lora.Lora | None:
+  """config.model.lora as a spec, or None when its rank is 0 (full training)."""
+  if c.model.lora.rank <= 0:
+    return None
+  return lora.Lora(lora.parse_targets(c.model.lora.targets), c.model.lora.rank,
+                   c.model.lora.alpha)
 
 
 def total_steps(c: ml_collections.ConfigDict, batches: ShuffledCursor) -> int:
@@ -60,10 +69,13 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
   check_resumable(workdir, model_config)
   graphdef, abstract = abstract_model(model_config)
 
-  def make_trainer(config: ModelConfig, moment_dtype: str = c.train.moment_dtype):
+  adapters = lora_spec(c)
+
+  def make_trainer(config: ModelConfig, moment_dtype: str = c.train.moment_dtype,
+                   with_lora: lora.Lora | None = adapters):
     tx, schedule = train_step.make_optimizer(c.train, steps, moment_dtype)
     return train_step.Trainer.create(*abstract_model(config), tx, schedule, objective, mesh,
-                                     tuple(c.rules))
+                                     tuple(c.rules), with_lora)
 
   trainer = make_trainer(model_config)
   plan = lambda: planned_step(c, model_config, trainer, make_trainer, batches)
@@ -83,6 +95,8 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
   else:
     state, meta = checkpointer.restore(
         start, trainer.abstract_state(nnx.to_pure_dict(abstract)))
+    if trainer.lora:  # a checkpoint holds the adapters only: the base comes from its source
+      state["frozen"] = init_params()
     batches.skip(start)
     if jax.process_count() == 1 and meta["data_position"] != batches.state():
       raise RuntimeError(f"data position after replay {batches.state()} differs from the "
@@ -121,14 +135,18 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
         raise preemption.Preempted(f"checkpoint of step {step + 1} in {checkpointer.directory}")
       for hook in hooks:
         if hook.due(step + 1, steps):
-          logger.log_extra(hook.name, step + 1, hook.run(graphdef, state["params"]))
+          logger.log_extra(hook.name, step + 1, hook.run(graphdef, trainer.full_params(state)))
   except OSError as e:  # metrics or other files: the same clear error as for checkpoints
     raise GramError(f"{workdir}: cannot write ({e.strerror or e}); the last complete "
                     f"checkpoint is step {checkpointer.latest_step()}") from None
   finally:
     checkpointer.close()  # waits for the async save in flight: it lands whole or not at all
     logger.close()
-  return state["params"]
+  params = trainer.full_params(state)
+  if trainer.lora and not checkpoint.is_model_checkpoint(
+      os.path.join(workdir, checkpoint.MERGED, str(steps))):
+    checkpoint.save_merged(workdir, steps, nnx.merge(graphdef, params))
+  return params
 
 
 def planned_step(c: ml_collections.ConfigDict, model_config: ModelConfig,
@@ -160,7 +178,7 @@ def planned_step(c: ml_collections.ConfigDict, model_config: ModelConfig,
 def _changes(c: ml_collections.ConfigDict, model_config: ModelConfig, make_trainer: Callable,
              batches: ShuffledCursor, compiled: Callable) -> Iterator[memory_plan.Change]:
   """What the user could change, cheapest first: remat, bfloat16 Adam moments, both; then
-  more micro-batches (the same rows a step) alone and with those."""
+  more micro-batches (the same rows a step) alone and with those; then LoRA."""
   settings = [("", model_config, c.train.moment_dtype)]
   if model_config.remat != "full":
     settings.append(("--config.model.remat=full ",
@@ -184,6 +202,13 @@ def _changes(c: ml_collections.ConfigDict, model_config: ModelConfig, make_train
                                micro=micro, rows=rows: compiled(make_trainer(config, moments),
                                                                 micro, rows))
     factor *= 2
+  if c.model.lora.rank <= 0:  # a different method, so last: adapters on every projection
+    adapters = lora.Lora(tuple(lora.TARGETS), 16, 32.0)
+    for flags, config, moments in settings:
+      yield memory_plan.Change(f"{flags}--config.model.lora.rank=16 "
+                               "--config.model.lora.alpha=32", lambda config=config,
+                               moments=moments: compiled(make_trainer(config, moments, adapters),
+                                                         batches.micro_batches, batches.rows))
 
 
 def resumed_line(step: int, steps: int, position: dict[str, int], directory: str) -> str:

@@ -8,8 +8,8 @@ arguments) and temporaries (activations, gradients); the peak is their sum less 
 bytes. The capacity is the device's own (`memory_stats()['bytes_limit']`) or
 `config.train.memory_capacity_gb`. When the peak is over it, the plan compiles the step again
 with what the user could change — `config.model.remat=full`, `train.moment_dtype=bfloat16`,
-more `train.micro_batches` — and names the first change that fits; the change is verified,
-not estimated.
+more `train.micro_batches`, LoRA adapters — and names the first change that fits; the
+change is verified, not estimated.
 """
 import dataclasses
 import math
@@ -29,7 +29,8 @@ class DryRun(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class MemoryPlan:
-  """Bytes per device (the largest shard of each array, so the busiest device)."""
+  """Bytes per device (the largest shard of each array, so the busiest device); with LoRA
+  the parameters are the frozen base and the adapters."""
   params: int
   optimizer: int
   batch: int
@@ -84,7 +85,7 @@ def measure(compiled: jax.stages.Compiled, abstract_state: dict, abstract_batch:
             capacity: int | None) -> MemoryPlan:
   analysis = compiled.memory_analysis()
   return MemoryPlan(
-      params=shard_bytes(abstract_state["params"]),
+      params=shard_bytes(abstract_state["params"]) + shard_bytes(abstract_state.get("frozen")),
       optimizer=shard_bytes(abstract_state["opt_state"]), batch=shard_bytes(abstract_batch),
       arguments=analysis.argument_size_in_bytes, outputs=analysis.output_size_in_bytes,
       aliased=analysis.alias_size_in_bytes, temporaries=analysis.temp_size_in_bytes,
@@ -107,6 +108,7 @@ def refusal(plan: MemoryPlan, changes: Iterator[Change]) -> GramError:
       advice = f"{change.flags} fits (peak {_gb(fixed.peak)})"
       break
   else:
-    advice = ("no remat, moment or micro-batch setting fits: shard the state over more devices "
-              "(config.mesh.fsdp), a shorter config.data.seq_len, or fewer rows a device")
+    advice = ("no remat, moment, micro-batch or LoRA setting fits: shard the state over more "
+              "devices (config.mesh.fsdp), a shorter config.data.seq_len, or fewer rows a "
+              "device")
   return GramError(f"{plan.line()}: does not fit; {advice}")

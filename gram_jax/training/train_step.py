@@ -15,6 +15,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gram_jax import parallel
+from gram_jax.models import lora as lora_lib
 from gram_jax.models.decoder import Decoder
 
 Objective = Callable[[Decoder, dict], tuple[jax.Array, jax.Array]]
@@ -63,7 +64,10 @@ def state_stored_in(tx: optax.GradientTransformation,
 
 @dataclasses.dataclass
 class Trainer:
-  """Holds what the step needs that is not data: graph, optimizer, shardings."""
+  """Holds what the step needs that is not data: graph, optimizer, shardings.
+
+  With `lora`, the trained `params` are the adapters (all a checkpoint holds) and the base
+  weights ride along in the state as `frozen`: never updated, never saved."""
   graphdef: nnx.GraphDef
   tx: optax.GradientTransformation
   schedule: optax.Schedule
@@ -71,42 +75,72 @@ class Trainer:
   mesh: Mesh
   state_shardings: State
   batch_sharding: NamedSharding
+  lora: lora_lib.Lora | None = None
 
   @classmethod
   def create(cls, graphdef: nnx.GraphDef, abstract_state: nnx.State,
              tx: optax.GradientTransformation, schedule: optax.Schedule, objective: Objective,
-             mesh: Mesh, rules) -> "Trainer":
+             mesh: Mesh, rules, lora: lora_lib.Lora | None = None) -> "Trainer":
     params_sharding = parallel.param_shardings(abstract_state, mesh, rules)
+    trained_sharding = params_sharding
     abstract_params = nnx.to_pure_dict(abstract_state)
+    if lora:
+      trained_sharding = lora_lib.adapter_shardings(params_sharding, lora.targets)
+      abstract_params = _abstract_adapters(abstract_params, lora)
     abstract_opt = jax.eval_shape(tx.init, abstract_params)
     replicated = NamedSharding(mesh, PartitionSpec())
     opt_sharding = optax.tree_map_params(
-        tx, lambda _, sharding: sharding, abstract_opt, params_sharding,
+        tx, lambda _, sharding: sharding, abstract_opt, trained_sharding,
         transform_non_params=lambda _: replicated)
-    shardings = {"params": params_sharding, "opt_state": opt_sharding,
+    shardings = {"params": trained_sharding, "opt_state": opt_sharding,
                  "step": replicated, "rng": replicated}
+    if lora:
+      shardings["frozen"] = params_sharding
     batch_sharding = NamedSharding(mesh, PartitionSpec(None, ("data", "fsdp")))
-    return cls(graphdef, tx, schedule, objective, mesh, shardings, batch_sharding)
+    return cls(graphdef, tx, schedule, objective, mesh, shardings, batch_sharding, lora)
 
   def init_state(self, params: dict, seed: int) -> State:
-    """Optimizer state created directly on its shardings."""
+    """Optimizer state created directly on its shardings; with LoRA, `params` are the base
+    weights and the adapters are made here from `seed`."""
+    frozen = None
+    if self.lora:
+      frozen = params
+      params = jax.jit(lambda base: lora_lib.init_adapters(
+          base, self.lora.targets, self.lora.rank, jax.random.key(seed)),
+          out_shardings=self.state_shardings["params"])(frozen)
     opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings["opt_state"])(params)
     rng = jax.random.key_data(jax.random.key(seed))
-    return {"params": params, "opt_state": opt_state,
-            "step": jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings["step"]),
-            "rng": jax.device_put(rng, self.state_shardings["rng"])}
+    state = {"params": params, "opt_state": opt_state,
+             "step": jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings["step"]),
+             "rng": jax.device_put(rng, self.state_shardings["rng"])}
+    return {**state, "frozen": frozen} if self.lora else state
 
   def abstract_state(self, abstract_params: dict) -> State:
-    """Shape/dtype/sharding of the full state, the target for restoring a checkpoint."""
-    shapes = {"params": abstract_params,
-              "opt_state": jax.eval_shape(self.tx.init, abstract_params),
+    """Shape/dtype/sharding of the full state, the target for restoring a checkpoint (with
+    LoRA, `abstract_params` are the base's: the state's are the adapters, and `frozen` is
+    there for compiling, never restored)."""
+    trained = _abstract_adapters(abstract_params, self.lora) if self.lora else abstract_params
+    shapes = {"params": trained,
+              "opt_state": jax.eval_shape(self.tx.init, trained),
               "step": jax.ShapeDtypeStruct((), jnp.int32),
               "rng": jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))}
+    if self.lora:
+      shapes["frozen"] = abstract_params
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         shapes, self.state_shardings)
 
+  def full_params(self, state: State) -> dict:
+    """The model's weights: the params, or with LoRA the base merged with the adapters."""
+    if not self.lora:
+      return state["params"]
+    return jax.jit(lora_lib.merge, static_argnums=2,
+                   out_shardings=self.state_shardings["frozen"])(
+                       state["frozen"], state["params"], self.lora.scale)
+
   def _step(self, state: State, batch: dict) -> tuple[State, dict]:
     def loss_fn(params, micro):
+      if self.lora:
+        params = lora_lib.merge(state["frozen"], params, self.lora.scale)
       return self.objective(nnx.merge(self.graphdef, params), micro)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -138,8 +172,8 @@ class Trainer:
     # moment (three more passes over the whole state on every step).
     params, opt_state = jax.lax.cond(finite, update, lambda _: (params, state["opt_state"]),
                                      None)
-    new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1,
-                 "rng": state["rng"]}
+    new_state = {**state, "params": params, "opt_state": opt_state,
+                 "step": state["step"] + 1}
     metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": self.schedule(state["step"]),
                "units": units, "finite": finite}
     return new_state, metrics
@@ -160,3 +194,8 @@ class Trainer:
     """Assembles the global batch from each host's rows (axis 1 is the data-parallel axis)."""
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), host_batch)
+
+
+def _abstract_adapters(abstract_params: dict, lora: lora_lib.Lora) -> dict:
+  return jax.eval_shape(lambda: lora_lib.init_adapters(abstract_params, lora.targets,
+                                                       lora.rank, jax.random.key(0)))
