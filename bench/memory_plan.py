@@ -34,7 +34,9 @@ VARIANTS = {"float32 weights + float32 Adam": ("float32", "float32", 0),
 
 def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_dtype: str,
          lora_rank: int, rows: int, seq_len: int) -> dict:
+  import flax.nnx as nnx
   import jax
+  import jax.numpy as jnp
   from gram_jax import configlib, parallel
   from gram_jax.models.config import architecture
   from gram_jax.models import lora
@@ -53,8 +55,6 @@ def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_d
   adapters = lora.Lora(tuple(lora.TARGETS), lora_rank, 2.0 * lora_rank) if lora_rank else None
   trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh,
                                       tuple(c.rules), adapters)
-  import jax.numpy as jnp
-  import flax.nnx as nnx
   state = trainer.abstract_state(nnx.to_pure_dict(abstract))
   shape = (1, rows * devices, seq_len)  # one micro-batch: the step's memory is per micro
   batch = {name: jax.ShapeDtypeStruct(shape, dtype, sharding=trainer.batch_sharding)

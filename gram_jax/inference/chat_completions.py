@@ -9,14 +9,14 @@ Generation lengths are rounded up to a power of two and cut back, so a handful o
 shapes serve every max_tokens.
 """
 import functools
-import math
 import time
 import uuid
 from typing import Any
 
 from gram_jax.inference.generate import Generation, Generator, Sampling, TokenLogprobs
 from gram_jax.inference.request_parsing import ChatRequest, RequestError
-from gram_jax.text.tokenizer import encode_chat, longest_token_chars, normalized_chars
+from gram_jax.inference.scorer import TooLong, check_characters
+from gram_jax.text.tokenizer import encode_chat, longest_token_chars
 
 
 def _token_entry(tokenizer: Any, token_id: int, logprob: float) -> dict:
@@ -44,14 +44,12 @@ class ChatCompletions:
   def encode(self, request: ChatRequest, deadline: float | None = None) -> list[int]:
     """The prompt's tokens (host work, off the device thread); 413 past the context, by the
     characters alone where they prove it (nothing tokenised)."""
-    limit, longest = self.generator.max_prompt_len, self.longest_token
-    chars = sum(len(m.get("content") or "") for m in request.messages)
-    if chars > limit * longest:
-      chars = sum(normalized_chars(self.tokenizer, m.get("content") or "")
-                  for m in request.messages)
-      if chars > limit * longest:
-        raise RequestError(413, f"messages: at least {math.ceil(chars / longest)} tokens "
-                                f"({chars} characters) exceeds max_len={limit}")
+    limit = self.generator.max_prompt_len
+    try:
+      check_characters(self.tokenizer, [[m.get("content") or "" for m in request.messages]],
+                       limit, self.longest_token)
+    except TooLong as e:
+      raise RequestError(413, f"messages: {e.count()} exceeds max_len={limit}") from None
     ids = encode_chat(self.tokenizer, request.messages, self.chat_template)
     if len(ids) > self.generator.max_prompt_len:
       raise RequestError(413, f"messages: {len(ids)} tokens exceeds max_len="

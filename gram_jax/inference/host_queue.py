@@ -63,6 +63,3 @@ class HostQueue:
 
   def _finished(self, future: asyncio.Future) -> None:
     self.waiting -= 1
-
-  def shutdown(self) -> None:
-    self.executor.shutdown(wait=False, cancel_futures=True)
