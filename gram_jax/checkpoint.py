@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 
 from gram_jax import parallel, storage
 from gram_jax.errors import GramError
+from gram_jax.models import lora
 from gram_jax.models.config import ModelConfig
 from gram_jax.models.decoder import Decoder, abstract_model
 
@@ -131,6 +132,33 @@ def _lora_rank(path: str) -> int:
                ["model"]["lora"]["rank"])
   except (OSError, ValueError, KeyError, TypeError):
     return 0
+
+
+def load_run_adapters(path: str) -> tuple[dict, lora.Lora, str]:
+  """A LoRA run's adapters at its latest complete checkpoint, their spec, and the path of
+  the base model they adapt (config.model.path)."""
+  storage.check_checkpoints(path, "run directory")
+  if not _lora_rank(path):
+    raise GramError(f"{path}: not a LoRA run (config.model.lora.rank is 0); its model exports "
+                    "with --to=hf")
+  run_config = json.loads(storage.read_text(os.path.join(path, RUN_CONFIG)))
+  values = run_config["model"]["lora"]
+  spec = lora.Lora(lora.parse_targets(values["targets"]), int(values["rank"]),
+                   float(values["alpha"]), float(values.get("dropout", 0.0)),
+                   values.get("quantize", ""))
+  kernels = nnx.to_pure_dict(abstract_model(read_saved_model_config(path))[1])
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                        jax.eval_shape(lambda: lora.init_adapters(
+                            kernels, spec.targets, spec.rank, jax.random.key(0))))
+  checkpointer = RunCheckpointer.reader(os.path.join(path, RUN_CHECKPOINTS))
+  try:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise GramError(f"{path}/{RUN_CHECKPOINTS}: no complete checkpoint")
+    return checkpointer.restore_params(step, target), spec, run_config["model"]["path"]
+  finally:
+    checkpointer.close()
 
 
 def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,

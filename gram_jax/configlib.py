@@ -45,9 +45,12 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   # auto: splash on TPU, cuDNN on GPU in bf16/f16, else flash | xla | flash | splash | cudnn
   c.model.attention = "auto"
   # LoRA: rank > 0 trains low-rank adapters on these projections, the base frozen; the
-  # checkpoints hold the adapters, the finished model is the merged one
+  # checkpoints hold the adapters, the finished model is the merged one. dropout: on the
+  # adapters' input, as PEFT's lora_dropout. quantize: the frozen base's adapted kernels
+  # held as int8 or nf4 (QLoRA)
   c.model.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0,
-                                                targets="q,k,v,o,gate,up,down"))
+                                                targets="q,k,v,o,gate,up,down", dropout=0.0,
+                                                quantize=""))
   c.model.attention_block_q = 256  # query / key block of the flash and splash kernels
   c.model.attention_block_kv = 256
   c.model.init = ml_collections.ConfigDict(dict(  # architecture when training from scratch
@@ -347,6 +350,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
       lora.parse_targets(c.model.lora.targets)
     except ValueError as e:
       raise GramError(str(e)) from None
+  if not 0.0 <= c.model.lora.dropout < 1.0:
+    raise GramError(f"config.model.lora.dropout: must be in [0, 1), got {c.model.lora.dropout}")
+  if c.model.lora.quantize not in lora.QUANTIZERS:
+    raise GramError(f"config.model.lora.quantize: {c.model.lora.quantize!r} not in "
+                    "'', 'int8', 'nf4'")
+  if c.model.lora.quantize and not c.model.lora.rank:
+    raise GramError("config.model.lora.quantize: a quantized base trains only adapters: set "
+                    "config.model.lora.rank > 0 too")
   if c.train.moment_dtype not in ("float32", "bfloat16"):
     raise GramError(f"config.train.moment_dtype: {c.train.moment_dtype!r} not in "
                     "('float32', 'bfloat16')")

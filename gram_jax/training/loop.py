@@ -32,7 +32,7 @@ def lora_spec(c: ml_collections.ConfigDict) -> lora.Lora | None:
   if c.model.lora.rank <= 0:
     return None
   return lora.Lora(lora.parse_targets(c.model.lora.targets), c.model.lora.rank,
-                   c.model.lora.alpha)
+                   c.model.lora.alpha, c.model.lora.dropout, c.model.lora.quantize)
 
 
 def total_steps(c: ml_collections.ConfigDict, batches: ShuffledCursor) -> int:
@@ -96,7 +96,7 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
     state, meta = checkpointer.restore(
         start, trainer.abstract_state(nnx.to_pure_dict(abstract)))
     if trainer.lora:  # a checkpoint holds the adapters only: the base comes from its source
-      state["frozen"] = init_params()
+      state["frozen"] = trainer.frozen_base(init_params())
     batches.skip(start)
     if jax.process_count() == 1 and meta["data_position"] != batches.state():
       raise RuntimeError(f"data position after replay {batches.state()} differs from the "

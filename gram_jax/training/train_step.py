@@ -67,7 +67,8 @@ class Trainer:
   """Holds what the step needs that is not data: graph, optimizer, shardings.
 
   With `lora`, the trained `params` are the adapters (all a checkpoint holds) and the base
-  weights ride along in the state as `frozen`: never updated, never saved."""
+  weights ride along in the state as `frozen` (quantized for QLoRA): never updated, never
+  saved. `model_shardings` are those of the model's own weights."""
   graphdef: nnx.GraphDef
   tx: optax.GradientTransformation
   schedule: optax.Schedule
@@ -75,6 +76,7 @@ class Trainer:
   mesh: Mesh
   state_shardings: State
   batch_sharding: NamedSharding
+  model_shardings: dict
   lora: lora_lib.Lora | None = None
 
   @classmethod
@@ -95,25 +97,32 @@ class Trainer:
     shardings = {"params": trained_sharding, "opt_state": opt_sharding,
                  "step": replicated, "rng": replicated}
     if lora:
-      shardings["frozen"] = params_sharding
+      shardings["frozen"] = lora_lib.base_shardings(
+          params_sharding, nnx.to_pure_dict(abstract_state), lora)
     batch_sharding = NamedSharding(mesh, PartitionSpec(None, ("data", "fsdp")))
-    return cls(graphdef, tx, schedule, objective, mesh, shardings, batch_sharding, lora)
+    return cls(graphdef, tx, schedule, objective, mesh, shardings, batch_sharding,
+               params_sharding, lora)
 
   def init_state(self, params: dict, seed: int) -> State:
     """Optimizer state created directly on its shardings; with LoRA, `params` are the base
     weights and the adapters are made here from `seed`."""
     frozen = None
     if self.lora:
-      frozen = params
+      frozen = self.frozen_base(params)
       params = jax.jit(lambda base: lora_lib.init_adapters(
           base, self.lora.targets, self.lora.rank, jax.random.key(seed)),
-          out_shardings=self.state_shardings["params"])(frozen)
+          out_shardings=self.state_shardings["params"])(params)
     opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings["opt_state"])(params)
     rng = jax.random.key_data(jax.random.key(seed))
     state = {"params": params, "opt_state": opt_state,
              "step": jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings["step"]),
              "rng": jax.device_put(rng, self.state_shardings["rng"])}
     return {**state, "frozen": frozen} if self.lora else state
+
+  def frozen_base(self, params: dict) -> dict:
+    """The base weights as the state holds them under LoRA (quantized for QLoRA)."""
+    return jax.jit(lambda base: lora_lib.quantize_base(base, self.lora),
+                   out_shardings=self.state_shardings["frozen"])(params)
 
   def abstract_state(self, abstract_params: dict) -> State:
     """Shape/dtype/sharding of the full state, the target for restoring a checkpoint (with
@@ -125,7 +134,8 @@ class Trainer:
               "step": jax.ShapeDtypeStruct((), jnp.int32),
               "rng": jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))}
     if self.lora:
-      shapes["frozen"] = abstract_params
+      shapes["frozen"] = jax.eval_shape(lambda base: lora_lib.quantize_base(base, self.lora),
+                                        abstract_params)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         shapes, self.state_shardings)
 
@@ -133,31 +143,35 @@ class Trainer:
     """The model's weights: the params, or with LoRA the base merged with the adapters."""
     if not self.lora:
       return state["params"]
-    return jax.jit(lora_lib.merge, static_argnums=2,
-                   out_shardings=self.state_shardings["frozen"])(
-                       state["frozen"], state["params"], self.lora.scale)
+    return jax.jit(lora_lib.merge, static_argnums=2, out_shardings=self.model_shardings)(
+        state["frozen"], state["params"], self.lora)
 
   def _step(self, state: State, batch: dict) -> tuple[State, dict]:
-    def loss_fn(params, micro):
-      if self.lora:
-        params = lora_lib.merge(state["frozen"], params, self.lora.scale)
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+
+    def loss_fn(params, micro, index):
+      if self.lora:  # the adapters' dropout draws a new mask each step and micro-batch
+        key = jax.random.key_data(jax.random.fold_in(step_key, index))
+        params = lora_lib.attach(state["frozen"], params, self.lora, key)
       return self.objective(nnx.merge(self.graphdef, params), micro)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     params = state["params"]
+    micro_batches = jax.tree.leaves(batch)[0].shape[0]
     # The first micro-batch starts the sums: no zero-filled gradient tree to write and add
     # (on CPU that memset and add cost as much as the optimizer update).
-    (loss_sum, units), grads = grad_fn(params, jax.tree.map(lambda x: x[0], batch))
+    (loss_sum, units), grads = grad_fn(params, jax.tree.map(lambda x: x[0], batch), 0)
     grads = jax.tree.map(lambda g: g.astype(jnp.float32), grads)
-    if jax.tree.leaves(batch)[0].shape[0] > 1:
-      def accumulate(carry, micro):
+    if micro_batches > 1:
+      def accumulate(carry, micro_and_index):
         grads_sum, loss_sum, units = carry
-        (loss, count), grads = grad_fn(params, micro)
+        (loss, count), grads = grad_fn(params, *micro_and_index)
         grads_sum = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_sum, grads)
         return (grads_sum, loss_sum + loss, units + count), None
 
       (grads, loss_sum, units), _ = jax.lax.scan(
-          accumulate, (grads, loss_sum, units), jax.tree.map(lambda x: x[1:], batch))
+          accumulate, (grads, loss_sum, units),
+          (jax.tree.map(lambda x: x[1:], batch), jnp.arange(1, micro_batches)))
     denominator = jnp.maximum(units, 1.0)
     grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grads, params)
     loss = loss_sum / denominator

@@ -1,5 +1,7 @@
 """LoRA through the CLI: the adapters alone train and are checkpointed, the base stays as it
-was, a resumed run equals an unbroken one, and the run directory loads as the merged model."""
+was, a resumed run equals an unbroken one, and the run directory loads as the merged model;
+its adapters load in `peft` over the transformers base with the same logits, and adapters
+made by `peft` import here."""
 import json
 import os
 
@@ -27,9 +29,9 @@ def base(tmp_path_factory):
   return path
 
 
-def train(base, workdir, steps):
+def train(base, workdir, steps, *flags):
   result = cli.run_main(PRETRAIN, f"--config.model.path={base}", f"--config.workdir={workdir}",
-                        f"--config.train.num_steps={steps}", *SMALL)
+                        f"--config.train.num_steps={steps}", *SMALL, *flags)
   assert result.returncode == 0, result.stderr[-3000:]
   return result
 
@@ -39,9 +41,15 @@ def flat(model) -> dict:
           jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(model)))[0]}
 
 
-def test_only_the_adapters_train_and_the_checkpoints_hold_them_alone(base, tmp_path):
-  workdir = str(tmp_path / "run")
+@pytest.fixture(scope="module")
+def lora_run(base, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("lora") / "run")
   train(base, workdir, 6)
+  return workdir
+
+
+def test_only_the_adapters_train_and_the_checkpoints_hold_them_alone(base, lora_run):
+  workdir = lora_run
   before, after = flat(gram_jax.load_pretrained(base)), flat(gram_jax.load_pretrained(workdir))
   adapted = [k for k in before if any(f"'{lora.TARGETS[t][1]}'" in k
                                       for t in ("q", "v", "o", "down"))]
@@ -66,14 +74,17 @@ def test_only_the_adapters_train_and_the_checkpoints_hold_them_alone(base, tmp_p
   assert sum(np.asarray(v).size for _, v in leaves) < 0.2 * sum(v.size for v in before.values())
 
 
-def test_a_resumed_lora_run_equals_an_unbroken_one(base, tmp_path):
+def test_a_resumed_qlora_run_with_dropout_equals_an_unbroken_one(base, tmp_path):
+  """The 4-bit base is made again from its source on resume and the dropout masks follow
+  the step, so resuming changes nothing."""
   import shutil
   workdir = tmp_path / "run"
-  train(base, workdir, 6)
+  qlora = ("--config.model.lora.quantize=nf4", "--config.model.lora.dropout=0.1")
+  train(base, workdir, 6, *qlora)
   unbroken = flat(gram_jax.load_pretrained(str(workdir)))
   shutil.rmtree(workdir / "checkpoints" / "6")  # as if it had stopped after step 3
   shutil.rmtree(workdir / "merged")
-  resumed = train(base, workdir, 6)
+  resumed = train(base, workdir, 6, *qlora)
   assert "resumed at step 3 of 6" in resumed.stderr
   again = flat(gram_jax.load_pretrained(str(workdir)))
   for key in unbroken:
@@ -86,27 +97,108 @@ def test_merging_zero_adapters_is_the_base_and_the_delta_is_a_times_b():
                "o_kernel": np.ones((2, 3, 6), np.float32), "q_norm": {"scale": np.ones(3)}},
       "input_norm": {"scale": np.ones(6)}}}}
   adapters = lora.init_adapters(params, ("q", "o"), 2, jax.random.key(0))
-  merged = lora.merge(params, adapters, 8.0)
+  merged = lora.merge(params, adapters, lora.Lora(("q", "o"), 2, 16.0))  # scale 8
   for got, want in zip(jax.tree.leaves(merged), jax.tree.leaves(params)):
     np.testing.assert_array_equal(got, want)  # b starts at zero
   a = np.asarray(adapters["layers"][0]["attn"]["o_kernel"]["a"])
   assert a.shape == (6, 2)  # o's input is heads x head_dim
   b = np.full((2, 6), 0.5, np.float32)
   adapters["layers"][0]["attn"]["o_kernel"]["b"] = b
-  merged = lora.merge(params, adapters, 8.0)
+  merged = lora.merge(params, adapters, lora.Lora(("q", "o"), 2, 16.0))  # scale 8
   expected = params["layers"][0]["attn"]["o_kernel"] + 8.0 * (a @ b).reshape(2, 3, 6)
   np.testing.assert_allclose(merged["layers"][0]["attn"]["o_kernel"], expected, rtol=1e-6)
 
 
-def test_lora_on_an_eight_device_mesh_trains_as_on_one(base, tmp_path):
+@pytest.mark.parametrize("quantize", ["", "int8"])
+def test_lora_on_an_eight_device_mesh_trains_as_on_one(base, tmp_path, quantize):
   runs = {}
   for devices, mesh in ((1, ("--config.mesh.fsdp=1",)),
                         (8, ("--config.mesh.fsdp=4", "--config.mesh.tensor=2"))):
     workdir = str(tmp_path / f"mesh{devices}")
     result = cli.run_main(PRETRAIN, f"--config.model.path={base}", f"--config.workdir={workdir}",
                           "--config.train.num_steps=3", "--config.train.global_batch_size=8",
-                          *SMALL, *mesh, devices=devices)
+                          f"--config.model.lora.quantize={quantize}", *SMALL, *mesh,
+                          devices=devices)
     assert result.returncode == 0, result.stderr[-3000:]
     runs[devices] = flat(gram_jax.load_pretrained(workdir))
   for key in runs[1]:
     np.testing.assert_allclose(runs[8][key], runs[1][key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+IDS = np.random.RandomState(0).randint(1, hf_fixtures.VOCAB, (2, 11))
+
+
+def _torch_logits(model) -> np.ndarray:
+  import torch
+  with torch.no_grad():
+    return model(torch.tensor(IDS)).logits.float().numpy()
+
+
+def _assert_same_logits(got, want):
+  assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_a_lora_run_exports_a_peft_adapter_and_a_merged_model_with_its_logits(
+    base, lora_run, tmp_path):
+  import peft
+  import transformers
+  from gram_jax import convert
+  adapter, merged = str(tmp_path / "adapter"), str(tmp_path / "merged")
+  convert.convert(lora_run, adapter, "peft")
+  convert.convert(lora_run, merged, "hf")
+  ours = np.asarray(gram_jax.load_pretrained(lora_run)(IDS))
+  load = lambda path: transformers.AutoModelForCausalLM.from_pretrained(path,
+                                                                        dtype="float32")
+  with_adapter = peft.PeftModel.from_pretrained(load(base), adapter)
+  _assert_same_logits(_torch_logits(with_adapter), ours)
+  _assert_same_logits(_torch_logits(load(merged)), ours)
+  # the merged export is base + (alpha / r) · B·A, tensor by tensor
+  base_w, merged_w = (hf_fixtures.read_safetensors_dir(p) for p in (base, merged))
+  pairs = hf_fixtures.read_safetensors_dir(adapter)
+  changed = 0
+  for name, weight in base_w.items():
+    lora_a = f"base_model.model.{name[:-len('.weight')]}.lora_A.weight"
+    expected = weight.numpy()
+    if lora_a in pairs:
+      lora_b = pairs[lora_a.replace("lora_A", "lora_B")].numpy()
+      expected = expected + (16.0 / 4) * lora_b @ pairs[lora_a].numpy()
+      changed += 1
+    np.testing.assert_allclose(merged_w[name].numpy(), expected, rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  assert changed == 4 * 2  # q, v, o, down in each of the two layers
+
+
+@pytest.mark.parametrize("options", [{}, {"use_rslora": True, "layers_to_transform": [1],
+                                          "lora_dropout": 0.1}])
+def test_an_adapter_made_by_peft_imports_with_peft_s_logits(base, tmp_path, options):
+  import peft
+  import torch
+  import transformers
+  from gram_jax import convert
+  torch.manual_seed(0)
+  model = transformers.AutoModelForCausalLM.from_pretrained(base, dtype="float32")
+  config = peft.LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=[
+      "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], **options)
+  with_adapter = peft.get_peft_model(model, config).eval()
+  with_adapter.save_pretrained(str(tmp_path / "adapter"))
+  want = _torch_logits(with_adapter)
+  assert np.abs(want - _torch_logits(with_adapter.get_base_model().__class__.from_pretrained(
+      base, dtype="float32"))).max() > 1e-3  # the adapter changes the model
+  out = convert.convert(base, str(tmp_path / "merged"), "orbax",
+                        adapter=str(tmp_path / "adapter"))
+  _assert_same_logits(np.asarray(gram_jax.load_pretrained(out)(IDS)), want)
+
+
+@pytest.mark.parametrize("field, value", [("use_dora", True), ("bias", "all"),
+                                          ("modules_to_save", ["lm_head"])])
+def test_an_adapter_we_cannot_compute_the_same_is_refused_naming_its_field(
+    base, lora_run, tmp_path, field, value):
+  from gram_jax import convert
+  from gram_jax.errors import GramError
+  adapter = str(tmp_path / "adapter")
+  convert.convert(lora_run, adapter, "peft")
+  config_path = os.path.join(adapter, "adapter_config.json")
+  config = json.load(open(config_path))
+  json.dump({**config, field: value}, open(config_path, "w"))
+  with pytest.raises(GramError, match=f"adapter_config.json: {field}="):
+    convert.convert(base, str(tmp_path / "out"), "orbax", adapter=adapter)

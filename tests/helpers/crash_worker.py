@@ -1,9 +1,11 @@
 """One life of a crash trial (run by test_crash_trials.py, which SIGKILLs it at a random point).
 
-In WORKDIR (local or gs://) it resumes the real training loop (`loop.fit`: a jitted step and
+`python -m tests.helpers.crash_worker WORKDIR [lora]`: in WORKDIR (local or gs://) it resumes the real training loop (`loop.fit`: a jitted step and
 an async Orbax save every step, keep 2) and then a journaled generation of large JSONL rows
 (`run_in_chunks`), checking that everything it resumes from is valid. Prints phase markers
-and, at the end, a checksum of the final parameters and of the final JSONL file.
+and, at the end, a checksum of the final parameters and of the final JSONL file. With `lora`
+the run trains rank-4 adapters on every projection over a frozen base (checkpoints hold the
+adapters; the final parameters are the merged model).
 """
 import hashlib
 import json
@@ -36,9 +38,10 @@ def generate(chunk: list[int], first: int) -> list[dict]:
   return [expected_row(i) for i in chunk]
 
 
-def trial_run(workdir: str = ""):
+def trial_run(workdir: str = "", lora: bool = False):
   """The run every life of a trial resumes (the test builds the same one to check states)."""
   c = train_fixtures.train_config(num_steps=STEPS)
+  c.model.lora.rank = 4 if lora else 0
   c.checkpoint.update(every_steps=1, keep=2, async_save=True)
   c.model.path, c.workdir = "", workdir
   mesh = parallel.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
@@ -46,8 +49,8 @@ def trial_run(workdir: str = ""):
   return c, mesh, train_fixtures.small_model_config(), batches
 
 
-def main(workdir: str) -> None:
-  c, mesh, model_config, batches = trial_run(workdir)
+def main(workdir: str, variant: str = "") -> None:
+  c, mesh, model_config, batches = trial_run(workdir, lora=variant == "lora")
   tokenizer = tok.train_bpe_tokenizer(["a judge reads two responses"] * 8, vocab_size=96)
   latest = RunCheckpointer.reader(os.path.join(workdir, "checkpoints")).latest_step()
   log = Journal(os.path.join(workdir, "generated.jsonl.journal"), {"items": ITEMS})
@@ -74,4 +77,4 @@ def main(workdir: str) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  main(*sys.argv[1:])

@@ -35,11 +35,11 @@ def small_model_config():
                      num_kv_heads=2, head_dim=8)
 
 
-def make_trainer(mesh, model_config=None, total_steps: int = 10, c=None):
+def make_trainer(mesh, model_config=None, total_steps: int = 10, c=None, lora=None):
   model_config = model_config or small_model_config()
   c = c or train_config()
   graphdef, abstract = abstract_model(model_config)
   tx, schedule = train_step.make_optimizer(c.train, total_steps)
   trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule,
-                                      objectives.causal_lm_loss, mesh, tuple(c.rules))
+                                      objectives.causal_lm_loss, mesh, tuple(c.rules), lora)
   return trainer, model_config, c

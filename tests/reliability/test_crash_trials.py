@@ -6,7 +6,7 @@ unbroken run's state at that step; the journal yields only whole, correct rows (
 line is never read as data). Each chain ends with a run to completion whose weights and file
 match the unbroken run byte for byte. The same trials run with the run directory on gs:// (a
 GCS emulator): there, Orbax commits a step with a marker object and the journal is one object
-per chunk.
+per chunk. A third set kills LoRA runs, whose checkpoints hold the adapters alone.
 """
 import concurrent.futures
 import json
@@ -26,10 +26,12 @@ from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.journal import Journal
 from gram_jax.models.decoder import abstract_model
 from gram_jax.stages import setup
+from gram_jax.training import loop
 from tests.helpers import cli, crash_worker, train_fixtures
 
 CHAINS = 2  # in parallel
-KILLS_PER_CHAIN = {"local": 10, "gs": 5}  # 20 kills of live local runs, 10 on gs://
+# 20 kills of live local runs, 10 on gs://, 10 of local LoRA runs
+KILLS_PER_CHAIN = {"local": 10, "gs": 5, "lora": 5}
 
 
 def _env(cache: str) -> dict:
@@ -38,16 +40,18 @@ def _env(cache: str) -> dict:
           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
-def _worker(workdir: str, env: dict) -> subprocess.Popen:
-  return subprocess.Popen([sys.executable, "-m", "tests.helpers.crash_worker", workdir],
+def _worker(workdir: str, env: dict, variant: str) -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, "-m", "tests.helpers.crash_worker", workdir, variant],
                           cwd=cli.ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)
 
 
-def _reference_states():
-  """Params after every step of the unbroken run, and the restore target."""
-  c, mesh, model_config, batches = crash_worker.trial_run()
-  trainer, _, _ = train_fixtures.make_trainer(mesh, model_config, crash_worker.STEPS, c)
+def _reference_states(variant: str):
+  """Params (with LoRA: adapters) after every step of the unbroken run, and the restore
+  target."""
+  c, mesh, model_config, batches = crash_worker.trial_run(lora=variant == "lora")
+  trainer, _, _ = train_fixtures.make_trainer(mesh, model_config, crash_worker.STEPS, c,
+                                              loop.lora_spec(c))
   state = trainer.init_state(setup.initial_params(c, model_config, mesh), c.seed)
   step, params = trainer.compile_step(), {}
   for n in range(1, crash_worker.STEPS + 1):
@@ -92,8 +96,8 @@ def _trained(workdir: str) -> bool:
       workdir, "checkpoints", str(crash_worker.STEPS)))
 
 
-def _chain(seed: int, workdir: str, env: dict, params: dict, target, phase_seconds: dict,
-           kills: int) -> list[dict]:
+def _chain(seed: int, workdir: str, env: dict, variant: str, params: dict, target,
+           phase_seconds: dict, kills: int) -> list[dict]:
   """Kills live runs at seeded random points until KILLS_PER_CHAIN landed, checking the state
   after each; a run that ends before its kill is checked too, then started afresh."""
   rng = random.Random(seed)
@@ -105,7 +109,7 @@ def _chain(seed: int, workdir: str, env: dict, params: dict, target, phase_secon
     phase = rng.choice(("train", "generate"))
     if phase == "train" and _trained(workdir):
       storage.rmtree(workdir)  # training is over in this run: start a fresh one
-    process = _worker(workdir, env)
+    process = _worker(workdir, env, variant)
     resume = process.stdout.readline().split()  # resume step=S rows=R
     step, rows = (int(v.split("=")[1]) if v.split("=")[1] != "None" else 0 for v in resume[1:])
     left = {"train": crash_worker.STEPS - step, "generate": crash_worker.ITEMS - rows}
@@ -125,20 +129,21 @@ def _chain(seed: int, workdir: str, env: dict, params: dict, target, phase_secon
                    "finished": finished, **_check_state(workdir, params, target)})
     if finished:
       storage.rmtree(workdir)
-  final = _worker(workdir, env)
+  final = _worker(workdir, env, variant)
   lines = final.communicate(timeout=300)[0].splitlines()
   assert final.returncode == 0, lines[-5:]
   trials.append({"final": json.loads(lines[-1][len("done "):])})
   return trials
 
 
-@pytest.mark.parametrize("where", ["local", "gs"])
+@pytest.mark.parametrize("where", ["local", "gs", "lora"])
 def test_sigkill_at_random_points_always_leaves_a_resumable_state(where, tmp_path, request):
   root = request.getfixturevalue("gcs").bucket() if where == "gs" else str(tmp_path)
   env = _env(str(tmp_path / "jax_cache"))
-  params, target = _reference_states()
+  variant = "lora" if where == "lora" else ""
+  params, target = _reference_states(variant)
   started = time.time()
-  unbroken = _worker(str(tmp_path / "unbroken"), env)  # fills the compilation cache, times
+  unbroken = _worker(str(tmp_path / "unbroken"), env, variant)  # fills the compilation cache, times
   marks, reference = {}, None
   for line in unbroken.stdout:
     marks[line.split()[0]] = time.time() - started
@@ -151,7 +156,7 @@ def test_sigkill_at_random_points_always_leaves_a_resumable_state(where, tmp_pat
                    "generate": (marks["done"] - marks["generate"]) / crash_worker.ITEMS}
   with concurrent.futures.ThreadPoolExecutor(CHAINS) as pool:
     chains = list(pool.map(lambda i: _chain(1000 + i, os.path.join(root, f"chain{i}"), env,
-                                            params, target, phase_seconds,
+                                            variant, params, target, phase_seconds,
                                             KILLS_PER_CHAIN[where]), range(CHAINS)))
   finals = [chain[-1]["final"] for chain in chains]
   trials = [t for chain in chains for t in chain[:-1]]
