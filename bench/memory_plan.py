@@ -8,8 +8,9 @@ Meshes: a TPU v5e-8 shape (8 devices of 16 GB, the state sharded over fsdp=8) an
 80 GB device; the batch is the presets' micro-batch (2 rows of 2,048 tokens a device, 16
 micro-batches a step, remat full, bfloat16 compute), the LM objective. Variants: float32
 weights and Adam moments (the presets), bfloat16 moments (`train.moment_dtype`), and
-bfloat16 weights with bfloat16 moments (`model.param_dtype`: no float32 master copy), and
-LoRA rank 16 on every projection over frozen bfloat16 weights (`model.lora.rank`). The
+bfloat16 weights with bfloat16 moments (`model.param_dtype`: no float32 master copy),
+LoRA rank 16 on every projection over frozen bfloat16 weights (`model.lora.rank`), and
+QLoRA: the same adapters over an int8 or NF4 base (`model.lora.quantize`). The
 devices are CPU devices standing in for the real ones (`--xla_force_host_platform_device_
 count=8`): argument, output and alias bytes are the real mesh's; temporaries are what the
 CPU compiler schedules, an estimate of an accelerator's. Prints one JSON line per plan.
@@ -26,14 +27,16 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MESHES = {"v5e-8": (8, 16), "1x80GB": (1, 80)}  # devices, GB each
-VARIANTS = {"float32 weights + float32 Adam": ("float32", "float32", 0),
-            "float32 weights + bfloat16 Adam": ("float32", "bfloat16", 0),
-            "bfloat16 weights + bfloat16 Adam": ("bfloat16", "bfloat16", 0),
-            "bfloat16 frozen weights + LoRA rank 16": ("bfloat16", "float32", 16)}
+VARIANTS = {"float32 weights + float32 Adam": ("float32", "float32", 0, ""),
+            "float32 weights + bfloat16 Adam": ("float32", "bfloat16", 0, ""),
+            "bfloat16 weights + bfloat16 Adam": ("bfloat16", "bfloat16", 0, ""),
+            "bfloat16 frozen weights + LoRA rank 16": ("bfloat16", "float32", 16, ""),
+            "int8 frozen projections + LoRA rank 16": ("bfloat16", "float32", 16, "int8"),
+            "nf4 frozen projections + LoRA rank 16": ("bfloat16", "float32", 16, "nf4")}
 
 
 def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_dtype: str,
-         lora_rank: int, rows: int, seq_len: int) -> dict:
+         lora_rank: int, quantize: str, rows: int, seq_len: int) -> dict:
   import flax.nnx as nnx
   import jax
   import jax.numpy as jnp
@@ -52,7 +55,8 @@ def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_d
   tx, schedule = train_step.make_optimizer(c.train, 1000)
   graphdef, abstract = abstract_model(config)
   objective = functools.partial(objectives.causal_lm_loss, chunk_len=c.train.loss_chunk_len)
-  adapters = lora.Lora(tuple(lora.TARGETS), lora_rank, 2.0 * lora_rank) if lora_rank else None
+  adapters = (lora.Lora(tuple(lora.TARGETS), lora_rank, 2.0 * lora_rank, quantize=quantize)
+              if lora_rank else None)
   trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh,
                                       tuple(c.rules), adapters)
   state = trainer.abstract_state(nnx.to_pure_dict(abstract))
@@ -67,7 +71,7 @@ def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_d
   gb = lambda count: round(count / memory_plan.GB, 2)
   return {"arch": arch, "params": config.num_params(), "devices": devices,
           "capacity_gb": capacity_gb, "weights": param_dtype, "moments": moment_dtype,
-          "lora_rank": lora_rank,
+          "lora_rank": lora_rank, "quantize": quantize,
           "parameters_gb": gb(result.params), "optimizer_gb": gb(result.optimizer),
           "temporaries_gb": gb(result.temporaries), "peak_gb": gb(result.peak),
           "fits": result.fits(), "compile_s": round(time.perf_counter() - begun, 1)}

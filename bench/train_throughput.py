@@ -5,11 +5,15 @@ sequence length.
   python bench/train_throughput.py --arch=llama3.2-1b --batch=8 --seq=2048 --steps=10
   python bench/train_throughput.py --arch=llama3.2-1b --batch=1 --seqs=512,1024,2048,4096,8192
   JAX_PLATFORMS=cpu python bench/train_throughput.py --arch=tiny --batch=4 --seqs=512,1024,2048
+  JAX_PLATFORMS=cpu python bench/train_throughput.py --arch=small --batch=4 --seq=256 --lora_rank=16
 
 Both sides train the same architecture on the same number of random tokens with AdamW and
 global-norm clipping: gram_jax with float32 master weights and bf16 compute on GPU (float32
 on CPU) and its chunked LM loss (`--loss_chunk_len`); transformers in bf16 on GPU (float32 on
-CPU) with `torch.optim.AdamW(fused=True)`. Every side and length runs in its own process.
+CPU) with `torch.optim.AdamW(fused=True)`. With --lora_rank, both sides train rank-r adapters
+on every projection over the frozen model (gram_jax's `model.lora`, optionally over an int8 /
+nf4 base with --quantize; PEFT's LoRA on the torch side, its optimizer over the adapters).
+Every side and length runs in its own process.
 Step time: the median of --steps timed steps; with --repeats, each side runs that many
 processes per length (sides alternating) and keeps its fastest. Peak memory: the device's
 peak allocation on GPU; on CPU the process's peak RSS growth over its state after imports.
@@ -55,6 +59,7 @@ def bench_jax(args, seq: int, baseline_kb: int) -> dict:
   import numpy as np
   from flax import nnx
   from gram_jax import configlib, parallel
+  from gram_jax.models import lora
   from gram_jax.models.config import architecture
   from gram_jax.models.decoder import Decoder, abstract_model
   from gram_jax.training import flops, objectives, train_step
@@ -67,7 +72,10 @@ def bench_jax(args, seq: int, baseline_kb: int) -> dict:
   graphdef, abstract = abstract_model(model_config)
   tx, schedule = train_step.make_optimizer(c.train, args.steps + args.warmup)
   objective = functools.partial(objectives.causal_lm_loss, chunk_len=args.loss_chunk_len)
-  trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh, c.rules)
+  adapters = (lora.Lora(tuple(lora.TARGETS), args.lora_rank, 2.0 * args.lora_rank,
+                        quantize=args.quantize) if args.lora_rank else None)
+  trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh, c.rules,
+                                      adapters)
   shardings = parallel.param_shardings(abstract, mesh)
   params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(Decoder(model_config, nnx.Rngs(0)))),
                    out_shardings=shardings)()
@@ -102,7 +110,8 @@ def bench_jax(args, seq: int, baseline_kb: int) -> dict:
           "params": model_config.num_params(), "compute_dtype": model_config.dtype,
           "remat": model_config.remat, "attention": model_config.attention,
           "blocks": [model_config.attention_block_q, model_config.attention_block_kv],
-          "loss_chunk_len": args.loss_chunk_len, "final_loss": float(metrics["loss"])}
+          "loss_chunk_len": args.loss_chunk_len, "lora_rank": args.lora_rank,
+          "quantize": args.quantize, "final_loss": float(metrics["loss"])}
 
 
 def bench_torch(args, seq: int, baseline_kb: int, compiled: bool) -> dict:
@@ -117,15 +126,21 @@ def bench_torch(args, seq: int, baseline_kb: int, compiled: bool) -> dict:
   model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
   if args.remat != "none":
     model.gradient_checkpointing_enable()
+  if args.lora_rank:
+    import peft
+    model = peft.get_peft_model(model, peft.LoraConfig(
+        r=args.lora_rank, lora_alpha=2 * args.lora_rank, target_modules=[
+            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
   model.train()
-  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+  trained = [p for p in model.parameters() if p.requires_grad]
+  optimizer = torch.optim.AdamW(trained, lr=1e-3, fused=True)
   ids = torch.randint(0, config.vocab_size, (args.batch, seq), device=device)
   forward = torch.compile(model) if compiled else model
 
   def step():
     loss = forward(input_ids=ids, labels=ids).loss
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(trained, 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
@@ -141,6 +156,7 @@ def bench_torch(args, seq: int, baseline_kb: int, compiled: bool) -> dict:
           "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": str(dtype),
           "attn_implementation": model.config._attn_implementation,
           "torch_compile": compiled, "optimizer": "AdamW(fused=True)",
+          "lora_rank": args.lora_rank, "peft": bool(args.lora_rank),
           "final_loss": float(loss.detach())}
 
 
@@ -192,6 +208,8 @@ def main() -> None:
   parser.add_argument("--block_q", type=int, default=256, help="flash / splash query block")
   parser.add_argument("--block_kv", type=int, default=256, help="flash / splash key block")
   parser.add_argument("--loss_chunk_len", type=int, default=512)
+  parser.add_argument("--lora_rank", type=int, default=0, help="0: full training")
+  parser.add_argument("--quantize", default="", help="gram_jax side with --lora_rank: int8 | nf4")
   parser.add_argument("--peers", default=",".join(SIDES))
   parser.add_argument("--profile_dir", default="", help="gram_jax side: write a profiler trace")
   parser.add_argument("--side", default="", choices=("",) + SIDES)
@@ -201,6 +219,7 @@ def main() -> None:
     return
   seqs = [int(s) for s in args.seqs.split(",")] if args.seqs else [args.seq]
   report = {"arch": args.arch, "batch": args.batch, "steps": args.steps, "remat": args.remat,
+            "lora_rank": args.lora_rank, "quantize": args.quantize,
             "results": []}
   sides = args.peers.split(",")
   for seq in seqs:

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from gram_jax import checkpoint, configlib, preemption
+from gram_jax import checkpoint, configlib, parallel, preemption
 from gram_jax.checkpoint import RunCheckpointer, check_resumable, write_run_files
 from gram_jax.data.loader import ShuffledCursor
 from gram_jax.errors import GramError
@@ -72,9 +72,9 @@ def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tok
   adapters = lora_spec(c)
 
   def make_trainer(config: ModelConfig, moment_dtype: str = c.train.moment_dtype,
-                   with_lora: lora.Lora | None = adapters):
+                   with_lora: lora.Lora | None = adapters, on_mesh: Mesh = mesh):
     tx, schedule = train_step.make_optimizer(c.train, steps, moment_dtype)
-    return train_step.Trainer.create(*abstract_model(config), tx, schedule, objective, mesh,
+    return train_step.Trainer.create(*abstract_model(config), tx, schedule, objective, on_mesh,
                                      tuple(c.rules), with_lora)
 
   trainer = make_trainer(model_config)
@@ -169,16 +169,24 @@ def planned_step(c: ml_collections.ConfigDict, model_config: ModelConfig,
   plan = memory_plan.measure(step, state, batch, capacity)
   logging.info("%s", plan.line())
   if not plan.fits():
-    raise memory_plan.refusal(plan, _changes(c, model_config, make_trainer, batches, compiled))
+    raise memory_plan.refusal(plan, _changes(c, model_config, make_trainer, batches, compiled,
+                                             trainer.mesh))
   if c.dry_run:
     raise memory_plan.DryRun(plan.line())
   return step
 
 
 def _changes(c: ml_collections.ConfigDict, model_config: ModelConfig, make_trainer: Callable,
-             batches: ShuffledCursor, compiled: Callable) -> Iterator[memory_plan.Change]:
-  """What the user could change, cheapest first: remat, bfloat16 Adam moments, both; then
-  more micro-batches (the same rows a step) alone and with those; then LoRA."""
+             batches: ShuffledCursor, compiled: Callable,
+             mesh: Mesh) -> Iterator[memory_plan.Change]:
+  """What the user could change, cheapest first: the state sharded over the devices that hold
+  copies of it (the same math); remat, bfloat16 Adam moments, both; then more micro-batches
+  (the same rows a step) alone and with those; then LoRA; then QLoRA."""
+  if mesh.shape["data"] > 1 and c.mesh.tensor != -1:
+    sharded = parallel.make_mesh({**c.mesh.to_dict(), "data": 1, "fsdp": -1},
+                                 c.dcn_mesh.to_dict())
+    yield memory_plan.Change("--config.mesh.data=1 --config.mesh.fsdp=-1", lambda: compiled(
+        make_trainer(model_config, on_mesh=sharded), batches.micro_batches, batches.rows))
   settings = [("", model_config, c.train.moment_dtype)]
   if model_config.remat != "full":
     settings.append(("--config.model.remat=full ",
@@ -202,13 +210,23 @@ def _changes(c: ml_collections.ConfigDict, model_config: ModelConfig, make_train
                                micro=micro, rows=rows: compiled(make_trainer(config, moments),
                                                                 micro, rows))
     factor *= 2
-  if c.model.lora.rank <= 0:  # a different method, so last: adapters on every projection
+  # a different method, so last: adapters on every projection, then over a 4-bit base
+  adapters, lora_flags = lora_spec(c), ""
+  if adapters is None:
     adapters = lora.Lora(tuple(lora.TARGETS), 16, 32.0)
+    lora_flags = "--config.model.lora.rank=16 --config.model.lora.alpha=32"
     for flags, config, moments in settings:
-      yield memory_plan.Change(f"{flags}--config.model.lora.rank=16 "
-                               "--config.model.lora.alpha=32", lambda config=config,
-                               moments=moments: compiled(make_trainer(config, moments, adapters),
-                                                         batches.micro_batches, batches.rows))
+      yield memory_plan.Change(flags + lora_flags, lambda config=config, moments=moments:
+                               compiled(make_trainer(config, moments, adapters),
+                                        batches.micro_batches, batches.rows))
+  if not adapters.quantize:
+    quantized = dataclasses.replace(adapters, quantize="nf4")
+    for flags, config, moments in settings:
+      yield memory_plan.Change(
+          " ".join(filter(None, (flags.strip(), lora_flags,
+                                 "--config.model.lora.quantize=nf4"))),
+          lambda config=config, moments=moments: compiled(
+              make_trainer(config, moments, quantized), batches.micro_batches, batches.rows))
 
 
 def resumed_line(step: int, steps: int, position: dict[str, int], directory: str) -> str:

@@ -108,7 +108,6 @@ def refusal(plan: MemoryPlan, changes: Iterator[Change]) -> GramError:
       advice = f"{change.flags} fits (peak {_gb(fixed.peak)})"
       break
   else:
-    advice = ("no remat, moment, micro-batch or LoRA setting fits: shard the state over more "
-              "devices (config.mesh.fsdp), a shorter config.data.seq_len, or fewer rows a "
-              "device")
+    advice = ("no mesh, remat, moment, micro-batch, LoRA or QLoRA setting fits: more "
+              "devices, a shorter config.data.seq_len, or fewer rows a device")
   return GramError(f"{plan.line()}: does not fit; {advice}")

@@ -65,3 +65,4 @@ def test_bfloat16_moments_halve_the_planned_optimizer_state(tmp_path):
   line = next(l for l in lean.stdout.splitlines() if l.startswith("dry run: memory plan"))
   parameters = _megabytes(line, "parameters")  # float32: 4 bytes; two bf16 moments: 4
   assert abs(_megabytes(line, "optimizer state") - parameters) < 0.02 * parameters
+
