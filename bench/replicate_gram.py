@@ -321,7 +321,7 @@ def gram_r2_row(out: str, base: str, train: dict, files: dict[str, str], scale: 
       os.path.join(workdir, "hf"), workdir + "_eval", files, scale,
       f"--config.eval.max_len={scale.r2_cutoff}",
       f"--config.reasoning.votes={2 * scale.votes}",  # in total: scale.votes per order
-      *([f"--config.reasoning.temperature=0.75"] if scale.votes > 1 else []),
+      *(["--config.reasoning.temperature=0.75"] if scale.votes > 1 else []),
       f"--config.reasoning.max_new_tokens={scale.rationale_tokens}")
 
 

@@ -243,9 +243,9 @@ def main() -> None:
   from gram_jax.models.config import architecture
   from gram_jax.models.decoder import Decoder
   from gram_jax.inference.reward import RewardModel
-  from gram_jax.inference.serve_util import serve_in_background
-  from gram_jax.inference.request_parsing import Limits
-  from gram_jax.inference.server import RewardServer
+  from gram_jax.serving.lifecycle import serve_in_background
+  from gram_jax.serving.request_parsing import Limits
+  from gram_jax.serving.server import RewardServer
   pool = [(p["prompt"], p["chosen"], p["rejected"]) for p in synthetic.make_pairs(args.pool, 0)]
   tokenizer = tok.train_bpe_tokenizer(list(synthetic.corpus(synthetic.make_pairs(200, 1))) +
                                       [templates.COMPACT_JUDGE_PROMPT] * 3, vocab_size=1024)

@@ -21,7 +21,7 @@ from gram_jax.models.config import ARCHITECTURES, ATTENTION_IMPLS
 STAGES = ("pretrain", "finetune", "prover", "self_train", "evaluate", "serve")
 DTYPES = ("float32", "bfloat16", "float16")
 
-# Paper hyper-parameters per model (SPEC.md section 2/3); model.path points at the weights.
+# Paper hyper-parameters per model (docs/method.md §2–3); model.path points at the weights.
 # The real-model presets of configs/*.py (`:qwen3-8b`): shapes in models.config.ARCHITECTURES.
 MODEL_PRESETS = ("qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "llama3.2-3b",
                  "llama3.1-8b", "smollm2-135m")
@@ -184,9 +184,8 @@ def apply_model_preset(c: ml_collections.ConfigDict, preset: str,
 def describe(c: ml_collections.ConfigDict, config_arg: str = "") -> str:
   """The start-up line: what this run is (stage, config and preset, model, devices and mesh,
   compute dtype, attention, prompt and chat template, workdir)."""
-  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
   devices = jax.devices()
-  shape = " ".join(f"{name}={size}" for name, size in mesh.shape.items())
+  shape = " ".join(f"{name}={size}" for name, size in mesh(c).shape.items())
   if c.model.path:
     model = c.model.path
   else:
@@ -210,9 +209,19 @@ def describe(c: ml_collections.ConfigDict, config_arg: str = "") -> str:
           f"prompt template {prompt}, chat template {chat} | workdir {c.workdir}")
 
 
+def mesh(c: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+  """The run's device mesh: config.mesh within a slice, config.dcn_mesh across slices."""
+  return parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
+
+
+def chat_template(c: ml_collections.ConfigDict) -> str | None:
+  """The chat template every prompt of the run is wrapped in (None: the tokenizer's own)."""
+  return c.tokenizer.chat_template or None
+
+
 def data_parallel_size(c: ml_collections.ConfigDict) -> int:
-  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
-  return mesh.shape["data"] * mesh.shape["fsdp"]
+  shape = mesh(c).shape
+  return shape["data"] * shape["fsdp"]
 
 
 def compute_dtype(c: ml_collections.ConfigDict) -> str:

@@ -1,4 +1,4 @@
-"""GRAM-R² self-training rules as pure functions (SPEC.md section 6).
+"""GRAM-R² self-training rules as pure functions (docs/method.md §6).
 
 - proof selection (paper Eq. 5): of k sampled proofs keep the one with the highest
   Score = -log π_ψ(z | s, l) / log π_ψ(z), likely given the pair and label, unlikely alone;
@@ -19,7 +19,9 @@ from typing import Sequence
 import numpy as np
 
 from gram_jax.data.preference import PreferencePair, pair_identity
+from gram_jax.data.records import UnlabeledPair
 from gram_jax.errors import GramError
+from gram_jax.inference.reasoning import PairJudgment
 from gram_jax.inference.voting import Vote, count
 from gram_jax.text import rationale
 
@@ -140,6 +142,46 @@ def keep_most_confident(confidences: Sequence[float | None], fraction: float) ->
   ranked = sorted(candidates, key=lambda i: -confidences[i])[:budget]
   chosen = set(ranked)
   return [i in chosen for i in range(len(confidences))]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelRules:
+  """How a round turns judgments into a pseudo-label (config.self_train's denoising)."""
+  labels: tuple[str, ...]
+  rationale_format: str
+  max_rationale_chars: int
+  min_vote_share: float
+  min_confidence: float
+
+
+def judged_row(pair: UnlabeledPair, judged: PairJudgment, rules: LabelRules) -> dict:
+  """A pair's k judgments per order, each rule-checked, and the pseudo-label they vote."""
+  samples = [SampledJudgment(
+      j.pick(rules.labels),
+      judgment_problem(j.reply, rules.labels, rules.rationale_format,
+                                     rules.max_rationale_chars),
+      j.pair_probs()) for j in judged.judgments]
+  label = pseudo_label(samples, rules.min_vote_share, rules.min_confidence)
+  return {"prompt": pair.prompt, "response_a": pair.response_a,
+          "response_b": pair.response_b, "gold": pair.extra.get("gold"),
+          "trimmed": judged.trimmed,
+          "judgments": [{"swapped": j.swapped, "verdict": j.verdict, "problem": s.problem,
+                         "p_a": round(s.probs[0], 6)}
+                        for j, s in zip(judged.judgments, samples)],
+          "votes": [label.vote.for_a, label.vote.for_b], "abstained": label.vote.abstained,
+          "vote_share": label.vote.share, "confidence": label.confidence,
+          "label": None if label.pick is None else rules.labels[label.pick],
+          "drop_reason": label.drop_reason}
+
+
+def keep_top_fraction(rows: list[dict], fraction: float) -> list[dict]:
+  """The rows with the pairs outside the most confident `fraction` of the pool dropped for
+  low confidence (`self_train.keep_top_fraction`, instead of a fixed threshold)."""
+  keep = keep_most_confident(
+      [r["confidence"] if r["drop_reason"] is None else None for r in rows], fraction)
+  return [{**row, "drop_reason": "low_confidence"}
+          if row["drop_reason"] is None and not kept else row
+          for row, kept in zip(rows, keep)]
 
 
 def round_stats(rows: list[dict]) -> dict:

@@ -44,7 +44,7 @@ def shared_data(*parts: str) -> str:
   """Path under ../shared/data; skips the test when the file is absent."""
   path = os.path.join(SHARED_DATA, *parts)
   if not os.path.exists(path):
-    pytest.skip(f"shared data not present: {path}")
+    pytest.skip(f"benchmark data not present: {path} (the shared data folder; docs/data.md)")
   return path
 
 

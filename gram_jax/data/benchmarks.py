@@ -1,4 +1,4 @@
-"""Official grouping rules of RewardBench, JudgeBench, RM-Bench (SPEC.md section 5), RMB,
+"""Official grouping rules of RewardBench, JudgeBench, RM-Bench (docs/method.md §5), RMB,
 HHH alignment and PandaLM.
 
 Each summary takes per-pair (or per-item) correctness and returns a JSON-able dict; the
@@ -6,9 +6,12 @@ Markdown table is rendered from the same dict.
 """
 import collections
 import hashlib
+import os
 from typing import Any, Iterable
 
 import numpy as np
+
+from gram_jax.errors import GramError
 
 REWARDBENCH_GROUPS = {
     "chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy",
@@ -335,3 +338,59 @@ def markdown(name: str, summary: dict[str, Any]) -> str:
   budget = f" of {summary['max_len']} tokens" if "max_len" in summary else ""
   lines += [f"Pairs trimmed to fit the prompt budget{budget}: {summary['trimmed_pairs']}.", ""]
   return "\n".join(lines)
+
+
+# Which benchmark a file is, and where a record belongs in it.
+def detect_benchmark(rows: list[dict], setting: str, path: str = "") -> str:
+  """The benchmark a file's records come from, by their fields (`setting` when not auto)."""
+  if setting != "auto":
+    return setting
+  first = rows[0] if rows else {}
+  for field, kind in (("bon_best", "rmb_bon"), ("conversation_input", "rmb"),
+                      ("annotator1", "pandalm"), ("chosen_instruction", "hhh")):
+    if field in first:
+      return kind
+  if "output_1" in first and llmbar_subset(path, first):
+    return "rewardbench"
+  if isinstance(first.get("chosen"), list) and first["chosen"] and isinstance(
+      first["chosen"][0], str):
+    return "rmbench"
+  if "source" in first:
+    return "judgebench"
+  if first.get("subset") in REWARDBENCH_SUBSETS:
+    return "rewardbench"
+  return "pairs"
+
+
+def rmbench_record_domain(row: dict, path: str) -> str:
+  """An RM-Bench record's domain: its own field, else its file's or id's name."""
+  if isinstance(row.get("domain"), str):
+    return row["domain"]
+  name = os.path.basename(path).lower()
+  for domain in RMBENCH_DOMAINS:
+    if domain in name or str(row.get("id", "")).lower().startswith(domain):
+      return domain
+  return "unknown"
+
+
+def rmbench_triples(where: str, row: dict) -> list[tuple[str, str, str]]:
+  """The 9 (prompt, chosen, rejected) pairs of an RM-Bench item, chosen i by rejected j."""
+  chosen, rejected = row.get("chosen"), row.get("rejected")
+  for field, value in (("chosen", chosen), ("rejected", rejected)):
+    if not (isinstance(value, list) and len(value) == 3 and all(
+        isinstance(v, str) and v.strip() for v in value)):
+      raise GramError(f"{where}: field '{field}': expected 3 non-empty response strings")
+  if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+    raise GramError(f"{where}: field 'prompt': missing or empty")
+  return [(row["prompt"], chosen[i], rejected[j]) for i in range(3) for j in range(3)]
+
+
+def rmb_subset(row: dict, where: str) -> str:
+  """RMB's subset: the record's category_path, else its file's path from the set folder."""
+  if isinstance(row.get("category_path"), str):
+    return row["category_path"]
+  path = where.rsplit("[", 1)[0]
+  for root in ("Pairwise_set", "BoN_set"):
+    if f"{root}/" in path:
+      return root + path.split(root, 1)[1].split(".json")[0]
+  return path

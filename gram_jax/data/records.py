@@ -8,7 +8,6 @@ first one or skips and counts them, as the user chose.
 """
 import collections
 import dataclasses
-import re
 from typing import Any, Callable, Iterable, Iterator
 
 from gram_jax.data import sources

@@ -76,3 +76,15 @@ def prove_batch(generator: Generator, prompts: PromptEncoder, items: Sequence[di
   return [Proof(candidates[best[i]][i].text.strip() or "No rationale.", bool(trimmed[i]),
                 tuple(encoded[i]), tuple(conditional[i]), tuple(unconditional[i]), best[i])
           for i in range(n)]
+
+
+def proved_rows(generator: Generator, prompts, items: list[dict], first: int, k: int,
+                max_new_tokens: int, sampling: Sampling, seed: int,
+                context: list[int]) -> list[dict]:
+  """One chunk of items ({prompt, response_a, response_b, label}; items `first`, …) with
+  π_ψ's best of k sampled proofs (paper Eq. 5) as their rationale, and whether their
+  prompt had to be cut."""
+  proofs = prove_batch(generator, prompts, items, k, max_new_tokens, sampling, seed,
+                               first, context)
+  return [{**item, "rationale": proof.rationale, "prompt_trimmed": proof.trimmed}
+          for item, proof in zip(items, proofs)]

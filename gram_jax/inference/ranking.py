@@ -1,4 +1,4 @@
-"""Best-of-n and total orders from pairwise judgments (SPEC.md section 4).
+"""Best-of-n and total orders from pairwise judgments (docs/method.md §4).
 
 `compare(triples)` scores (prompt, a, b) triples as an [N, 2] array; a beats b iff its
 score is higher. Methods:

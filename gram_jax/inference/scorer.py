@@ -1,4 +1,4 @@
-"""Verdict-token probabilities of judging prompts, and the both-order score (SPEC.md §4).
+"""Verdict-token probabilities of judging prompts, and the both-order score (docs/method.md §4).
 
 For a pair (r1, r2) both orders are judged; at the verdict position the softmax over the
 label tokens gives P(A), P(B); score(r1) = mean(P(A | r1 first), P(B | r1 second)) and

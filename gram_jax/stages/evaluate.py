@@ -14,43 +14,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import configlib, parallel, storage
+from gram_jax import configlib, storage
 from gram_jax.data import benchmarks, preference, sources
 from gram_jax.errors import GramError
 from gram_jax.inference.reasoning import PairJudgment
 from gram_jax.inference.reward import RewardModel
 from gram_jax.journal import Journal, fingerprint, run_in_chunks
-from gram_jax.stages import setup
-
-
-def detect_benchmark(rows: list[dict], setting: str, path: str = "") -> str:
-  if setting != "auto":
-    return setting
-  first = rows[0] if rows else {}
-  for field, kind in (("bon_best", "rmb_bon"), ("conversation_input", "rmb"),
-                      ("annotator1", "pandalm"), ("chosen_instruction", "hhh")):
-    if field in first:
-      return kind
-  if "output_1" in first and benchmarks.llmbar_subset(path, first):
-    return "rewardbench"
-  if isinstance(first.get("chosen"), list) and first["chosen"] and isinstance(
-      first["chosen"][0], str):
-    return "rmbench"
-  if "source" in first:
-    return "judgebench"
-  if first.get("subset") in benchmarks.REWARDBENCH_SUBSETS:
-    return "rewardbench"
-  return "pairs"
-
-
-def rmbench_domain(row: dict, path: str) -> str:
-  if isinstance(row.get("domain"), str):
-    return row["domain"]
-  name = os.path.basename(path).lower()
-  for domain in benchmarks.RMBENCH_DOMAINS:
-    if domain in name or str(row.get("id", "")).lower().startswith(domain):
-      return domain
-  return "unknown"
+from gram_jax.stages import common
 
 
 def read_rows(path: str) -> list[tuple[str, dict]]:
@@ -62,17 +32,6 @@ def read_rows(path: str) -> list[tuple[str, dict]]:
   if not rows:
     raise GramError(f"{path}: no records")
   return rows
-
-
-def _rmbench_triples(where: str, row: dict) -> list[tuple[str, str, str]]:
-  chosen, rejected = row.get("chosen"), row.get("rejected")
-  for field, value in (("chosen", chosen), ("rejected", rejected)):
-    if not (isinstance(value, list) and len(value) == 3 and all(
-        isinstance(v, str) and v.strip() for v in value)):
-      raise GramError(f"{where}: field '{field}': expected 3 non-empty response strings")
-  if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-    raise GramError(f"{where}: field 'prompt': missing or empty")
-  return [(row["prompt"], chosen[i], rejected[j]) for i in range(3) for j in range(3)]
 
 
 def pair_outcome(reward: RewardModel, judged: PairJudgment) -> dict[str, Any]:
@@ -130,7 +89,7 @@ Scored = tuple[list[dict], dict[str, Any], list[dict[str, Any]]]
 def _rmbench(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
              log: Journal, desc: str) -> Scored:
   """Every item's 3x3 (chosen variant, rejected variant) pairs."""
-  triples = [t for where, row in rows for t in _rmbench_triples(where, row)]
+  triples = [t for where, row in rows for t in benchmarks.rmbench_triples(where, row)]
   outcomes = judge_journaled(reward, triples, log, desc=desc)
   results, matrices = [], []
   for index, (_, row) in enumerate(rows):
@@ -138,7 +97,7 @@ def _rmbench(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path:
     chosen = np.array([o["a"] for o in item]).reshape(3, 3)
     rejected = np.array([o["b"] for o in item]).reshape(3, 3)
     wins = np.array([correct(o) for o in item]).reshape(3, 3)
-    matrices.append((rmbench_domain(row, path), wins))
+    matrices.append((benchmarks.rmbench_record_domain(row, path), wins))
     results.append({**row, "score_chosen": chosen.tolist(), "score_rejected": rejected.tolist(),
                     "correct": wins.tolist(), **benchmarks.rmbench_item_accuracy(wins),
                     "readouts": [_readout(o) for o in item]})
@@ -156,7 +115,7 @@ def _best_of_n(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, pat
     item = outcomes[start:start + len(group.losers)]
     start += len(group.losers)
     ok = all(correct(o) for o in item)
-    subset_correct.append((_rmb_subset(row, where), ok))
+    subset_correct.append((benchmarks.rmb_subset(row, where), ok))
     results.append({**row, "score_best": [o["a"] for o in item],
                     "score_losers": [o["b"] for o in item], "correct": ok,
                     "readouts": [_readout(o) for o in item]})
@@ -188,7 +147,7 @@ def _pairwise(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path
     summary = benchmarks.judgebench_summary(
         (str(r.get("source", "")), ok) for (_, r), ok in zip(rows, flags))
   elif kind == "rmb":
-    summary = benchmarks.rmb_summary(kind, ((_rmb_subset(r, w), ok)
+    summary = benchmarks.rmb_summary(kind, ((benchmarks.rmb_subset(r, w), ok)
                                             for (w, r), ok in zip(rows, flags)))
   elif kind == "hhh":
     summary = benchmarks.hhh_summary((p.extra.get("source", ""), ok)
@@ -206,17 +165,6 @@ def _readout(outcome: dict[str, Any]) -> dict[str, Any]:
   return {k: v for k, v in outcome.items() if k not in ("a", "b")}
 
 
-def _rmb_subset(row: dict, where: str) -> str:
-  """RMB's subset: the record's category_path, else its file's path from the set folder."""
-  if isinstance(row.get("category_path"), str):
-    return row["category_path"]
-  path = where.rsplit("[", 1)[0]
-  for root in ("Pairwise_set", "BoN_set"):
-    if f"{root}/" in path:
-      return root + path.split(root, 1)[1].split(".json")[0]
-  return path
-
-
 def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
                   work: dict[str, Any], max_records: int = 0, sample: str = "first",
                   seed: int = 0) -> dict[str, Any]:
@@ -231,7 +179,7 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
       logging.info("%s: already evaluated in %s", path, out_dir)
       return summary
   all_rows = read_rows(path)
-  kind = detect_benchmark([r for _, r in all_rows], setting, path)
+  kind = benchmarks.detect_benchmark([r for _, r in all_rows], setting, path)
   rows, selection = benchmarks.select_records(all_rows, max_records, sample, seed)
   log = Journal(os.path.join(out_dir, "scores.journal"), work)
   score = {"rmbench": _rmbench, "rmb_bon": _best_of_n}.get(kind, _pairwise)
@@ -295,8 +243,8 @@ def output_names(paths: list[str]) -> list[str]:
 
 
 def run(c: ml_collections.ConfigDict) -> None:
-  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
-  reward = setup.reward_model(c, mesh, c.eval.max_len, c.eval.batch_size)
+  mesh = configlib.mesh(c)
+  reward = common.reward_model(c, mesh, c.eval.max_len, c.eval.batch_size)
   digest = lambda text: hashlib.sha256((text or "").encode()).hexdigest()[:16]
   work = {"model": storage.absolute(c.model.path), "max_len": reward.max_len,
           "template": digest(reward.encoder.template), "labels": list(reward.labels),

@@ -10,7 +10,7 @@ import ml_collections
 
 from gram_jax import configlib
 from gram_jax.data import synthetic
-from gram_jax.stages import recipes, setup
+from gram_jax.stages import common, recipes
 
 BUILTIN_EVAL_PAIRS = 200
 
@@ -25,8 +25,8 @@ def builtin_files(c: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
           {"heldout": BUILTIN_EVAL_PAIRS, "train": c.data.builtin_pairs}, c.seed,
           configlib.builtin_tasks(c)))
     return splits[name]
-  train = setup.builtin_jsonl(os.path.join(data, "train_pairs.jsonl"), lambda: split("train"))
-  held_out = setup.builtin_jsonl(os.path.join(data, "eval_pairs.jsonl"),
+  train = common.builtin_jsonl(os.path.join(data, "train_pairs.jsonl"), lambda: split("train"))
+  held_out = common.builtin_jsonl(os.path.join(data, "eval_pairs.jsonl"),
                                  lambda: split("heldout"))
   return [train], [held_out]
 

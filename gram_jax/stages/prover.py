@@ -10,7 +10,7 @@ import ml_collections
 
 from gram_jax import configlib
 from gram_jax.data import synthetic
-from gram_jax.stages import recipes, setup
+from gram_jax.stages import common, recipes
 
 
 def seed_files(c: ml_collections.ConfigDict) -> list[str]:
@@ -18,11 +18,11 @@ def seed_files(c: ml_collections.ConfigDict) -> list[str]:
   if files:
     return files
   pairs = lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
-  return [setup.builtin_jsonl(os.path.join(c.workdir, "data", "seed_proofs.jsonl"),
+  return [common.builtin_jsonl(os.path.join(c.workdir, "data", "seed_proofs.jsonl"),
                               lambda: synthetic.as_proved(pairs(), c.seed))]
 
 
 def run(c: ml_collections.ConfigDict) -> None:
-  tokenizer = setup.load_or_build_tokenizer(c)
+  tokenizer = common.load_or_build_tokenizer(c)
   recipes.train_on_proofs(c, tokenizer, seed_files(c), recipes.prover_encoder(c, tokenizer),
                           c.workdir)

@@ -3,6 +3,7 @@ GRAM label-smoothed verdict fine-tuning. Self-training runs them for its prover,
 labeled-only baseline, so stages never import each other."""
 import functools
 import random
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -10,11 +11,11 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from gram_jax import configlib, parallel
+from gram_jax import configlib
 from gram_jax.data import benchmarks, encode, loader, preference, records
 from gram_jax.inference.reward import RewardModel
 from gram_jax.judge_card import Reasoning, prompt_name, write_judge_card
-from gram_jax.stages import setup
+from gram_jax.stages import common
 from gram_jax.text import rationale, truncation
 from gram_jax.training import loop, objectives
 
@@ -30,7 +31,7 @@ def record_judge(c: ml_collections.ConfigDict, workdir: str,
   uses the same prompt."""
   if jax.process_index() == 0:
     write_judge_card(workdir, configlib.judge_template(c, reasoning is not None),
-                     c.template.labels, reasoning, c.tokenizer.chat_template or None)
+                     c.template.labels, reasoning, configlib.chat_template(c))
 
 
 def policy_reasoning(c: ml_collections.ConfigDict, max_new_tokens: int) -> Reasoning:
@@ -44,7 +45,7 @@ def prover_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncod
   return encode.ReplyEncoder(
       tokenizer, c.data.cutoff_len, template, reply=lambda f: f["rationale"],
       values=lambda f: {**encode.pair_values(f), "label": f["label"]},
-      chat_template=c.tokenizer.chat_template or None, trim_order=PROOF_TRIM_ORDER)
+      chat_template=configlib.chat_template(c), trim_order=PROOF_TRIM_ORDER)
 
 
 def policy_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
@@ -54,25 +55,36 @@ def policy_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncod
       tokenizer, c.data.cutoff_len, template,
       reply=lambda f: rationale.format_target(f["rationale"], f["label"],
                                               c.template.rationale_format),
-      chat_template=c.tokenizer.chat_template or None, trim_order=PROOF_TRIM_ORDER)
+      chat_template=configlib.chat_template(c), trim_order=PROOF_TRIM_ORDER)
+
+
+def train_lm(c: ml_collections.ConfigDict, tokenizer, files: list[str],
+             parse: Callable[[Any, str], Any], encoder: Callable[[Any], encode.Example],
+             workdir: str) -> None:
+  """Next-token training on the replies of `files`' records (parsed, then encoded); every
+  LM stage's pipeline: GRAM pre-training, the prover, the policy. Resumes from `workdir`."""
+  mesh = configlib.mesh(c)
+  records_read, report = records.read_records(files, parse, c.data.on_bad_record,
+                                              shard=(jax.process_index(), jax.process_count()))
+  logging.info("%s: %s", workdir, report.summary())
+  dataset = encode.TokenizedSet.build([encoder(record) for record in records_read])
+  logging.info("%s: encoded %d examples (%d trimmed to %d tokens)", workdir, len(dataset),
+               dataset.trimmed, c.data.cutoff_len)
+  batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
+                                 c.train.micro_batches, seed=c.seed, pack=c.data.pack,
+                                 pad_id=tokenizer.pad_token_id)
+  model_config = common.make_model_config(c, tokenizer)
+  objective = functools.partial(objectives.causal_lm_loss, chunk_len=c.train.loss_chunk_len)
+  loop.fit(c, mesh, model_config, tokenizer, batches, objective, workdir,
+           init_params=lambda: common.initial_params(c, model_config, mesh))
 
 
 def train_on_proofs(c: ml_collections.ConfigDict, tokenizer, files: list[str],
                     encoder: encode.ReplyEncoder, workdir: str) -> None:
-  """LM training on proved pairs (prover or policy targets); resumes from `workdir`."""
-  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
+  """LM training on proved pairs (prover or policy targets)."""
   parse = functools.partial(preference.parse_proved_pair, labels=tuple(c.template.labels))
-  proofs, report = records.read_records(files, parse, c.data.on_bad_record,
-                                        shard=(jax.process_index(), jax.process_count()))
-  logging.info("%s: %s", workdir, report.summary())
-  dataset = encode.TokenizedSet.build([encoder(vars(p), p.where) for p in proofs])
-  batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
-                                 c.train.micro_batches, seed=c.seed, pack=c.data.pack,
-                                 pad_id=tokenizer.pad_token_id)
-  model_config = setup.make_model_config(c, tokenizer)
-  objective = functools.partial(objectives.causal_lm_loss, chunk_len=c.train.loss_chunk_len)
-  loop.fit(c, mesh, model_config, tokenizer, batches, objective, workdir,
-           init_params=lambda: setup.initial_params(c, model_config, mesh))
+  train_lm(c, tokenizer, files, parse, lambda proof: encoder(vars(proof), proof.where),
+           workdir)
 
 
 def verdict_examples(pairs: list[preference.PreferencePair], encoder: encode.JudgeEncoder,
@@ -104,7 +116,7 @@ def heldout_accuracy(c: ml_collections.ConfigDict, tokenizer,
     reward = RewardModel(nnx.merge(graphdef, params), tokenizer, max_len=c.data.cutoff_len,
                          batch_size=c.eval.batch_size, template=configlib.judge_template(c),
                          labels=tuple(c.template.labels), mesh=mesh,
-                         chat_template=c.tokenizer.chat_template or None)
+                         chat_template=configlib.chat_template(c))
     scores = reward.score_batch([(p.prompt, p.chosen, p.rejected) for p in eval_pairs])
     return {"accuracy": float((scores[:, 0] > scores[:, 1]).mean())}
   return loop.Hook("eval", evaluate, c.eval.every_steps)
@@ -113,10 +125,10 @@ def heldout_accuracy(c: ml_collections.ConfigDict, tokenizer,
 def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
                       eval_files: list[str]) -> None:
   """GRAM stage 2 on `train_files`, held-out accuracy on `eval_files` as it trains."""
-  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
-  tokenizer = setup.load_or_build_tokenizer(c)
+  mesh = configlib.mesh(c)
+  tokenizer = common.load_or_build_tokenizer(c)
   encoder = encode.JudgeEncoder(tokenizer, c.data.cutoff_len, configlib.judge_template(c),
-                                tuple(c.template.labels), c.tokenizer.chat_template or None)
+                                tuple(c.template.labels), configlib.chat_template(c))
   read = functools.partial(records.read_records, parse=preference.parse_preference_pair,
                            on_bad=c.data.on_bad_record)
   pairs, report = read(train_files, shard=(jax.process_index(), jax.process_count()))
@@ -138,9 +150,9 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
     hooks.append(heldout_accuracy(c, tokenizer, eval_pairs, mesh))
   objective = functools.partial(objectives.verdict_loss, label_ids=tuple(encoder.label_ids),
                                 smoothing=c.train.label_smoothing)
-  model_config = setup.make_model_config(c, tokenizer)
+  model_config = common.make_model_config(c, tokenizer)
   logging.info("judge prompt %s, labels %s", prompt_name(encoder.template),
                "/".join(c.template.labels))
   record_judge(c, c.workdir)
   loop.fit(c, mesh, model_config, tokenizer, batches, objective, c.workdir,
-           init_params=lambda: setup.initial_params(c, model_config, mesh), hooks=hooks)
+           init_params=lambda: common.initial_params(c, model_config, mesh), hooks=hooks)

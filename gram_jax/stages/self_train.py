@@ -18,6 +18,7 @@ import datetime
 import functools
 import os
 import time
+from typing import Any
 
 import jax
 import ml_collections
@@ -29,25 +30,40 @@ from gram_jax.data import preference, records
 from gram_jax.hf.export import save_pretrained
 from gram_jax.inference import proving
 from gram_jax.inference.generate import Generator, Sampling
-from gram_jax.inference.reasoning import PairJudgment, RationaleJudge
+from gram_jax.inference.reasoning import RationaleJudge
 from gram_jax.inference.reward import RewardModel
 from gram_jax.journal import Journal, fingerprint, run_in_chunks, write_jsonl
 from gram_jax.judge_card import JUDGE_CARD
 from gram_jax.progress import Progress
-from gram_jax.stages import recipes, setup
+from gram_jax.stages import common, recipes
 from gram_jax.stages.self_train_files import (data_files, once, publish, read_json, read_jsonl,
                                               trimmed_proofs)
 
 VERDICT_TEMPLATES = {"gram_rr": "gram", "compact_rr": "compact"}
 
 
-def sub_config(c: ml_collections.ConfigDict, workdir: str, steps: int,
-               learning_rate: float) -> ml_collections.ConfigDict:
+def with_fields(c: ml_collections.ConfigDict,
+                changes: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A copy of `c` with each dotted field of `changes` set (`c` itself is not touched)."""
   sub = copy.deepcopy(c)
   with sub.unlocked():
-    sub.workdir, sub.train.num_steps, sub.train.learning_rate = workdir, steps, learning_rate
-    sub.tokenizer.path = os.path.join(c.workdir, checkpoint.TOKENIZER)
+    for field, value in changes.items():
+      *parents, name = field.split(".")
+      node = sub
+      for parent in parents:
+        node = node[parent]
+      node[name] = value
   return sub
+
+
+def sub_run(c: ml_collections.ConfigDict, workdir: str, steps: int, learning_rate: float,
+            changes: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """The config of one sub-run of the job: its own workdir, steps and learning rate, the
+  job's tokenizer, and the caller's other `changes`; every other field is the job's."""
+  return with_fields(c, {"workdir": workdir, "train.num_steps": steps,
+                         "train.learning_rate": learning_rate,
+                         "tokenizer.path": os.path.join(c.workdir, checkpoint.TOKENIZER),
+                         **(changes or {})})
 
 
 class SelfTraining:
@@ -56,7 +72,7 @@ class SelfTraining:
   def __init__(self, c: ml_collections.ConfigDict):
     self.c, self.s = c, c.self_train
     self.labels = tuple(c.template.labels)
-    self.tokenizer = setup.load_or_build_tokenizer(c)
+    self.tokenizer = common.load_or_build_tokenizer(c)
     self.files = data_files(c)
     read = lambda paths, parse: records.read_records(paths, parse, c.data.on_bad_record)[0]
     self.labeled = read(self.files["labeled"], preference.parse_preference_pair)
@@ -70,7 +86,7 @@ class SelfTraining:
     if self.s.export == "best_validation":
       self_training.check_validation_set(validation, self.heldout)
     self.validation_triples = [(p.prompt, p.chosen, p.rejected) for p in validation]
-    self.chat_template = c.tokenizer.chat_template or None
+    self.chat_template = configlib.chat_template(c)
 
   def path(self, *parts: str) -> str:
     return os.path.join(self.c.workdir, *parts)
@@ -86,10 +102,10 @@ class SelfTraining:
       proved = [preference.preference_row(p.prompt, p.response_a, p.response_b, p.label,
                                           self.labels[0]) for p in seeds]
       return proved + [p.as_row() for p in self.labeled + extra]
-    return setup.builtin_jsonl(self.path("baseline", "gold_pairs.jsonl"), rows)
+    return common.builtin_jsonl(self.path("baseline", "gold_pairs.jsonl"), rows)
 
   def train_prover(self) -> str:
-    sub = sub_config(self.c, self.path("prover"), self.s.prover_steps, self.s.learning_rate)
+    sub = sub_run(self.c, self.path("prover"), self.s.prover_steps, self.s.learning_rate)
     recipes.train_on_proofs(sub, self.tokenizer, self.files["seed"],
                             recipes.prover_encoder(sub, self.tokenizer), sub.workdir)
     return sub.workdir
@@ -108,10 +124,8 @@ class SelfTraining:
           self.c.train.micro_batches
       steps = max(self.s.policy_steps, int(np.ceil(self.s.policy_epochs * rows / per_step)))
       learning_rate = self.s.learning_rate
-    sub = sub_config(self.c, self.path(name, "policy"), steps, learning_rate)
-    if start_from:
-      with sub.unlocked():
-        sub.model.path = start_from
+    sub = sub_run(self.c, self.path(name, "policy"), steps, learning_rate,
+                  {"model.path": start_from} if start_from else {})
     recipes.record_judge(sub, sub.workdir,
                          recipes.policy_reasoning(self.c, self.s.max_new_tokens))
     recipes.train_on_proofs(sub, self.tokenizer, proof_files,
@@ -119,25 +133,21 @@ class SelfTraining:
     return sub.workdir
 
   def verdict_template(self) -> str:
-    sub = copy.deepcopy(self.c)
-    with sub.unlocked():
-      sub.template.judge = VERDICT_TEMPLATES.get(self.c.template.judge, self.c.template.judge)
-    return configlib.judge_template(sub)
+    return configlib.judge_template(with_fields(self.c, {"template.judge": self.verdict_judge()}))
+
+  def verdict_judge(self) -> str:
+    """The verdict-only counterpart of the job's reasoning prompt (its baseline's prompt)."""
+    return VERDICT_TEMPLATES.get(self.c.template.judge, self.c.template.judge)
 
   def verdict_finetune(self, name: str, train_files: list[str], steps: int,
                        start_from: str = "") -> dict:
     """GRAM label-smoothed verdict fine-tuning (stage finetune, no rationale) into
     workdir/name, from `start_from` (a run directory) or the base model."""
-    sub = sub_config(self.c, self.path(name), steps, self.s.learning_rate)
-    with sub.unlocked():
-      sub.stage = "finetune"
-      sub.template.judge = VERDICT_TEMPLATES.get(self.c.template.judge, self.c.template.judge)
-      sub.data.cutoff_len = sub.data.seq_len = self.s.verdict_cutoff_len or sub.data.cutoff_len
-      sub.data.train_files = ",".join(train_files)
-      sub.eval.files = ",".join(self.files["heldout"])
-      sub.eval.every_steps = 0
-      if start_from:
-        sub.model.path = start_from
+    sub = sub_run(self.c, self.path(name), steps, self.s.learning_rate, {
+        "stage": "finetune", "template.judge": self.verdict_judge(),
+        "data.cutoff_len": self.verdict_max_len(), "data.seq_len": self.verdict_max_len(),
+        "data.train_files": ",".join(train_files), "eval.files": ",".join(self.files["heldout"]),
+        "eval.every_steps": 0, **({"model.path": start_from} if start_from else {})})
     recipes.finetune_verdicts(sub, train_files, self.files["heldout"])
     if not self.heldout_triples:
       return {}
@@ -204,17 +214,15 @@ class SelfTraining:
       return out
     generator = Generator(pretrained.load_pretrained(prover_dir), self.tokenizer,
                           self.s.batch_size, self.c.data.cutoff_len)
-    chat_template = self.c.tokenizer.chat_template or None
+    chat_template = configlib.chat_template(self.c)
     prompts = proving.prover_prompts(self.tokenizer, configlib.prover_template(self.c),
                                      self.c.data.cutoff_len, chat_template)
     context = proving.empty_context(self.tokenizer, chat_template)
     sampling = Sampling(temperature=self.s.proof_temperature)
 
-    def work(chunk: list[dict], first: int) -> list[dict]:
-      proofs = proving.prove_batch(generator, prompts, chunk, self.s.proofs_per_pair,
-                                   self.s.max_new_tokens, sampling, self.c.seed, first, context)
-      return [{**item, "rationale": proof.rationale, "prompt_trimmed": proof.trimmed}
-              for item, proof in zip(chunk, proofs)]
+    work = functools.partial(proving.proved_rows, generator, prompts, k=self.s.proofs_per_pair,
+                             max_new_tokens=self.s.max_new_tokens, sampling=sampling,
+                             seed=self.c.seed, context=context)
 
     log = Journal(out + ".journal", {"prover": prover_dir, "items": fingerprint(items),
                                      "k": self.s.proofs_per_pair, "seed": self.c.seed,
@@ -224,26 +232,6 @@ class SelfTraining:
     publish(out, lambda: write_jsonl(rows, out))
     log.remove()
     return out
-
-  def judged_row(self, pair: records.UnlabeledPair, judged: PairJudgment,
-                 min_confidence: float) -> dict:
-    """A pair's k judgments per order, each rule-checked, and the pseudo-label they vote."""
-    samples = [self_training.SampledJudgment(
-        j.pick(self.labels),
-        self_training.judgment_problem(j.reply, self.labels, self.c.template.rationale_format,
-                                       self.s.max_rationale_chars),
-        j.pair_probs()) for j in judged.judgments]
-    label = self_training.pseudo_label(samples, self.s.min_vote_share, min_confidence)
-    return {"prompt": pair.prompt, "response_a": pair.response_a,
-            "response_b": pair.response_b, "gold": pair.extra.get("gold"),
-            "trimmed": judged.trimmed,
-            "judgments": [{"swapped": j.swapped, "verdict": j.verdict, "problem": s.problem,
-                           "p_a": round(s.probs[0], 6)}
-                          for j, s in zip(judged.judgments, samples)],
-            "votes": [label.vote.for_a, label.vote.for_b], "abstained": label.vote.abstained,
-            "vote_share": label.vote.share, "confidence": label.confidence,
-            "label": None if label.pick is None else self.labels[label.pick],
-            "drop_reason": label.drop_reason}
 
   def label_round(self, policy_dir: str, round_index: int) -> dict:
     """π_φ judges each pair k times per order (sampled); rule-passing judgments vote; the
@@ -257,11 +245,11 @@ class SelfTraining:
     by_fraction = self.s.keep_top_fraction > 0
     min_confidence = 0.0 if by_fraction else self.s.confidence_threshold
 
-    def work(chunk: list, first: int) -> list[dict]:
-      judged = judge.judge_batch([(p.prompt, p.response_a, p.response_b) for p in chunk],
-                                 sampling, seed=self.c.seed + round_index, first_index=first,
-                                 samples=self.s.judge_samples)
-      return [self.judged_row(pair, j, min_confidence) for pair, j in zip(chunk, judged)]
+    rules = self_training.LabelRules(self.labels, self.c.template.rationale_format,
+                       self.s.max_rationale_chars, self.s.min_vote_share, min_confidence)
+    work = functools.partial(label_pairs, judge, sampling=sampling,
+                             seed=self.c.seed + round_index, samples=self.s.judge_samples,
+                             rules=rules)
 
     judged_path = self.path(f"round_{round_index}", "judged.jsonl")
     log = Journal(judged_path + ".journal", {
@@ -273,12 +261,7 @@ class SelfTraining:
         2 * self.s.judge_samples)), desc=f"round {round_index}: judging the unlabeled pool",
                          unit="pair")
     if by_fraction:
-      keep = self_training.keep_most_confident(
-          [r["confidence"] if r["drop_reason"] is None else None for r in rows],
-          self.s.keep_top_fraction)
-      for row, kept in zip(rows, keep):
-        if row["drop_reason"] is None and not kept:
-          row["drop_reason"] = "low_confidence"
+      rows = self_training.keep_top_fraction(rows, self.s.keep_top_fraction)
     kept = [r for r in rows if r["drop_reason"] is None]
     kept_path = self.path(f"round_{round_index}", "kept.jsonl")
 
@@ -290,6 +273,15 @@ class SelfTraining:
                  lambda: self_training.round_stats(rows))
     log.remove()  # only now: a kill before labels.json exists resumes from the journal
     return stats
+
+
+def label_pairs(judge: RationaleJudge, pairs: list[records.UnlabeledPair], first: int,
+                sampling: Sampling, seed: int, samples: int, rules: self_training.LabelRules) -> list[dict]:
+  """One chunk of a round's pool (items `first`, `first` + 1, …): judged `samples` times per
+  order, then each pair's row with its pseudo-label or drop reason."""
+  judged = judge.judge_batch([(p.prompt, p.response_a, p.response_b) for p in pairs],
+                             sampling, seed=seed, first_index=first, samples=samples)
+  return [self_training.judged_row(pair, j, rules) for pair, j in zip(pairs, judged)]
 
 
 def kept_items(job: SelfTraining, round_index: int) -> list[dict]:
@@ -305,7 +297,7 @@ def pseudo_labeled_file(job: SelfTraining, rounds: int) -> str:
       out += [preference.preference_row(i["prompt"], i["response_a"], i["response_b"],
                                         i["label"], job.labels[0]) for i in kept_items(job, r)]
     return out
-  return setup.builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), rows)
+  return common.builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), rows)
 
 
 def task_targets(job: SelfTraining, prover_dir: str) -> tuple[list[str], dict]:
@@ -315,7 +307,7 @@ def task_targets(job: SelfTraining, prover_dir: str) -> tuple[list[str], dict]:
   to_prove = [t.pair for t in job.task if t.proved is None]
   targets = []
   if own:
-    targets.append(setup.builtin_jsonl(job.path("final", "task_rationales.jsonl"),
+    targets.append(common.builtin_jsonl(job.path("final", "task_rationales.jsonl"),
                                        lambda: [vars(p) for p in own]))
   if to_prove:
     targets.append(job.prove(prover_dir, preference.both_orders(to_prove),
@@ -417,7 +409,7 @@ def run(c: ml_collections.ConfigDict) -> None:
         job.path("final", "result.json"),
         lambda: job.evaluate_policy(adapted, "task adaptation"))}, adapted)
   elif s.final_finetune_steps and s.final_mode == "verdict":
-    task_pairs = setup.builtin_jsonl(job.path("final", "task_pairs.jsonl"),
+    task_pairs = common.builtin_jsonl(job.path("final", "task_pairs.jsonl"),
                                      lambda: [t.pair.as_row() for t in job.task])
     add({"stage": "task adaptation (label-smoothed verdict only)",
          "task_pairs": len(job.task), **once(

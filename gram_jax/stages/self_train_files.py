@@ -9,7 +9,7 @@ import ml_collections
 
 from gram_jax import configlib, parallel, storage
 from gram_jax.data import synthetic
-from gram_jax.stages import setup
+from gram_jax.stages import common
 
 
 def read_json(path: str) -> Any:
@@ -67,14 +67,14 @@ def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
       splits.update(builtin_splits(c))
     return splits[name]
   return {
-      "seed": [setup.builtin_jsonl(path("seed_proofs.jsonl"),
+      "seed": [common.builtin_jsonl(path("seed_proofs.jsonl"),
                                    lambda: synthetic.as_proved(split("seed"), c.seed))],
-      "labeled": [setup.builtin_jsonl(path("labeled.jsonl"), lambda: split("labeled"))],
-      "task": [setup.builtin_jsonl(path("task.jsonl"), lambda: split("task"))],
-      "heldout": [setup.builtin_jsonl(path("heldout.jsonl"), lambda: split("heldout"))],
-      "validation": [setup.builtin_jsonl(path("validation.jsonl"), lambda: split("validation"))]
+      "labeled": [common.builtin_jsonl(path("labeled.jsonl"), lambda: split("labeled"))],
+      "task": [common.builtin_jsonl(path("task.jsonl"), lambda: split("task"))],
+      "heldout": [common.builtin_jsonl(path("heldout.jsonl"), lambda: split("heldout"))],
+      "validation": [common.builtin_jsonl(path("validation.jsonl"), lambda: split("validation"))]
                     if s.export == "best_validation" else [],
-      "unlabeled": [setup.builtin_jsonl(
+      "unlabeled": [common.builtin_jsonl(
           path(f"unlabeled_{r}.jsonl"),
           lambda r=r: synthetic.as_unlabeled(split(f"unlabeled_{r}"), c.seed + r))
                     for r in range(1, s.rounds + 1)]}

@@ -8,15 +8,15 @@ from typing import Callable
 import ml_collections
 from absl import logging
 
-from gram_jax import parallel, storage
+from gram_jax import configlib, storage
 from gram_jax.data.encode import PromptEncoder
 from gram_jax.errors import GramError
 from gram_jax.inference.generate import Generator
-from gram_jax.inference.request_parsing import Limits
-from gram_jax.inference.serve_util import serve_until_terminated
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.request_parsing import Limits
+from gram_jax.serving.lifecycle import serve_until_terminated
+from gram_jax.serving.server import RewardServer
 from gram_jax.pretrained import load_pretrained, load_tokenizer
-from gram_jax.stages import setup
+from gram_jax.stages import common
 
 
 def api_key(s: ml_collections.ConfigDict) -> str:
@@ -55,8 +55,8 @@ def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   s = c.serve
   key = api_key(s)
   check_exposure(s.host, key)
-  mesh = parallel.make_mesh(c.mesh.to_dict(), c.dcn_mesh.to_dict())
-  reward = setup.reward_model(c, mesh, s.max_len, s.batch_size)
+  mesh = configlib.mesh(c)
+  reward = common.reward_model(c, mesh, s.max_len, s.batch_size)
   if s.warm_up:
     logging.info("compiled %d length buckets", reward.warm_up())
   reference = greedy_references(s.reference_model, s.reference_max_new_tokens, s.batch_size,

@@ -5,7 +5,7 @@ Two formats:
   "<think>\\n{rationale}\\n</think>\\n<answer>\\n{label}\\n</answer>"
 - "preferred_line" (for GRAM-style prompts): "{rationale}\\n#Preferred: {label}"
 The parser reads the letter *inside* <answer>...</answer> (the model card's parser reads
-after the last </answer> and so always falls through to "B"; SPEC.md, known bugs).
+after the last </answer> and so always falls through to "B"; docs/method.md §7).
 """
 import dataclasses
 import re

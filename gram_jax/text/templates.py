@@ -1,4 +1,4 @@
-"""Prompt texts of the papers (exact; see SPEC.md sections 1, 2 and 6) and how to fill them."""
+"""Prompt texts of the papers (exact; docs/method.md §1) and how to fill them."""
 import re
 
 

@@ -151,7 +151,8 @@ def _evaluate_shared(model: str, files: list[str], tmp_path) -> str:
 def test_evaluate_real_rmbench_file(finetuned, tmp_path):
   path = os.path.join(SHARED_DATA, "rm-bench", "chat_filtered.json")
   if not os.path.exists(path):
-    pytest.skip("shared RM-Bench data not present")
+    pytest.skip(f"RM-Bench data not present in {SHARED_DATA} "
+                "(the shared data folder; docs/data.md)")
   out = _evaluate_shared(finetuned, [path], tmp_path)
   summary = json.load(open(os.path.join(out, "chat_filtered", "summary.json")))
   assert summary["items"] == 129 and set(summary["domains"]) == {"chat"}
@@ -163,7 +164,8 @@ def test_evaluate_llmbar_in_its_own_format_as_rewardbench_chat_hard(finetuned, t
   neighbor = os.path.join(SHARED_DATA, "llmbar", "LLMBar", "Adversarial", "Neighbor",
                           "dataset.json")
   if not os.path.exists(natural):
-    pytest.skip("shared LLMBar data not present")
+    pytest.skip(f"LLMBar data not present in {SHARED_DATA} "
+                "(the shared data folder; docs/data.md)")
   out = _evaluate_shared(finetuned, [natural, neighbor], tmp_path)
   for folder, subset, count in (("Natural_dataset", "llmbar-natural", 100),
                                 ("Neighbor_dataset", "llmbar-adver-neighbor", 134)):
@@ -185,7 +187,8 @@ def test_evaluate_pandalm_hhh_and_rmb_in_their_own_formats(finetuned, tmp_path):
       ("rmb", "BoN_set", "Helpfulness", "Chat"),
       ("rmb", "Pairwise_set", "Harmlessness", "S1.json.gz"))]
   if not all(os.path.exists(f) for f in files):
-    pytest.skip("shared PandaLM / HHH / RMB data not present")
+    pytest.skip(f"PandaLM / HHH / RMB data not present in {SHARED_DATA} "
+                "(the shared data folder; docs/data.md)")
   out = _evaluate_shared(finetuned, files, tmp_path)
   wins = lambda rows: [r["score_chosen"] > r["score_rejected"] for r in rows]
 

@@ -23,9 +23,9 @@ from gram_jax.data.encode import JudgeEncoder
 from gram_jax.hf import smollm2
 from gram_jax.inference.generate import Generator
 from gram_jax.inference.reward import RewardModel
-from gram_jax.inference.serve_util import serve_in_background
-from gram_jax.inference.request_parsing import Limits
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.lifecycle import serve_in_background
+from gram_jax.serving.request_parsing import Limits
+from gram_jax.serving.server import RewardServer
 from gram_jax.stages import evaluate
 from gram_jax.text import tokenizer as tok
 from gram_jax.training.metrics import read_jsonl_metrics

@@ -19,9 +19,9 @@ import transformers
 
 from gram_jax import GramError, configlib
 from gram_jax.inference.reward import RewardModel
-from gram_jax.inference.serve_util import serve_in_background
-from gram_jax.inference.request_parsing import Limits
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.lifecycle import serve_in_background
+from gram_jax.serving.request_parsing import Limits
+from gram_jax.serving.server import RewardServer
 from gram_jax.judge_card import Reasoning, write_judge_card
 from gram_jax.stages import serve as serve_stage
 from gram_jax.text import templates

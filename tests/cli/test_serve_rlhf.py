@@ -11,11 +11,11 @@ import pytest
 import torch
 import transformers
 
-from gram_jax.inference import rlhf_adapters
-from gram_jax.inference.request_parsing import Limits
+from gram_jax.serving import rlhf_adapters
+from gram_jax.serving.request_parsing import Limits
 from gram_jax.inference.reward import RewardModel
-from gram_jax.inference.serve_util import serve_in_background
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.lifecycle import serve_in_background
+from gram_jax.serving.server import RewardServer
 from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
 from tests.helpers import hf_fixtures

@@ -19,7 +19,7 @@ from gram_jax import parallel, storage
 from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.data import loader
 from gram_jax.journal import Journal, jsonl_text, run_in_chunks
-from gram_jax.stages import setup
+from gram_jax.stages import common
 from gram_jax.text import tokenizer as tok
 from gram_jax.training import loop, objectives
 from tests.helpers import train_fixtures
@@ -61,7 +61,7 @@ def main(workdir: str, variant: str = "") -> None:
 
   print("train", flush=True)  # fit restores `latest` and fails loudly if it cannot
   params = loop.fit(c, mesh, model_config, tokenizer, batches, objectives.causal_lm_loss, workdir,
-                    init_params=lambda: setup.initial_params(c, model_config, mesh))
+                    init_params=lambda: common.initial_params(c, model_config, mesh))
   weights = hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in
                                     jax.tree.leaves(jax.device_get(params)))).hexdigest()
   print("generate", flush=True)

@@ -9,7 +9,7 @@ import sys
 
 from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.errors import GramError
-from gram_jax.stages import setup
+from gram_jax.stages import common
 from gram_jax.text import tokenizer as tok
 from gram_jax.training import loop, objectives
 from tests.helpers import crash_worker
@@ -20,7 +20,7 @@ def train(workdir: str, tokenizer, steps: int) -> str:
   c.train.num_steps, c.checkpoint.every_steps = steps, 2
   try:
     loop.fit(c, mesh, model_config, tokenizer, batches, objectives.causal_lm_loss, workdir,
-             init_params=lambda: setup.initial_params(c, model_config, mesh))
+             init_params=lambda: common.initial_params(c, model_config, mesh))
     return "ok"
   except GramError as e:
     return f"error: {e}"

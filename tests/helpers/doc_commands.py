@@ -26,7 +26,7 @@ def documents() -> dict[str, str]:
   return texts
 
 
-def _joined_lines(text: str) -> list[str]:
+def joined_lines(text: str) -> list[str]:
   lines, current = [], ""
   for line in text.splitlines():
     stripped = line.strip()
@@ -45,7 +45,7 @@ def commands() -> list[tuple[str, str, list[str]]]:
   """(document, module, arguments) of every documented gram_jax command."""
   found = []
   for name, text in documents().items():
-    for line in _joined_lines(text):
+    for line in joined_lines(text):
       match = _COMMAND.search(line)
       if not match:
         continue

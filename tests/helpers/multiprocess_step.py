@@ -11,12 +11,12 @@ jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processe
 
 from gram_jax import parallel  # noqa: E402
 from gram_jax.data import loader  # noqa: E402
-from gram_jax.stages import setup
+from gram_jax.stages import common
 from tests.helpers import train_fixtures  # noqa: E402
 
 mesh = parallel.make_mesh({"data": 2, "fsdp": 1, "tensor": 1})
 trainer, model_config, c = train_fixtures.make_trainer(mesh)
-state = trainer.init_state(setup.initial_params(c, model_config, mesh), seed=0)
+state = trainer.init_state(common.initial_params(c, model_config, mesh), seed=0)
 data = train_fixtures.random_dataset(seed=process_id)  # each host reads its own shard
 batches = loader.BatchIterator(data, rows=4, seq_len=32, seed=1)
 losses = []

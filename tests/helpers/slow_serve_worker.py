@@ -3,8 +3,8 @@ test_serve_hostile.py): `python -m tests.helpers.slow_serve_worker PORT SECONDS 
 import sys
 import time
 
-from gram_jax.inference.serve_util import serve_until_terminated
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.lifecycle import serve_until_terminated
+from gram_jax.serving.server import RewardServer
 from tests.reliability.test_serve_hostile import slowed, tiny_reward
 
 

@@ -10,7 +10,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from gram_jax import parallel
 from gram_jax.data import loader
 from gram_jax.models import attention
-from gram_jax.stages import setup
+from gram_jax.stages import common
 from tests.helpers import train_fixtures
 
 
@@ -54,7 +54,7 @@ def train_losses(mesh, implementation: str) -> list[float]:
   model_config = train_fixtures.small_model_config().replace(
       attention=implementation, attention_block_q=128, attention_block_kv=128)
   trainer, model_config, c = train_fixtures.make_trainer(mesh, model_config)
-  state = trainer.init_state(setup.initial_params(c, model_config, mesh), seed=0)
+  state = trainer.init_state(common.initial_params(c, model_config, mesh), seed=0)
   batches = loader.BatchIterator(train_fixtures.random_dataset(), rows=4, seq_len=128, seed=1)
   step, losses = trainer.compile_step(), []
   for _ in range(2):

@@ -8,9 +8,9 @@ import contextlib
 import jax
 import pytest
 
-from gram_jax.inference.request_parsing import Limits
-from gram_jax.inference.serve_util import serve_in_background
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.request_parsing import Limits
+from gram_jax.serving.lifecycle import serve_in_background
+from gram_jax.serving.server import RewardServer
 from tests.reliability.test_serve_hostile import post, tiny_reward
 
 CHAT = {"messages": [{"role": "user", "content": "Which is better?"}], "max_tokens": 4}

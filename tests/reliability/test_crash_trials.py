@@ -25,7 +25,7 @@ from gram_jax import storage
 from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.journal import Journal
 from gram_jax.models.decoder import abstract_model
-from gram_jax.stages import setup
+from gram_jax.stages import common
 from gram_jax.training import loop
 from tests.helpers import cli, crash_worker, train_fixtures
 
@@ -52,7 +52,7 @@ def _reference_states(variant: str):
   c, mesh, model_config, batches = crash_worker.trial_run(lora=variant == "lora")
   trainer, _, _ = train_fixtures.make_trainer(mesh, model_config, crash_worker.STEPS, c,
                                               loop.lora_spec(c))
-  state = trainer.init_state(setup.initial_params(c, model_config, mesh), c.seed)
+  state = trainer.init_state(common.initial_params(c, model_config, mesh), c.seed)
   step, params = trainer.compile_step(), {}
   for n in range(1, crash_worker.STEPS + 1):
     state, _ = step(state, trainer.put_batch(next(batches)))

@@ -16,9 +16,9 @@ from flax import nnx
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gram_jax.inference.reward import RewardModel
-from gram_jax.inference.serve_util import serve_in_background
-from gram_jax.inference.request_parsing import Limits
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.lifecycle import serve_in_background
+from gram_jax.serving.request_parsing import Limits
+from gram_jax.serving.server import RewardServer
 from gram_jax.models.config import tiny_config
 from gram_jax.models.decoder import Decoder
 from gram_jax.text import templates

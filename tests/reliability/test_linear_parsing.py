@@ -8,7 +8,7 @@ import pytest
 
 from gram_jax import GramError
 from gram_jax.data import records
-from gram_jax.inference.request_parsing import Limits, RequestError, parse_group_request
+from gram_jax.serving.request_parsing import Limits, RequestError, parse_group_request
 from gram_jax.text import chat_markup
 
 

@@ -14,7 +14,7 @@ from gram_jax import GramError
 from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.data import encode, loader
 from gram_jax.models.decoder import abstract_model
-from gram_jax.stages import setup
+from gram_jax.stages import common
 from gram_jax.text import tokenizer as tok
 from gram_jax.training import loop, objectives
 from tests.helpers import crash_worker, train_fixtures
@@ -45,7 +45,7 @@ def _fit(workdir: str, steps: int, poisoned: bool, max_bad_steps: int = 3):
   batches = loader.BatchIterator(_data(poisoned), rows=4, seq_len=32, seed=1)
   tokenizer = tok.train_bpe_tokenizer(["a judge reads two responses"] * 8, vocab_size=96)
   return loop.fit(c, mesh, model_config, tokenizer, batches, nan_if_poisoned, workdir,
-                  init_params=lambda: setup.initial_params(c, model_config, mesh))
+                  init_params=lambda: common.initial_params(c, model_config, mesh))
 
 
 def test_consecutive_non_finite_steps_stop_with_the_last_good_checkpoint(tmp_path, caplog):

@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
-from gram_jax.inference.request_parsing import Limits
-from gram_jax.inference.serve_util import serve_in_background
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.request_parsing import Limits
+from gram_jax.serving.lifecycle import serve_in_background
+from gram_jax.serving.server import RewardServer
 from tests.reliability.test_serve_hostile import PAIR, post, raw_exchange, slowed, tiny_reward
 
 

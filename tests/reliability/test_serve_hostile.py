@@ -14,11 +14,11 @@ import pytest
 from flax import nnx
 
 from gram_jax import GramError
-from gram_jax.inference.request_parsing import (Limits, RequestError, parse_chat_request,
+from gram_jax.serving.request_parsing import (Limits, RequestError, parse_chat_request,
                                                  parse_group_request)
 from gram_jax.inference.reward import RewardModel
-from gram_jax.inference.serve_util import serve_in_background
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.lifecycle import serve_in_background
+from gram_jax.serving.server import RewardServer
 from gram_jax.models.config import tiny_config
 from gram_jax.models.decoder import Decoder
 from gram_jax.stages import serve as serve_stage

@@ -2,8 +2,16 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from gram_jax import parallel
+
+
+@pytest.fixture(autouse=True)
+def backend_started():
+  """The backend starts with the session's flags (8 devices), never with a test's below:
+  compiler_options() asks for the backend, and the first ask fixes the device count."""
+  jax.devices()
 
 
 def test_cpu_programs_keep_ynnpack_to_the_dots(monkeypatch):

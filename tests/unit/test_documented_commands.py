@@ -116,3 +116,31 @@ def test_the_start_up_line_names_the_preset_model_mesh_and_prompt(monkeypatch, t
                          f"mesh data=1 fsdp={devices} tensor=1 | ")
   assert "prompt template given as text (21 characters), chat template the tokenizer's own" \
       in line
+
+
+_BENCH = re.compile(r"python (bench/\w+\.py)((?: --?[\w.-]+(?:=\S*)?)*)")
+
+
+def _bench_commands() -> list[tuple[str, str, list[str]]]:
+  found = []
+  for name in ["BENCHMARKS.md", *doc_commands.documents()]:
+    text = (open(os.path.join(ROOT, name), encoding="utf-8").read() if name.endswith(".md")
+            else doc_commands.documents()[name])
+    for line in doc_commands.joined_lines(text.replace("`", " ")):
+      for script, arguments in _BENCH.findall(line):
+        found.append((name, script, arguments.split()))
+  return found
+
+
+BENCH_COMMANDS = _bench_commands()
+
+
+@pytest.mark.parametrize("doc,script,args", BENCH_COMMANDS,
+                         ids=[f"{d}:{s} {' '.join(a)[:40]}" for d, s, a in BENCH_COMMANDS])
+def test_a_documented_benchmark_command_names_its_script_and_flags(doc, script, args):
+  path = os.path.join(ROOT, script)
+  assert os.path.isfile(path), f"{doc}: {script} does not exist"
+  defined = {"help"} | set(re.findall(r"add_argument\(\s*\"--(\w+)\"",
+                                      open(path, encoding="utf-8").read()))
+  for arg in args:
+    assert arg[2:].split("=")[0] in defined, f"{doc}: {script} has no flag {arg.split('=')[0]}"

@@ -5,7 +5,6 @@ import importlib.util
 import os
 
 import jax.numpy as jnp
-import numpy as np
 import pytest
 import torch
 

@@ -4,7 +4,7 @@ from hypothesis import given, strategies as st
 
 from gram_jax.text import rationale, templates
 
-SPEC_FRAGMENT = ("[The Start of Assistant A's Response]\n{response_1}\n"
+OFFICIAL_FRAGMENT = ("[The Start of Assistant A's Response]\n{response_1}\n"
                  "[The End of Assistant A's Response]")
 
 
@@ -39,5 +39,5 @@ def test_released_prompt_keeps_its_interface():
   prompt = templates.GRAM_RR_PROMPT
   assert prompt.startswith("You are a helpful assistant in evaluating") and prompt == prompt.strip()
   assert "Comparision:" in prompt and "<answer>\nA or B\n</answer>" in prompt
-  released = SPEC_FRAGMENT.replace("{response_1}", "{response_a}")
+  released = OFFICIAL_FRAGMENT.replace("{response_1}", "{response_a}")
   assert released in prompt and prompt.endswith("[The End of Assistant B's Response]")

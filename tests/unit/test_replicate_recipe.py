@@ -39,7 +39,8 @@ def _raw_questions() -> set[str]:
 
 def test_training_pairs_ask_no_evaluation_question(tmp_path):
   if not os.path.isdir(os.path.join(SHARED_DATA, "rmb")):
-    pytest.skip("shared data not present")
+    pytest.skip(f"benchmark data not present: {SHARED_DATA}/rmb "
+                "(the shared data folder; docs/data.md)")
   native = replicate_data.native_eval_sets()
   assert {k: len(v) for k, v in native.items()}["llmbar"] == 100 + 92 + 47 + 46 + 134
   asked = set().union(*map(replicate_data.questions, native.values()))

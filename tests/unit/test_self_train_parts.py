@@ -1,5 +1,6 @@
 """Pieces of self-training: resumable sub-steps, the built-in data's disjoint splits, the
 baseline's gold labels, the judged-row record and the round's counts."""
+import dataclasses
 import importlib.util
 import json
 import os
@@ -97,13 +98,16 @@ def test_a_judged_row_records_votes_problems_and_the_reason_it_was_dropped(tmp_p
   judged = PairJudgment((_judgment(False, "A"), _judgment(False, "A"), _judgment(False, "B"),
                          _judgment(True, "B"), _judgment(True, "B"),
                          Judgment(True, "no answer", "", None, (0.5, 0.5))))
-  row = job.judged_row(pair, judged, min_confidence=0.7)
+  rules = self_training.LabelRules(job.labels, job.c.template.rationale_format,
+                                job.s.max_rationale_chars, job.s.min_vote_share, 0.7)
+  row = self_training.judged_row(pair, judged, rules)
   assert row["votes"] == [4, 1] and row["abstained"] == 1 and row["label"] == "A"
   assert [j["problem"] for j in row["judgments"]] == [None] * 5 + ["no_verdict"]
   assert row["vote_share"] == pytest.approx(0.8)
   # P(response_a) of the five valid judgments: 0.9, 0.9, 0.1, 0.9, 0.9 -> 0.74.
   assert row["confidence"] == pytest.approx(0.74) and row["drop_reason"] is None
-  assert job.judged_row(pair, judged, min_confidence=0.8)["drop_reason"] == "low_confidence"
+  stricter = dataclasses.replace(rules, min_confidence=0.8)
+  assert self_training.judged_row(pair, judged, stricter)["drop_reason"] == "low_confidence"
 
 
 def test_round_stats_count_each_reason():

@@ -55,7 +55,7 @@ def test_names_label_finds_references_to_a_response_only(text, label, named):
     ("<think>\n" + "x" * 101 + "\n</think>\n<answer>\nA\n</answer>", "too_long"),
     ("<think>\nConclusion:\nResponse B is better.\n</think>\n<answer>\nA\n</answer>",
      "contradiction"),
-    # A rationale that never names the response it picks does not vote (SPEC §6.4b).
+    # A rationale that never names the response it picks does not vote (docs/method.md §6, step 4).
     ("<think>\nBoth are polite; the second is more precise.\n</think>\n<answer>\nA\n"
      "</answer>", "omits_label"),
     ("<think>\nA clear answer wins here.\n</think>\n<answer>\nA\n</answer>", "omits_label"),

@@ -5,7 +5,7 @@ import pytest
 
 from gram_jax import parallel
 from gram_jax.data import loader
-from gram_jax.stages import setup
+from gram_jax.stages import common
 from tests.helpers import train_fixtures
 
 
@@ -13,7 +13,7 @@ def _run_steps(mesh, micro_batches: int, rows: int, steps: int = 3):
   trainer, model_config, c = train_fixtures.make_trainer(mesh)
   c.model.path = ""
   c.seed = 0
-  params = setup.initial_params(c, model_config, mesh)
+  params = common.initial_params(c, model_config, mesh)
   state = trainer.init_state(params, seed=0)
   step_fn = trainer.compile_step()
   batches = loader.BatchIterator(train_fixtures.random_dataset(), rows=rows, seq_len=32,
@@ -46,7 +46,7 @@ def test_eight_device_mesh_matches_one_device():
 def test_gradient_accumulation_equals_one_big_batch():
   mesh = parallel.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
   trainer, model_config, c = train_fixtures.make_trainer(mesh)
-  params = setup.initial_params(c, model_config, mesh)
+  params = common.initial_params(c, model_config, mesh)
   batches = loader.BatchIterator(train_fixtures.random_dataset(), rows=8, seq_len=32,
                                  micro_batches=4, seed=3, pack=True)
   split = next(batches)  # [4, 8, 32]
@@ -63,7 +63,7 @@ def test_gradient_accumulation_equals_one_big_batch():
 def test_non_finite_loss_skips_the_update():
   mesh = parallel.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
   trainer, model_config, c = train_fixtures.make_trainer(mesh)
-  params = setup.initial_params(c, model_config, mesh)
+  params = common.initial_params(c, model_config, mesh)
   params["embed"] = params["embed"].at[5].set(np.nan)
   state = trainer.init_state(params, seed=0)
   before = jax.device_get({"params": state["params"], "opt_state": state["opt_state"]})
@@ -84,7 +84,7 @@ def test_bfloat16_moments_are_stored_in_bfloat16_and_train_like_float32():
     c = train_fixtures.train_config()
     c.train.moment_dtype = dtype
     trainer, model_config, c = train_fixtures.make_trainer(mesh, c=c)
-    state = trainer.init_state(setup.initial_params(c, model_config, mesh), seed=0)
+    state = trainer.init_state(common.initial_params(c, model_config, mesh), seed=0)
     step_fn = trainer.compile_step()
     batches = loader.BatchIterator(train_fixtures.random_dataset(), rows=8, seq_len=32,
                                    seed=3, pack=True)

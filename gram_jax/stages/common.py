@@ -99,7 +99,7 @@ def reward_model(c: ml_collections.ConfigDict, mesh: Mesh, max_len: int,
   reward = RewardModel.from_pretrained(
       c.model.path, mesh=mesh, compute_dtype=configlib.compute_dtype(c), max_len=max_len or None,
       batch_size=batch_size, template=configlib.template_setting(c),
-      labels=tuple(c.template.labels) or None, chat_template=c.tokenizer.chat_template or None,
+      labels=tuple(c.template.labels) or None, chat_template=configlib.chat_template(c),
       reasoning=reasoning, template_field="config.template.judge",
       reasoning_field=reasoning_source(c, card))
   logging.info("judge %s: %s", c.model.path, reward.describe())

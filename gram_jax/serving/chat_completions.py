@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from gram_jax.inference.generate import Generation, Generator, Sampling, TokenLogprobs
-from gram_jax.inference.request_parsing import ChatRequest, RequestError
+from gram_jax.serving.request_parsing import ChatRequest, RequestError
 from gram_jax.inference.scorer import TooLong, check_characters
 from gram_jax.text.tokenizer import encode_chat, longest_token_chars
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from gram_jax.inference.batcher import BULK, Batcher, DeadlineExceeded, Overloaded
+from gram_jax.serving.request_queue import BULK, Batcher, DeadlineExceeded, Overloaded
 
 
 class FakeDevice:

@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any, Callable
 
-from gram_jax.inference.batcher import DeadlineExceeded, Overloaded
+from gram_jax.serving.request_queue import DeadlineExceeded, Overloaded
 
 
 class HostQueue:

@@ -6,7 +6,7 @@ win probability in its group), /reward and /get_reward (OpenRLHF's remote RM), a
 
 Every request has a deadline; host work (tokenising) runs once on its own thread through a
 bounded HostQueue, under the deadline, and device work goes through one bounded Batcher
-(gram_jax.inference.batcher). A full queue answers 503 with Retry-After; every limit
+(gram_jax.serving.request_queue). A full queue answers 503 with Retry-After; every limit
 answers 4xx naming the limit; a batch that fails fails only its
 requests, and a client that leaves takes its queued work with it.
 """
@@ -29,11 +29,11 @@ from aiohttp import web
 
 from gram_jax.errors import GramError
 from gram_jax.inference import ranking
-from gram_jax.inference.batcher import BULK, Batcher, Overloaded
-from gram_jax.inference.chat_completions import ChatCompletions
+from gram_jax.serving.request_queue import BULK, Batcher, Overloaded
+from gram_jax.serving.chat_completions import ChatCompletions
 from gram_jax.inference.generate import Generator
-from gram_jax.inference.host_queue import HostQueue
-from gram_jax.inference.request_parsing import (Limits, RequestError, parse_chat_request,
+from gram_jax.serving.host_queue import HostQueue
+from gram_jax.serving.request_parsing import (Limits, RequestError, parse_chat_request,
                                                 parse_group_request, parse_rank_request,
                                                 parse_reward_request, parse_score_request)
 from gram_jax.inference.reward import RewardModel

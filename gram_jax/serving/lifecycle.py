@@ -15,8 +15,8 @@ from typing import Callable
 from absl import logging
 from aiohttp import http_exceptions, web
 
-from gram_jax.inference.request_parsing import Limits
-from gram_jax.inference.server import RewardServer
+from gram_jax.serving.request_parsing import Limits
+from gram_jax.serving.server import RewardServer
 
 
 

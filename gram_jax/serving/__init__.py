@@ -1,0 +1,1 @@
+"""The reward service: HTTP server, request parsing, the queue to the device, clients."""

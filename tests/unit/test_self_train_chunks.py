@@ -1,0 +1,71 @@
+"""The self-training stage's per-chunk algorithms as top-level functions: π_ψ proving a chunk
+(best of k, paper Eq. 5), π_φ's judgments of a chunk turned into pseudo-label rows, and the
+keep-the-most-confident-fraction rule (a row's own rules: test_self_train_parts.py)."""
+import gram_jax
+from gram_jax.data.records import UnlabeledPair
+from gram_jax.inference import proving
+from gram_jax.inference.generate import Generator, Sampling
+from gram_jax.inference.reasoning import Judgment, PairJudgment
+from gram_jax import self_training
+from gram_jax.stages import self_train
+from gram_jax.text import templates
+from gram_jax.text import tokenizer as tok
+from tests.helpers import hf_fixtures
+
+RULES = self_training.LabelRules(("A", "B"), "answer_tag", 200, 0.5, 0.6)
+
+
+def _reply(letter: str) -> str:
+  return f"<think>\nResponse {letter} names a fruit.\n</think>\n<answer>{letter}</answer>"
+
+
+def _judgment(letter: str | None, swapped: bool, p_first: float) -> Judgment:
+  reply = _reply(letter) if letter else "I am not sure."
+  return Judgment(swapped, reply, "", letter, (p_first, 1 - p_first))
+
+
+PAIR = UnlabeledPair("Name one fruit.", "pear", "chair", "pool:1", {"gold": "A"})
+
+
+def test_label_pairs_judges_the_chunk_with_its_seed_and_position():
+  calls = []
+
+  class Judge:
+    def judge_batch(self, triples, sampling, seed, first_index, samples):
+      calls.append((triples, sampling, seed, first_index, samples))
+      return [PairJudgment((_judgment("A", False, 0.9), _judgment("B", True, 0.1)))
+              for _ in triples]
+
+  sampling = Sampling(temperature=0.7)
+  rows = self_train.label_pairs(Judge(), [PAIR, PAIR], 6, sampling=sampling, seed=11,
+                                samples=3, rules=RULES)
+  assert calls == [([("Name one fruit.", "pear", "chair")] * 2, sampling, 11, 6, 3)]
+  assert [r["label"] for r in rows] == ["A", "A"]
+
+
+def test_keeping_the_most_confident_fraction_drops_the_rest_for_low_confidence():
+  rows = [{"confidence": c, "drop_reason": d} for c, d in
+          ((0.9, None), (0.6, None), (0.99, "tie"), (0.8, None))]
+  kept = self_training.keep_top_fraction(rows, 0.5)
+  assert [r["drop_reason"] for r in kept] == [None, "low_confidence", "tie", None]
+  assert rows[1]["drop_reason"] is None  # the input rows are not changed
+
+
+def test_proving_in_chunks_equals_proving_at_once(tmp_path):
+  path = str(tmp_path / "prover")
+  hf_fixtures.make_hf_model("qwen3", path, with_tokenizer=True)
+  tokenizer = tok.load_tokenizer(path)
+  generator = Generator(gram_jax.load_pretrained(path), tokenizer, batch_size=4,
+                        max_prompt_len=256)
+  items = [{"prompt": f"Question {i}?", "response_a": "yes", "response_b": "no",
+            "label": "AB"[i % 2]} for i in range(3)]
+  settings = dict(k=2, max_new_tokens=6, sampling=Sampling(temperature=1.0), seed=3,
+                  context=proving.empty_context(tokenizer))
+  prompts = proving.prover_prompts(tokenizer, templates.PROVER_PROMPT, 256)
+  whole = proving.proved_rows(generator, prompts, items, 0, **settings)
+  chunked = (proving.proved_rows(generator, prompts, items[:2], 0, **settings) +
+             proving.proved_rows(generator, prompts, items[2:], 2, **settings))
+  assert whole == chunked
+  assert all(row.items() >= item.items() and row["prompt_trimmed"] is False
+             for row, item in zip(whole, items))
+  assert all(row["rationale"] for row in whole)
