@@ -139,10 +139,15 @@ def matmul(x: jax.Array, kernel) -> jax.Array:
   return x @ kernel.astype(x.dtype).reshape(x.shape[1], -1)
 
 
+def block_size(fan_in: int, kind: str) -> int:
+  """Inputs that share one scale: 64 for NF4 (the whole input when it does not divide)."""
+  return NF4_BLOCK if kind == "nf4" and fan_in % NF4_BLOCK == 0 else fan_in
+
+
 def quantize(kernel: jax.Array, inputs: int, kind: str) -> Quantized:
   """`kernel` [*in, *out] (its first `inputs` axes are inputs) as int8 or NF4 codes."""
   fan_in = math.prod(kernel.shape[:inputs])
-  block = NF4_BLOCK if kind == "nf4" and fan_in % NF4_BLOCK == 0 else fan_in
+  block = block_size(fan_in, kind)
   w = kernel.astype(jnp.float32).reshape(fan_in // block, block, -1)
   absmax = jnp.max(jnp.abs(w), axis=1, keepdims=True)
   normed = w / jnp.where(absmax == 0, 1.0, absmax)
@@ -222,15 +227,23 @@ def quantize_base(params: dict, spec: Lora) -> dict:
 
 
 def base_shardings(params_shardings: dict, abstract_params: dict, spec: Lora) -> dict:
-  """Shardings of `quantize_base`'s output: codes like the kernel, scales along its outputs."""
+  """Shardings of `quantize_base`'s output: codes like the kernel; scales along its outputs,
+  and their blocks along its first input axis where the blocks divide over it (a device's
+  slice of that axis is a whole number of blocks)."""
   if not spec.quantize:
     return params_shardings
   items = []
   for (layer, block, name, inputs, sharding), (*_, kernel) in zip(
       _kernels(params_shardings, spec.targets), _kernels(abstract_params, spec.targets)):
-    out_spec = (tuple(sharding.spec) + (None,) * kernel.ndim)[inputs:kernel.ndim]
+    axes = (tuple(sharding.spec) + (None,) * kernel.ndim)[:kernel.ndim]
+    fan_in = math.prod(kernel.shape[:inputs])
+    blocks = fan_in // block_size(fan_in, spec.quantize)
+    first = axes[0]
+    devices = math.prod(sharding.mesh.shape[a] for a in
+                        (first if isinstance(first, tuple) else (first,))) if first else 1
+    block_axis = first if first and blocks % devices == 0 else None
     items.append(((layer, block, name), Quantized(
-        sharding, NamedSharding(sharding.mesh, PartitionSpec(None, *out_spec)),
+        sharding, NamedSharding(sharding.mesh, PartitionSpec(block_axis, *axes[inputs:])),
         spec.quantize, jnp.dtype(kernel.dtype).name, inputs)))
   return _replace_kernels(params_shardings, _nested(items))
 

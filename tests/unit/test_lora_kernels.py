@@ -154,3 +154,22 @@ def test_adapter_dropout_is_inverted_and_on_the_adapter_path_only():
       axis=0)
   spread = jnp.abs(2.0 * (x @ a) @ b).max()  # one sample's adapter term, at most
   assert float(jnp.abs(mean - plain).max()) < 0.1 * float(spread)
+
+
+def test_nf4_scales_shard_with_the_kernel_s_first_input_axis_when_blocks_divide():
+  from jax.sharding import NamedSharding, PartitionSpec
+  mesh = parallel.make_mesh({"data": 1, "fsdp": 8, "tensor": 1})
+  kernel = lambda fan_in: jax.ShapeDtypeStruct((fan_in, 4, 16), jnp.bfloat16)
+  params = {"layers": {0: {"attn": {"q_kernel": kernel(1024)}}, 1: {"attn": {"q_kernel":
+                                                                            kernel(256)}}}}
+  sharded = NamedSharding(mesh, PartitionSpec("fsdp", None, None))
+  shardings = {"layers": {i: {"attn": {"q_kernel": sharded}} for i in (0, 1)}}
+  spec = lora.Lora(("q",), 4, 8.0, quantize="nf4")
+  out = lora.base_shardings(shardings, params, spec)["layers"]
+  assert out[0]["attn"]["q_kernel"].scales.spec == PartitionSpec("fsdp", None, None)  # 16
+  assert out[1]["attn"]["q_kernel"].scales.spec == PartitionSpec(None, None, None)  # 4 blocks
+  quantized = jax.jit(lambda: lora.quantize_base(
+      {"layers": {i: {"attn": {"q_kernel": jnp.ones(params["layers"][i]["attn"]["q_kernel"].shape,
+                                                    jnp.bfloat16)}} for i in (0, 1)}}, spec),
+      out_shardings={"layers": out})()
+  assert quantized["layers"][0]["attn"]["q_kernel"].scales.sharding.spec[0] == "fsdp"
