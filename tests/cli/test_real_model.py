@@ -160,11 +160,13 @@ def finetuned(smol, tmp_path_factory):
   return workdir
 
 
-def test_the_readme_real_model_command_runs_as_written(smol, tmp_path):
-  """README's `:smollm2-135m` fine-tuning command, cut to one step and four pairs: the
-  preset's model, lengths and batch fit the real model and its built-in task prompts."""
+def test_the_documented_real_model_command_runs_as_written(smol, tmp_path):
+  """docs/huggingface.md's `:smollm2-135m` fine-tuning command, cut to one step and four
+  pairs: the preset's model, lengths and batch fit the real model and its built-in task
+  prompts."""
   (args,) = [args for doc, module, args in doc_commands.commands()
-             if doc == "README.md" and args == ["--config=configs/finetune.py:smollm2-135m"]]
+             if doc == "docs/huggingface.md" and
+             args == ["--config=configs/finetune.py:smollm2-135m"]]
   workdir = tmp_path / "smol"
   result = cli.run_main(args[0].split("=", 1)[1], f"--config.workdir={workdir}",
                         "--config.train.num_steps=1", "--config.data.builtin_pairs=4",

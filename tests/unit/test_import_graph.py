@@ -83,7 +83,7 @@ def test_no_import_cycle():
   assert cycle is None, " -> ".join(cycle)
 
 
-# Lowest first. A module imports only modules of its own layer or below (README, Layout).
+# Lowest first. A module imports only modules of its own layer or below (docs/layout.md).
 LAYERS = (
     ("gram_jax.errors", "gram_jax.parallel", "gram_jax.preemption", "gram_jax.cli_util",
      "gram_jax.progress", "gram_jax.models", "gram_jax.storage", "gram_jax.provenance"),
