@@ -13,6 +13,7 @@ from flax import nnx
 
 from gram_jax import configlib
 from gram_jax.data import benchmarks, encode, loader, preference, records
+from gram_jax.errors import GramError
 from gram_jax.inference.reward import RewardModel
 from gram_jax.judge_card import Reasoning, prompt_name, write_judge_card
 from gram_jax.stages import common
@@ -60,14 +61,31 @@ def policy_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncod
 
 def train_lm(c: ml_collections.ConfigDict, tokenizer, files: list[str],
              parse: Callable[[Any, str], Any], encoder: Callable[[Any], encode.Example],
-             workdir: str) -> None:
+             workdir: str, skip_unfit: bool = False) -> None:
   """Next-token training on the replies of `files`' records (parsed, then encoded); every
-  LM stage's pipeline: GRAM pre-training, the prover, the policy. Resumes from `workdir`."""
+  LM stage's pipeline: GRAM pre-training, the prover, the policy. Resumes from `workdir`.
+
+  `skip_unfit`: a record that cannot fit data.cutoff_len even with every field cut (a
+  runaway generated proof) is skipped and counted instead of stopping the run."""
   mesh = configlib.mesh(c)
   records_read, report = records.read_records(files, parse, c.data.on_bad_record,
                                               shard=(jax.process_index(), jax.process_count()))
   logging.info("%s: %s", workdir, report.summary())
-  dataset = encode.TokenizedSet.build([encoder(record) for record in records_read])
+  examples, unfit = [], []
+  for record in records_read:
+    try:
+      examples.append(encoder(record))
+    except GramError as e:
+      if not skip_unfit:
+        raise
+      unfit.append(str(e))
+  if unfit:
+    logging.warning("%s: skipped %d of %d examples that cannot fit even when cut (first: %s)",
+                    workdir, len(unfit), len(records_read), unfit[0])
+  if not examples:
+    raise GramError(f"{workdir}: no example fits config.data.cutoff_len={c.data.cutoff_len} "
+                    f"({unfit[0] if unfit else 'no records'})")
+  dataset = encode.TokenizedSet.build(examples)
   logging.info("%s: encoded %d examples (%d trimmed to %d tokens)", workdir, len(dataset),
                dataset.trimmed, c.data.cutoff_len)
   batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
@@ -80,11 +98,13 @@ def train_lm(c: ml_collections.ConfigDict, tokenizer, files: list[str],
 
 
 def train_on_proofs(c: ml_collections.ConfigDict, tokenizer, files: list[str],
-                    encoder: encode.ReplyEncoder, workdir: str) -> None:
-  """LM training on proved pairs (prover or policy targets)."""
+                    encoder: encode.ReplyEncoder, workdir: str,
+                    generated: bool = False) -> None:
+  """LM training on proved pairs (prover or policy targets); `generated` proofs that cannot
+  fit are skipped and counted (a user's seed proofs stop the run with the error)."""
   parse = functools.partial(preference.parse_proved_pair, labels=tuple(c.template.labels))
   train_lm(c, tokenizer, files, parse, lambda proof: encoder(vars(proof), proof.where),
-           workdir)
+           workdir, skip_unfit=generated)
 
 
 def verdict_examples(pairs: list[preference.PreferencePair], encoder: encode.JudgeEncoder,

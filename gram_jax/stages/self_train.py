@@ -129,7 +129,8 @@ class SelfTraining:
     recipes.record_judge(sub, sub.workdir,
                          recipes.policy_reasoning(self.c, self.s.max_new_tokens))
     recipes.train_on_proofs(sub, self.tokenizer, proof_files,
-                            recipes.policy_encoder(sub, self.tokenizer), sub.workdir)
+                            recipes.policy_encoder(sub, self.tokenizer), sub.workdir,
+                            generated=True)
     return sub.workdir
 
   def verdict_template(self) -> str:

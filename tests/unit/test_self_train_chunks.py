@@ -1,15 +1,22 @@
 """The self-training stage's per-chunk algorithms as top-level functions: π_ψ proving a chunk
 (best of k, paper Eq. 5), π_φ's judgments of a chunk turned into pseudo-label rows, and the
-keep-the-most-confident-fraction rule (a row's own rules: test_self_train_parts.py)."""
+keep-the-most-confident-fraction rule (a row's own rules: test_self_train_parts.py); and a
+runaway generated proof skipped, where a user's stops the run."""
+import json
+
+import pytest
+
 import gram_jax
+from gram_jax import configlib, self_training
 from gram_jax.data.records import UnlabeledPair
+from gram_jax.errors import GramError
 from gram_jax.inference import proving
 from gram_jax.inference.generate import Generator, Sampling
 from gram_jax.inference.reasoning import Judgment, PairJudgment
-from gram_jax import self_training
-from gram_jax.stages import self_train
+from gram_jax.stages import recipes, self_train
 from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
+from gram_jax.training import loop
 from tests.helpers import hf_fixtures
 
 RULES = self_training.LabelRules(("A", "B"), "answer_tag", 200, 0.5, 0.6)
@@ -69,3 +76,44 @@ def test_proving_in_chunks_equals_proving_at_once(tmp_path):
   assert all(row.items() >= item.items() and row["prompt_trimmed"] is False
              for row, item in zip(whole, items))
   assert all(row["rationale"] for row in whole)
+
+
+def _proof_file(tmp_path, rationales):
+  path = tmp_path / "proofs.jsonl"
+  path.write_text("".join(json.dumps({"prompt": "Name one fruit.", "response_a": "pear",
+                                      "response_b": "chair", "label": "A", "rationale": r}) + "\n"
+                          for r in rationales))
+  return str(path)
+
+
+def _proof_training(tmp_path, monkeypatch, rationales, generated):
+  """Which examples reach the trainer when the policy encoder refuses the runaway proofs."""
+  c = configlib.base_config("self_train")
+  c.workdir = str(tmp_path / "run")
+  c.data.cutoff_len = c.data.seq_len = 4096  # the GRAM-RR prompt with the test tokenizer
+  reached = []
+  monkeypatch.setattr(loop, "fit", lambda c, mesh, config, tokenizer, batches, *a, **k:
+                      reached.append(len(batches.data)))
+
+  def encoder(fields, where):
+    if "runaway" in fields["rationale"]:
+      raise GramError(f"{where}: cannot fit into config.data.cutoff_len=160 tokens")
+    return recipes.policy_encoder(c, hf_fixtures.build_tokenizer())(fields, where)
+  run = lambda: recipes.train_on_proofs(c, hf_fixtures.build_tokenizer(),
+                                        [_proof_file(tmp_path, rationales)], encoder,
+                                        c.workdir, generated=generated)
+  return run, reached
+
+
+def test_generated_proofs_that_cannot_fit_are_skipped_and_a_user_s_stop_the_run(
+    tmp_path, monkeypatch):
+  rationales = ["Response A names a fruit.", "runaway " * 50, "A pear is a fruit."]
+  run, reached = _proof_training(tmp_path, monkeypatch, rationales, generated=True)
+  run()
+  assert reached == [2]  # the runaway proof skipped, the other two trained on
+  run, reached = _proof_training(tmp_path, monkeypatch, rationales, generated=False)
+  with pytest.raises(GramError, match="proofs.jsonl:2: cannot fit"):
+    run()
+  run, reached = _proof_training(tmp_path, monkeypatch, ["runaway"], generated=True)
+  with pytest.raises(GramError, match="no example fits config.data.cutoff_len"):
+    run()
