@@ -6,7 +6,6 @@ a score that is not a finite number — and after every attack the server gives 
 of pairs the very scores it gave before the first."""
 import json
 import math
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +22,7 @@ from gram_jax.models.config import tiny_config
 from gram_jax.models.decoder import Decoder
 from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
+from tests.reliability.test_serve_hostile import idle_sockets
 
 LIMITS = Limits(max_body_bytes=50_000, max_pairs=4, max_text_chars=3_000,
                 max_input_tokens=400, max_batch_pairs=8, max_wait_ms=5, max_new_tokens=8,
@@ -128,9 +128,9 @@ def check_answer(path: str, status: int, answer: dict) -> None:
 @given(path=st.sampled_from(ENDPOINTS), body=bodies, idle=st.sampled_from((0, 0, 0, 20)))
 def test_any_json_body_gets_a_json_answer_never_a_500(url, baseline, path, body, idle):
   port = int(url.rsplit(":", 1)[1])
-  sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
-  if idle:  # sockets that never send a byte, 20 against 12 slots, silent long enough to be
-    time.sleep(0.16)  # closed for a newcomer (0.15 s with header_timeout_s=0.3)
+  sockets = idle_sockets(port, idle) if idle else []
+  if idle:  # 20 against 12 slots, silent long enough to be closed for a newcomer (0.15 s
+    time.sleep(0.16)  # with header_timeout_s=0.3)
   try:
     status, answer = post(url, path, json.dumps(body).encode())
   finally:

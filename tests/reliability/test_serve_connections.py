@@ -15,7 +15,8 @@ import pytest
 from gram_jax.serving.request_parsing import Limits
 from gram_jax.serving.lifecycle import serve_in_background
 from gram_jax.serving.server import RewardServer
-from tests.reliability.test_serve_hostile import PAIR, post, raw_exchange, slowed, tiny_reward
+from tests.reliability.test_serve_hostile import (PAIR, idle_sockets, post, raw_exchange,
+                                                  slowed, tiny_reward)
 
 
 SLOW_BODY = (b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -53,7 +54,7 @@ def test_idle_sockets_cannot_hold_the_connection_slots():
                                                                    header_timeout_s=1.0)))
   try:
     before = post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"]
-    idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(32)]
+    idle = idle_sockets(running.port, 32)
     time.sleep(0.6)  # silent long enough to make room (a younger one may be about to send)
     for _ in range(5):
       with urllib.request.urlopen(running.url + "/health", timeout=5) as response:
@@ -84,7 +85,8 @@ def test_one_peer_cannot_take_more_than_its_share_of_the_slots():
       s.bind(("127.0.0.2", 0))
       s.connect(("127.0.0.1", running.port))
       attacker.append(s)
-    time.sleep(0.6)
+    attacker[-1].settimeout(30)  # the server has accepted every one: the last's 503 arrived
+    attacker[-1].recv(1, socket.MSG_PEEK)
     refused = []
     for s in attacker:
       s.settimeout(0.3)

@@ -72,6 +72,18 @@ def raw_exchange(port, data: bytes, wait=5.0) -> bytes:
     return b"".join(chunks)
 
 
+def idle_sockets(port: int, count: int) -> list[socket.socket]:
+  """`count` sockets that never send a byte, returned once the server has accepted all of
+  them: the last one's first byte (a 503 past the cap) or its close has arrived. Eviction
+  counts silence from the server's accept, which a busy machine delays past the client's
+  connect."""
+  sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+  sockets[-1].settimeout(30)
+  sockets[-1].recv(1, socket.MSG_PEEK)
+  sockets[-1].settimeout(None)
+  return sockets
+
+
 @pytest.fixture(scope="module")
 def keyed():
   running = serve_in_background(RewardServer(tiny_reward(), Limits(), api_key=" key\n"))
