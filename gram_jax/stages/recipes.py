@@ -130,7 +130,7 @@ def verdict_examples(pairs: list[preference.PreferencePair], encoder: encode.Jud
 
 
 def heldout_accuracy(c: ml_collections.ConfigDict, tokenizer,
-                     eval_pairs: list[preference.PreferencePair], mesh) -> loop.Hook:
+                     eval_pairs: list[preference.PreferencePair], mesh) -> loop.Evaluation:
   """Held-out accuracy with the official readout, for the current params."""
   def evaluate(graphdef: nnx.GraphDef, params: dict) -> dict:
     reward = RewardModel(nnx.merge(graphdef, params), tokenizer, max_len=c.data.cutoff_len,
@@ -139,7 +139,7 @@ def heldout_accuracy(c: ml_collections.ConfigDict, tokenizer,
                          chat_template=configlib.chat_template(c))
     scores = reward.score_batch([(p.prompt, p.chosen, p.rejected) for p in eval_pairs])
     return {"accuracy": float((scores[:, 0] > scores[:, 1]).mean())}
-  return loop.Hook("eval", evaluate, c.eval.every_steps)
+  return loop.Evaluation("eval", evaluate, c.eval.every_steps)
 
 
 def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
@@ -160,14 +160,14 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
                                         c.data.seq_len, c.train.micro_batches, c.seed,
                                         c.data.pack, tokenizer.pad_token_id,
                                         c.data.max_pairs_per_row)
-  hooks = []
+  evaluations = []
   if eval_files:
     eval_pairs, selection = benchmarks.select_records(read(eval_files)[0], c.eval.max_pairs,
                                                       c.eval.sample, c.seed)
     if selection:
       logging.info("held-out accuracy on %s %d of %d pairs (config.eval.max_pairs)",
                    selection["how"], selection["records"], selection["of"])
-    hooks.append(heldout_accuracy(c, tokenizer, eval_pairs, mesh))
+    evaluations.append(heldout_accuracy(c, tokenizer, eval_pairs, mesh))
   objective = functools.partial(objectives.verdict_loss, label_ids=tuple(encoder.label_ids),
                                 smoothing=c.train.label_smoothing)
   model_config = common.make_model_config(c, tokenizer)
@@ -175,4 +175,4 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
                "/".join(c.template.labels))
   record_judge(c, c.workdir)
   loop.fit(c, mesh, model_config, tokenizer, batches, objective, c.workdir,
-           init_params=lambda: common.initial_params(c, model_config, mesh), hooks=hooks)
+           init_params=lambda: common.initial_params(c, model_config, mesh), evaluations=evaluations)

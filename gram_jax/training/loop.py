@@ -1,238 +1,159 @@
-"""The training loop every training stage shares: resume, step, log, checkpoint, finish.
+"""The training loop every training stage shares: start or resume (`resume.start`), then step
+to the end with hooks — `add_hook(fn, every=n)` — for what happens between steps: throughput
+and MFU, the metrics log, checkpoints and preemption, evaluations.
 
 The caller hands in how to make the initial params (called only when there is no checkpoint
-to resume) and hooks that run every N steps (evaluation, say); the run directory's layout
-belongs to `gram_jax.checkpoint`.
+to resume) and evaluations to run every N steps; the run directory's layout belongs to
+`gram_jax.checkpoint`.
 """
 import dataclasses
 import os
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
-from absl import logging
-from flax import nnx
 import ml_collections
-import numpy as np
+from flax import nnx
 from jax.sharding import Mesh
+from absl import logging
 
-from gram_jax import checkpoint, configlib, parallel, preemption
-from gram_jax.checkpoint import RunCheckpointer, check_resumable, write_run_files
+from gram_jax import checkpoint, preemption
+from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.data.loader import ShuffledCursor
 from gram_jax.errors import GramError
-from gram_jax.models import lora
 from gram_jax.models.config import ModelConfig
-from gram_jax.models.decoder import abstract_model
-from gram_jax.training import flops, memory_plan, train_step
+from gram_jax.training import flops, resume, train_step
 from gram_jax.training.metrics import MetricsLogger
 
 
-def lora_spec(c: ml_collections.ConfigDict) -> lora.Lora | None:
-  """config.model.lora as a spec, or None when its rank is 0 (full training)."""
-  if c.model.lora.rank <= 0:
-    return None
-  return lora.Lora(lora.parse_targets(c.model.lora.targets), c.model.lora.rank,
-                   c.model.lora.alpha, c.model.lora.dropout, c.model.lora.quantize)
-
-
-def total_steps(c: ml_collections.ConfigDict, batches: ShuffledCursor) -> int:
-  if c.train.num_steps > 0:
-    return int(c.train.num_steps)
-  per_step = batches.rows * batches.micro_batches
-  return max(1, int(np.ceil(c.train.num_epochs * batches.rows_per_epoch() / per_step)))
-
-
 @dataclasses.dataclass(frozen=True)
-class Hook:
+class Evaluation:
   """`run(graphdef, params)` every `every` steps (0: only at the end) and after the last step;
   the numbers it returns go to <name>_metrics.jsonl."""
   name: str
   run: Callable[[nnx.GraphDef, dict], dict]
   every: int = 0
 
-  def due(self, step: int, last_step: int) -> bool:
-    return step == last_step or bool(self.every and step % self.every == 0)
+
+@dataclasses.dataclass
+class StepInfo:
+  """A finished step as hooks see it. Hooks run in the order they were added; one may add
+  numbers to `metrics` for those after it."""
+  step: int  # steps done
+  state: dict
+  metrics: dict
+  batch: dict  # the host's batch
+  sources: list[str]  # the records it came from
+  bad_steps: int  # non-finite steps in a row, this one included (its update was not applied)
+
+
+class StepLoop:
+  """Steps a started run to its end, calling each hook `fn(info)` after every `every`-th
+  step (0: only the last) and after the last."""
+
+  def __init__(self, run: resume.Started, batches: ShuffledCursor):
+    self.run, self.batches = run, batches
+    self.hooks: list[tuple[Callable[[StepInfo], None], int]] = []
+
+  def add_hook(self, fn: Callable[[StepInfo], None], every: int = 1) -> None:
+    self.hooks.append((fn, every))
+
+  def steps(self) -> dict:
+    """Runs the remaining steps; returns the final state."""
+    run, last = self.run, self.run.settings.steps
+    state, bad_steps = run.state, 0
+    for step in range(run.step + 1, last + 1):
+      host_batch = next(self.batches)
+      sources = self.batches.taken_sources()
+      state, metrics = run.step_fn(state, run.trainer.put_batch(host_batch))
+      metrics = jax.device_get(metrics)
+      bad_steps = 0 if metrics["finite"] else bad_steps + 1
+      if bad_steps:
+        report_bad_step(step, metrics, sources, bad_steps, run.settings.max_bad_steps,
+                        run.checkpointer)
+      info = StepInfo(step, state, metrics, host_batch, sources, bad_steps)
+      for fn, every in self.hooks:
+        if step == last or (every and step % every == 0):
+          fn(info)
+    return state
 
 
 def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tokenizer: Any,
         batches: ShuffledCursor, objective: train_step.Objective, workdir: str,
-        init_params: Callable[[], dict], hooks: Sequence[Hook] = ()) -> dict:
+        init_params: Callable[[], dict], evaluations: Sequence[Evaluation] = ()) -> dict:
   """Trains to the configured length, resuming from workdir's latest checkpoint if any.
 
   `init_params()` makes the starting params (a pure dict on the mesh) of a fresh run.
   Returns the final params.
   """
-  steps = total_steps(c, batches)
-  logging.info("%s: %d examples on this host, %d rows of %d positions an epoch, %.1f%% padding",
-               workdir, len(batches.data), batches.rows_per_epoch(), batches.seq_len,
-               100 * batches.padding_fraction())
-  check_resumable(workdir, model_config)
-  graphdef, abstract = abstract_model(model_config)
+  return train(resume.start(c, mesh, model_config, tokenizer, batches, objective, workdir,
+                            init_params), batches, evaluations)
 
-  adapters = lora_spec(c)
 
-  def make_trainer(config: ModelConfig, moment_dtype: str = c.train.moment_dtype,
-                   with_lora: lora.Lora | None = adapters, on_mesh: Mesh = mesh):
-    tx, schedule = train_step.make_optimizer(c.train, steps, moment_dtype)
-    return train_step.Trainer.create(*abstract_model(config), tx, schedule, objective, on_mesh,
-                                     tuple(c.rules), with_lora)
-
-  trainer = make_trainer(model_config)
-  plan = lambda: planned_step(c, model_config, trainer, make_trainer, batches)
-  if c.dry_run:
-    plan()  # raises DryRun before anything is written
-  write_run_files(workdir, model_config, tokenizer, c)
-  checkpointer = RunCheckpointer(os.path.join(workdir, checkpoint.RUN_CHECKPOINTS),
-                                 c.checkpoint.every_steps, c.checkpoint.keep,
-                                 c.checkpoint.async_save)
-  start = checkpointer.latest_step()
-  step_fn = plan() if (start or 0) < steps else None  # a finished run compiles nothing
-  if start is None:
-    logging.info("%s: starting at step 0 of %d (no checkpoint in %s)", workdir, steps,
-                 checkpointer.directory)
-    state = trainer.init_state(init_params(), c.seed)
-    start = 0
-  else:
-    state, meta = checkpointer.restore(
-        start, trainer.abstract_state(nnx.to_pure_dict(abstract)))
-    if trainer.lora:  # a checkpoint holds the adapters only: the base comes from its source
-      state["frozen"] = trainer.frozen_base(init_params())
-    batches.skip(start)
-    if jax.process_count() == 1 and meta["data_position"] != batches.state():
-      raise RuntimeError(f"data position after replay {batches.state()} differs from the "
-                         f"checkpoint's {meta['data_position']}")
-    logging.info("%s", resumed_line(start, steps, batches.state(), checkpointer.directory))
-  token_flops = flops.training_flops_per_token(model_config, batches.seq_len)
-  peak = flops.peak_flops_per_device(c.train.peak_flops_per_device)
-  logger = MetricsLogger(workdir, steps, start, desc=f"train {workdir}")
-  bad_steps = 0
-  last_time = time.perf_counter()
+def train(run: resume.Started, batches: ShuffledCursor,
+          evaluations: Sequence[Evaluation] = ()) -> dict:
+  """Steps `run` to its end with the standard hooks and `evaluations`; a LoRA run's merged
+  model is saved at the end. Returns the final params."""
+  settings, checkpointer = run.settings, run.checkpointer
+  logger = MetricsLogger(settings.workdir, settings.steps, run.step,
+                         desc=f"train {settings.workdir}")
+  loop = StepLoop(run, batches)
+  loop.add_hook(throughput(run.model_config, batches, settings.peak_flops_per_device))
+  loop.add_hook(lambda info: logger.log(info.step, info.metrics))
+  loop.add_hook(checkpointing(checkpointer, batches, logger, settings.steps))
+  for evaluation in evaluations:
+    loop.add_hook(lambda info, e=evaluation: logger.log_extra(
+        e.name, info.step, e.run(run.graphdef, run.trainer.full_params(info.state))),
+        every=evaluation.every)
+  state = run.state
   try:
-    for step in range(start, steps):
-      host_batch = next(batches)
-      sources = batches.taken_sources()
-      state, metrics = step_fn(state, trainer.put_batch(host_batch))
-      metrics = jax.device_get(metrics)
-      bad_steps = 0 if metrics["finite"] else bad_steps + 1
-      if bad_steps:
-        report_bad_step(step + 1, metrics, sources, bad_steps, c.train.max_bad_steps,
-                        checkpointer)
-      now = time.perf_counter()
-      seconds, last_time = now - last_time, now
-      positions = host_batch["input_ids"].size * jax.process_count()
-      tokens = batches.count_tokens(host_batch) * jax.process_count()
-      mfu = token_flops * positions / seconds / (peak * jax.device_count()) if peak else None
-      logger.log(step + 1, {**metrics, "step_seconds": seconds, "tokens_per_second":
-                            tokens / seconds, "mfu": mfu})
-      meta = {"data_position": batches.state(), "step": step + 1}
-      saved = not bad_steps and checkpointer.save(step + 1, state, meta,
-                                                  force=step + 1 == steps)
-      if saved:
-        logger.flush()
-      if preemption.should_stop(step + 1) and step + 1 < steps:
-        if not saved:
-          checkpointer.save(step + 1, state, meta, force=True)
-        raise preemption.Preempted(f"checkpoint of step {step + 1} in {checkpointer.directory}")
-      for hook in hooks:
-        if hook.due(step + 1, steps):
-          logger.log_extra(hook.name, step + 1, hook.run(graphdef, trainer.full_params(state)))
+    state = loop.steps()
   except OSError as e:  # metrics or other files: the same clear error as for checkpoints
-    raise GramError(f"{workdir}: cannot write ({e.strerror or e}); the last complete "
+    raise GramError(f"{settings.workdir}: cannot write ({e.strerror or e}); the last complete "
                     f"checkpoint is step {checkpointer.latest_step()}") from None
   finally:
     checkpointer.close()  # waits for the async save in flight: it lands whole or not at all
     logger.close()
-  params = trainer.full_params(state)
-  if trainer.lora and not checkpoint.is_model_checkpoint(
-      os.path.join(workdir, checkpoint.MERGED, str(steps))):
-    checkpoint.save_merged(workdir, steps, nnx.merge(graphdef, params))
+  params = run.trainer.full_params(state)
+  if run.trainer.lora and not checkpoint.is_model_checkpoint(
+      os.path.join(settings.workdir, checkpoint.MERGED, str(settings.steps))):
+    checkpoint.save_merged(settings.workdir, settings.steps, nnx.merge(run.graphdef, params))
   return params
 
 
-def planned_step(c: ml_collections.ConfigDict, model_config: ModelConfig,
-                 trainer: train_step.Trainer, make_trainer: Callable, batches: ShuffledCursor
-                 ) -> Callable:
-  """The step compiled for the real mesh, after its memory plan is logged; a plan over
-  the device's capacity stops here, before any weight is loaded, naming a change that fits.
-  `config.dry_run` stops after the plan."""
-  capacity = memory_plan.device_capacity(c.train.memory_capacity_gb)
+def throughput(model_config: ModelConfig, batches: ShuffledCursor,
+               peak_flops_per_device: float) -> Callable[[StepInfo], None]:
+  """Adds step_seconds, tokens_per_second (real tokens, all hosts) and MFU (over the padded
+  positions; None when the device's peak is unknown) to each step's metrics."""
+  token_flops = flops.training_flops_per_token(model_config, batches.seq_len)
+  peak = flops.peak_flops_per_device(peak_flops_per_device)
+  last_time = [time.perf_counter()]
 
-  def compiled(trainer: train_step.Trainer, micro_batches: int, rows: int):
-    state = trainer.abstract_state(nnx.to_pure_dict(abstract_model(model_config)[1]))
-    batch = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct((x.shape[0], x.shape[1] * jax.process_count(),
-                                        *x.shape[2:]), x.dtype, sharding=trainer.batch_sharding),
-        batches.empty_batch(micro_batches, rows))
-    return trainer.compile_step().lower(state, batch).compile(), state, batch
-
-  step, state, batch = compiled(trainer, batches.micro_batches, batches.rows)
-  plan = memory_plan.measure(step, state, batch, capacity)
-  logging.info("%s", plan.line())
-  if not plan.fits():
-    raise memory_plan.refusal(plan, _changes(c, model_config, make_trainer, batches, compiled,
-                                             trainer.mesh))
-  if c.dry_run:
-    raise memory_plan.DryRun(plan.line())
-  return step
+  def measure(info: StepInfo) -> None:
+    now = time.perf_counter()
+    seconds, last_time[0] = now - last_time[0], now
+    positions = info.batch["input_ids"].size * jax.process_count()
+    tokens = batches.count_tokens(info.batch) * jax.process_count()
+    mfu = token_flops * positions / seconds / (peak * jax.device_count()) if peak else None
+    info.metrics.update(step_seconds=seconds, tokens_per_second=tokens / seconds, mfu=mfu)
+  return measure
 
 
-def _changes(c: ml_collections.ConfigDict, model_config: ModelConfig, make_trainer: Callable,
-             batches: ShuffledCursor, compiled: Callable,
-             mesh: Mesh) -> Iterator[memory_plan.Change]:
-  """What the user could change, cheapest first: the state sharded over the devices that hold
-  copies of it (the same math); remat, bfloat16 Adam moments, both; then more micro-batches
-  (the same rows a step) alone and with those; then LoRA; then QLoRA."""
-  if mesh.shape["data"] > 1 and c.mesh.tensor != -1:
-    sharded = parallel.make_mesh({**c.mesh.to_dict(), "data": 1, "fsdp": -1},
-                                 c.dcn_mesh.to_dict())
-    yield memory_plan.Change("--config.mesh.data=1 --config.mesh.fsdp=-1", lambda: compiled(
-        make_trainer(model_config, on_mesh=sharded), batches.micro_batches, batches.rows))
-  settings = [("", model_config, c.train.moment_dtype)]
-  if model_config.remat != "full":
-    settings.append(("--config.model.remat=full ",
-                     dataclasses.replace(model_config, remat="full"), c.train.moment_dtype))
-  if c.train.moment_dtype != "bfloat16":
-    settings += [(flags + "--config.train.moment_dtype=bfloat16 ", config, "bfloat16")
-                 for flags, config, _ in list(settings)]
-  for flags, config, moments in settings[1:]:
-    yield memory_plan.Change(flags.strip(), lambda config=config, moments=moments: compiled(
-        make_trainer(config, moments), batches.micro_batches, batches.rows))
-  data_parallel = configlib.data_parallel_size(c)
-  factor = 2
-  while batches.rows % factor == 0 and (batches.rows // factor * jax.process_count()) % \
-      data_parallel == 0:
-    micro, rows = batches.micro_batches * factor, batches.rows // factor
-    split = f"--config.train.micro_batches={micro}"
-    if c.train.global_batch_size <= 0:  # the same rows a step: fewer a device, more micro
-      split += f" --config.train.per_device_batch_size={c.train.per_device_batch_size // factor}"
-    for flags, config, moments in settings:
-      yield memory_plan.Change(flags + split, lambda config=config, moments=moments,
-                               micro=micro, rows=rows: compiled(make_trainer(config, moments),
-                                                                micro, rows))
-    factor *= 2
-  # a different method, so last: adapters on every projection, then over a 4-bit base
-  adapters, lora_flags = lora_spec(c), ""
-  if adapters is None:
-    adapters = lora.Lora(tuple(lora.TARGETS), 16, 32.0)
-    lora_flags = "--config.model.lora.rank=16 --config.model.lora.alpha=32"
-    for flags, config, moments in settings:
-      yield memory_plan.Change(flags + lora_flags, lambda config=config, moments=moments:
-                               compiled(make_trainer(config, moments, adapters),
-                                        batches.micro_batches, batches.rows))
-  if not adapters.quantize:
-    quantized = dataclasses.replace(adapters, quantize="nf4")
-    for flags, config, moments in settings:
-      yield memory_plan.Change(
-          " ".join(filter(None, (flags.strip(), lora_flags,
-                                 "--config.model.lora.quantize=nf4"))),
-          lambda config=config, moments=moments: compiled(
-              make_trainer(config, moments, quantized), batches.micro_batches, batches.rows))
-
-
-def resumed_line(step: int, steps: int, position: dict[str, int], directory: str) -> str:
-  """What a resumed run says first: where it picks up, in steps, data and checkpoints."""
-  return (f"resumed at step {step} of {steps} from the checkpoint in {directory}; data "
-          f"position: epoch {position['epoch']}, example {position['cursor']} of the epoch")
+def checkpointing(checkpointer: RunCheckpointer, batches: ShuffledCursor,
+                  logger: MetricsLogger, steps: int) -> Callable[[StepInfo], None]:
+  """Saves at the checkpointer's interval and at the end (never a step whose update was
+  skipped), making the metrics durable with each save; on preemption, saves and stops."""
+  def save(info: StepInfo) -> None:
+    meta = {"data_position": batches.state(), "step": info.step}
+    saved = not info.bad_steps and checkpointer.save(info.step, info.state, meta,
+                                                     force=info.step == steps)
+    if saved:
+      logger.flush()
+    if preemption.should_stop(info.step) and info.step < steps:
+      if not saved:
+        checkpointer.save(info.step, info.state, meta, force=True)
+      raise preemption.Preempted(f"checkpoint of step {info.step} in {checkpointer.directory}")
+  return save
 
 
 def report_bad_step(step: int, metrics: dict, sources: list[str], bad_steps: int,

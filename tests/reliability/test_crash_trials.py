@@ -26,7 +26,7 @@ from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.journal import Journal
 from gram_jax.models.decoder import abstract_model
 from gram_jax.stages import common
-from gram_jax.training import loop
+from gram_jax.training import resume
 from tests.helpers import cli, crash_worker, train_fixtures
 
 CHAINS = 2  # in parallel
@@ -51,7 +51,7 @@ def _reference_states(variant: str):
   target."""
   c, mesh, model_config, batches = crash_worker.trial_run(lora=variant == "lora")
   trainer, _, _ = train_fixtures.make_trainer(mesh, model_config, crash_worker.STEPS, c,
-                                              loop.lora_spec(c))
+                                              resume.lora_spec(c))
   state = trainer.init_state(common.initial_params(c, model_config, mesh), c.seed)
   step, params = trainer.compile_step(), {}
   for n in range(1, crash_worker.STEPS + 1):

@@ -1,0 +1,74 @@
+"""The step loop's hooks: when each runs, in what order, and what a skipped update does —
+with a stand-in step, so no model is compiled."""
+import types
+
+import numpy as np
+import pytest
+
+from gram_jax.errors import GramError
+from gram_jax.training import loop, resume
+
+
+class Batches:
+  def __init__(self):
+    self.taken = 0
+
+  def __next__(self):
+    self.taken += 1
+    return {"input_ids": np.zeros((1, 2, 4), np.int32)}
+
+  def taken_sources(self):
+    return [f"data.jsonl:{self.taken}"]
+
+
+def started(steps, start=0, finite=lambda step: True, max_bad_steps=0):
+  def step_fn(state, batch):
+    step = state["step"] + 1
+    return {"step": step}, {"loss": float(step), "grad_norm": 1.0, "finite": finite(step)}
+  checkpointer = types.SimpleNamespace(wait=lambda: None, latest_step=lambda: None,
+                                       directory="run/checkpoints")
+  return resume.Started(resume.Settings("run", steps, max_bad_steps, 0.0),
+                        types.SimpleNamespace(put_batch=lambda b: b), None, None, checkpointer,
+                        {"step": start}, start, step_fn)
+
+
+def test_a_hook_runs_every_nth_step_and_after_the_last_and_every_0_only_at_the_end():
+  calls = {1: [], 3: [], 0: []}
+  step_loop = loop.StepLoop(started(7), Batches())
+  for every in calls:
+    step_loop.add_hook(lambda info, every=every: calls[every].append(info.step), every=every)
+  assert step_loop.steps() == {"step": 7}
+  assert calls == {1: [1, 2, 3, 4, 5, 6, 7], 3: [3, 6, 7], 0: [7]}
+
+
+def test_a_resumed_run_steps_from_its_checkpoint_and_later_hooks_see_earlier_numbers():
+  seen = []
+  step_loop = loop.StepLoop(started(5, start=3), Batches())
+  step_loop.add_hook(lambda info: info.metrics.update(doubled=2 * info.metrics["loss"]))
+  step_loop.add_hook(lambda info: seen.append((info.step, info.metrics["doubled"],
+                                               info.sources)))
+  step_loop.steps()
+  assert seen == [(4, 8.0, ["data.jsonl:1"]), (5, 10.0, ["data.jsonl:2"])]
+
+
+def test_hooks_are_told_of_a_skipped_update_and_too_many_in_a_row_stop_the_run():
+  bad = []
+  step_loop = loop.StepLoop(started(9, finite=lambda step: step not in (2, 4, 5, 6),
+                                    max_bad_steps=3), Batches())
+  step_loop.add_hook(lambda info: bad.append(info.bad_steps))
+  with pytest.raises(GramError, match=r"step 6: 3 consecutive .* data.jsonl:6"):
+    step_loop.steps()
+  assert bad == [0, 1, 0, 1, 2]
+
+
+def test_the_checkpoint_hook_skips_a_bad_step_and_saves_the_last(monkeypatch):
+  saves = []
+  checkpointer = types.SimpleNamespace(
+      save=lambda step, state, meta, force=False: saves.append((step, force)) or force,
+      directory="run/checkpoints")
+  flushed = []
+  hook = loop.checkpointing(checkpointer, types.SimpleNamespace(state=lambda: {}),
+                            types.SimpleNamespace(flush=lambda: flushed.append(True)), steps=3)
+  for step, bad_steps in ((1, 0), (2, 1), (3, 0)):
+    hook(loop.StepInfo(step, {}, {}, {}, [], bad_steps))
+  assert saves == [(1, False), (3, True)] and flushed == [True]
