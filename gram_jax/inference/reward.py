@@ -37,6 +37,21 @@ class ReasoningRow:
   readout: str  # judge_card.SCORES
 
 
+def judge_settings(card: dict, template: str | None = None,
+                   labels: Sequence[str] | None = None, chat_template: str | None = None,
+                   reasoning: Any = _UNSET, template_field: str = "template",
+                   reasoning_field: str = "reasoning") -> dict:
+  """The one precedence rule for how a saved judge is read: what the caller names wins, then
+  the judge card's, then the default (the GRAM prompt, or GRAM-RR for a reasoning judge;
+  labels A/B; the tokenizer's chat template; no reasoning). None names nothing, except for
+  `reasoning`, where None names a verdict judge: leave it out for the card's."""
+  reasoning = card.get("reasoning") if reasoning is _UNSET else reasoning
+  return {"template": judge_prompt(template, reasoning, card, template_field, reasoning_field),
+          "labels": tuple(labels or card.get("labels") or ("A", "B")),
+          "chat_template": chat_template or card.get("chat_template") or None,
+          "reasoning": reasoning}
+
+
 class RewardModel:
   """`template` None: the prompt `judge_card.judge_prompt` picks (GRAM-RR for a reasoning
   judge, else GRAM); `max_len` None: the reasoning judge's prompt budget, else 2,048."""
@@ -50,14 +65,18 @@ class RewardModel:
     self.model = model
     self.scorer = VerdictScorer(model, tokenizer, max_len, batch_size, template, labels,
                                 chat_template, mesh)
-    self.tokenizer, self.max_len, self.mesh = tokenizer, max_len, mesh
-    self.encoder, self.labels = self.scorer.encoder, self.scorer.labels
-    self.batch_size = self.scorer.batch_size
-    self.trimmed = 0  # pairs trimmed to fit max_len since the last reset
     self.reasoning = reasoning
     self.reasoner = None if reasoning is None else RationaleJudge(
         model, tokenizer, template, reasoning.rationale_format, labels, batch_size, max_len,
         reasoning.max_new_tokens, chat_template, mesh)
+
+  # What the judge reads pairs with is the scorer's; these name it without copying it.
+  tokenizer = property(lambda self: self.scorer.tokenizer)
+  max_len = property(lambda self: self.scorer.max_len)
+  mesh = property(lambda self: self.scorer.mesh)
+  encoder = property(lambda self: self.scorer.encoder)
+  labels = property(lambda self: self.scorer.labels)
+  batch_size = property(lambda self: self.scorer.batch_size)
 
   @classmethod
   def from_pretrained(cls, path: str, mesh: Mesh | None = None, dtype: str | None = None,
@@ -68,17 +87,14 @@ class RewardModel:
     """From an HF directory, a gram_jax checkpoint or a run directory (tokenizer included).
 
     The prompt, labels, chat template and reasoning saved in the model's judge.json are the
-    defaults; what the caller names wins. `reasoning=judge_card.RELEASE` alone reads a
-    released GRAM-RR checkpoint as its model card does (the GRAM-RR prompt, one order, an
-    8,192-token context). A verdict-only prompt with a reasoning judge is an error naming
-    `template_field` and `reasoning_field` (the caller's names for them)."""
-    card = read_judge_card(path)
-    reasoning = card.get("reasoning") if reasoning is _UNSET else reasoning
-    template = judge_prompt(template, reasoning, card, template_field, reasoning_field)
+    defaults; what the caller names wins (`judge_settings`). `reasoning=judge_card.RELEASE`
+    alone reads a released GRAM-RR checkpoint as its model card does (the GRAM-RR prompt, one
+    order, an 8,192-token context). A verdict-only prompt with a reasoning judge is an error
+    naming `template_field` and `reasoning_field` (the caller's names for them)."""
+    settings = judge_settings(read_judge_card(path), template, labels, chat_template, reasoning,
+                              template_field, reasoning_field)
     model = load_pretrained(path, dtype=dtype, mesh=mesh, compute_dtype=compute_dtype)
-    return cls(model, load_tokenizer(path), mesh=mesh, template=template, reasoning=reasoning,
-               labels=tuple(labels or card.get("labels") or ("A", "B")),
-               chat_template=chat_template or card.get("chat_template") or None, **kwargs)
+    return cls(model, load_tokenizer(path), mesh=mesh, **settings, **kwargs)
 
   def describe(self) -> str:
     """One line for logs and reports: the prompt, labels, chat template and readout."""
@@ -172,10 +188,9 @@ class RewardModel:
             np.array([j.trimmed for j in judged], bool))
 
   def score_batch(self, pairs: Iterable[Any], progress: bool = False) -> np.ndarray:
-    """Scores [N, 2] = (score of response_a, score of response_b)."""
-    scores, trimmed = self.score_pairs(pairs, progress)
-    self.trimmed += int(trimmed.sum())
-    return scores
+    """Scores [N, 2] = (score of response_a, score of response_b); `score_pairs` also says
+    which pairs were trimmed to fit."""
+    return self.score_pairs(pairs, progress)[0]
 
   def score(self, prompt: str, response_a: str, response_b: str) -> tuple[float, float]:
     score_a, score_b = self.score_batch([(prompt, response_a, response_b)])[0]

@@ -13,7 +13,7 @@ from gram_jax.inference import batching
 from gram_jax.inference.batching import bucket_length
 from gram_jax.inference.generate import Sampling
 from gram_jax.inference.reasoning import Judgment, PairJudgment, RationaleJudge
-from gram_jax.inference.reward import RewardModel
+from gram_jax.inference.reward import RewardModel, judge_settings
 from gram_jax.judge_card import RELEASE, Reasoning, read_judge_card, write_judge_card
 from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
@@ -59,8 +59,8 @@ def test_trimming_keeps_the_verdict_position_and_counts(model_dir):
   path, _ = model_dir
   reward = RewardModel.from_pretrained(path, batch_size=4, max_len=760)
   long = "Paris is the capital of France. " * 200
-  scores = reward.score_batch([("Question?", long, "Short."), PAIRS[0]])
-  assert reward.trimmed == 1 and np.isfinite(scores).all()
+  scores, trimmed = reward.score_pairs([("Question?", long, "Short."), PAIRS[0]])
+  assert trimmed.tolist() == [True, False] and np.isfinite(scores).all()
   ids, trimmed = reward.encoder("Question?", long, "Short.")
   assert trimmed and len(ids) <= 760
   text = reward.tokenizer.decode(ids)
@@ -318,3 +318,19 @@ def test_cards_written_before_orders_existed_keep_their_meaning(tmp_path):
                     "votes": 3, "score": "verdict"}}))  # then: 3 judgments per order
   reasoning = read_judge_card(str(tmp_path))["reasoning"]
   assert (reasoning.votes, reasoning.orders, reasoning.samples_per_order) == (6, 2, 3)
+
+
+def test_what_the_caller_names_wins_over_the_judge_card_and_the_card_over_defaults():
+  reasoning = Reasoning(votes=1, orders=1)
+  card = {"template": templates.GRAM_RR_PROMPT, "labels": ["X", "Y"], "chat_template": "{{x}}",
+          "reasoning": reasoning}
+  assert judge_settings({}) == {"template": templates.GRAM_JUDGE_PROMPT, "labels": ("A", "B"),
+                                "chat_template": None, "reasoning": None}
+  assert judge_settings(card) == {"template": templates.GRAM_RR_PROMPT, "labels": ("X", "Y"),
+                                  "chat_template": "{{x}}", "reasoning": reasoning}
+  named = judge_settings(card, template="gram", labels=("P", "Q"), chat_template="{{y}}",
+                         reasoning=None)  # None names a verdict judge
+  assert named == {"template": templates.GRAM_JUDGE_PROMPT, "labels": ("P", "Q"),
+                   "chat_template": "{{y}}", "reasoning": None}
+  assert judge_settings(card, template=None, labels=None, chat_template=None) == \
+      judge_settings(card)  # None names nothing for the other settings
