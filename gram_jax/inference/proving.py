@@ -3,7 +3,7 @@
 For each item (a pair and the label l to prove) the preference-proving model π_ψ samples k
 proofs ẑ_1..ẑ_k from its prompt s, l; each is scored by
 Score(ẑ) = -log π_ψ(ẑ | s, l) / log π_ψ(ẑ) and the highest is kept
-(`self_training.select_proof`): likely given the pair and its label, unlikely on its own.
+(`select_proof`): likely given the pair and its label, unlikely on its own.
 
 The prompt is cut by fields to the generator's budget (responses, then the question; never
 the chat header or the label line), and the very token ids the proofs are sampled from are
@@ -14,10 +14,24 @@ end-of-sequence token included when it stopped there.
 import dataclasses
 from typing import Any, Sequence
 
-from gram_jax import self_training
+import numpy as np
+
 from gram_jax.data.encode import PromptEncoder, pair_values
 from gram_jax.inference.generate import Generator, Sampling
 from gram_jax.text.tokenizer import encode_user_turn
+
+
+def proof_score(conditional_logprob: float, unconditional_logprob: float) -> float:
+  """-log π(z | s, l) / log π(z), in (-inf, 0]; higher is a better proof."""
+  return -conditional_logprob / min(unconditional_logprob, -1e-9)
+
+
+def select_proof(conditional_logprobs: Sequence[float],
+                 unconditional_logprobs: Sequence[float]) -> int:
+  """Index of the best of k proofs by proof_score (the first on a tie)."""
+  scores = [proof_score(c, u) for c, u in zip(conditional_logprobs, unconditional_logprobs)]
+  return int(np.argmax(scores))
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +86,7 @@ def prove_batch(generator: Generator, prompts: PromptEncoder, items: Sequence[di
     alone = generator.sequence_logprobs([list(context)] * len(proofs), proofs)
     conditional = [[float(given[j * n + i]) for j in range(k)] for i in range(n)]
     unconditional = [[float(alone[j * n + i]) for j in range(k)] for i in range(n)]
-    best = [self_training.select_proof(conditional[i], unconditional[i]) for i in range(n)]
+    best = [select_proof(conditional[i], unconditional[i]) for i in range(n)]
   return [Proof(candidates[best[i]][i].text.strip() or "No rationale.", bool(trimmed[i]),
                 tuple(encoded[i]), tuple(conditional[i]), tuple(unconditional[i]), best[i])
           for i in range(n)]

@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import checkpoint, configlib, pretrained, provenance, self_training, storage
+from gram_jax import checkpoint, configlib, pretrained, provenance, pseudo_labels, storage
 from gram_jax.data import preference, records
 from gram_jax.hf.export import save_pretrained
 from gram_jax.inference import proving
@@ -35,7 +35,7 @@ from gram_jax.inference.reward import RewardModel
 from gram_jax.journal import Journal, fingerprint, run_in_chunks, write_jsonl
 from gram_jax.judge_card import JUDGE_CARD
 from gram_jax.progress import Progress
-from gram_jax.stages import common, recipes
+from gram_jax.stages import common, recipes, self_train_report
 from gram_jax.stages.self_train_files import (data_files, once, publish, read_json, read_jsonl,
                                               trimmed_proofs)
 
@@ -66,7 +66,7 @@ def sub_run(c: ml_collections.ConfigDict, workdir: str, steps: int, learning_rat
                          **(changes or {})})
 
 
-class SelfTraining:
+class SelfTrainJob:
   """Holds what every sub-step shares: the config, tokenizer and file locations."""
 
   def __init__(self, c: ml_collections.ConfigDict):
@@ -79,12 +79,12 @@ class SelfTraining:
     self.task = read(self.files["task"], functools.partial(preference.parse_task_pair,
                                                            labels=self.labels))
     if self.s.final_finetune_steps:
-      self_training.check_task_set([t.pair for t in self.task], self.labeled)
+      pseudo_labels.check_task_set([t.pair for t in self.task], self.labeled)
     self.heldout = read(self.files["heldout"], preference.parse_preference_pair)
     self.heldout_triples = [(p.prompt, p.chosen, p.rejected) for p in self.heldout]
     validation = read(self.files["validation"], preference.parse_preference_pair)
     if self.s.export == "best_validation":
-      self_training.check_validation_set(validation, self.heldout)
+      pseudo_labels.check_validation_set(validation, self.heldout)
     self.validation_triples = [(p.prompt, p.chosen, p.rejected) for p in validation]
     self.chat_template = configlib.chat_template(c)
 
@@ -246,7 +246,7 @@ class SelfTraining:
     by_fraction = self.s.keep_top_fraction > 0
     min_confidence = 0.0 if by_fraction else self.s.confidence_threshold
 
-    rules = self_training.LabelRules(self.labels, self.c.template.rationale_format,
+    rules = pseudo_labels.LabelRules(self.labels, self.c.template.rationale_format,
                        self.s.max_rationale_chars, self.s.min_vote_share, min_confidence)
     work = functools.partial(label_pairs, judge, sampling=sampling,
                              seed=self.c.seed + round_index, samples=self.s.judge_samples,
@@ -262,7 +262,7 @@ class SelfTraining:
         2 * self.s.judge_samples)), desc=f"round {round_index}: judging the unlabeled pool",
                          unit="pair")
     if by_fraction:
-      rows = self_training.keep_top_fraction(rows, self.s.keep_top_fraction)
+      rows = pseudo_labels.keep_top_fraction(rows, self.s.keep_top_fraction)
     kept = [r for r in rows if r["drop_reason"] is None]
     kept_path = self.path(f"round_{round_index}", "kept.jsonl")
 
@@ -271,26 +271,26 @@ class SelfTraining:
       write_jsonl(kept, kept_path)
     publish(kept_path, write_round)
     stats = once(self.path(f"round_{round_index}", "labels.json"),
-                 lambda: self_training.round_stats(rows))
+                 lambda: pseudo_labels.round_stats(rows))
     log.remove()  # only now: a kill before labels.json exists resumes from the journal
     return stats
 
 
 def label_pairs(judge: RationaleJudge, pairs: list[records.UnlabeledPair], first: int,
-                sampling: Sampling, seed: int, samples: int, rules: self_training.LabelRules) -> list[dict]:
+                sampling: Sampling, seed: int, samples: int, rules: pseudo_labels.LabelRules) -> list[dict]:
   """One chunk of a round's pool (items `first`, `first` + 1, …): judged `samples` times per
   order, then each pair's row with its pseudo-label or drop reason."""
   judged = judge.judge_batch([(p.prompt, p.response_a, p.response_b) for p in pairs],
                              sampling, seed=seed, first_index=first, samples=samples)
-  return [self_training.judged_row(pair, j, rules) for pair, j in zip(pairs, judged)]
+  return [pseudo_labels.judged_row(pair, j, rules) for pair, j in zip(pairs, judged)]
 
 
-def kept_items(job: SelfTraining, round_index: int) -> list[dict]:
+def kept_items(job: SelfTrainJob, round_index: int) -> list[dict]:
   return [{k: row[k] for k in ("prompt", "response_a", "response_b", "label")}
           for row in read_jsonl(job.path(f"round_{round_index}", "kept.jsonl"))]
 
 
-def pseudo_labeled_file(job: SelfTraining, rounds: int) -> str:
+def pseudo_labeled_file(job: SelfTrainJob, rounds: int) -> str:
   """Every kept pseudo-label so far as {prompt, chosen, rejected}, for verdict fine-tuning."""
   def rows():
     out = []
@@ -301,7 +301,7 @@ def pseudo_labeled_file(job: SelfTraining, rounds: int) -> str:
   return common.builtin_jsonl(job.path("final", "pseudo_labeled.jsonl"), rows)
 
 
-def task_targets(job: SelfTraining, prover_dir: str) -> tuple[list[str], dict]:
+def task_targets(job: SelfTrainJob, prover_dir: str) -> tuple[list[str], dict]:
   """Task adaptation's SFT files: rows that bring their own rationale are the target as
   written; π_ψ proves the others (both orders). And what the report says of them."""
   own = [t.proved for t in job.task if t.proved is not None]
@@ -322,7 +322,7 @@ def heldout_figures(figures: dict) -> dict:
   return {f"heldout_{name}": value for name, value in figures.items()}
 
 
-def export_choice(job: SelfTraining, rows: list[dict],
+def export_choice(job: SelfTrainJob, rows: list[dict],
                   models: list[tuple[int, str, bool]]) -> int:
   """Which of `models` (row, run directory, reasoning judge?) goes to hf/: the last one
   (export=final, the paper), or the best on the validation pairs (best_validation), whose
@@ -340,7 +340,7 @@ def export_choice(job: SelfTraining, rows: list[dict],
     rows[index]["validation_accuracy"] = once(os.path.join(folder, "validation.json"),
                                               measure)["accuracy"]
     accuracies.append(rows[index]["validation_accuracy"])
-  return self_training.choose_export(accuracies)
+  return pseudo_labels.choose_export(accuracies)
 
 
 def report(c: ml_collections.ConfigDict, rows: list[dict], exported: int, pairs: dict,
@@ -361,18 +361,18 @@ def report(c: ml_collections.ConfigDict, rows: list[dict], exported: int, pairs:
       f"rounds.jsonl; each held-out judgment's reply: <stage>/heldout.jsonl.",
       f"Held-out: {pairs['heldout']} pairs. Exported to hf/: **{rows[exported]['stage']}** "
       f"({why}).", "",
-      self_training.report_table(rows, exported), "", "Columns:", "", self_training.LEGEND, ""])
+      self_train_report.report_table(rows, exported), "", "Columns:", "", self_train_report.LEGEND, ""])
 
 
 def run(c: ml_collections.ConfigDict) -> None:
   started = time.monotonic()
   s = c.self_train
-  job = SelfTraining(c)
+  job = SelfTrainJob(c)
   rows, models = [], []  # models: (row, run directory, reasoning judge?) that can be exported
 
   def add(row: dict, model: str = "", reasoning: bool = True) -> None:
     rows.append({**row, "model": os.path.relpath(model, c.workdir)} if model else row)
-    logging.info("%s", self_training.row_line(row))
+    logging.info("%s", self_train_report.row_line(row))
     if model:
       models.append((len(rows) - 1, model, reasoning))
 

@@ -10,14 +10,14 @@ import os
 import numpy as np
 import pytest
 
-from gram_jax import GramError, self_training
+from gram_jax import GramError
 from gram_jax.data import preference
 from gram_jax.hf import smollm2
 from gram_jax.inference import proving
 from gram_jax.inference.generate import Generation, Sampling
 from gram_jax.inference.reasoning import RationaleJudge
 from gram_jax.pretrained import load_pretrained, load_tokenizer
-from gram_jax.stages import self_train, self_train_files
+from gram_jax.stages import self_train, self_train_files, self_train_report
 from gram_jax.text import templates
 from gram_jax.text.tokenizer import encode_plain, render_user_turn
 from tests.conftest import shared_data
@@ -121,14 +121,14 @@ def _config(tmp_path, model_path: str):
 def test_the_stage_proves_and_judges_long_pairs_within_the_cutoff_and_counts_them(
     tokenizer, long_pair, tmp_path):
   model = _tiny_model_with(tokenizer, str(tmp_path / "tiny"))
-  job = self_train.SelfTraining(_config(tmp_path, model))
+  job = self_train.SelfTrainJob(_config(tmp_path, model))
   short = {**long_pair, "prompt": "Hi?", "response_a": "Hello.", "response_b": "Hey."}
   out = job.prove(model, [long_pair, short], job.path("round_0", "proofs.jsonl"),
                   "proving")
   rows = [json.loads(line) for line in open(out)]
   assert [r["prompt_trimmed"] for r in rows] == [True, False]
   assert self_train_files.trimmed_proofs(out) == 1
-  table = self_training.report_table([{"stage": "warm start", "proof_prompts_trimmed": 1},
+  table = self_train_report.report_table([{"stage": "warm start", "proof_prompts_trimmed": 1},
                                       {"stage": "round 1", "judge_prompts_trimmed": 2,
                                        "proof_prompts_trimmed": 0}])
   assert "| prompts cut to fit: judge / prover |" in table.splitlines()[0]

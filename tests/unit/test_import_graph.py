@@ -90,7 +90,7 @@ LAYERS = (
     ("gram_jax.text", "gram_jax.judge_card", "gram_jax.hf", "gram_jax.journal",
      "gram_jax.checkpoint"),
     ("gram_jax.data", "gram_jax.pretrained"),
-    ("gram_jax.training", "gram_jax.inference", "gram_jax.self_training", "gram_jax.configlib"),
+    ("gram_jax.training", "gram_jax.inference", "gram_jax.pseudo_labels", "gram_jax.configlib"),
     ("gram_jax.serving",),
     ("gram_jax.stages",),
     ("gram_jax.main", "gram_jax.convert", "gram_jax.best_of_n", "gram_jax"),

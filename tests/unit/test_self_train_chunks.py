@@ -7,7 +7,7 @@ import json
 import pytest
 
 import gram_jax
-from gram_jax import configlib, self_training
+from gram_jax import configlib, pseudo_labels
 from gram_jax.data.records import UnlabeledPair
 from gram_jax.errors import GramError
 from gram_jax.inference import proving
@@ -19,7 +19,7 @@ from gram_jax.text import tokenizer as tok
 from gram_jax.training import loop
 from tests.helpers import hf_fixtures
 
-RULES = self_training.LabelRules(("A", "B"), "answer_tag", 200, 0.5, 0.6)
+RULES = pseudo_labels.LabelRules(("A", "B"), "answer_tag", 200, 0.5, 0.6)
 
 
 def _reply(letter: str) -> str:
@@ -53,7 +53,7 @@ def test_label_pairs_judges_the_chunk_with_its_seed_and_position():
 def test_keeping_the_most_confident_fraction_drops_the_rest_for_low_confidence():
   rows = [{"confidence": c, "drop_reason": d} for c, d in
           ((0.9, None), (0.6, None), (0.99, "tie"), (0.8, None))]
-  kept = self_training.keep_top_fraction(rows, 0.5)
+  kept = pseudo_labels.keep_top_fraction(rows, 0.5)
   assert [r["drop_reason"] for r in kept] == [None, "low_confidence", "tie", None]
   assert rows[1]["drop_reason"] is None  # the input rows are not changed
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from gram_jax import GramError, self_training
+from gram_jax import GramError, pseudo_labels
 from gram_jax.data import preference, synthetic
 from gram_jax.data.preference import PreferencePair
 from gram_jax.data.records import RecordError, UnlabeledPair
@@ -66,7 +66,7 @@ def test_builtin_heldout_shares_no_pair_with_any_training_side_set(tmp_path):
 
 def test_the_baseline_gets_every_gold_label_the_reasoning_side_uses(tmp_path):
   c = _config(tmp_path)
-  job = self_train.SelfTraining(c)
+  job = self_train.SelfTrainJob(c)
   gold = [json.loads(l) for l in open(job.gold_file())]
   seeds = [json.loads(l) for l in open(job.files["seed"][0])]
   labeled = [json.loads(l) for l in open(job.files["labeled"][0])]
@@ -92,22 +92,22 @@ def _judgment(swapped, verdict, p=0.9):
 
 
 def test_a_judged_row_records_votes_problems_and_the_reason_it_was_dropped(tmp_path):
-  job = self_train.SelfTraining(_config(tmp_path))
+  job = self_train.SelfTrainJob(_config(tmp_path))
   pair = UnlabeledPair("q", "a", "b", extra={"gold": "A"})
   # Order 1 says A, A, B; order 2 (swapped) says B, B (= the pair's A) and one broken reply.
   judged = PairJudgment((_judgment(False, "A"), _judgment(False, "A"), _judgment(False, "B"),
                          _judgment(True, "B"), _judgment(True, "B"),
                          Judgment(True, "no answer", "", None, (0.5, 0.5))))
-  rules = self_training.LabelRules(job.labels, job.c.template.rationale_format,
+  rules = pseudo_labels.LabelRules(job.labels, job.c.template.rationale_format,
                                 job.s.max_rationale_chars, job.s.min_vote_share, 0.7)
-  row = self_training.judged_row(pair, judged, rules)
+  row = pseudo_labels.judged_row(pair, judged, rules)
   assert row["votes"] == [4, 1] and row["abstained"] == 1 and row["label"] == "A"
   assert [j["problem"] for j in row["judgments"]] == [None] * 5 + ["no_verdict"]
   assert row["vote_share"] == pytest.approx(0.8)
   # P(response_a) of the five valid judgments: 0.9, 0.9, 0.1, 0.9, 0.9 -> 0.74.
   assert row["confidence"] == pytest.approx(0.74) and row["drop_reason"] is None
   stricter = dataclasses.replace(rules, min_confidence=0.8)
-  assert self_training.judged_row(pair, judged, stricter)["drop_reason"] == "low_confidence"
+  assert pseudo_labels.judged_row(pair, judged, stricter)["drop_reason"] == "low_confidence"
 
 
 def test_round_stats_count_each_reason():
@@ -117,7 +117,7 @@ def test_round_stats_count_each_reason():
           {"drop_reason": "tie", "label": None, "gold": "B",
            "judgments": [{"problem": "no_verdict"}, {"problem": "no_verdict"}]},
           {"drop_reason": "low_confidence", "label": "A", "gold": "A", "judgments": []}]
-  stats = self_training.round_stats(rows)
+  stats = pseudo_labels.round_stats(rows)
   assert stats["judged"] == 4 and stats["kept"] == 2 and stats["judgments"] == 5
   assert stats["drop_reasons"] == {"no_valid_judgment": 0, "tie": 1, "split_vote": 0,
                                    "low_confidence": 1}
@@ -132,7 +132,7 @@ def test_one_chat_template_serves_training_labeling_and_evaluation(tmp_path):
           "{% if add_generation_prompt %}[assistant] {% endif %}")
   c = _config(tmp_path)
   c.tokenizer.chat_template = chat
-  job = self_train.SelfTraining(c)
+  job = self_train.SelfTrainJob(c)
   policy = str(tmp_path / "policy")
   hf_fixtures.make_hf_model("qwen3", policy, vocab=len(job.tokenizer))
   judge = job.policy_judge(policy)  # labels the pools and measures each round
@@ -147,8 +147,8 @@ def test_one_chat_template_serves_training_labeling_and_evaluation(tmp_path):
 def test_task_adaptation_refuses_the_labeled_set():
   labeled = [PreferencePair("q", "a", "b"), PreferencePair("r", "c", "d")]
   with pytest.raises(GramError, match="every task pair is a labeled_files pair"):
-    self_training.check_task_set([PreferencePair("q", "b", "a")], labeled)  # either order
-  self_training.check_task_set([PreferencePair("q", "a", "b"), PreferencePair("s", "e", "f")],
+    pseudo_labels.check_task_set([PreferencePair("q", "b", "a")], labeled)  # either order
+  pseudo_labels.check_task_set([PreferencePair("q", "a", "b"), PreferencePair("s", "e", "f")],
                                labeled)
 
 

@@ -1,13 +1,14 @@
-"""GRAM-R² self-training rules as pure functions (docs/method.md §6).
+"""GRAM-R² pseudo-labels and the rules of a self-training round, as pure functions
+(docs/method.md §6); proof selection (Eq. 5) is in `inference.proving`, the report's
+formatting in `stages.self_train_report`.
 
-- proof selection (paper Eq. 5): of k sampled proofs keep the one with the highest
-  Score = -log π_ψ(z | s, l) / log π_ψ(z), likely given the pair and label, unlikely alone;
 - rule checks on one sampled judgment: no verdict, broken format, missing rationale,
   rationale too long, rationale that never names the response it picks, rationale that
   calls the other response better than its verdict;
 - the pseudo-label: a majority vote over a pair's judgments that pass the rules (both
   orders, k samples each), dropped on a tie, a split vote or low confidence;
-- what a round's labeling did (counts per drop reason and rule) and the report table;
+- what a round's labeling did (counts per drop reason and rule);
+- which round's model is exported;
 - task adaptation trains on the target task's own pairs, never on the labeled set again.
 """
 import collections
@@ -30,18 +31,6 @@ JUDGMENT_PROBLEMS = ("no_verdict", "broken_format", "missing_rationale", "too_lo
                      "contradiction", "omits_label")
 # Why a pair gets no pseudo-label, in the order they are checked.
 DROP_REASONS = ("no_valid_judgment", "tie", "split_vote", "low_confidence")
-
-
-def proof_score(conditional_logprob: float, unconditional_logprob: float) -> float:
-  """-log π(z | s, l) / log π(z), in (-inf, 0]; higher is a better proof."""
-  return -conditional_logprob / min(unconditional_logprob, -1e-9)
-
-
-def select_proof(conditional_logprobs: Sequence[float],
-                 unconditional_logprobs: Sequence[float]) -> int:
-  """Index of the best of k proofs by proof_score (the first on a tie)."""
-  scores = [proof_score(c, u) for c, u in zip(conditional_logprobs, unconditional_logprobs)]
-  return int(np.argmax(scores))
 
 
 @functools.lru_cache(maxsize=16)
@@ -237,73 +226,3 @@ def choose_export(validation_accuracy: Sequence[float | None]) -> int:
   if not measured:
     return len(validation_accuracy) - 1
   return max(measured)[1]
-
-
-def _pct(value: float | None) -> str:
-  return "-" if value is None else f"{100 * value:.1f}"
-
-
-def row_line(row: dict) -> str:
-  """One stage's figures as a log line, written as soon as they are measured."""
-  parts = []
-  if "judged" in row:
-    parts.append(f"kept {row['kept']} of {row['judged']} judged pairs")
-  if row.get("kept_agree_gold") is not None:
-    parts.append(f"{_pct(row['kept_agree_gold'])} % of the kept agree with gold")
-  if "heldout_accuracy" in row:
-    parts.append(f"held-out verdict accuracy {_pct(row['heldout_accuracy'])} %, "
-                 f"P(A)/P(B) {_pct(row['heldout_probability_accuracy'])} %, "
-                 f"position consistency {_pct(row['heldout_consistency'])} %")
-  return f"{row['stage']}: " + ("; ".join(parts) or "done (no held-out pairs)")
-
-
-LEGEND = """- judged / kept: unlabeled pairs π_φ judged this round, and those whose vote became a
-  pseudo-label.
-- dropped: pairs given no pseudo-label: a tied vote, a majority below min_vote_share, a mean
-  P(label) below confidence_threshold, or no judgment that passed the rules.
-- judgments broken: judgments the rule checks took out of the vote, by the first rule broken.
-- prompts cut to fit: judging and proving prompts cut by fields to data.cutoff_len.
-- kept agree w/ gold: share of the kept pseudo-labels equal to the pair's gold label (known
-  only for data that carries it, e.g. the built-in task).
-- held-out verdict acc.: the parsed <answer> of one greedy judgment per order, the two
-  voting: right when the better response gets more votes (a judgment without a verdict does
-  not vote; a split or no vote at all is wrong).
-- held-out P(A)/P(B) acc.: P(A) vs P(B) read at the answer after each rationale, averaged over
-  the two orders.
-- position consistency: pairs whose verdict is unchanged when A and B swap.
-- validation verdict acc. (export=best_validation): the same readout on the validation pairs
-  that choose the exported model; the held-out pairs never do."""
-
-
-def report_table(rows: list[dict], exported: int | None = None) -> str:
-  """The per-stage table: labels, what labeling kept and dropped, held-out accuracy; the
-  exported row marked."""
-  validation = any("validation_accuracy" in r for r in rows)
-  lines = ["| stage | judged | kept | dropped: tie / split / low conf. / no valid judgment | "
-           "judgments broken: no verdict / format / no rationale / long / contradiction / "
-           "omits label | prompts cut to fit: judge / prover | "
-           "kept agree w/ gold | held-out verdict acc. | held-out P(A)/P(B) acc. | "
-           "position consistency |" + (" validation verdict acc. |" if validation else ""),
-           "|---" * (10 + validation) + "|"]
-  for index, row in enumerate(rows):
-    drops, problems = row.get("drop_reasons"), row.get("judgment_problems")
-    dropped = "-" if not drops else " / ".join(str(drops[k]) for k in (
-        "tie", "split_vote", "low_confidence", "no_valid_judgment"))
-    broken = "-" if not problems else " / ".join(
-        str(problems[k]) for k in JUDGMENT_PROBLEMS)
-    cut = f"{row.get('judge_prompts_trimmed', '-')} / {row.get('proof_prompts_trimmed', '-')}"
-    stage = row["stage"] + (" **(exported)**" if index == exported else "")
-    lines.append(f"| {stage} | {row.get('judged', '-')} | {row.get('kept', '-')} | "
-                 f"{dropped} | {broken} | {cut} | {_pct(row.get('kept_agree_gold'))} | "
-                 f"{_pct(row.get('heldout_accuracy'))} | "
-                 f"{_pct(row.get('heldout_probability_accuracy'))} | "
-                 f"{_pct(row.get('heldout_consistency'))} |" +
-                 (f" {_pct(row.get('validation_accuracy'))} |" if validation else ""))
-  task = next((r for r in rows if "task_pairs" in r), None)
-  if task is not None and "task_own_rationales" in task:
-    own = task["task_own_rationales"]
-    lines += ["", f"Task adaptation: {task['task_pairs']} task pairs, {own} with their own "
-              f"rationale (trained on as written), {task['task_pairs'] - own} proved by π_ψ."]
-  elif task is not None:
-    lines += ["", f"Task adaptation: {task['task_pairs']} task pairs (verdict labels only)."]
-  return "\n".join(lines)

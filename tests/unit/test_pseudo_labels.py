@@ -2,11 +2,13 @@
 rule checks on a judgment, and the pseudo-label keep/drop decision."""
 import pytest
 
-from gram_jax import self_training as rules
+from gram_jax import pseudo_labels as rules
+from gram_jax.inference import proving
+from gram_jax.stages import self_train_report
 from gram_jax.data.preference import PreferencePair
 from gram_jax.errors import GramError
 from gram_jax.inference.voting import Vote
-from gram_jax.self_training import SampledJudgment
+from gram_jax.pseudo_labels import SampledJudgment
 
 GOOD = ("<think>\nFeedback:\nA says 4, B says 5.\n\nComparision:\n2 + 2 is 4.\n\n"
         "Conclusion:\nResponse A is better.\n</think>\n<answer>\nA\n</answer>")
@@ -14,16 +16,16 @@ GOOD = ("<think>\nFeedback:\nA says 4, B says 5.\n\nComparision:\n2 + 2 is 4.\n\
 
 def test_proof_score_is_conditional_over_unconditional_log_likelihood():
   # Score = -log p(z | s, l) / log p(z): -(-10) / -50 = -0.2; -(-40) / -50 = -0.8.
-  assert rules.proof_score(-10.0, -50.0) == pytest.approx(-0.2)
-  assert rules.proof_score(-40.0, -50.0) == pytest.approx(-0.8)
-  assert rules.proof_score(0.0, -3.0) == 0.0  # a certain proof scores the maximum
+  assert proving.proof_score(-10.0, -50.0) == pytest.approx(-0.2)
+  assert proving.proof_score(-40.0, -50.0) == pytest.approx(-0.8)
+  assert proving.proof_score(0.0, -3.0) == 0.0  # a certain proof scores the maximum
 
 
 def test_select_proof_prefers_likely_given_the_pair_and_unlikely_alone():
   # scores: -(-10)/-50 = -0.2, -(-5)/-10 = -0.5, -(-20)/-100 = -0.2: the first best wins.
-  assert rules.select_proof([-10.0, -5.0, -20.0], [-50.0, -10.0, -100.0]) == 0
+  assert proving.select_proof([-10.0, -5.0, -20.0], [-50.0, -10.0, -100.0]) == 0
   # A generic proof (likely alone, -6) loses to a specific one (unlikely alone, -60).
-  assert rules.select_proof([-8.0, -9.0], [-6.0, -60.0]) == 1
+  assert proving.select_proof([-8.0, -9.0], [-6.0, -60.0]) == 1
 
 
 def test_a_well_formed_judgment_passes():
@@ -140,17 +142,17 @@ def test_a_stage_is_logged_in_words_as_soon_as_it_is_measured():
   row = {"stage": "round 1", "judged": 300, "kept": 231, "kept_agree_gold": 0.95,
          "heldout_accuracy": 0.89, "heldout_probability_accuracy": 0.94,
          "heldout_consistency": 0.915}
-  assert rules.row_line(row) == (
+  assert self_train_report.row_line(row) == (
       "round 1: kept 231 of 300 judged pairs; 95.0 % of the kept agree with gold; held-out "
       "verdict accuracy 89.0 %, P(A)/P(B) 94.0 %, position consistency 91.5 %")
-  assert rules.row_line({"stage": "warm start"}) == "warm start: done (no held-out pairs)"
+  assert self_train_report.row_line({"stage": "warm start"}) == "warm start: done (no held-out pairs)"
 
 
 def test_the_report_marks_the_exported_row_and_shows_validation_when_measured():
   rows = [{"stage": "warm start", "heldout_accuracy": 0.5, "validation_accuracy": 0.6},
           {"stage": "round 1", "heldout_accuracy": 0.7, "validation_accuracy": 0.8}]
-  lines = rules.report_table(rows, exported=1).splitlines()
+  lines = self_train_report.report_table(rows, exported=1).splitlines()
   assert lines[0].endswith("| validation verdict acc. |") and lines[1].count("---") == 11
   assert lines[2].startswith("| warm start |") and lines[2].endswith("| 60.0 |")
   assert lines[3].startswith("| round 1 **(exported)** |") and lines[3].endswith("| 80.0 |")
-  assert "validation" not in rules.report_table([{"stage": "warm start"}], exported=0)
+  assert "validation" not in self_train_report.report_table([{"stage": "warm start"}], exported=0)
