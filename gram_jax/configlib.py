@@ -18,7 +18,7 @@ from gram_jax.hf import smollm2
 from gram_jax.models import lora
 from gram_jax.models.config import ARCHITECTURES, ATTENTION_IMPLS
 
-STAGES = ("pretrain", "finetune", "prover", "self_train", "evaluate", "serve")
+STAGES = ("pretrain", "finetune", "prover", "self_train", "evaluate", "serve", "best_of_n")
 DTYPES = ("float32", "bfloat16", "float16")
 
 # Paper hyper-parameters per model (docs/method.md §2–3); model.path points at the weights.
@@ -306,6 +306,22 @@ def _self_train_files(c: ml_collections.ConfigDict) -> list[tuple[str, str]]:
   return [(f"self_train.{f}", v) for f, v in given.items()]
 
 
+def _check_best_of_n(b: ml_collections.ConfigDict) -> None:
+  from gram_jax.inference.ranking import METHODS
+  if not b.input:
+    raise GramError("config.best_of_n.input: required (rows with prompt and responses)")
+  if b.method not in METHODS:
+    raise GramError(f"config.best_of_n.method: {b.method!r} not in {METHODS}")
+  storage.check(b.input, "config.best_of_n.input", data=True)
+  storage.check(b.output, "config.best_of_n.output")
+  for value, field in ((b.input, "config.best_of_n.input"), (b.output, "config.best_of_n.output")):
+    storage.check_reachable(value, field)
+  try:
+    sources.check_exists(b.input)
+  except GramError as e:
+    raise GramError(f"config.best_of_n.input: {e}") from None
+
+
 def _check_self_train(s: ml_collections.ConfigDict) -> None:
   choices = {"policy_init": ("base", "previous"), "final_mode": ("rationale", "verdict"),
              "export": ("final", "best_validation")}
@@ -423,7 +439,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
                     f"{c.train.label_smoothing}")
   if c.stage != "serve":
     check_writable(c.workdir)
-  if c.stage in ("evaluate", "serve") and not c.model.path:
+  if c.stage in ("evaluate", "serve", "best_of_n") and not c.model.path:
     raise GramError(f"config.model.path: required for stage {c.stage}")
   if c.stage == "evaluate" and not data_files(c.eval.files):
     raise GramError("config.eval.files: required for stage evaluate")
@@ -432,6 +448,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
                     f"{('auto',) + benchmarks.BENCHMARKS}")
   if c.stage == "self_train":
     _check_self_train(c.self_train)
+  if c.stage == "best_of_n":
+    _check_best_of_n(c.best_of_n)
   if c.stage == "serve" and c.serve.rlhf_readout not in ("probability", "verdict"):
     raise GramError(f"config.serve.rlhf_readout: {c.serve.rlhf_readout!r} not in "
                     "('probability', 'verdict')")

@@ -157,6 +157,17 @@ class BestOfNGroup:
   extra: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
+def check_candidates(row: Any, where: str) -> dict:
+  """A best-of-n input row: {prompt: str, responses: [str, ...], ...}, returned as given."""
+  if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+    raise RecordError(where, "prompt", "expected a string")
+  responses = row.get("responses")
+  if not isinstance(responses, list) or not responses or not all(
+      isinstance(r, str) for r in responses):
+    raise RecordError(where, "responses", "expected a non-empty list of strings")
+  return row
+
+
 def parse_best_of_n(row: Any, where: str) -> BestOfNGroup:
   """{conversation_input, bon_best: {answer}, loser_list: [{answer}, ...], category_path}."""
   if not isinstance(row, dict):

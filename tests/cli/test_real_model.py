@@ -17,7 +17,7 @@ import torch
 import transformers
 
 import gram_jax
-from gram_jax import GramError, best_of_n, pretrained
+from gram_jax import GramError, pretrained
 from gram_jax.data import preference
 from gram_jax.data.encode import JudgeEncoder
 from gram_jax.hf import smollm2
@@ -26,7 +26,7 @@ from gram_jax.inference.reward import RewardModel
 from gram_jax.serving.lifecycle import serve_in_background
 from gram_jax.serving.request_parsing import Limits
 from gram_jax.serving.server import RewardServer
-from gram_jax.stages import evaluate
+from gram_jax.stages import best_of_n, evaluate
 from gram_jax.text import tokenizer as tok
 from gram_jax.training.metrics import read_jsonl_metrics
 from tests.conftest import shared_data

@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -210,11 +209,11 @@ def test_best_of_n_cli_writes_the_winners(tmp_path):
           {"prompt": PAIRS[1][0], "responses": [PAIRS[1][2], PAIRS[1][1]]}]
   (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
   out = tmp_path / "winners.jsonl"
-  result = subprocess.run(
-      [sys.executable, "-m", "gram_jax.best_of_n", f"--model={path}",
-       f"--input={tmp_path / 'in.jsonl'}", f"--output={out}", "--method=round_robin",
-       "--max_len=1024"], cwd=cli.ROOT, env=cli.main_env(), capture_output=True, text=True,
-      timeout=300)
+  result = cli.run_main("configs/best_of_n.py", f"--config.model.path={path}",
+                        f"--config.best_of_n.input={tmp_path / 'in.jsonl'}",
+                        f"--config.best_of_n.output={out}", "--config.best_of_n.method=round_robin",
+                        "--config.eval.max_len=1024", f"--config.workdir={tmp_path / 'run'}",
+                        timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   direct = RewardModel.from_pretrained(path, max_len=1024)
   for row, winner in zip(rows, [json.loads(l) for l in open(out)]):
@@ -222,9 +221,9 @@ def test_best_of_n_cli_writes_the_winners(tmp_path):
     assert winner["best_index"] == expected and winner.get("id") == row.get("id")
     assert winner["best_response"] == row["responses"][expected]
   (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "q", "responses": []}) + "\n")
-  bad = subprocess.run([sys.executable, "-m", "gram_jax.best_of_n", f"--model={path}",
-                        f"--input={tmp_path / 'bad.jsonl'}", f"--output={out}"], cwd=cli.ROOT,
-                       env=cli.main_env(), capture_output=True, text=True, timeout=300)
+  bad = cli.run_main("configs/best_of_n.py", f"--config.model.path={path}",
+                     f"--config.best_of_n.input={tmp_path / 'bad.jsonl'}",
+                     f"--config.workdir={tmp_path / 'run'}", timeout=300)
   assert cli.error_line(bad) == f"error: {tmp_path / 'bad.jsonl'}:1: field 'responses': " \
                                 "expected a non-empty list of strings"
 
@@ -293,21 +292,20 @@ def test_a_reasoning_judge_scores_by_votes_and_rewards_rlhf_by_probability(reaso
 def test_best_of_n_votes_with_a_reasoning_judge_only(reasoning_path, model_path, tmp_path):
   (tmp_path / "in.jsonl").write_text(json.dumps(
       {"prompt": PAIRS[0][0], "responses": [PAIRS[0][1], PAIRS[0][2]]}) + "\n")
-  command = lambda model: [sys.executable, "-m", "gram_jax.best_of_n", f"--model={model}",
-                           f"--input={tmp_path / 'in.jsonl'}", f"--output={tmp_path / 'o.jsonl'}",
-                           "--method=linear", "--max_len=256", "--votes=2",
-                           "--temperature=0.5"]
-  result = subprocess.run(command(reasoning_path), cwd=cli.ROOT, env=cli.main_env(),
-                          capture_output=True, text=True, timeout=300)
+  run = lambda model: cli.run_main(
+      "configs/best_of_n.py", f"--config.model.path={model}",
+      f"--config.best_of_n.input={tmp_path / 'in.jsonl'}",
+      f"--config.best_of_n.output={tmp_path / 'o.jsonl'}", "--config.eval.max_len=256",
+      "--config.reasoning.votes=2", "--config.reasoning.temperature=0.5",
+      f"--config.workdir={tmp_path / 'run'}", timeout=300)
+  result = run(reasoning_path)
   assert result.returncode == 0, result.stderr[-2000:]
   winner = json.loads(open(tmp_path / "o.jsonl").read())
   direct = RewardModel.from_pretrained(reasoning_path, max_len=256, reasoning=Reasoning(
       max_new_tokens=6, temperature=0.5, votes=2))
   assert winner["best_index"] == direct.rank(PAIRS[0][0], [PAIRS[0][1], PAIRS[0][2]]).best
-  plain = subprocess.run(command(model_path), cwd=cli.ROOT, env=cli.main_env(),
-                         capture_output=True, text=True, timeout=300)
-  assert "--votes, --orders and --temperature apply to reasoning judges" in \
-      cli.error_line(plain)
+  assert "config.reasoning.votes, orders and temperature apply to reasoning judges" in \
+      cli.error_line(run(model_path))
 
 
 def _serve_config(model: str):
@@ -337,10 +335,9 @@ def test_serve_reads_a_cardless_model_under_the_release_preset_with_its_own_prom
 def test_best_of_n_refuses_a_verdict_prompt_for_a_reasoning_judge(model_path, tmp_path):
   (tmp_path / "in.jsonl").write_text(json.dumps(
       {"prompt": PAIRS[0][0], "responses": [PAIRS[0][1], PAIRS[0][2]]}) + "\n")
-  result = subprocess.run(
-      [sys.executable, "-m", "gram_jax.best_of_n", f"--model={model_path}",
-       f"--input={tmp_path / 'in.jsonl'}", f"--output={tmp_path / 'o.jsonl'}",
-       "--reasoning_preset=release", "--template=gram"],
-      cwd=cli.ROOT, env=cli.main_env(), capture_output=True, text=True, timeout=300)
-  assert "--template=gram is a verdict-only prompt, but --reasoning_preset=release makes " \
-         "this a reasoning judge" in cli.error_line(result)
+  result = cli.run_main("configs/best_of_n.py", f"--config.model.path={model_path}",
+                        f"--config.best_of_n.input={tmp_path / 'in.jsonl'}",
+                        "--config.reasoning.preset=release", "--config.template.judge=gram",
+                        f"--config.workdir={tmp_path / 'run'}", timeout=300)
+  assert "config.template.judge=gram is a verdict-only prompt, but config.reasoning.preset="\
+         "release makes this a reasoning judge" in cli.error_line(result)

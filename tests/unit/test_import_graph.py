@@ -93,7 +93,7 @@ LAYERS = (
     ("gram_jax.training", "gram_jax.inference", "gram_jax.pseudo_labels", "gram_jax.configlib"),
     ("gram_jax.serving",),
     ("gram_jax.stages",),
-    ("gram_jax.main", "gram_jax.convert", "gram_jax.best_of_n", "gram_jax"),
+    ("gram_jax.main", "gram_jax.convert", "gram_jax"),
 )
 
 

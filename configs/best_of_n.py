@@ -1,0 +1,31 @@
+"""Best-of-n: the winner of each row's candidates by a reward model.
+
+  python -m gram_jax.main --config=configs/best_of_n.py --config.model.path=MODEL \
+      --config.best_of_n.input=candidates.jsonl --config.best_of_n.output=winners.jsonl
+  # --config.best_of_n.method=linear (default, the official scan), knockout, round_robin,
+  # bradley_terry; a released GRAM-RR checkpoint with voting@5, read as its model card does:
+  #   --config.reasoning.preset=release --config.reasoning.votes=5
+
+Input rows: {"prompt": str, "responses": [str, ...], ...}; each output row is the input row
+plus best_index, best_response and the per-response scores the method used. The judge's
+prompt, labels, chat template and reasoning come from its judge card unless set here.
+"""
+import ml_collections
+
+from gram_jax import configlib
+
+
+def get_config(preset: str = ""):
+  c = configlib.base_config("best_of_n")
+  c.best_of_n = ml_collections.ConfigDict(dict(
+      input="",  # JSONL/JSON/Parquet rows with prompt and responses (required)
+      output="",  # JSONL of the rows with their winners; empty: <workdir>/winners.jsonl
+      method="linear",  # linear (the official scan, n - 1 comparisons) | knockout |
+                        # round_robin | bradley_terry
+  ))
+  c.eval.batch_size = 16
+  c.template.labels = ()  # the judge card's, else ("A", "B")
+  c.reasoning = configlib.reasoning_config()
+  if preset:
+    configlib.apply_model_preset(c, preset)
+  return c
