@@ -6,7 +6,7 @@ built or compiled, so a wrong mesh, batch or path fails in seconds with one clea
 """
 import difflib
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -15,6 +15,7 @@ from gram_jax import parallel, storage
 from gram_jax.data import benchmarks, sources
 from gram_jax.errors import GramError
 from gram_jax.hf import smollm2
+from gram_jax.inference import ranking
 from gram_jax.models import lora
 from gram_jax.models.config import ARCHITECTURES, ATTENTION_IMPLS
 
@@ -306,38 +307,6 @@ def _self_train_files(c: ml_collections.ConfigDict) -> list[tuple[str, str]]:
   return [(f"self_train.{f}", v) for f, v in given.items()]
 
 
-def _check_best_of_n(b: ml_collections.ConfigDict) -> None:
-  from gram_jax.inference.ranking import METHODS
-  if not b.input:
-    raise GramError("config.best_of_n.input: required (rows with prompt and responses)")
-  if b.method not in METHODS:
-    raise GramError(f"config.best_of_n.method: {b.method!r} not in {METHODS}")
-  storage.check(b.input, "config.best_of_n.input", data=True)
-  storage.check(b.output, "config.best_of_n.output")
-  for value, field in ((b.input, "config.best_of_n.input"), (b.output, "config.best_of_n.output")):
-    storage.check_reachable(value, field)
-  try:
-    sources.check_exists(b.input)
-  except GramError as e:
-    raise GramError(f"config.best_of_n.input: {e}") from None
-
-
-def _check_self_train(s: ml_collections.ConfigDict) -> None:
-  choices = {"policy_init": ("base", "previous"), "final_mode": ("rationale", "verdict"),
-             "export": ("final", "best_validation")}
-  for field, allowed in choices.items():
-    if s[field] not in allowed:
-      raise GramError(f"config.self_train.{field}: {s[field]!r} not in {allowed}")
-  if s.judge_samples < 1:
-    raise GramError(f"config.self_train.judge_samples must be >= 1, got {s.judge_samples}")
-  if s.judge_samples > 1 and s.judge_temperature <= 0:
-    raise GramError(f"config.self_train.judge_temperature must be > 0 to sample "
-                    f"{s.judge_samples} judgments per order (greedy ones are all the same)")
-  if not 0.5 <= s.min_vote_share <= 1.0:
-    raise GramError(f"config.self_train.min_vote_share must be in [0.5, 1], got "
-                    f"{s.min_vote_share}")
-
-
 def data_files(value: str) -> list[str]:
   return [p.strip() for p in value.split(",") if p.strip()]
 
@@ -357,102 +326,107 @@ def check_writable(workdir: str) -> None:
     raise GramError(f"config.workdir: {workdir}: not writable ({e.strerror or e})") from None
 
 
+Rule = Callable[[Any], str | None]  # what is wrong with a value, or None
+
+
+def one_of(*allowed: Any) -> Rule:
+  return lambda value: None if value in allowed else f"{value!r} not in {allowed}"
+
+
+def at_least(low: float, meaning: str = "") -> Rule:
+  note = f" ({meaning})" if meaning else ""
+  return lambda value: None if value >= low else f"must be >= {low}{note}, got {value}"
+
+
+def within(low: float, high: float, closed: bool = False) -> Rule:
+  """[low, high), or [low, high] when `closed`."""
+  inside = lambda value: low <= value <= high if closed else low <= value < high
+  interval = f"[{low}, {high}{']' if closed else ')'}"
+  return lambda value: None if inside(value) else f"must be in {interval}, got {value}"
+
+
+# Start-up checks of single fields, section by section as base_config and the stage configs
+# (configs/*.py) define them; a stage's config is checked on the fields it has.
+FIELD_RULES: dict[str, Rule] = {
+    "stage": one_of(*STAGES),
+    "model.param_dtype": one_of(*DTYPES),
+    "model.dtype": one_of(*DTYPES, "auto"),
+    "model.remat": one_of("none", "full", "dots"),
+    "model.attention": one_of(*ATTENTION_IMPLS),
+    "model.lora.rank": at_least(0, "0: no LoRA"),
+    "model.lora.dropout": within(0.0, 1.0),
+    "model.lora.quantize": one_of(*lora.QUANTIZERS),
+    "model.attention_block_q": at_least(1, "tokens"),
+    "model.attention_block_kv": at_least(1, "tokens"),
+    "data.on_bad_record": one_of("fail", "skip"),
+    "data.max_pairs_per_row": at_least(1),
+    "train.label_smoothing": within(0.0, 1.0),
+    "train.moment_dtype": one_of("float32", "bfloat16"),
+    "train.loss_chunk_len": at_least(0, "0: every position at once"),
+    "eval.benchmark": one_of("auto", *benchmarks.BENCHMARKS),
+    "eval.max_len": at_least(0, "0: the judge's own"),
+    "eval.max_pairs": at_least(0, "0: every record"),
+    "eval.sample": one_of("first", "random"),
+    "serve.rlhf_readout": one_of("probability", "verdict"),
+    "self_train.policy_init": one_of("base", "previous"),
+    "self_train.final_mode": one_of("rationale", "verdict"),
+    "self_train.export": one_of("final", "best_validation"),
+    "self_train.judge_samples": at_least(1),
+    "self_train.min_vote_share": within(0.5, 1.0, closed=True),
+    "best_of_n.method": one_of(*ranking.METHODS),
+}
+TRAINING_STAGES = ("pretrain", "finetune", "prover", "self_train")
+
+
+def field_value(c: ml_collections.ConfigDict, path: str) -> Any:
+  """The value at a dotted path, or KeyError when the stage's config has no such field."""
+  for name in path.split("."):
+    c = c[name]
+  return c
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
-  """Every check that can fail before compiling, with the field at fault in the message."""
-  if c.stage not in STAGES:
-    raise GramError(f"config.stage: unknown stage {c.stage!r} (known: {', '.join(STAGES)})")
-  for field in ("param_dtype", "dtype"):
-    allowed = DTYPES + (("auto",) if field == "dtype" else ())
-    if c.model[field] not in allowed:
-      raise GramError(f"config.model.{field}: {c.model[field]!r} not in {allowed}")
-  if c.model.remat not in ("none", "full", "dots"):
-    raise GramError(f"config.model.remat: {c.model.remat!r} not in ('none', 'full', 'dots')")
-  if c.model.lora.rank < 0:
-    raise GramError(f"config.model.lora.rank: must be >= 0 (0: no LoRA), got "
-                    f"{c.model.lora.rank}")
-  if c.model.lora.rank:
+  """Every check that can fail before compiling, with the field at fault in the message:
+  single fields (FIELD_RULES), then settings that depend on each other, then paths, data
+  files and devices."""
+  for path, rule in FIELD_RULES.items():
     try:
-      lora.parse_targets(c.model.lora.targets)
+      problem = rule(field_value(c, path))
+    except KeyError:
+      continue
+    if problem:
+      raise GramError(f"config.{path}: {problem}")
+  _check_settings_together(c)
+  _check_paths_and_devices(c)
+  _check_data_files(c)
+  if c.stage != "serve":
+    check_writable(c.workdir)
+
+
+def _check_settings_together(c: ml_collections.ConfigDict) -> None:
+  lora_settings = c.model.lora
+  if lora_settings.rank:
+    try:
+      lora.parse_targets(lora_settings.targets)
     except ValueError as e:
       raise GramError(str(e)) from None
-  if not 0.0 <= c.model.lora.dropout < 1.0:
-    raise GramError(f"config.model.lora.dropout: must be in [0, 1), got {c.model.lora.dropout}")
-  if c.model.lora.quantize not in lora.QUANTIZERS:
-    raise GramError(f"config.model.lora.quantize: {c.model.lora.quantize!r} not in "
-                    "'', 'int8', 'nf4'")
-  if c.model.lora.quantize and not c.model.lora.rank:
+  if lora_settings.quantize and not lora_settings.rank:
     raise GramError("config.model.lora.quantize: a quantized base trains only adapters: set "
                     "config.model.lora.rank > 0 too")
-  if c.train.moment_dtype not in ("float32", "bfloat16"):
-    raise GramError(f"config.train.moment_dtype: {c.train.moment_dtype!r} not in "
-                    "('float32', 'bfloat16')")
-  if c.model.attention not in ATTENTION_IMPLS:
-    raise GramError(f"config.model.attention: {c.model.attention!r} not in {ATTENTION_IMPLS}")
-  for field in ("attention_block_q", "attention_block_kv"):
-    if c.model[field] < 1:
-      raise GramError(f"config.model.{field}: must be a positive number of tokens, got "
-                      f"{c.model[field]}")
-  for value, field in ((c.workdir, "config.workdir"), (c.model.path, "config.model.path"),
-                       (c.tokenizer.path, "config.tokenizer.path")):
-    storage.check(value, field)
-  if c.stage in ("pretrain", "finetune", "prover", "self_train"):
-    storage.check_checkpoints(c.workdir, "config.workdir")
-  for value, field in ((c.workdir, "config.workdir"), (c.model.path, "config.model.path"),
-                       (c.tokenizer.path, "config.tokenizer.path")):
-    storage.check_reachable(value, field)
-  if c.model.path and not storage.isdir(c.model.path):
-    hint = "; build it once with: python -c 'from gram_jax.hf import smollm2; " \
-        "smollm2.smollm2_instruct()'" if c.model.path == smollm2.hf_dir() else ""
-    raise GramError(f"config.model.path: {c.model.path}: directory not found{hint}")
-  data_parallel_size(c)  # checks the mesh against the devices
-  if c.stage in ("pretrain", "finetune", "prover", "self_train"):
-    rows_per_process(c)
-  if c.train.loss_chunk_len < 0:
-    raise GramError(f"config.train.loss_chunk_len: {c.train.loss_chunk_len} < 0")
-  if c.eval.sample not in ("first", "random"):
-    raise GramError(f"config.eval.sample: {c.eval.sample!r} not in ('first', 'random')")
-  if c.eval.max_pairs < 0:
-    raise GramError(f"config.eval.max_pairs: {c.eval.max_pairs} < 0 (0: every record)")
-  if c.eval.max_len < 0:
-    raise GramError(f"config.eval.max_len: {c.eval.max_len} < 0 (0: the judge's own)")
-  if c.data.max_pairs_per_row < 1:
-    raise GramError(f"config.data.max_pairs_per_row: {c.data.max_pairs_per_row} < 1")
   if c.data.cutoff_len > c.data.seq_len:
     raise GramError(f"config.data.cutoff_len ({c.data.cutoff_len}) exceeds "
                     f"config.data.seq_len ({c.data.seq_len})")
-  if c.data.on_bad_record not in ("fail", "skip"):
-    raise GramError(f"config.data.on_bad_record: {c.data.on_bad_record!r} not in "
-                    "('fail', 'skip')")
-  fields = [("data.train_files", c.data.train_files), ("eval.files", c.eval.files)]
-  if c.stage == "self_train":
-    fields += _self_train_files(c)
-  for field, value in fields:
-    for path in data_files(value):
-      storage.check(path, f"config.{field}", data=True)
-      storage.check_reachable(path, f"config.{field}")
-      try:
-        sources.check_exists(path)
-      except GramError as e:
-        raise GramError(f"config.{field}: {e}") from None
-  if not 0.0 <= c.train.label_smoothing < 1.0:
-    raise GramError(f"config.train.label_smoothing must be in [0, 1), got "
-                    f"{c.train.label_smoothing}")
-  if c.stage != "serve":
-    check_writable(c.workdir)
   if c.stage in ("evaluate", "serve", "best_of_n") and not c.model.path:
     raise GramError(f"config.model.path: required for stage {c.stage}")
   if c.stage == "evaluate" and not data_files(c.eval.files):
     raise GramError("config.eval.files: required for stage evaluate")
-  if c.eval.benchmark not in ("auto",) + benchmarks.BENCHMARKS:
-    raise GramError(f"config.eval.benchmark: {c.eval.benchmark!r} not in "
-                    f"{('auto',) + benchmarks.BENCHMARKS}")
-  if c.stage == "self_train":
-    _check_self_train(c.self_train)
-  if c.stage == "best_of_n":
-    _check_best_of_n(c.best_of_n)
-  if c.stage == "serve" and c.serve.rlhf_readout not in ("probability", "verdict"):
-    raise GramError(f"config.serve.rlhf_readout: {c.serve.rlhf_readout!r} not in "
-                    "('probability', 'verdict')")
+  if c.stage == "best_of_n" and not c.best_of_n.input:
+    raise GramError("config.best_of_n.input: required (rows with prompt and responses)")
+  if c.stage == "self_train" and c.self_train.judge_samples > 1 and \
+      c.self_train.judge_temperature <= 0:
+    raise GramError(f"config.self_train.judge_temperature must be > 0 to sample "
+                    f"{c.self_train.judge_samples} judgments per order (greedy ones are all "
+                    "the same)")
   if "reasoning" in c:
     try:
       on = c.copy_and_resolve_references()
@@ -461,3 +435,40 @@ def validate(c: ml_collections.ConfigDict) -> None:
       reasoning_settings(on)
     except GramError as e:
       raise GramError(f"config.reasoning: {e}") from None
+
+
+def _check_paths_and_devices(c: ml_collections.ConfigDict) -> None:
+  paths = [(c.workdir, "config.workdir"), (c.model.path, "config.model.path"),
+           (c.tokenizer.path, "config.tokenizer.path")]
+  if c.stage == "best_of_n":
+    paths.append((c.best_of_n.output, "config.best_of_n.output"))
+  for value, field in paths:
+    storage.check(value, field)
+  if c.stage in TRAINING_STAGES:
+    storage.check_checkpoints(c.workdir, "config.workdir")
+  for value, field in paths:
+    storage.check_reachable(value, field)
+  if c.model.path and not storage.isdir(c.model.path):
+    hint = "; build it once with: python -c 'from gram_jax.hf import smollm2; " \
+        "smollm2.smollm2_instruct()'" if c.model.path == smollm2.hf_dir() else ""
+    raise GramError(f"config.model.path: {c.model.path}: directory not found{hint}")
+  data_parallel_size(c)  # checks the mesh against the devices
+  if c.stage in TRAINING_STAGES:
+    rows_per_process(c)
+
+
+def _check_data_files(c: ml_collections.ConfigDict) -> None:
+  """Every data file named: a usable scheme, reachable, and there."""
+  fields = [("data.train_files", c.data.train_files), ("eval.files", c.eval.files)]
+  if c.stage == "self_train":
+    fields += _self_train_files(c)
+  if c.stage == "best_of_n":
+    fields.append(("best_of_n.input", c.best_of_n.input))
+  for field, value in fields:
+    for path in data_files(value):
+      storage.check(path, f"config.{field}", data=True)
+      storage.check_reachable(path, f"config.{field}")
+      try:
+        sources.check_exists(path)
+      except GramError as e:
+        raise GramError(f"config.{field}: {e}") from None
