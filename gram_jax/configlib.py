@@ -29,6 +29,7 @@ MODEL_PRESETS = ("qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "llama3.2-3b
 # The one real model that runs offline on a CPU (gram_jax.hf.smollm2): float32 compute there,
 # no remat, 1,024-token prompts (a GRAM prompt around a real pair; 64 does not hold one).
 SMOLLM2 = "smollm2-135m"
+SMOLLM2_BUILD = "from gram_jax.hf import smollm2; smollm2.smollm2_instruct()"
 
 
 def base_config(stage: str) -> ml_collections.ConfigDict:
@@ -449,8 +450,8 @@ def _check_paths_and_devices(c: ml_collections.ConfigDict) -> None:
   for value, field in paths:
     storage.check_reachable(value, field)
   if c.model.path and not storage.isdir(c.model.path):
-    hint = "; build it once with: python -c 'from gram_jax.hf import smollm2; " \
-        "smollm2.smollm2_instruct()'" if c.model.path == smollm2.hf_dir() else ""
+    hint = f"; build it once with: python -c '{SMOLLM2_BUILD}'" \
+        if c.model.path == smollm2.hf_dir() else ""
     raise GramError(f"config.model.path: {c.model.path}: directory not found{hint}")
   data_parallel_size(c)  # checks the mesh against the devices
   if c.stage in TRAINING_STAGES:

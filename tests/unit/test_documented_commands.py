@@ -3,7 +3,9 @@ the config file and preset exist, every `--config.` override names a field with 
 its type, every other flag is one the module defines; a command that needs no file of the
 user's also passes the start-up checks. The real-model command runs in
 tests/cli/test_real_model.py."""
+import ast
 import glob
+import importlib
 import os
 import re
 import sys
@@ -27,7 +29,8 @@ OTHER_COMMANDS = [(doc, module, args) for doc, module, args in COMMANDS
                   if module != "gram_jax.main"]
 # Overrides that name a user's own model, data or key: such a command shows a placeholder.
 USER_FILES = re.compile(r"--config\.(model\.path|tokenizer\.path|data\.train_files|eval\.files|"
-                        r"self_train\.\w+_files|serve\.api_key_file|serve\.reference_model)=")
+                        r"self_train\.\w+_files|serve\.api_key_file|serve\.reference_model|"
+                        r"best_of_n\.(input|output))=")
 
 
 def load_config(args: list[str]):
@@ -144,3 +147,32 @@ def test_a_documented_benchmark_command_names_its_script_and_flags(doc, script, 
                                       open(path, encoding="utf-8").read()))
   for arg in args:
     assert arg[2:].split("=")[0] in defined, f"{doc}: {script} has no flag {arg.split('=')[0]}"
+
+
+_SNIPPET = re.compile(r"""python -c (?:"([^"]+)"|'([^']+)')""")
+SNIPPETS = [(name, double or single) for name, text in doc_commands.documents().items()
+            for double, single in _SNIPPET.findall(text)]
+SNIPPETS += [("gram_jax/configlib.py (a start-up hint)", configlib.SMOLLM2_BUILD)]
+
+
+@pytest.mark.parametrize("doc,snippet", SNIPPETS, ids=[f"{d}:{s[:50]}" for d, s in SNIPPETS])
+def test_a_documented_python_snippet_names_modules_and_attributes_that_exist(doc, snippet):
+  """`python -c "..."` lines: every module they import exists and every attribute they use
+  of it is defined (checked without running them: one downloads a model)."""
+  tree = ast.parse(snippet)
+  names = {}
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      for alias in node.names:
+        names[alias.asname or alias.name.split(".")[0]] = importlib.import_module(
+            alias.name if alias.asname else alias.name.split(".")[0])
+    elif isinstance(node, ast.ImportFrom):
+      module = importlib.import_module(node.module)
+      for alias in node.names:
+        assert hasattr(module, alias.name), f"{doc}: {node.module} has no {alias.name}"
+        names[alias.asname or alias.name] = getattr(module, alias.name)
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+        node.value.id in names:
+      assert hasattr(names[node.value.id], node.attr), \
+          f"{doc}: {node.value.id} has no attribute {node.attr}"
