@@ -153,6 +153,23 @@ _SNIPPET = re.compile(r"""python -c (?:"([^"]+)"|'([^']+)')""")
 SNIPPETS = [(name, double or single) for name, text in doc_commands.documents().items()
             for double, single in _SNIPPET.findall(text)]
 SNIPPETS += [("gram_jax/configlib.py (a start-up hint)", configlib.SMOLLM2_BUILD)]
+SNIPPETS += [(name, line.strip()) for name, text in doc_commands.documents().items()
+             for line in text.splitlines()
+             if re.match(r"\s*(from gram_jax[\w.]* import [\w, ]+|import gram_jax[\w.]*)$", line)]
+_SERVER = open(os.path.join(ROOT, "gram_jax", "serving", "server.py"), encoding="utf-8").read()
+ROUTES = set(re.findall(r'web\.(?:post|get)\("([^"]+)"', _SERVER))
+
+
+def test_documented_server_paths_and_verl_functions_exist():
+  from gram_jax.serving import rlhf_adapters
+  texts = doc_commands.documents()
+  paths = {(name, path) for name, text in texts.items()
+           for path in re.findall(r"(?:localhost|judge|127\.0\.0\.1):\d+(/[\w/]+)", text)}
+  assert paths and all(path in ROUTES for _, path in paths), sorted(paths)
+  functions = {(name, function) for name, text in texts.items()
+               for function in re.findall(r"custom_reward_function\.name=(\w+)|name=(verl_\w+)",
+                                          text) for function in function if function}
+  assert functions and all(hasattr(rlhf_adapters, f) for _, f in functions), sorted(functions)
 
 
 @pytest.mark.parametrize("doc,snippet", SNIPPETS, ids=[f"{d}:{s[:50]}" for d, s in SNIPPETS])
