@@ -114,10 +114,11 @@ def gram_jax_epoch(data: encode.TokenizedSet, args, label_ids, pack: bool) -> di
   from gram_jax import configlib, parallel
   from gram_jax.data import loader
   from gram_jax.training import objectives, train_step
+  from gram_jax.stages.common import optimizer_settings
   mesh = parallel.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
   c = configlib.base_config("finetune")
   graphdef, abstract, params = gram_jax_model(args, mesh)
-  tx, schedule = train_step.make_optimizer(c.train, 1000)
+  tx, schedule = train_step.make_optimizer(optimizer_settings(c), 1000)
   objective = functools.partial(objectives.verdict_loss, label_ids=label_ids, smoothing=0.1)
   trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule, objective, mesh, c.rules)
   state = trainer.init_state(params, 0)

@@ -45,6 +45,7 @@ def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_d
   from gram_jax.models import lora
   from gram_jax.models.decoder import abstract_model
   from gram_jax.training import memory_plan, objectives, train_step
+  from gram_jax.stages.common import optimizer_settings
 
   c = configlib.base_config("pretrain")
   c.train.moment_dtype = moment_dtype
@@ -52,7 +53,7 @@ def plan(arch: str, devices: int, capacity_gb: float, param_dtype: str, moment_d
                         attention="xla")
   mesh = parallel.make_mesh({"data": 1, "fsdp": devices, "tensor": 1},
                             devices=jax.devices()[:devices])
-  tx, schedule = train_step.make_optimizer(c.train, 1000)
+  tx, schedule = train_step.make_optimizer(optimizer_settings(c), 1000)
   graphdef, abstract = abstract_model(config)
   objective = functools.partial(objectives.causal_lm_loss, chunk_len=c.train.loss_chunk_len)
   adapters = (lora.Lora(tuple(lora.TARGETS), lora_rank, 2.0 * lora_rank, quantize=quantize)

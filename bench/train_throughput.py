@@ -63,6 +63,7 @@ def bench_jax(args, seq: int, baseline_kb: int) -> dict:
   from gram_jax.models.config import architecture
   from gram_jax.models.decoder import Decoder, abstract_model
   from gram_jax.training import flops, objectives, train_step
+  from gram_jax.stages.common import optimizer_settings
   on_cpu = jax.default_backend() == "cpu"
   model_config = architecture(args.arch, dtype="float32" if on_cpu else "bfloat16",
                               remat=args.remat, attention=args.attention,
@@ -70,7 +71,7 @@ def bench_jax(args, seq: int, baseline_kb: int) -> dict:
   mesh = parallel.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
   c = configlib.base_config("pretrain")
   graphdef, abstract = abstract_model(model_config)
-  tx, schedule = train_step.make_optimizer(c.train, args.steps + args.warmup)
+  tx, schedule = train_step.make_optimizer(optimizer_settings(c), args.steps + args.warmup)
   objective = functools.partial(objectives.causal_lm_loss, chunk_len=args.loss_chunk_len)
   adapters = (lora.Lora(tuple(lora.TARGETS), args.lora_rank, 2.0 * args.lora_rank,
                         quantize=args.quantize) if args.lora_rank else None)

@@ -17,7 +17,6 @@ import os
 from typing import Any, Sequence
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh
@@ -191,13 +190,13 @@ def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None
 
 
 def write_run_files(workdir: str, model_config: ModelConfig, tokenizer: Any,
-                    config: ml_collections.ConfigDict) -> None:
+                    run_config: str) -> None:
   """model_config.json, tokenizer/ and config.json: what makes `workdir` loadable."""
   if jax.process_index() != 0:
     return
   storage.write_atomic(os.path.join(workdir, MODEL_CONFIG),
                        json.dumps(model_config.to_dict(), indent=2))
-  storage.write_atomic(os.path.join(workdir, RUN_CONFIG), config.to_json_best_effort(indent=2))
+  storage.write_atomic(os.path.join(workdir, RUN_CONFIG), run_config)
   save_tokenizer(tokenizer, os.path.join(workdir, TOKENIZER))
 
 

@@ -308,6 +308,14 @@ def _self_train_files(c: ml_collections.ConfigDict) -> list[tuple[str, str]]:
   return [(f"self_train.{f}", v) for f, v in given.items()]
 
 
+def lora_spec(c: ml_collections.ConfigDict) -> lora.Lora | None:
+  """config.model.lora as a spec, or None when its rank is 0 (full training)."""
+  if c.model.lora.rank <= 0:
+    return None
+  return lora.Lora(lora.parse_targets(c.model.lora.targets), c.model.lora.rank,
+                   c.model.lora.alpha, c.model.lora.dropout, c.model.lora.quantize)
+
+
 def data_files(value: str) -> list[str]:
   return [p.strip() for p in value.split(",") if p.strip()]
 

@@ -1,22 +1,27 @@
-"""What a stage starts from: tokenizer, model config, initial params, built-in data files and
-the RewardModel a config describes."""
+"""What a stage starts from: tokenizer, model config, initial params, training settings,
+built-in data files and the RewardModel a config describes."""
+import functools
 import os
 from typing import Any, Callable, Iterable
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
 from gram_jax import checkpoint, configlib, journal, parallel, pretrained, storage
 from gram_jax.data import synthetic
+from gram_jax.data.loader import ShuffledCursor
 from gram_jax.inference.reward import RewardModel
 from gram_jax.judge_card import read_judge_card
 from gram_jax.models.config import FAMILY_DEFAULTS, ModelConfig
 from gram_jax.models.decoder import Decoder, abstract_model
+from gram_jax.stages import memory_advice
 from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
+from gram_jax.training import settings
 
 BUILTIN_VOCAB = 1024
 
@@ -70,6 +75,35 @@ def initial_params(c: ml_collections.ConfigDict, model_config: ModelConfig, mesh
   shardings = parallel.param_shardings(abstract, mesh, rules)
   init = lambda: nnx.to_pure_dict(nnx.state(Decoder(model_config, nnx.Rngs(c.seed))))
   return jax.jit(init, out_shardings=shardings)()
+
+
+def optimizer_settings(c: ml_collections.ConfigDict) -> settings.Optimizer:
+  t = c.train
+  return settings.Optimizer(t.learning_rate, t.warmup_ratio, t.end_lr_ratio, t.weight_decay,
+                            t.max_grad_norm, t.b1, t.b2, t.eps, t.moment_dtype)
+
+
+def total_steps(c: ml_collections.ConfigDict, batches: ShuffledCursor) -> int:
+  """train.num_steps, or the steps that cover train.num_epochs of `batches`."""
+  if c.train.num_steps > 0:
+    return int(c.train.num_steps)
+  per_step = batches.rows * batches.micro_batches
+  return max(1, int(np.ceil(c.train.num_epochs * batches.rows_per_epoch() / per_step)))
+
+
+def training_settings(c: ml_collections.ConfigDict, workdir: str,
+                      batches: ShuffledCursor) -> settings.Training:
+  """Everything training reads of this run's config, typed; the config itself is recorded in
+  the run directory and phrases the memory plan's advice."""
+  return settings.Training(
+      workdir=workdir, steps=total_steps(c, batches), seed=c.seed,
+      optimizer=optimizer_settings(c), rules=tuple(c.rules), lora=configlib.lora_spec(c),
+      checkpoints=settings.Checkpoints(c.checkpoint.every_steps, c.checkpoint.keep,
+                                       c.checkpoint.async_save),
+      max_bad_steps=c.train.max_bad_steps, peak_flops_per_device=c.train.peak_flops_per_device,
+      memory_capacity_gb=c.train.memory_capacity_gb, dry_run=c.dry_run,
+      run_config=c.to_json_best_effort(indent=2),
+      memory_advice=functools.partial(memory_advice.changes, c))
 
 
 def builtin_jsonl(path: str, make_rows: Callable[[], Iterable[dict]]) -> str:

@@ -93,8 +93,8 @@ def train_lm(c: ml_collections.ConfigDict, tokenizer, files: list[str],
                                  pad_id=tokenizer.pad_token_id)
   model_config = common.make_model_config(c, tokenizer)
   objective = functools.partial(objectives.causal_lm_loss, chunk_len=c.train.loss_chunk_len)
-  loop.fit(c, mesh, model_config, tokenizer, batches, objective, workdir,
-           init_params=lambda: common.initial_params(c, model_config, mesh))
+  loop.fit(common.training_settings(c, workdir, batches), mesh, model_config, tokenizer,
+           batches, objective, init_params=lambda: common.initial_params(c, model_config, mesh))
 
 
 def train_on_proofs(c: ml_collections.ConfigDict, tokenizer, files: list[str],
@@ -174,5 +174,6 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
   logging.info("judge prompt %s, labels %s", prompt_name(encoder.template),
                "/".join(c.template.labels))
   record_judge(c, c.workdir)
-  loop.fit(c, mesh, model_config, tokenizer, batches, objective, c.workdir,
-           init_params=lambda: common.initial_params(c, model_config, mesh), evaluations=evaluations)
+  loop.fit(common.training_settings(c, c.workdir, batches), mesh, model_config, tokenizer,
+           batches, objective, init_params=lambda: common.initial_params(c, model_config, mesh),
+           evaluations=evaluations)

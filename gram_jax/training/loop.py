@@ -2,9 +2,9 @@
 to the end with hooks — `add_hook(fn, every=n)` — for what happens between steps: throughput
 and MFU, the metrics log, checkpoints and preemption, evaluations.
 
-The caller hands in how to make the initial params (called only when there is no checkpoint
-to resume) and evaluations to run every N steps; the run directory's layout belongs to
-`gram_jax.checkpoint`.
+The stage hands in its typed settings (`settings.Training`, built from its config), how to
+make the initial params (called only when there is no checkpoint to resume) and evaluations
+to run every N steps; the run directory's layout belongs to `gram_jax.checkpoint`.
 """
 import dataclasses
 import os
@@ -12,7 +12,6 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
-import ml_collections
 from flax import nnx
 from jax.sharding import Mesh
 from absl import logging
@@ -24,6 +23,7 @@ from gram_jax.errors import GramError
 from gram_jax.models.config import ModelConfig
 from gram_jax.training import flops, resume, train_step
 from gram_jax.training.metrics import MetricsLogger
+from gram_jax.training.settings import Training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,15 +78,15 @@ class StepLoop:
     return state
 
 
-def fit(c: ml_collections.ConfigDict, mesh: Mesh, model_config: ModelConfig, tokenizer: Any,
-        batches: ShuffledCursor, objective: train_step.Objective, workdir: str,
+def fit(settings: Training, mesh: Mesh, model_config: ModelConfig, tokenizer: Any,
+        batches: ShuffledCursor, objective: train_step.Objective,
         init_params: Callable[[], dict], evaluations: Sequence[Evaluation] = ()) -> dict:
-  """Trains to the configured length, resuming from workdir's latest checkpoint if any.
+  """Trains to `settings.steps`, resuming from the workdir's latest checkpoint if any.
 
   `init_params()` makes the starting params (a pure dict on the mesh) of a fresh run.
   Returns the final params.
   """
-  return train(resume.start(c, mesh, model_config, tokenizer, batches, objective, workdir,
+  return train(resume.start(settings, mesh, model_config, tokenizer, batches, objective,
                             init_params), batches, evaluations)
 
 

@@ -9,7 +9,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -17,12 +16,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from gram_jax import parallel
 from gram_jax.models import lora as lora_lib
 from gram_jax.models.decoder import Decoder
+from gram_jax.training.settings import Optimizer
 
 Objective = Callable[[Decoder, dict], tuple[jax.Array, jax.Array]]
 State = dict[str, Any]
 
 
-def make_schedule(train: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+def make_schedule(train: Optimizer, total_steps: int) -> optax.Schedule:
   """Linear warmup to the peak rate, then cosine decay to `end_lr_ratio` of it."""
   warmup = int(round(train.warmup_ratio * total_steps))
   return optax.warmup_cosine_decay_schedule(
@@ -30,7 +30,7 @@ def make_schedule(train: ml_collections.ConfigDict, total_steps: int) -> optax.S
       decay_steps=max(total_steps, warmup + 1), end_value=train.learning_rate * train.end_lr_ratio)
 
 
-def make_optimizer(train: ml_collections.ConfigDict, total_steps: int,
+def make_optimizer(train: Optimizer, total_steps: int,
                    moment_dtype: str | None = None
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """AdamW with global-norm clipping; no weight decay on vectors (norm scales, biases); its

@@ -60,7 +60,8 @@ def main(workdir: str, variant: str = "") -> None:
   print(f"resume step={latest} rows={len(resumed_rows)}", flush=True)
 
   print("train", flush=True)  # fit restores `latest` and fails loudly if it cannot
-  params = loop.fit(c, mesh, model_config, tokenizer, batches, objectives.causal_lm_loss, workdir,
+  params = loop.fit(common.training_settings(c, workdir, batches), mesh, model_config, tokenizer,
+                    batches, objectives.causal_lm_loss,
                     init_params=lambda: common.initial_params(c, model_config, mesh))
   weights = hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in
                                     jax.tree.leaves(jax.device_get(params)))).hexdigest()

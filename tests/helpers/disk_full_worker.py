@@ -19,7 +19,8 @@ def train(workdir: str, tokenizer, steps: int) -> str:
   c, mesh, model_config, batches = crash_worker.trial_run(workdir)
   c.train.num_steps, c.checkpoint.every_steps = steps, 2
   try:
-    loop.fit(c, mesh, model_config, tokenizer, batches, objectives.causal_lm_loss, workdir,
+    loop.fit(common.training_settings(c, workdir, batches), mesh, model_config, tokenizer,
+             batches, objectives.causal_lm_loss,
              init_params=lambda: common.initial_params(c, model_config, mesh))
     return "ok"
   except GramError as e:

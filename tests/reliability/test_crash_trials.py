@@ -21,12 +21,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from gram_jax import storage
+from gram_jax import configlib, storage
 from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.journal import Journal
 from gram_jax.models.decoder import abstract_model
 from gram_jax.stages import common
-from gram_jax.training import resume
 from tests.helpers import cli, crash_worker, train_fixtures
 
 CHAINS = 2  # in parallel
@@ -51,7 +50,7 @@ def _reference_states(variant: str):
   target."""
   c, mesh, model_config, batches = crash_worker.trial_run(lora=variant == "lora")
   trainer, _, _ = train_fixtures.make_trainer(mesh, model_config, crash_worker.STEPS, c,
-                                              resume.lora_spec(c))
+                                              configlib.lora_spec(c))
   state = trainer.init_state(common.initial_params(c, model_config, mesh), c.seed)
   step, params = trainer.compile_step(), {}
   for n in range(1, crash_worker.STEPS + 1):

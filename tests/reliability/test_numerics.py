@@ -44,7 +44,8 @@ def _fit(workdir: str, steps: int, poisoned: bool, max_bad_steps: int = 3):
   c.train.num_steps, c.train.max_bad_steps, c.checkpoint.every_steps = steps, max_bad_steps, 1
   batches = loader.BatchIterator(_data(poisoned), rows=4, seq_len=32, seed=1)
   tokenizer = tok.train_bpe_tokenizer(["a judge reads two responses"] * 8, vocab_size=96)
-  return loop.fit(c, mesh, model_config, tokenizer, batches, nan_if_poisoned, workdir,
+  return loop.fit(common.training_settings(c, workdir, batches), mesh, model_config, tokenizer,
+                  batches, nan_if_poisoned,
                   init_params=lambda: common.initial_params(c, model_config, mesh))
 
 

@@ -5,14 +5,14 @@ import jax
 
 from gram_jax import configlib
 from gram_jax.models.config import tiny_config
-from gram_jax.training import resume
+from gram_jax.stages import memory_advice
 
 
 def _changes(c, mesh_shape):
   built = []
   make_trainer = lambda config, moments=None, with_lora=None, on_mesh=None: built.append(
       (with_lora, on_mesh))
-  changes = resume.changes(c, tiny_config(), make_trainer,
+  changes = memory_advice.changes(c, tiny_config(), make_trainer,
                           types.SimpleNamespace(micro_batches=1, rows=8),
                           lambda trainer, micro, rows: None,
                           types.SimpleNamespace(shape=mesh_shape))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gram_jax.errors import GramError
-from gram_jax.training import loop, resume
+from gram_jax.training import loop, resume, settings
 
 
 class Batches:
@@ -27,7 +27,12 @@ def started(steps, start=0, finite=lambda step: True, max_bad_steps=0):
     return {"step": step}, {"loss": float(step), "grad_norm": 1.0, "finite": finite(step)}
   checkpointer = types.SimpleNamespace(wait=lambda: None, latest_step=lambda: None,
                                        directory="run/checkpoints")
-  return resume.Started(resume.Settings("run", steps, max_bad_steps, 0.0),
+  training = settings.Training(
+      workdir="run", steps=steps, seed=0, optimizer=settings.Optimizer(1e-3), rules=(),
+      lora=None, checkpoints=settings.Checkpoints(1, 1, False), max_bad_steps=max_bad_steps,
+      peak_flops_per_device=0.0, memory_capacity_gb=0.0, dry_run=False, run_config="{}",
+      memory_advice=lambda *args: iter(()))
+  return resume.Started(training,
                         types.SimpleNamespace(put_batch=lambda b: b), None, None, checkpointer,
                         {"step": start}, start, step_fn)
 
