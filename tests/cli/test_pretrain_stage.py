@@ -147,7 +147,8 @@ def test_unknown_preset_is_one_line_with_the_nearest_name():
     ({"data.cutoff_len": 4096}, "cutoff_len .* exceeds"),
     ({"model.path": "/nonexistent/model"}, "model.path: .* directory not found"),
     ({"model.attention": "flash2"}, "model.attention: 'flash2' not in"),
-    ({"model.attention_block_kv": 0}, "model.attention_block_kv: must be a positive"),
+    ({"model.attention_block_kv": 0},
+     r"model.attention_block_kv: must be >= 1 \(tokens\), got 0"),
     ({"mesh.tensor": 0}, "config.mesh.tensor: 0 is not a mesh size"),
     ({"dcn_mesh.data": -1}, "config.dcn_mesh.data: -1 is not a mesh size"),
 ])
