@@ -16,16 +16,13 @@ from gram_jax import configlib
 
 
 def get_config(preset: str = ""):
-  c = configlib.base_config("best_of_n")
+  c = configlib.judge_reader_config("best_of_n")
   c.best_of_n = ml_collections.ConfigDict(dict(
       input="",  # JSONL/JSON/Parquet rows with prompt and responses (required)
       output="",  # JSONL of the rows with their winners; empty: <workdir>/winners.jsonl
       method="linear",  # linear (the official scan, n - 1 comparisons) | knockout |
                         # round_robin | bradley_terry
   ))
-  c.eval.batch_size = 16
-  c.template.labels = ()  # the judge card's, else ("A", "B")
-  c.reasoning = configlib.reasoning_config()
   if preset:
     configlib.apply_model_preset(c, preset)
   return c

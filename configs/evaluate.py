@@ -17,10 +17,7 @@ from gram_jax import configlib
 
 
 def get_config(preset: str = ""):
-  c = configlib.base_config("evaluate")
-  c.eval.batch_size = 16
-  c.template.labels = ()  # the judge card's, else ("A", "B")
-  c.reasoning = configlib.reasoning_config()
+  c = configlib.judge_reader_config("evaluate")
   if preset:
     configlib.apply_model_preset(c, preset)
   return c

@@ -13,7 +13,7 @@ from gram_jax import configlib
 
 
 def get_config(preset: str = ""):
-  c = configlib.base_config("serve")
+  c = configlib.judge_reader_config("serve")
   c.serve = ml_collections.ConfigDict(dict(
       host="127.0.0.1",              # loopback unless you say otherwise (then a key is required)
       port=8000,
@@ -50,8 +50,6 @@ def get_config(preset: str = ""):
       model_name="",                 # the OpenAI `model` field; "": from model.path, skipping
                                      # folder names like hf/ or a checkpoint step
   ))
-  c.template.labels = ()  # the judge card's, else ("A", "B")
-  c.reasoning = configlib.reasoning_config()  # a GRAM-R² judge: votes, temperature, score
   if preset:
     configlib.apply_model_preset(c, preset)
   return c

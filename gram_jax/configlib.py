@@ -124,6 +124,15 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   return c
 
 
+def judge_reader_config(stage: str) -> ml_collections.ConfigDict:
+  """base_config for a stage that reads a saved judge (evaluate, serve, best_of_n): labels
+  and reasoning left to the model's judge card unless set."""
+  c = base_config(stage)
+  c.template.labels = ()  # the judge card's, else ("A", "B")
+  c.reasoning = reasoning_config()  # a GRAM-R² judge: votes, temperature, orders, score
+  return c
+
+
 def reasoning_config() -> ml_collections.ConfigDict:
   """How evaluate and serve read a GRAM-R² judge; unset fields keep the model's judge card."""
   return ml_collections.ConfigDict(dict(
