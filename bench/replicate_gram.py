@@ -1,32 +1,38 @@
-"""GRAM's table at small scale: SmolLM2-135M-Instruct, real preference data, and the
-Bradley–Terry reward model users train today (TRL's RewardTrainer) as the peer.
+"""Does training with gram_jax give a better judge? GRAM's recipe on a real model
+(SmolLM2-135M-Instruct) and real pairs, against the untrained model and the Bradley–Terry
+reward model users train today (TRL's RewardTrainer), in distribution and out of it.
 
-  python bench/replicate_gram.py                  # the full recipe: needs a GPU (hours on CPU)
-  python bench/replicate_gram.py --scale=cpu      # fewer pairs, shorter prompts: ~90 min, 2 cores
-  python bench/replicate_gram.py --scale=smoke    # the same recipe on a small subset (CPU)
-  python bench/replicate_gram.py --seeds=0,1,2 --workdir=/tmp/replicate
-  python bench/replicate_gram.py --scale=smoke --rows=gram_r2   # one row, same data and seed
+  python bench/replicate_gram.py --scale=cpu        # 2 CPU cores: hours; resumable
+  python bench/replicate_gram.py --scale=full --seeds=0,1,2   # a GPU
+  python bench/replicate_gram.py --scale=smoke      # the recipe end to end on a few pairs
+  python bench/replicate_gram.py --scale=cpu --rows=zero_shot,ft --sets=in_distribution
 
-Recipe, per seed (a rerun reuses every finished step under --workdir):
-  zero-shot        SmolLM2 judging with the official GRAM prompt, no training;
-  BT (TRL)         AutoModelForSequenceClassification + trl.RewardTrainer on the same pairs,
-                   same epochs, learning rate and pairs per step;
-  GRAM ft ε=0.1    stage `finetune` (verdict loss, both A/B orders, label smoothing 0.1);
-  GRAM ft ε=0      the label-smoothing ablation;
-  GRAM s1 + ft     stage `pretrain` on the same pairs without their labels, then `finetune`;
-  GRAM-R²          stage `self_train`: π_ψ learns to prove labels from 12 hand-written seed
-                   proofs of HH-RLHF pairs (bench/data/hh_rlhf_seed_proofs.jsonl, joined with
-                   ../shared/data by line), π_φ warm-starts on the labeled pairs' proofs,
-                   then rounds of pseudo-labels on unlabeled pairs; judged by its rationale
-                   and <answer> verdict (voting over samples of both orders).
+Data (../shared/data). In distribution: HH-RLHF harmless-base test + RMB pairwise outside
+its held-out categories, repeats removed, no question of an evaluation set, and only pairs
+whose GRAM judging prompt fits the cutoff in both orders uncut — so every row trains on the
+same pairs and no trainer cuts or drops one (TRL's `max_length` drops longer pairs). Whole
+prompts are held out (a fixed split, the same for every seed) until `heldout_pairs` pairs;
+training pairs are drawn from the rest. Out of distribution: LLMBar (RewardBench chat-hard),
+HHH, RM-Bench chat, PandaLM, RMB pairwise and best-of-n in the held-out categories, each
+scored by its published rules on `ood_records` records.
 
-Data (../shared/data): train = HH-RLHF harmless-base test + RMB pairwise outside the held-out
-categories; evaluation = LLMBar (5 subsets, RewardBench chat-hard), HHH, RM-Bench chat,
-PandaLM, and RMB pairwise and best-of-n in the held-out categories. A training pair whose
-question appears in any evaluation set is dropped and counted. Every evaluation uses the
-official grouping rules (gram_jax.data.benchmarks); the output is one Markdown table, also
-written with every figure to <workdir>/summary.json. Every accuracy carries a 95 % percentile
-bootstrap interval over the evaluated records (the mean of 6 sets resamples each set).
+Rows, every trained one on the same pairs, steps, schedule, cutoff and LoRA (rank, alpha,
+all seven projections; PEFT on the TRL side):
+  zero-shot              SmolLM2 judging with the official GRAM prompt, no training;
+  BT (TRL)               AutoModelForSequenceClassification + trl.RewardTrainer (+ PEFT);
+  GRAM ε=0.1 / ε=0       stage finetune with balanced steps (both A/B orders of a pair in
+                         the same step), label smoothing 0.1 and its ablation;
+  GRAM ε=0.1 per-epoch   the same with orders balanced over the epoch only (the old default);
+  GRAM s1 + ft ε=0.1     stage pretrain on the same pairs without labels, then finetune;
+  GRAM-R²                stage self_train from 12 hand-written seed proofs (GPU scale only).
+Every trained row logs held-out accuracy on the first `curve_pairs` held-out pairs every
+`curve_every` steps (GRAM rows also position consistency and the mean P(first slot));
+<workdir>/curves.png draws them.
+
+Each step (a training, an evaluation) is cached under --workdir by its inputs and settings
+and resumes where it stopped (gram_jax resumes exactly from its checkpoints); the code
+version that ran each step is recorded beside it and in summary.json. In-distribution
+evaluations of every row run before the out-of-distribution ones.
 """
 import argparse
 import dataclasses
@@ -43,32 +49,51 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gram_jax import provenance  # noqa: E402
-from gram_jax.data import benchmarks  # noqa: E402
+from gram_jax import judge_card, position_bias, provenance  # noqa: E402
+from gram_jax.data import benchmarks, encode  # noqa: E402
 from gram_jax.hf.smollm2 import smollm2_instruct  # noqa: E402
 from gram_jax.stages import evaluate  # noqa: E402
+from gram_jax.text import templates  # noqa: E402
 from replicate_data import (  # noqa: E402
-    SHARED, native_eval_sets, questions, sample, seed_proofs, train_set, write_json)
+    SHARED, in_distribution_pairs, native_eval_sets, questions, sample, seed_proofs,
+    split_by_prompt, write_json)
 
 FILE_NAMES = {"rmbench": "rmbench_chat"}
 # --rows names: each selects the rows of one part of the recipe.
-PARTS = ("zero_shot", "bt", "ft", "stage1", "gram_r2")
-ROWS = ("zero-shot", "BT (TRL RewardTrainer)", "GRAM ft ε=0.1", "GRAM ft ε=0",
-        "GRAM s1 + ft ε=0.1", "GRAM-R² (self-training)")
-COLUMNS = (("llmbar", "LLMBar (chat-hard)"), ("hhh", "HHH"), ("rmbench", "RM-Bench chat"),
-           ("rmbench_hard", "RM-Bench hard"), ("pandalm", "PandaLM"),
-           ("rmb", "RMB pairwise (held-out)"), ("rmb_bon", "RMB BoN (held-out)"))
+PARTS = ("zero_shot", "ft", "bt", "balance", "stage1", "gram_r2")
+ZERO_SHOT, BT = "zero-shot", "BT (TRL RewardTrainer)"
+GRAM_ROWS = {  # row: (part, label smoothing, balanced steps)
+    "GRAM ε=0.1": ("ft", 0.1, True),
+    "GRAM ε=0": ("ft", 0.0, True),
+    "GRAM ε=0.1, per-epoch balance": ("balance", 0.1, False)}
+STAGE1, GRAM_R2 = "GRAM s1 + ft ε=0.1", "GRAM-R² (self-training)"
+ROWS = (ZERO_SHOT, BT, *GRAM_ROWS, STAGE1, GRAM_R2)  # the table's order
+# The order they run in: the comparison that matters most first (a CPU run spans sessions).
+RUN_ORDER = (ZERO_SHOT, "GRAM ε=0.1", BT, "GRAM ε=0.1, per-epoch balance", "GRAM ε=0",
+             STAGE1, GRAM_R2)
+IN_DIST = "in_distribution"
+COLUMNS = ((IN_DIST, "in distribution"), ("llmbar", "LLMBar (chat-hard)"), ("hhh", "HHH"),
+           ("rmbench", "RM-Bench chat"), ("rmbench_hard", "RM-Bench hard"),
+           ("pandalm", "PandaLM"), ("rmb", "RMB pairwise (held-out)"),
+           ("rmb_bon", "RMB BoN (held-out)"))
+OOD = ("llmbar", "hhh", "rmbench", "pandalm", "rmb", "rmb_bon")
 
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-  train_pairs: int  # 0: every training pair
-  eval_items: int  # per benchmark; 0: all
-  cutoff: int  # tokens of a training example and of a judging prompt
+  train_pairs: int  # 0: every in-distribution pair not held out
+  heldout_pairs: int  # in-distribution held-out pairs (whole prompts)
+  curve_pairs: int  # the first this many held-out pairs make the learning curves
+  curve_every: int  # steps between learning-curve points
+  ood_records: int  # per out-of-distribution set; 0: all
+  cutoff: int  # tokens of a judging prompt (training and evaluation); pairs must fit
   epochs: float
   pairs_per_step: int
+  micro_batches: int  # gradient accumulation of a step's 2 x pairs_per_step prompts
   learning_rate: float
   pretrain_learning_rate: float
+  lora_rank: int  # 0: full fine-tuning on both sides
+  lora_alpha: float
   eval_batch: int
   unlabeled_pairs: int  # per self-training round
   rounds: int
@@ -79,24 +104,26 @@ class Scale:
 
 
 SCALES = {
-    # GRAM's stage-2 settings (lr 2e-5, warmup 0.1, cosine) at a 135M model's batch.
-    "full": Scale(train_pairs=0, eval_items=0, cutoff=1024, epochs=1.0, pairs_per_step=16,
-                  learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=32,
-                  unlabeled_pairs=2000, rounds=2, rationale_tokens=512, votes=3,
-                  self_train_steps=400, r2_cutoff=2048),
-    # What 2 CPU cores finish in about 90 minutes, the same for every row: full fine-tuning
-    # of SmolLM2 (no frozen layers, no LoRA) on 160 pairs at a 512-token cutoff, 20 items a
-    # set (RM-Bench: 9 pairs an item); no GRAM-R² row (its rationale generation alone would
-    # take hours here).
-    "cpu": Scale(train_pairs=160, eval_items=20, cutoff=512, epochs=1.0, pairs_per_step=8,
-                 learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=16,
-                 unlabeled_pairs=4, rounds=1, rationale_tokens=256, votes=1,
-                 self_train_steps=20, r2_cutoff=1024),
-    "smoke": Scale(train_pairs=16, eval_items=4, cutoff=320, epochs=1.0, pairs_per_step=4,
-                   learning_rate=2e-5, pretrain_learning_rate=1e-5, eval_batch=8,
-                   unlabeled_pairs=4, rounds=1, rationale_tokens=64, votes=1,
-                   self_train_steps=2, r2_cutoff=768),
+    # A GPU: every fitting training pair, 1,024-token prompts, every record of every set.
+    "full": Scale(train_pairs=0, heldout_pairs=500, curve_pairs=500, curve_every=50,
+                  ood_records=0, cutoff=1024, epochs=1.0, pairs_per_step=16, micro_batches=1,
+                  learning_rate=1e-4, pretrain_learning_rate=2e-5, lora_rank=16,
+                  lora_alpha=32.0, eval_batch=32, unlabeled_pairs=2000, rounds=2,
+                  rationale_tokens=512, votes=3, self_train_steps=400, r2_cutoff=2048),
+    # 2 CPU cores (measured: a LoRA step of 16 prompts of ~390 tokens ~24 s, scoring ~0.7
+    # pairs/s): 1,000 training pairs, 125 steps a row, 500 held-out pairs, 100 records a set.
+    "cpu": Scale(train_pairs=1000, heldout_pairs=500, curve_pairs=128, curve_every=25,
+                 ood_records=100, cutoff=512, epochs=1.0, pairs_per_step=8, micro_batches=2,
+                 learning_rate=1e-4, pretrain_learning_rate=2e-5, lora_rank=16,
+                 lora_alpha=32.0, eval_batch=16, unlabeled_pairs=4, rounds=1,
+                 rationale_tokens=256, votes=1, self_train_steps=20, r2_cutoff=1024),
+    "smoke": Scale(train_pairs=16, heldout_pairs=16, curve_pairs=8, curve_every=2,
+                   ood_records=4, cutoff=512, epochs=1.0, pairs_per_step=4, micro_batches=1,
+                   learning_rate=1e-4, pretrain_learning_rate=2e-5, lora_rank=16,
+                   lora_alpha=32.0, eval_batch=8, unlabeled_pairs=4, rounds=1,
+                   rationale_tokens=64, votes=1, self_train_steps=2, r2_cutoff=768),
 }
+SPLIT_SEED = 1234  # the held-out split, the same for every seed and scale
 
 
 DONE, STARTED = ".replicate_done", ".replicate_started"
@@ -106,10 +133,11 @@ def _read(path: str) -> str | None:
   return open(path, encoding="utf-8").read() if os.path.exists(path) else None
 
 
-def fingerprint(arguments: list[str]) -> str:
-  """The arguments with the content of every file they name, the fingerprint of every
-  finished step whose output they name, and the code (commit) that runs the step: a changed
-  input or code makes every later step stale."""
+def fingerprint(arguments: list) -> str:
+  """The arguments with the content of every file they name and the fingerprint of every
+  finished step whose output they name: a changed input makes every later step stale. The
+  code is not part of it (a run spans sessions and commits); `main_stage` records the code
+  version that ran each step."""
   inputs = {}
   for argument in arguments:
     for path in str(argument).split("=", 1)[-1].split(","):
@@ -118,50 +146,130 @@ def fingerprint(arguments: list[str]) -> str:
           inputs[path] = hashlib.sha256(f.read()).hexdigest()
       for folder in (path, os.path.dirname(path)):
         if os.path.isdir(folder) and os.path.exists(os.path.join(folder, DONE)):
-          inputs[path] = _read(os.path.join(folder, DONE))
-  return json.dumps({"arguments": [str(a) for a in arguments], "inputs": inputs,
-                     "code": provenance.code_version()}, sort_keys=True)
+          inputs[path] = json.loads(_read(os.path.join(folder, DONE)))["key"]
+  return json.dumps({"arguments": [str(a) for a in arguments], "inputs": inputs},
+                    sort_keys=True)
+
+
+def step_code(workdir: str) -> str:
+  """The code version that finished a cached step."""
+  return json.loads(_read(os.path.join(workdir, DONE)))["code"]
 
 
 def main_stage(config: str, workdir: str, *overrides: str) -> str:
-  """One gram_jax stage through its CLI. A workdir finished with the same command and inputs
+  """One gram_jax stage through its CLI (`config`: a stage, or stage:preset). A workdir finished with the same command and inputs
   is reused, one started with them resumes (gram_jax resumes exactly), any other starts
   afresh."""
-  command = [sys.executable, "-m", "gram_jax.main", f"--config={ROOT}/configs/{config}.py",
+  stage, _, preset = config.partition(":")
+  command = [sys.executable, "-m", "gram_jax.main",
+             f"--config={ROOT}/configs/{stage}.py" + (f":{preset}" if preset else ""),
              f"--config.workdir={workdir}", *overrides]
   key = fingerprint([config, *overrides])  # not the workdir: it holds the previous marker
-  if _read(os.path.join(workdir, DONE)) == key:
+  done = _read(os.path.join(workdir, DONE))
+  if done and json.loads(done)["key"] == key:
     return workdir
   if _read(os.path.join(workdir, STARTED)) != key:
     shutil.rmtree(workdir, ignore_errors=True)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, STARTED), "w", encoding="utf-8") as f:
     f.write(key)
-  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+  print(f"[{time.strftime('%H:%M:%S')}] {' '.join(command[3:])}", flush=True)
+  with open(os.path.join(workdir, "stage.log"), "a", encoding="utf-8") as log:
+    result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
   if result.returncode:
-    sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    sys.exit(f"{' '.join(command)} failed; its log: {workdir}/stage.log")
   with open(os.path.join(workdir, DONE), "w", encoding="utf-8") as f:
-    f.write(key)
+    json.dump({"key": key, "code": provenance.code_version()}, f)
   return workdir
 
 
-def train_overrides(scale: Scale, seed: int, train: dict, lr: float,
-                    examples_per_pair: int) -> list[str]:
-  """The same pairs per step and steps for every trained row (fine-tuning sees each pair in
-  both A/B orders, pre-training once)."""
-  steps = max(1, int(scale.epochs * train["pairs"] / scale.pairs_per_step))
-  return [f"--config.data.train_files={train['path']}", f"--config.seed={seed}",
+# ---------------------------------------------------------------------------- data
+
+
+def fitting(pairs: list, tokenizer, cutoff: int) -> list:
+  """The pairs whose GRAM judging prompt (the chat-rendered official prompt) fits `cutoff`
+  tokens in both A/B orders without cutting a field."""
+  encoder = encode.JudgeEncoder(tokenizer, 1 << 30, templates.GRAM_JUDGE_PROMPT, ("A", "B"))
+  first = encoder.encode_all([(p.prompt, p.chosen, p.rejected) for p in pairs])
+  second = encoder.encode_all([(p.prompt, p.rejected, p.chosen) for p in pairs])
+  return [p for p, a, b in zip(pairs, first, second) if max(len(a), len(b)) <= cutoff]
+
+
+def recipe_data(out: str, scale: Scale, seed: int, tokenizer) -> dict:
+  """The evaluation files (in-distribution held-out, its learning-curve head, the
+  out-of-distribution samples) and the training pairs of one seed."""
+  native = native_eval_sets()
+  asked = set().union(*map(questions, native.values()))
+  pairs, counts = in_distribution_pairs(asked)
+  fit = fitting(pairs, tokenizer, scale.cutoff)
+  held_out, rest = split_by_prompt(fit, scale.heldout_pairs, SPLIT_SEED)
+  held_out = sample(held_out, scale.heldout_pairs, SPLIT_SEED)
+  pool = sample(rest, scale.rounds * scale.unlabeled_pairs, seed + 1)
+  in_pool = {id(p) for p in pool}
+  train = sample([p for p in rest if id(p) not in in_pool], scale.train_pairs, seed)
+  data = os.path.join(out, "data")
+  files = {IN_DIST: write_json(os.path.join(data, "in_distribution.json"),
+                               [p.as_row() for p in held_out])}
+  # RM-Bench's chat file names no domain in its rows: the file name does.
+  files.update({name: write_json(os.path.join(data, f"{FILE_NAMES.get(name, name)}.json"),
+                                 sample(rows, scale.ood_records, seed))
+                for name, rows in native.items()})
+  unlabeled = [write_json(os.path.join(data, f"unlabeled_round{r + 1}.json"),
+                          [{"prompt": p.prompt, "response_a": p.chosen,
+                            "response_b": p.rejected} for p in pool[r::scale.rounds]])
+               for r in range(scale.rounds)]
+  return {
+      "files": files,
+      "curve": write_json(os.path.join(data, "curve.json"),
+                          [p.as_row() for p in held_out[:scale.curve_pairs]]),
+      "train": write_json(os.path.join(data, "train.json"), [p.as_row() for p in train]),
+      "unlabeled": unlabeled, "seed_proofs": seed_proofs(data, asked),
+      "counts": {**counts, "in_distribution": len(pairs), "fit_cutoff": len(fit),
+                 "heldout": len(held_out), "train": len(train),
+                 "heldout_prompts": len({p.prompt.strip() for p in held_out})}}
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+def steps_of(scale: Scale, train_pairs: int) -> int:
+  return max(1, int(scale.epochs * train_pairs / scale.pairs_per_step))
+
+
+def lora_overrides(scale: Scale) -> list[str]:
+  if not scale.lora_rank:
+    return []
+  return [f"--config.model.lora.rank={scale.lora_rank}",
+          f"--config.model.lora.alpha={scale.lora_alpha}"]
+
+
+def gram_training(scale: Scale, seed: int, data: dict, lr: float, prompts_per_pair: int,
+                  curves: bool) -> list[str]:
+  """The same pairs, steps, schedule, cutoff and LoRA for every GRAM row: a step is
+  `pairs_per_step` pairs (both orders for fine-tuning, one prompt a row)."""
+  rows = prompts_per_pair * scale.pairs_per_step
+  evaluation = ([f"--config.eval.files={data['curve']}",
+                 f"--config.eval.every_steps={scale.curve_every}",
+                 f"--config.eval.batch_size={scale.eval_batch}"] if curves
+                else ["--config.eval.files="])
+  return [f"--config.data.train_files={data['train']}", f"--config.seed={seed}",
           f"--config.data.cutoff_len={scale.cutoff}", f"--config.data.seq_len={scale.cutoff}",
-          f"--config.train.global_batch_size={examples_per_pair * scale.pairs_per_step}",
-          f"--config.train.num_steps={steps}", f"--config.train.learning_rate={lr}",
-          "--config.eval.files=", "--config.checkpoint.every_steps=100000"]
+          "--config.data.pack=false", f"--config.train.global_batch_size={rows}",
+          f"--config.train.micro_batches={scale.micro_batches}",
+          f"--config.train.num_steps={steps_of(scale, data['pairs'])}",
+          f"--config.train.learning_rate={lr}", "--config.train.warmup_ratio=0.1",
+          f"--config.checkpoint.every_steps={scale.curve_every}",
+          *lora_overrides(scale), *evaluation]
 
 
-def gram_pairs_per_second(workdir: str, pairs_per_step: int) -> float:
-  """Trained pairs per second over every step but the first (compilation)."""
-  with open(os.path.join(workdir, "train_metrics.jsonl"), encoding="utf-8") as f:
-    seconds = [json.loads(l)["step_seconds"] for l in f][1:]
-  return pairs_per_step * len(seconds) / sum(seconds) if seconds else float("nan")
+def evaluate_model(model: str, workdir: str, files: dict[str, str], scale: Scale,
+                   *overrides: str) -> tuple[dict, dict]:
+  """gram_jax's evaluate stage on `files`: each set's summary and per-record results."""
+  main_stage("evaluate", workdir, f"--config.model.path={model}",
+             f"--config.eval.files={','.join(files.values())}",
+             f"--config.eval.max_len={scale.cutoff}",
+             f"--config.eval.batch_size={scale.eval_batch}", *overrides)  # the last one wins
+  return evaluated(workdir, files)
 
 
 def evaluated(workdir: str, files: dict[str, str]) -> tuple[dict, dict]:
@@ -174,162 +282,232 @@ def evaluated(workdir: str, files: dict[str, str]) -> tuple[dict, dict]:
            for name, folder in zip(files, folders)})
 
 
-def evaluate_gram(model: str, workdir: str, files: dict[str, str], scale: Scale,
-                  *overrides: str) -> dict:
-  main_stage("evaluate", workdir, f"--config.model.path={model}",
-             f"--config.eval.files={','.join(files.values())}",
-             f"--config.eval.max_len={scale.cutoff}",
-             f"--config.eval.batch_size={scale.eval_batch}", *overrides)  # the last one wins
-  return figures(*evaluated(workdir, files))
+def evaluation_prompt(summaries: dict[str, dict]) -> str:
+  """The prompt every evaluation of a row judged with, from what each summary records."""
+  names = {summary["judge"].split(",", 1)[0].removeprefix("prompt ")
+           for summary in summaries.values()}
+  if len(names) != 1:
+    raise AssertionError(f"one row judged with several prompts: {sorted(names)}")
+  return names.pop()
 
 
-# Each accuracy column recomputed from per-record results as the official summary computes
-# it (LLMBar / HHH / PandaLM pool their pairs; RM-Bench averages its items' 3x3 matrices; RMB
-# averages subsets, then goals), so it can be recomputed on resampled records.
-CELL_OF_RECORDS = {
-    "llmbar": ("llmbar", lambda rows: float(np.mean([r["correct"] for r in rows]))),
-    "hhh": ("hhh", lambda rows: float(np.mean([r["correct"] for r in rows]))),
-    "rmbench": ("rmbench", lambda rows: float(np.mean([r["avg"] for r in rows]))),
-    "rmbench_hard": ("rmbench", lambda rows: float(np.mean([r["hard"] for r in rows]))),
-    "pandalm": ("pandalm", lambda rows: float(np.mean([r["correct"] for r in rows]))),
-    "rmb": ("rmb", lambda rows: benchmarks.rmb_summary(
-        "rmb", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
-    "rmb_bon": ("rmb_bon", lambda rows: benchmarks.rmb_summary(
-        "rmb_bon", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
-}
-MEAN_OF = ("llmbar", "hhh", "rmbench", "pandalm", "rmb", "rmb_bon")
+def check_card_prompt(model_dir: str, summaries: dict[str, dict]) -> str:
+  """The prompt a trained row was trained with (its judge card) is the one its evaluations
+  used; returns its name."""
+  card = judge_card.read_judge_card(model_dir)
+  if not card.get("template"):
+    raise AssertionError(f"{model_dir}: no judge card")
+  trained = judge_card.prompt_name(card["template"])
+  judged = evaluation_prompt(summaries)
+  if trained != judged:
+    raise AssertionError(f"{model_dir}: trained with prompt {trained}, evaluated with {judged}")
+  return trained
 
 
-def intervals(results: dict[str, list[dict]], resamples: int = 2000,
-              seed: int = 0) -> dict[str, list[float]]:
-  """95 % percentile bootstrap interval of every accuracy column and of the mean of 6 sets:
-  each set's records resampled with replacement, the cell recomputed from them."""
-  rng = np.random.default_rng(seed)
-  draws: dict[str, list[float]] = {name: [] for name in (*CELL_OF_RECORDS, "mean")}
-  for _ in range(resamples):
-    resampled = {name: [rows[i] for i in rng.integers(0, len(rows), len(rows))]
-                 for name, rows in results.items()}
-    cells = {name: cell_of(resampled[source]) for name, (source, cell_of)
-             in CELL_OF_RECORDS.items()}
-    for name, value in cells.items():
-      draws[name].append(value)
-    draws["mean"].append(float(np.mean([cells[k] for k in MEAN_OF])))
-  return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-          for name, v in draws.items()}
+def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
+            sets: set[str]) -> dict:
+  """One row: its training (cached), then its evaluations on `sets` (cached)."""
+  files = {k: v for k, v in data["files"].items()
+           if (k == IN_DIST and IN_DIST in sets) or (k != IN_DIST and "ood" in sets)}
+  row: dict = {"evaluated": {}}
+  if name == ZERO_SHOT:
+    model = base
+  elif name == BT:
+    import bt_peer  # torch, trl and peft load only here
+    trained = bt_peer.train(base, data["train"], data["curve"], scale, seed,
+                            os.path.join(out, "bt"))
+    model = trained["model_dir"]
+    row.update(pairs_per_second=trained["pairs_per_second"], curve=trained["curve"],
+               steps=trained["steps"], code=trained["code"])
+  elif name == GRAM_R2:
+    model = gram_r2_model(out, base, data, scale, seed)
+    row["code"] = step_code(os.path.dirname(model))
+  else:
+    model = gram_model(name, out, base, data, scale, seed)
+    row.update(pairs_per_second=gram_pairs_per_second(model, scale.pairs_per_step),
+               curve=gram_curve(model), code=step_code(model),
+               steps=steps_of(scale, data["pairs"]))
+  for kind, chosen in ((IN_DIST, {k: v for k, v in files.items() if k == IN_DIST}),
+                       ("ood", {k: v for k, v in files.items() if k != IN_DIST})):
+    if not chosen:
+      continue
+    workdir = os.path.join(out, "eval", slug(name), kind)
+    if name == BT:
+      import bt_peer
+      summaries, results = bt_peer.evaluate_peer(model, chosen, scale, workdir)
+      prompt = "— (scalar reward)"
+    else:
+      extra = r2_eval_overrides(scale) if name == GRAM_R2 else ()
+      summaries, results = evaluate_model(model, workdir, chosen, scale, *extra)
+      prompt = (evaluation_prompt(summaries) if name == ZERO_SHOT
+                else check_card_prompt(model, summaries))
+      row.setdefault("eval_code", {})[kind] = step_code(workdir)
+    row["prompt"] = prompt
+    row["evaluated"].update({k: {"summary": summaries[k], "results": results[k]}
+                             for k in chosen})
+  return row
 
 
-def figures(summaries: dict[str, dict], results: dict[str, list[dict]]) -> dict[str, float]:
-  """The table's cells from the official summaries, and their intervals from the records
-  (each recomputed cell checked against the summary's)."""
-  s = summaries
-  cells = {"llmbar": s["llmbar"]["groups"]["chat-hard"], "hhh": s["hhh"]["overall"],
-           "rmbench": s["rmbench"]["overall"]["avg"],
-           "rmbench_hard": s["rmbench"]["overall"]["hard"], "pandalm": s["pandalm"]["accuracy"],
-           "rmb": s["rmb"]["overall"], "rmb_bon": s["rmb_bon"]["overall"]}
-  cells["mean"] = float(np.mean([cells[k] for k in MEAN_OF]))
-  for name, (source, cell_of) in CELL_OF_RECORDS.items():
-    recomputed = cell_of(results[source])
-    if not abs(recomputed - cells[name]) < 1e-9:
-      raise AssertionError(f"{name}: {recomputed} from the records, {cells[name]} reported")
-  cells["consistency"] = float(np.mean([v["position_consistency"] for v in s.values()]))
-  cells["trimmed"] = sum(v["trimmed_pairs"] for v in s.values())
-  cells["ci"] = intervals(results)
-  cells["records"] = {name: len(rows) for name, rows in results.items()}
-  return cells
+def slug(name: str) -> str:
+  """A row's folder name: `GRAM ε=0.1` -> gram_eps_0_1."""
+  name = name.replace("ε", "eps").replace("²", "2")
+  return "_".join("".join(ch if ch.isascii() and ch.isalnum() else " " for ch in name)
+                  .lower().split())
 
 
-def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict[str, dict]:
-  out = os.path.join(args.workdir, f"seed{seed}")
-  native = native_eval_sets()
-  # RM-Bench's chat file names no domain in its rows: the file name does.
-  files = {name: write_json(os.path.join(out, "eval_data",
-                                         f"{FILE_NAMES.get(name, name)}.json"),
-                            sample(rows, scale.eval_items, seed))
-           for name, rows in native.items()}
-  asked = set().union(*map(questions, native.values()))
-  train = train_set(os.path.join(out, "train_data"), scale, seed, asked)
-  print(f"seed {seed}: {train['pairs']} training pairs ({train['dropped_eval_overlap']} "
-        f"dropped: their question is in an evaluation set; {train['skipped_bad']} bad)",
-        flush=True)
-  base = smollm2_instruct()
-  rows: dict[str, dict] = {}
-  start = time.time()
-  if "zero_shot" in args.rows:
-    rows["zero-shot"] = evaluate_gram(base, os.path.join(out, "eval_zero_shot"), files, scale)
-  if "bt" in args.rows:
-    import bt_peer  # torch and trl load only here
-    peer_key = fingerprint([base, train["path"], *files.values(), scale.cutoff, scale.epochs,
-                            scale.pairs_per_step, scale.learning_rate, scale.eval_batch, seed])
-    bt = bt_peer.train_and_evaluate(base, train, files, scale, seed, os.path.join(out, "bt"),
-                                    peer_key)
-    rows["BT (TRL RewardTrainer)"] = {
-        **figures(*evaluated(os.path.join(out, "bt"), files)),
-        "pairs_per_second": bt["pairs_per_second"],
-        "pairs_filtered_too_long": bt["pairs_filtered_too_long"]}
-  for name, smoothing in (("GRAM ft ε=0.1", 0.1), ("GRAM ft ε=0", 0.0)) if "ft" in args.rows else ():
-    workdir = main_stage("finetune", os.path.join(out, f"ft_eps{smoothing}"),
-                         f"--config.model.path={base}",
-                         f"--config.train.label_smoothing={smoothing}",
-                         *train_overrides(scale, seed, train, scale.learning_rate, 2))
-    rows[name] = {**evaluate_gram(workdir, workdir + "_eval", files, scale),
-                  "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
-  if "stage1" in args.rows:
-    stage1 = main_stage("pretrain", os.path.join(out, "stage1"), f"--config.model.path={base}",
-                        "--config.data.pack=false",
-                        *train_overrides(scale, seed, train, scale.pretrain_learning_rate, 1))
-    workdir = main_stage("finetune", os.path.join(out, "stage1_ft"),
-                         f"--config.model.path={stage1}",
-                         *train_overrides(scale, seed, train, scale.learning_rate, 2))
-    rows["GRAM s1 + ft ε=0.1"] = {
-        **evaluate_gram(workdir, workdir + "_eval", files, scale),
-        "pairs_per_second": gram_pairs_per_second(workdir, scale.pairs_per_step)}
-  if "gram_r2" in args.rows:
-    rows["GRAM-R² (self-training)"] = gram_r2_row(out, base, train, files, scale, seed, asked)
-  print(f"seed {seed}: {(time.time() - start) / 60:.1f} min", flush=True)
-  return {"train": train, "rows": rows}
+def gram_model(name: str, out: str, base: str, data: dict, scale: Scale, seed: int) -> str:
+  """A GRAM fine-tuning row's run directory (stage finetune from the SmolLM2 preset, whose
+  GRAM prompt, schedule and judge card it keeps; stage pretrain first for stage 1)."""
+  start = base
+  if name == STAGE1:
+    start = main_stage(
+        "pretrain:smollm2-135m", os.path.join(out, "stage1"), f"--config.model.path={base}",
+        *gram_training(scale, seed, data, scale.pretrain_learning_rate, 1, curves=False))
+    smoothing, balanced = 0.1, True
+  else:
+    _, smoothing, balanced = GRAM_ROWS[name]
+  return main_stage("finetune:smollm2-135m", os.path.join(out, slug(name)),
+                    f"--config.model.path={start}",
+                    f"--config.train.label_smoothing={smoothing}",
+                    f"--config.data.balanced_steps={str(balanced).lower()}",
+                    *gram_training(scale, seed, data, scale.learning_rate, 2, curves=True))
 
 
-def gram_r2_row(out: str, base: str, train: dict, files: dict[str, str], scale: Scale,
-                seed: int, asked: set[str]) -> dict:
-  """Stage self_train from the hand-written seed proofs, then its judge on every set. Its
-  cutoff is its own: the GRAM-RR prompt alone is 451 SmolLM2 tokens."""
+def gram_pairs_per_second(workdir: str, pairs_per_step: int) -> float:
+  """Trained pairs per second at the median step, the first (compilation) left out: a
+  step's logged seconds also hold the learning-curve evaluation and checkpoint before it."""
+  with open(os.path.join(workdir, "train_metrics.jsonl"), encoding="utf-8") as f:
+    seconds = [json.loads(l)["step_seconds"] for l in f][1:]
+  return pairs_per_step / float(np.median(seconds)) if seconds else float("nan")
+
+
+def gram_curve(workdir: str) -> list[dict]:
+  """The held-out learning curve a GRAM fine-tuning logged (eval_metrics.jsonl)."""
+  path = os.path.join(workdir, "eval_metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    points = {int(e["step"]): e for e in map(json.loads, filter(str.strip, f))}
+  return [points[s] for s in sorted(points)]
+
+
+def gram_r2_model(out: str, base: str, data: dict, scale: Scale, seed: int) -> str:
+  """Stage self_train from the hand-written seed proofs; its exported judge. Its cutoff is
+  its own: the GRAM-RR prompt alone is 451 SmolLM2 tokens."""
   workdir = main_stage(
-      "self_train", os.path.join(out, "gram_r2"), f"--config.model.path={base}",
-      "--config.template.judge=gram_rr", "--config.data.builtin_tasks=",
+      "self_train:smollm2-135m", os.path.join(out, "gram_r2"), f"--config.model.path={base}",
       f"--config.seed={seed}", f"--config.data.cutoff_len={scale.r2_cutoff}",
       f"--config.data.seq_len={scale.r2_cutoff}",
       f"--config.train.global_batch_size={2 * scale.pairs_per_step}",
-      # Rows 2.4x GRAM's cutoff: without remat and accumulation its 135M-model steps need
-      # 28 GB of host memory on CPU (measured), over a 24 GB machine.
+      # Without remat and accumulation a 135M-model step at 2.4x GRAM's cutoff needs 28 GB
+      # of host memory on CPU (measured), over a 24 GB machine.
       "--config.model.remat=full", f"--config.train.micro_batches={scale.pairs_per_step}",
-      f"--config.self_train.seed_files={seed_proofs(os.path.join(out, 'train_data'), asked)}",
-      f"--config.self_train.labeled_files={train['path']}",
-      f"--config.self_train.unlabeled_files={','.join(train['unlabeled'])}",
+      f"--config.self_train.seed_files={data['seed_proofs']}",
+      f"--config.self_train.labeled_files={data['train']}",
+      f"--config.self_train.unlabeled_files={','.join(data['unlabeled'])}",
       f"--config.self_train.rounds={scale.rounds}", "--config.self_train.baseline=false",
       f"--config.self_train.max_new_tokens={scale.rationale_tokens}",
       f"--config.self_train.judge_samples={scale.votes}",
       f"--config.self_train.batch_size={scale.eval_batch}",
       *(f"--config.self_train.{field}={scale.self_train_steps}" for field in (
           "prover_steps", "policy_steps", "round_steps")),
-      # No task adaptation: the recipe has no target-task set apart from the labeled pairs,
-      # and adapting to the labeled set would only retrain on warm-start data.
       "--config.self_train.final_finetune_steps=0",
       "--config.self_train.policy_epochs=1", "--config.self_train.policy_init=base",
       f"--config.self_train.learning_rate={scale.learning_rate}",
-      f"--config.self_train.round_learning_rate={scale.learning_rate}")
-  return evaluate_gram(
-      os.path.join(workdir, "hf"), workdir + "_eval", files, scale,
-      f"--config.eval.max_len={scale.r2_cutoff}",
-      f"--config.reasoning.votes={2 * scale.votes}",  # in total: scale.votes per order
-      *(["--config.reasoning.temperature=0.75"] if scale.votes > 1 else []),
-      f"--config.reasoning.max_new_tokens={scale.rationale_tokens}")
+      f"--config.self_train.round_learning_rate={scale.learning_rate}",
+      *lora_overrides(scale))
+  return os.path.join(workdir, "hf")
+
+
+def r2_eval_overrides(scale: Scale) -> list[str]:
+  return [f"--config.eval.max_len={scale.r2_cutoff}",
+          f"--config.reasoning.votes={2 * scale.votes}",  # in total: scale.votes per order
+          *(["--config.reasoning.temperature=0.75"] if scale.votes > 1 else []),
+          f"--config.reasoning.max_new_tokens={scale.rationale_tokens}"]
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+# Each accuracy column recomputed from per-record results as the official summary computes
+# it (pairs pool; RM-Bench averages its items' 3x3 matrices; RMB averages subsets, then
+# goals), so it can be recomputed on resampled records.
+def _pooled(rows: list[dict]) -> float:
+  return float(np.mean([r["correct"] for r in rows]))
+
+
+CELL_OF_RECORDS = {
+    IN_DIST: (IN_DIST, _pooled),
+    "llmbar": ("llmbar", _pooled),
+    "hhh": ("hhh", _pooled),
+    "rmbench": ("rmbench", lambda rows: float(np.mean([r["avg"] for r in rows]))),
+    "rmbench_hard": ("rmbench", lambda rows: float(np.mean([r["hard"] for r in rows]))),
+    "pandalm": ("pandalm", _pooled),
+    "rmb": ("rmb", lambda rows: benchmarks.rmb_summary(
+        "rmb", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
+    "rmb_bon": ("rmb_bon", lambda rows: benchmarks.rmb_summary(
+        "rmb_bon", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
+}
+SUMMARY_CELL = {
+    IN_DIST: lambda s: s["accuracy"], "llmbar": lambda s: s["groups"]["chat-hard"],
+    "hhh": lambda s: s["overall"], "rmbench": lambda s: s["overall"]["avg"],
+    "rmbench_hard": lambda s: s["overall"]["hard"], "pandalm": lambda s: s["accuracy"],
+    "rmb": lambda s: s["overall"], "rmb_bon": lambda s: s["overall"]}
+
+
+def intervals(results: dict[str, list[dict]], resamples: int = 2000,
+              seed: int = 0) -> dict[str, list[float]]:
+  """95 % percentile bootstrap interval of every accuracy column whose set was evaluated,
+  and of the mean of the out-of-distribution sets when all were: each set's records
+  resampled with replacement, the cell recomputed from them."""
+  rng = np.random.default_rng(seed)
+  columns = {name: source for name, (source, _) in CELL_OF_RECORDS.items() if source in results}
+  draws: dict[str, list[float]] = {name: [] for name in columns}
+  with_mean = all(name in results for name in OOD)
+  if with_mean:
+    draws["mean"] = []
+  for _ in range(resamples):
+    resampled = {name: [rows[i] for i in rng.integers(0, len(rows), len(rows))]
+                 for name, rows in results.items()}
+    cells = {name: CELL_OF_RECORDS[name][1](resampled[source])
+             for name, source in columns.items()}
+    for name, value in cells.items():
+      draws[name].append(value)
+    if with_mean:
+      draws["mean"].append(float(np.mean([cells[k] for k in OOD])))
+  return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+          for name, v in draws.items()}
+
+
+def figures(evaluated_sets: dict[str, dict]) -> dict:
+  """The row's cells from the official summaries, each checked against the same cell
+  recomputed from the records, with their intervals; position consistency and the mean
+  P(first slot) in distribution."""
+  summaries = {k: v["summary"] for k, v in evaluated_sets.items()}
+  results = {k: v["results"] for k, v in evaluated_sets.items()}
+  cells = {name: SUMMARY_CELL[name](summaries[source])
+           for name, (source, _) in CELL_OF_RECORDS.items() if source in summaries}
+  for name, value in cells.items():
+    source, cell_of = CELL_OF_RECORDS[name]
+    recomputed = cell_of(results[source])
+    if not abs(recomputed - value) < 1e-9:
+      raise AssertionError(f"{name}: {recomputed} from the records, {value} reported")
+  if all(k in cells for k in OOD):
+    cells["mean"] = float(np.mean([cells[k] for k in OOD]))
+  if IN_DIST in summaries:
+    cells["consistency"] = summaries[IN_DIST].get("position_consistency")
+    cells["p_first_slot"] = summaries[IN_DIST].get("p_first_slot")
+  cells["ci"] = intervals(results)
+  cells["records"] = {name: len(rows) for name, rows in results.items()}
+  cells["trimmed"] = sum(s.get("trimmed_pairs", 0) for s in summaries.values())
+  return cells
 
 
 def cell(values: list[float], percent: bool = True,
          interval: list[float] | None = None) -> str:
   """Mean ± sample standard deviation over seeds; one seed's value with its 95 % interval
-  [low, high]. Percentages to 0.1, rates to 3 digits."""
-  values = [v for v in values if v == v]
+  [low, high]. Percentages to 0.1, rates to 3 digits; '—' when not run."""
+  values = [v for v in values if v is not None and v == v]
   if not values:
     return "—"
   scale = 100 if percent else 1
@@ -343,31 +521,89 @@ def cell(values: list[float], percent: bool = True,
 
 
 def table(results: dict[int, dict]) -> str:
-  header = ([label for _, label in COLUMNS] + ["mean of 6 sets", "position consistency",
-                                               "train pairs/s"])
+  header = ([label for _, label in COLUMNS] + ["mean of 6 OOD sets",
+                                               "position consistency (in dist.)",
+                                               "P(first slot) (in dist.)", "train pairs/s",
+                                               "prompt"])
   lines = ["| model | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
-  for row in [r for r in ROWS if r in next(iter(results.values()))["rows"]]:
-    per_seed = [r["rows"][row] for r in results.values()]
-    ci = lambda k: per_seed[0]["ci"][k] if len(per_seed) == 1 else None
-    cells = [cell([s[k] for s in per_seed], interval=ci(k)) for k, _ in COLUMNS]
-    cells.append(cell([s["mean"] for s in per_seed], interval=ci("mean")))
-    consistency = [s["consistency"] for s in per_seed]
-    cells.append("— (scalar)" if row.startswith("BT") else cell(consistency))
-    cells.append(cell([s.get("pairs_per_second", float("nan")) for s in per_seed], False))
+  done = [r for r in ROWS if any(r in s["rows"] for s in results.values())]
+  for row in done:
+    per_seed = [s["rows"][row] for s in results.values() if row in s["rows"]]
+    ci = lambda k: per_seed[0]["ci"].get(k) if len(per_seed) == 1 else None
+    cells = [cell([s.get(k) for s in per_seed], interval=ci(k)) for k, _ in COLUMNS]
+    cells.append(cell([s.get("mean") for s in per_seed], interval=ci("mean")))
+    scalar = row == BT
+    cells.append("— (scalar)" if scalar else cell([s.get("consistency") for s in per_seed]))
+    cells.append("— (scalar)" if scalar else cell([s.get("p_first_slot") for s in per_seed],
+                                                    percent=False))
+    cells.append(cell([s.get("pairs_per_second") for s in per_seed], False))
+    cells.append(per_seed[0].get("prompt", "—"))
     lines.append(f"| {row} | " + " | ".join(cells) + " |")
-  lines.append("")
-  for seed, r in results.items():
-    train, peer = r["train"], r["rows"].get("BT (TRL RewardTrainer)")
-    trimmed = {row: figures["trimmed"] for row, figures in r["rows"].items()}
-    filtered = ("" if peer is None else
-                f" TRL filtered {peer['pairs_filtered_too_long']} pairs longer than the cutoff "
-                f"(RewardConfig.max_length) and trained on the rest;")
-    lines.append(
-        f"Seed {seed}: {train['pairs']} training pairs ({train['dropped_eval_overlap']} dropped "
-        f"for asking an evaluation question, {train['dropped_duplicates']} repeated, "
-        f"{train['skipped_bad']} unreadable);{filtered} judged pairs trimmed to the cutoff "
-        f"per row: {trimmed}.")
   return "\n".join(lines)
+
+
+def curves_png(results: dict[int, dict], path: str) -> str:
+  """Held-out accuracy (every trained row), position consistency and mean P(first slot)
+  (GRAM rows) against the step, one line per row and seed; the zero-shot figure dashed."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+  panels = (("accuracy", "held-out accuracy (curve pairs)"),
+            ("position_consistency", "position consistency"),
+            ("p_first_slot", "mean P(first slot)"))
+  for seed, seed_result in results.items():
+    for name, row in seed_result["rows"].items():
+      points = row.get("curve") or []
+      for ax, (key, _) in zip(axes, panels):
+        steps = [p["step"] for p in points if key in p]
+        if steps:
+          ax.plot(steps, [p[key] for p in points if key in p], marker="o",
+                  label=f"{name} (seed {seed})")
+  for ax, (_, title) in zip(axes, panels):
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
+  out = os.path.join(args.workdir, f"seed{seed}")
+  base = smollm2_instruct()
+  import transformers
+  data = recipe_data(out, scale, seed, transformers.AutoTokenizer.from_pretrained(base))
+  data["pairs"] = data["counts"]["train"]
+  c = data["counts"]
+  print(f"seed {seed}: {c['train']} training pairs, {c['heldout']} held out "
+        f"({c['heldout_prompts']} prompts) of {c['fit_cutoff']} that fit {scale.cutoff} "
+        f"tokens ({c['in_distribution']} in distribution; {c['dropped_eval_overlap']} dropped "
+        f"for asking an evaluation question, {c['dropped_duplicates']} repeated, "
+        f"{c['skipped_bad']} unreadable)", flush=True)
+  wanted = [r for r in RUN_ORDER if row_part(r) in args.rows]
+  rows: dict[str, dict] = {}
+  for sets in ({IN_DIST}, {"ood"}):  # every row in distribution first
+    if not sets & args.sets:
+      continue
+    for name in wanted:
+      row = run_row(name, out, base, data, scale, seed, sets)
+      previous = rows.get(name, {"evaluated": {}})
+      row["evaluated"] = {**previous["evaluated"], **row["evaluated"]}
+      rows[name] = row
+      print(f"[{time.strftime('%H:%M:%S')}] seed {seed}: {name} {sorted(sets)} done",
+            flush=True)
+  return {"data": data["counts"], "steps": steps_of(scale, data["pairs"]),
+          "rows": {name: {**{k: v for k, v in row.items() if k != "evaluated"},
+                          **figures(row["evaluated"])} for name, row in rows.items()}}
+
+
+def row_part(name: str) -> str:
+  return {ZERO_SHOT: "zero_shot", BT: "bt", STAGE1: "stage1", GRAM_R2: "gram_r2"}.get(
+      name) or GRAM_ROWS[name][0]
 
 
 def main() -> None:
@@ -375,27 +611,34 @@ def main() -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scale", choices=sorted(SCALES), default="full")
   parser.add_argument("--seeds", default="0", help="comma-separated seeds")
-  parser.add_argument("--gram_r2", action="store_true",
-                      help="add the GRAM-R² row (stage self_train; hours on a GPU at full "
-                      "scale; smoke-scale run in BENCHMARKS.md)")
-  parser.add_argument("--rows", default=",".join(PARTS[:-1]),
+  parser.add_argument("--rows", default="zero_shot,ft,bt,balance",
                       help=f"comma-separated parts of the recipe to run, of {', '.join(PARTS)}"
                       " (a part's rows use the same data and seed as in a full run)")
-  parser.add_argument("--workdir", default=os.path.join(ROOT, "workdir", "replicate_gram"))
+  parser.add_argument("--sets", default=f"{IN_DIST},ood",
+                      help="in_distribution, ood or both (every row's in-distribution "
+                      "evaluation runs before any out-of-distribution one)")
+  parser.add_argument("--workdir", default=os.path.join(
+      os.path.expanduser("~"), ".cache", "gram_jax", "replicate_gram"))
   args = parser.parse_args()
   if not os.path.isdir(SHARED):
     sys.exit(f"{SHARED}: the shared data folder is missing")
   scale = SCALES[args.scale]
-  args.rows = set(filter(None, args.rows.split(","))) | ({"gram_r2"} if args.gram_r2 else set())
+  args.rows = set(filter(None, args.rows.split(",")))
+  args.sets = set(filter(None, args.sets.split(",")))
   if unknown := args.rows - set(PARTS):
     parser.error(f"--rows: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+  if unknown := args.sets - {IN_DIST, "ood"}:
+    parser.error(f"--sets: unknown {', '.join(sorted(unknown))}")
   results = {int(s): run_seed(args, scale, int(s)) for s in args.seeds.split(",")}
   text = table(results)
   os.makedirs(args.workdir, exist_ok=True)
+  png = curves_png(results, os.path.join(args.workdir, "curves.png"))
   with open(os.path.join(args.workdir, "summary.json"), "w", encoding="utf-8") as f:
     json.dump({"scale": args.scale, "settings": dataclasses.asdict(scale),
-               "seeds": {str(k): v for k, v in results.items()}, "table": text}, f, indent=2)
+               "seeds": {str(k): v for k, v in results.items()}, "table": text,
+               "curves": png, "finished_by": provenance.code_version()}, f, indent=2)
   print(text)
+  print(f"learning curves: {png}")
 
 
 if __name__ == "__main__":

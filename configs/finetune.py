@@ -29,7 +29,10 @@ def get_config(preset: str = ""):
   c.train.num_steps = 400
   c.train.per_device_batch_size = 16
   c.eval.every_steps = 100
-  if preset:
+  if not preset:
+    configlib.demo_recipe(c, "template.judge", "train.learning_rate", "train.num_steps",
+                          "data.cutoff_len")
+  else:
     configlib.apply_model_preset(c, preset)
     # Official GRAM stage 2: lr 2e-5, 2 epochs, cosine, warmup 0.1, label smoothing 0.1.
     c.template.judge = "gram"

@@ -11,7 +11,9 @@ def get_config(preset: str = ""):
   c = configlib.base_config("pretrain")
   c.train.num_epochs = 2.0
   c.train.num_steps = -1
-  if preset:
+  if not preset:
+    configlib.demo_recipe(c, "train.learning_rate", "data.cutoff_len")
+  else:
     configlib.apply_model_preset(c, preset)
     # Official GRAM stage 1: lr 1e-5, 1 epoch, cosine, warmup 0.1, 2 x 16 accumulation.
     c.train.learning_rate = 1e-5

@@ -16,7 +16,9 @@ def get_config(preset: str = ""):
   c.train.learning_rate = 3e-3
   c.train.num_steps = 250
   c.train.per_device_batch_size = 8
-  if preset:
+  if not preset:
+    configlib.demo_recipe(c, "train.learning_rate", "train.num_steps", "data.cutoff_len")
+  else:
     configlib.apply_model_preset(c, preset)
     c.train.learning_rate = 1e-5
     c.train.num_steps = -1

@@ -73,6 +73,9 @@ def get_config(preset: str = ""):
                                 # best_validation (the best warm start / round / final model on
                                 # the validation pairs; the held-out figures stay untouched)
   ))
+  if preset in ("", "smoke"):
+    configlib.demo_recipe(c, "template.judge", "data.cutoff_len", "self_train.learning_rate",
+                          "self_train.round_learning_rate")
   if preset == "smoke":
     c.self_train.update(dict(rounds=1, seed_pairs=100, labeled_pairs=40, unlabeled_pairs=150,
                              heldout_pairs=100, task_pairs=40, prover_steps=300,

@@ -75,6 +75,9 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.data.pack = True  # several examples a row (segment ids); verdict data too
   c.data.max_pairs_per_row = 16  # packed verdict rows: judging prompts a row at most
   c.data.both_orders = True  # verdict data: every pair in both A/B orders (position balance)
+  # verdict data in both orders: a pair's two orders in the same step, so every step is
+  # exactly A/B balanced and contrastive (False: balanced over an epoch only)
+  c.data.balanced_steps = False
   c.data.builtin_pairs = 600  # size of the built-in synthetic set when train_files is empty
   c.data.builtin_tasks = "arithmetic,comparison,category"
 
@@ -122,6 +125,14 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.distributed = ml_collections.ConfigDict(dict(
       mode="auto", coordinator_address="", num_processes=-1, process_id=-1))
   return c
+
+
+def demo_recipe(c: ml_collections.ConfigDict, *fields: str) -> None:
+  """Marks `fields` as the demo recipe's (a tiny model from scratch on the built-in task,
+  where a stage config with no preset puts them): their values now are demo values, which a
+  run with a real model.path may not inherit (`validate` refuses until each is set or a
+  preset is named)."""
+  c.demo_fields = tuple((field, field_value(c, field)) for field in fields)
 
 
 def judge_reader_config(stage: str) -> ml_collections.ConfigDict:
@@ -431,6 +442,10 @@ def _check_settings_together(c: ml_collections.ConfigDict) -> None:
   if lora_settings.quantize and not lora_settings.rank:
     raise GramError("config.model.lora.quantize: a quantized base trains only adapters: set "
                     "config.model.lora.rank > 0 too")
+  if c.data.balanced_steps and not c.data.both_orders:
+    raise GramError("config.data.balanced_steps puts both A/B orders of a pair in one step: "
+                    "it needs config.data.both_orders=true")
+  _check_no_demo_recipe(c)
   if c.data.cutoff_len > c.data.seq_len:
     raise GramError(f"config.data.cutoff_len ({c.data.cutoff_len}) exceeds "
                     f"config.data.seq_len ({c.data.seq_len})")
@@ -453,6 +468,22 @@ def _check_settings_together(c: ml_collections.ConfigDict) -> None:
       reasoning_settings(on)
     except GramError as e:
       raise GramError(f"config.reasoning: {e}") from None
+
+
+def _check_no_demo_recipe(c: ml_collections.ConfigDict) -> None:
+  """A real model never trains with a demo value it did not ask for (the compact prompt, a
+  from-scratch learning rate, a 64-token cutoff): name a preset or set the field."""
+  if not c.model.path or c.stage not in TRAINING_STAGES:
+    return
+  kept = [(field, value) for field, value in c.get("demo_fields", ())
+          if field_value(c, field) == value]
+  if kept:
+    values = ", ".join(f"{field}={value!r}" for field, value in kept)
+    raise GramError(
+        f"config.model.path: configs/{c.stage}.py without a preset is the demo recipe for a "
+        f"tiny model from scratch, and this run would keep its {values}; name a preset for a "
+        f"real model (--config=configs/{c.stage}.py:{SMOLLM2}; presets: "
+        f"{', '.join(MODEL_PRESETS)}) or set those fields")
 
 
 def _check_paths_and_devices(c: ml_collections.ConfigDict) -> None:

@@ -238,6 +238,9 @@ def readout_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
   accuracy and the judgments without a verdict."""
   measured = [r["consistent"] for r in rows if r["consistent"] is not None]
   summary = {"position_consistency": _accuracy(measured)}
+  slots = [r["p_first_slot"] for r in rows if "p_first_slot" in r]
+  if slots:
+    summary["p_first_slot"] = float(np.mean(slots))
   if rows and "verdict_correct" in rows[0]:
     summary.update(
         votes=rows[0]["votes"], orders=rows[0]["orders"],

@@ -223,3 +223,103 @@ class VerdictBatchIterator(BatchIterator):
             "verdict_index": np.zeros(slots, np.int32),
             "labels": np.zeros(slots, np.int32),
             "weights": np.zeros(slots, np.float32)}
+
+
+class PairedVerdictBatchIterator(VerdictBatchIterator):
+  """Verdict batches whose every step holds both A/B orders of each of its pairs: examples
+  2i and 2i+1 are one pair's two orders and are shuffled, taken and placed as one, so each
+  step is exactly balanced between A and B and contrastive (the same pair with each label),
+  instead of balanced only over an epoch. A step takes whole pairs while both prompts find
+  room (first fit over all its rows; one prompt a row without packing), then the first of the
+  next `pack_window` pairs that fits; positions count pairs."""
+
+  def __init__(self, data: TokenizedSet, rows: int, seq_len: int, micro_batches: int = 1,
+               seed: int = 0, pack: bool = True, pad_id: int = 0, max_pairs_per_row: int = 16):
+    if len(data) % 2:
+      raise GramError(f"balanced steps need both orders of every pair: {len(data)} examples")
+    super().__init__(data, rows, seq_len, micro_batches, seed, pack, pad_id, max_pairs_per_row)
+
+  def _epoch_order(self, epoch: int) -> np.ndarray:
+    return np.random.default_rng([self.seed, epoch]).permutation(len(self.data) // 2)
+
+  def taken_sources(self) -> list[str]:
+    names = [self.data.source(2 * pair + k) for pair in self.taken for k in (0, 1)]
+    self.taken = []
+    return names
+
+  def _placed(self, pair: int, free: list[int], used: list[int]) -> list[int] | None:
+    """The rows (first fit) that take the pair's two prompts, or None."""
+    free, used, rows = list(free), list(used), []
+    for example in (2 * pair, 2 * pair + 1):
+      length = int(self.lengths[example])
+      row = next((r for r in range(len(free))
+                  if free[r] >= length and used[r] < self.max_segments), None)
+      if row is None:
+        return None
+      free[row] -= length
+      used[row] += 1
+      rows.append(row)
+    return rows
+
+  def _next_pair(self) -> int:
+    """The pair `_take` would return, without taking it."""
+    if self.cursor == len(self._order):
+      return int(self._epoch_order(self.epoch + 1)[0])
+    return int(self._order[self.cursor])
+
+  def _fitting_pair_ahead(self, free: list[int], used: list[int]) -> int | None:
+    end = min(self.cursor + 1 + self.pack_window, len(self._order))
+    for position in range(self.cursor + 1, end):
+      if position not in self.ahead and self._placed(int(self._order[position]), free, used):
+        return position
+    return None
+
+  def _step(self) -> list[list[int]]:
+    """Example indices of each of one step's rows."""
+    slots = self.micro_batches * self.rows
+    rows: list[list[int]] = [[] for _ in range(slots)]
+    free, used = [self.seq_len] * slots, [0] * slots
+    first = True
+    while True:
+      placed = self._placed(self._next_pair(), free, used)
+      if placed is not None:
+        pair = self._take()
+      elif first:
+        raise GramError(
+            f"{self.data.source(2 * self._next_pair())}: the pair's two orders do not fit "
+            f"one step of {slots} rows of config.data.seq_len={self.seq_len} "
+            "(config.data.balanced_steps puts both in the same step)")
+      else:
+        position = self._fitting_pair_ahead(free, used)
+        if position is None:
+          break
+        pair = self._take_ahead(position)
+        placed = self._placed(pair, free, used)
+      for example, row in zip((2 * pair, 2 * pair + 1), placed):
+        rows[row].append(example)
+        free[row] -= int(self.lengths[example])
+        used[row] += 1
+      first = False
+    return rows
+
+  def skip(self, batches: int) -> None:
+    for _ in range(batches):
+      self._step()
+    self.taken = []
+
+  def rows_per_epoch(self) -> int:
+    """Rows the steps of one epoch fill (steps x rows a step), replayed once."""
+    if self._rows_per_epoch is not None:
+      return self._rows_per_epoch
+    saved = self.state()
+    self.restore({"epoch": 0, "cursor": 0})
+    steps = 0
+    while self.epoch == 0 and self.cursor < len(self._order):
+      self._step()
+      steps += 1
+    self.restore(saved)
+    self._rows_per_epoch = steps * self.micro_batches * self.rows
+    return self._rows_per_epoch
+
+  def __next__(self) -> Batch:
+    return self.assemble(self._step(), self.micro_batches)

@@ -40,6 +40,9 @@ def pair_outcome(reward: RewardModel, judged: PairJudgment) -> dict[str, Any]:
   (chosen, rejected), = reward.scores_of([judged])
   row = {"a": float(chosen), "b": float(rejected), "trimmed": judged.trimmed,
          "consistent": judged.consistent}
+  if judged.judgments:  # the first slot's label probability over the orders judged: 0.5
+    # without a slot preference (position_bias.order_readout's p_first_slot, per pair)
+    row["p_first_slot"] = float(np.mean([j.probs[0] for j in judged.judgments]))
   if reward.reasoning is not None:
     vote = judged.vote
     row.update(votes=reward.reasoning.votes, orders=reward.reasoning.orders,

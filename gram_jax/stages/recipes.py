@@ -11,7 +11,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from gram_jax import configlib
+from gram_jax import configlib, position_bias
 from gram_jax.data import benchmarks, encode, loader, preference, records
 from gram_jax.errors import GramError
 from gram_jax.inference.reward import RewardModel
@@ -130,16 +130,28 @@ def verdict_examples(pairs: list[preference.PreferencePair], encoder: encode.Jud
 
 
 def heldout_accuracy(c: ml_collections.ConfigDict, tokenizer,
-                     eval_pairs: list[preference.PreferencePair], mesh) -> loop.Evaluation:
-  """Held-out accuracy with the official readout, for the current params."""
-  def evaluate(graphdef: nnx.GraphDef, params: dict) -> dict:
+                     eval_pairs: list[preference.PreferencePair], mesh,
+                     workdir: str) -> loop.Evaluation:
+  """Held-out accuracy with the official readout, position consistency and the mean P(first
+  slot), for the current params; measured before the first step too (the base model), and
+  a one-line warning whenever the judge answers by slot (position_bias.answers_by_slot)."""
+  triples = [(p.prompt, p.chosen, p.rejected) for p in eval_pairs]
+  base = loop.first_evaluation(workdir, "eval")
+
+  def evaluate(graphdef: nnx.GraphDef, params: dict, step: int) -> dict:
     reward = RewardModel(nnx.merge(graphdef, params), tokenizer, max_len=c.data.cutoff_len,
                          batch_size=c.eval.batch_size, template=configlib.judge_template(c),
                          labels=tuple(c.template.labels), mesh=mesh,
                          chat_template=configlib.chat_template(c))
-    scores = reward.score_batch([(p.prompt, p.chosen, p.rejected) for p in eval_pairs])
-    return {"accuracy": float((scores[:, 0] > scores[:, 1]).mean())}
-  return loop.Evaluation("eval", evaluate, c.eval.every_steps)
+    first, second, _ = reward.scorer.order_probs(triples)
+    figures = position_bias.order_readout(first, second)
+    if step == 0:
+      base.update(figures)
+    elif warning := position_bias.answers_by_slot(figures, base or None):
+      logging.warning("%s, step %d: %s", workdir, step, warning)
+      figures["answers_by_slot"] = 1.0
+    return figures
+  return loop.Evaluation("eval", evaluate, c.eval.every_steps, at_start=c.eval.every_steps > 0)
 
 
 def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
@@ -156,10 +168,11 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
   dataset = verdict_examples(pairs, encoder, c.data.both_orders, c.seed)
   logging.info("%d verdict examples, %d trimmed to %d tokens", len(dataset), dataset.trimmed,
                c.data.cutoff_len)
-  batches = loader.VerdictBatchIterator(dataset, configlib.rows_per_process(c),
-                                        c.data.seq_len, c.train.micro_batches, c.seed,
-                                        c.data.pack, tokenizer.pad_token_id,
-                                        c.data.max_pairs_per_row)
+  iterator = (loader.PairedVerdictBatchIterator if c.data.balanced_steps
+              else loader.VerdictBatchIterator)
+  batches = iterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
+                     c.train.micro_batches, c.seed, c.data.pack, tokenizer.pad_token_id,
+                     c.data.max_pairs_per_row)
   evaluations = []
   if eval_files:
     eval_pairs, selection = benchmarks.select_records(read(eval_files)[0], c.eval.max_pairs,
@@ -167,7 +180,7 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
     if selection:
       logging.info("held-out accuracy on %s %d of %d pairs (config.eval.max_pairs)",
                    selection["how"], selection["records"], selection["of"])
-    evaluations.append(heldout_accuracy(c, tokenizer, eval_pairs, mesh))
+    evaluations.append(heldout_accuracy(c, tokenizer, eval_pairs, mesh, c.workdir))
   objective = functools.partial(objectives.verdict_loss, label_ids=tuple(encoder.label_ids),
                                 smoothing=c.train.label_smoothing)
   model_config = common.make_model_config(c, tokenizer)

@@ -353,6 +353,7 @@ def report(c: ml_collections.ConfigDict, rows: list[dict], exported: int, pairs:
          f"({100 * rows[exported]['validation_accuracy']:.1f} %) on {pairs['validation']} "
          f"validation pairs, none of them held out")
   finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+  slot_judges = self_train_report.slot_warnings(rows, pairs["heldout"])
   return "\n".join([
       "# GRAM-R² self-training", "",
       f"Seed {c.seed}; {provenance.code_version()}; finished {finished}, "
@@ -361,7 +362,10 @@ def report(c: ml_collections.ConfigDict, rows: list[dict], exported: int, pairs:
       f"rounds.jsonl; each held-out judgment's reply: <stage>/heldout.jsonl.",
       f"Held-out: {pairs['heldout']} pairs. Exported to hf/: **{rows[exported]['stage']}** "
       f"({why}).", "",
-      self_train_report.report_table(rows, exported), "", "Columns:", "", self_train_report.LEGEND, ""])
+      self_train_report.report_table(rows, exported), "",
+      *(["Judges that answer by slot, not by content:", "", *slot_judges, ""]
+        if slot_judges else []),
+      "Columns:", "", self_train_report.LEGEND, ""])
 
 
 def run(c: ml_collections.ConfigDict) -> None:
@@ -372,7 +376,7 @@ def run(c: ml_collections.ConfigDict) -> None:
 
   def add(row: dict, model: str = "", reasoning: bool = True) -> None:
     rows.append({**row, "model": os.path.relpath(model, c.workdir)} if model else row)
-    logging.info("%s", self_train_report.row_line(row))
+    logging.info("%s", self_train_report.row_line(row, len(job.heldout_triples)))
     if model:
       models.append((len(rows) - 1, model, reasoning))
 

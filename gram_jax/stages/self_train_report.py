@@ -1,5 +1,6 @@
 """The self-training report: one log line per stage as it is measured, and report.md's
 table with its legend."""
+from gram_jax import position_bias
 from gram_jax.pseudo_labels import JUDGMENT_PROBLEMS
 
 
@@ -7,8 +8,25 @@ def _pct(value: float | None) -> str:
   return "-" if value is None else f"{100 * value:.1f}"
 
 
-def row_line(row: dict) -> str:
-  """One stage's figures as a log line, written as soon as they are measured."""
+def slot_warning(row: dict, heldout_pairs: int) -> str | None:
+  """position_bias.answers_by_slot on a stage's held-out figures (no base model measured
+  here: the near-zero rule)."""
+  if "heldout_accuracy" not in row or row.get("heldout_consistency") is None:
+    return None
+  return position_bias.answers_by_slot({"accuracy": row["heldout_accuracy"],
+                                        "position_consistency": row["heldout_consistency"],
+                                        "pairs": heldout_pairs})
+
+
+def slot_warnings(rows: list[dict], heldout_pairs: int) -> list[str]:
+  """report.md's lines for the stages whose judge answers by slot."""
+  return [f"- **{row['stage']}**: {warning}" for row in rows
+          if (warning := slot_warning(row, heldout_pairs))]
+
+
+def row_line(row: dict, heldout_pairs: int = 0) -> str:
+  """One stage's figures as a log line, written as soon as they are measured (with the
+  slot warning when its held-out figures call for one)."""
   parts = []
   if "judged" in row:
     parts.append(f"kept {row['kept']} of {row['judged']} judged pairs")
@@ -18,6 +36,8 @@ def row_line(row: dict) -> str:
     parts.append(f"held-out verdict accuracy {_pct(row['heldout_accuracy'])} %, "
                  f"P(A)/P(B) {_pct(row['heldout_probability_accuracy'])} %, "
                  f"position consistency {_pct(row['heldout_consistency'])} %")
+  if warning := slot_warning(row, heldout_pairs):
+    parts.append(f"WARNING: {warning}")
   return f"{row['stage']}: " + ("; ".join(parts) or "done (no held-out pairs)")
 
 

@@ -7,6 +7,7 @@ make the initial params (called only when there is no checkpoint to resume) and 
 to run every N steps; the run directory's layout belongs to `gram_jax.checkpoint`.
 """
 import dataclasses
+import json
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -16,7 +17,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from absl import logging
 
-from gram_jax import checkpoint, preemption
+from gram_jax import checkpoint, preemption, storage
 from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.data.loader import ShuffledCursor
 from gram_jax.errors import GramError
@@ -28,11 +29,26 @@ from gram_jax.training.settings import Training
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-  """`run(graphdef, params)` every `every` steps (0: only at the end) and after the last step;
+  """`run(graphdef, params, step)` every `every` steps (0: only at the end), after the last
+  step and, when `at_start`, before a fresh run's first step (step 0: the starting model);
   the numbers it returns go to <name>_metrics.jsonl."""
   name: str
-  run: Callable[[nnx.GraphDef, dict], dict]
+  run: Callable[[nnx.GraphDef, dict, int], dict]
   every: int = 0
+  at_start: bool = False
+
+
+def first_evaluation(workdir: str, name: str) -> dict:
+  """The step-0 figures of evaluation `name` a run already logged (a resumed run keeps its
+  starting model's figures), else an empty dict to be filled."""
+  path = os.path.join(workdir, f"{name}_metrics.jsonl")
+  if not storage.exists(path):
+    return {}
+  for line in storage.read_text(path).splitlines():
+    entry = json.loads(line) if line.strip() else {}
+    if entry.get("step") == 0:
+      return {k: v for k, v in entry.items() if k != "step"}
+  return {}
 
 
 @dataclasses.dataclass
@@ -102,9 +118,12 @@ def train(run: resume.Started, batches: ShuffledCursor,
   loop.add_hook(lambda info: logger.log(info.step, info.metrics))
   loop.add_hook(checkpointing(checkpointer, batches, logger, settings.steps))
   for evaluation in evaluations:
+    if evaluation.at_start and run.step == 0:
+      logger.log_extra(evaluation.name, 0, evaluation.run(
+          run.graphdef, run.trainer.full_params(run.state), 0))
     loop.add_hook(lambda info, e=evaluation: logger.log_extra(
-        e.name, info.step, e.run(run.graphdef, run.trainer.full_params(info.state))),
-        every=evaluation.every)
+        e.name, info.step, e.run(run.graphdef, run.trainer.full_params(info.state),
+                                 info.step)), every=evaluation.every)
   state = run.state
   try:
     state = loop.steps()

@@ -152,8 +152,9 @@ def finetuned(smol, tmp_path_factory):
   workdir = str(folder / "finetune")
   result = cli.run_main("configs/finetune.py", f"--config.model.path={path}",
                         f"--config.data.train_files={data}", "--config.eval.files=",
-                        f"--config.workdir={workdir}", "--config.data.cutoff_len=192",
-                        "--config.data.seq_len=192", "--config.train.global_batch_size=2",
+                        f"--config.workdir={workdir}", "--config.template.judge=gram",
+                        "--config.data.cutoff_len=384",
+                        "--config.data.seq_len=384", "--config.train.global_batch_size=2",
                         "--config.train.num_steps=2", "--config.train.learning_rate=1e-5",
                         "--config.train.warmup_ratio=0")
   assert result.returncode == 0, result.stderr[-3000:]

@@ -62,3 +62,58 @@ def test_a_stage_is_not_checked_on_sections_it_does_not_have(tmp_path):
   configlib.validate(c)
   with pytest.raises(KeyError):
     configlib.field_value(c, "self_train.export")
+
+
+def stage_config_with(stage: str, preset: str = ""):
+  spec = importlib.util.spec_from_file_location(stage, os.path.join(ROOT, "configs",
+                                                                    f"{stage}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset)
+
+
+@pytest.mark.parametrize("stage, kept", [
+    ("finetune", "template.judge='compact', train.learning_rate=0.003, train.num_steps=400, "
+                 "data.cutoff_len=64"),
+    ("pretrain", "train.learning_rate=0.001, data.cutoff_len=256"),
+    ("prover", "train.learning_rate=0.003, train.num_steps=250, data.cutoff_len=192"),
+    ("self_train", "template.judge='compact_rr', data.cutoff_len=160, "
+                   "self_train.learning_rate=0.003, self_train.round_learning_rate=0.001"),
+])
+def test_a_real_model_never_inherits_the_demo_recipe(tmp_path, stage, kept):
+  c = stage_config_with(stage)
+  c.workdir = str(tmp_path / "run")
+  c.model.path = str(tmp_path)  # any model directory: the check comes before loading it
+  with pytest.raises(GramError) as refused:
+    configlib.validate(c)
+  assert str(refused.value) == (
+      f"config.model.path: configs/{stage}.py without a preset is the demo recipe for a tiny "
+      f"model from scratch, and this run would keep its {kept}; name a preset for a real model "
+      f"(--config=configs/{stage}.py:smollm2-135m; presets: qwen3-1.7b, qwen3-4b, qwen3-8b, "
+      "qwen3-14b, llama3.2-3b, llama3.1-8b, smollm2-135m) or set those fields")
+
+
+def test_the_demo_recipe_trains_a_model_from_scratch_and_a_preset_a_real_one(tmp_path):
+  demo = stage_config_with("finetune")
+  demo.workdir = str(tmp_path / "demo")
+  configlib.validate(demo)  # no model.path: the tiny model from scratch
+  real = stage_config_with("finetune", "qwen3-8b")
+  real.workdir, real.model.path = str(tmp_path / "real"), str(tmp_path)
+  configlib.validate(real)
+  # The paper's stage-2 settings, not the demo's.
+  assert (real.template.judge, real.train.learning_rate, real.data.cutoff_len) == \
+      ("gram", 2e-5, 2048)
+  # Every demo value set by the user is a choice, not an inherited default.
+  chosen = stage_config_with("finetune")
+  chosen.workdir, chosen.model.path = str(tmp_path / "chosen"), str(tmp_path)
+  chosen.template.judge, chosen.train.learning_rate = "gram", 1e-4
+  chosen.train.num_steps, chosen.data.cutoff_len = 125, 48
+  configlib.validate(chosen)
+
+
+def test_balanced_steps_need_both_orders(tmp_path):
+  c = stage_config_with("finetune")
+  c.workdir = str(tmp_path)
+  c.data.balanced_steps, c.data.both_orders = True, False
+  with pytest.raises(GramError, match="balanced_steps .* needs config.data.both_orders=true"):
+    configlib.validate(c)

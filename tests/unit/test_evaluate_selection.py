@@ -22,7 +22,8 @@ class LengthJudge:
     return "longer is better"
 
   def judge_batch(self, triples, first_index=0):
-    return [SimpleNamespace(a=float(len(a)), b=float(len(b)), trimmed=False, consistent=True)
+    return [SimpleNamespace(a=float(len(a)), b=float(len(b)), trimmed=False, consistent=True,
+                            judgments=())
             for _, a, b in triples]
 
   def scores_of(self, judged):

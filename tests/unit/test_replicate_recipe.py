@@ -37,31 +37,38 @@ def _raw_questions() -> set[str]:
   return asked
 
 
-def test_training_pairs_ask_no_evaluation_question(tmp_path):
+def test_held_out_pairs_share_no_prompt_with_training_and_none_asks_an_evaluation_question(
+    tmp_path):
   if not os.path.isdir(os.path.join(SHARED_DATA, "rmb")):
     pytest.skip(f"benchmark data not present: {SHARED_DATA}/rmb "
                 "(the shared data folder; docs/data.md)")
   native = replicate_data.native_eval_sets()
   assert {k: len(v) for k, v in native.items()}["llmbar"] == 100 + 92 + 47 + 46 + 134
   asked = set().union(*map(replicate_data.questions, native.values()))
-  scale = replicate_gram.SCALES["full"]
-  train = replicate_data.train_set(str(tmp_path), scale, 0, asked)
-  rows = json.load(open(train["path"]))
-  prompts = {r["prompt"].strip() for r in rows}
-  assert train["pairs"] > 8000 and train["dropped_eval_overlap"] > 0
-  unlabeled = [r for path in train["unlabeled"] for r in json.load(open(path))]
-  assert len(unlabeled) == scale.rounds * scale.unlabeled_pairs
-  # No unlabeled pair is a labeled one (in either order).
-  labeled = {(r["prompt"], *sorted((r["chosen"], r["rejected"]))) for r in rows}
-  assert not labeled & {(u["prompt"], *sorted((u["response_a"], u["response_b"])))
-                        for u in unlabeled}
-  prompts |= {u["prompt"].strip() for u in unlabeled}
+  pairs, counts = replicate_data.in_distribution_pairs(asked)
+  assert len(pairs) > 12000 and counts["dropped_eval_overlap"] > 0
+  held_out, rest = replicate_data.split_by_prompt(pairs, 500, replicate_gram.SPLIT_SEED)
+  assert len(held_out) >= 500 and len(held_out) + len(rest) == len(pairs)
+  held_prompts = {p.prompt.strip() for p in held_out}
+  assert not held_prompts & {p.prompt.strip() for p in rest}
+  # The same split every time (every seed and row is measured on the same pairs).
+  again, _ = replicate_data.split_by_prompt(pairs, 500, replicate_gram.SPLIT_SEED)
+  assert [p.as_row() for p in again] == [p.as_row() for p in held_out]
+  prompts = {p.prompt.strip() for p in pairs}
   proofs = json.load(open(replicate_data.seed_proofs(str(tmp_path), asked)))
   assert len(proofs) == 12 and {p["label"] for p in proofs} == {"A", "B"}
   prompts |= {p["prompt"].strip() for p in proofs}
   assert not prompts & asked
   raw = _raw_questions()
   assert len(raw) > 1000 and not prompts & raw
+
+
+def test_too_few_pairs_to_hold_out_is_refused():
+  pairs = [replicate_data.preference.PreferencePair(f"q{i % 3}", "a", "b") for i in range(9)]
+  held, rest = replicate_data.split_by_prompt(pairs, 4, 0)
+  assert len(held) == 6 and len(rest) == 3  # whole prompts: 3 pairs each
+  with pytest.raises(replicate_data.GramError, match="only 9 pairs to hold out, 10 asked"):
+    replicate_data.split_by_prompt(pairs, 10, 0)
 
 
 def _records(flags):
@@ -80,15 +87,108 @@ def test_a_proportions_bootstrap_interval_is_the_normal_one_for_many_records():
   assert replicate_gram.intervals(everything_right, resamples=200)["mean"] == [1.0, 1.0]
 
 
-def test_a_cached_step_names_its_inputs_and_code(tmp_path, monkeypatch):
+def test_a_cached_step_names_its_inputs_not_the_code_that_runs_it(tmp_path, monkeypatch):
+  """A run spans sessions and commits: a step is reused while its inputs are unchanged, and
+  the code version that finished it is recorded beside it."""
   data = tmp_path / "train.jsonl"
   data.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n')
   key = replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"])
   recorded = json.loads(key)
-  assert recorded["code"] == replicate_gram.provenance.code_version()
-  assert str(data) in recorded["inputs"]
+  assert "code" not in recorded and str(data) in recorded["inputs"]
   monkeypatch.setattr(replicate_gram.provenance, "code_version", lambda: "commit 0123abcd")
-  assert replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"]) != key
+  assert replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"]) == key
   data.write_text('{"prompt": "a", "chosen": "c", "rejected": "b"}\n')
-  monkeypatch.undo()
   assert replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"]) != key
+  # A finished step: its marker holds the key and the code that ran it.
+  step = tmp_path / "step"
+  monkeypatch.setattr(replicate_gram.subprocess, "run",
+                      lambda *a, **k: replicate_gram.subprocess.CompletedProcess(a, 0))
+  replicate_gram.main_stage("evaluate", str(step), "--config.eval.files=x")
+  assert replicate_gram.step_code(str(step)) == "commit 0123abcd"
+
+
+def _stage_config(config: str, overrides: list[str]):
+  """The config a bench's `main_stage(config, ...)` runs: the stage file with its preset,
+  then each --config.field=value override cast to the field's type."""
+  import importlib.util
+  from gram_jax import configlib
+  stage, _, preset = config.partition(":")
+  spec = importlib.util.spec_from_file_location(
+      stage, os.path.join(os.path.dirname(__file__), "..", "..", "configs", f"{stage}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(preset)
+  for override in overrides:
+    path, value = override.removeprefix("--config.").split("=", 1)
+    section, _, name = path.rpartition(".")
+    holder = configlib.field_value(c, section) if section else c
+    old = holder[name]
+    holder[name] = (value == "true" if isinstance(old, bool) else type(old)(value))
+  return c
+
+
+@pytest.mark.parametrize("row", list(replicate_gram.GRAM_ROWS) + [replicate_gram.STAGE1])
+def test_every_gram_row_trains_with_the_gram_prompt_its_evaluation_reads(row, tmp_path,
+                                                                          monkeypatch):
+  """The configs the bench runs for each GRAM row resolve to the official GRAM prompt (no
+  demo recipe), on the scale's pairs, steps and cutoff; and the card it writes is checked
+  against what every evaluation of the row judged with."""
+  from gram_jax import configlib, judge_card
+  from gram_jax.text import templates
+  scale = replicate_gram.SCALES["cpu"]
+  data = {"train": "train.json", "curve": "curve.json", "pairs": 1000}
+  ran = []
+  monkeypatch.setattr(replicate_gram, "main_stage",
+                      lambda config, workdir, *o: ran.append((config, list(o))) or workdir)
+  replicate_gram.gram_model(row, str(tmp_path), "/base", data, scale, seed=0)
+  for config, overrides in ran:
+    c = _stage_config(config, overrides)
+    assert configlib.judge_template(c) == templates.GRAM_JUDGE_PROMPT or c.stage == "pretrain"
+    assert c.data.cutoff_len == scale.cutoff and c.model.lora.rank == scale.lora_rank
+    assert c.train.num_steps == 125 and c.data.pack is False
+  finetune = _stage_config(*ran[-1])
+  assert finetune.data.balanced_steps == (row != "GRAM ε=0.1, per-epoch balance")
+  assert finetune.train.global_batch_size == 2 * scale.pairs_per_step
+  # The card the row's training writes, checked against its evaluations' summaries.
+  judge_card.write_judge_card(str(tmp_path), configlib.judge_template(finetune), ("A", "B"),
+                              None)
+  same = {"in_distribution": {"judge": "prompt gram, labels A/B, the tokenizer's chat "
+                                       "template, prompts up to 512 tokens"}}
+  assert replicate_gram.check_card_prompt(str(tmp_path), same) == "gram"
+  other = {"in_distribution": {"judge": "prompt compact, labels A/B, ..."}}
+  with pytest.raises(AssertionError, match="trained with prompt gram, evaluated with compact"):
+    replicate_gram.check_card_prompt(str(tmp_path), other)
+  with pytest.raises(AssertionError, match="several prompts"):
+    replicate_gram.evaluation_prompt({**same, "hhh": other["in_distribution"]})
+
+
+def test_a_partial_run_prints_its_rows_and_draws_its_curves(tmp_path):
+  """A run stopped after some rows still gives a table (the missing cells say so) and the
+  learning-curve PNG; each cell is checked against the records it is recomputed from."""
+  pairs = lambda flags: {"summary": {"benchmark": "pairs", "accuracy": sum(flags) / len(flags),
+                                     "position_consistency": 0.25, "p_first_slot": 0.8,
+                                     "trimmed_pairs": 0},
+                         "results": [{"correct": f} for f in flags]}
+  zero = replicate_gram.figures({"in_distribution": pairs([True, False] * 250)})
+  trained = replicate_gram.figures({"in_distribution": pairs([True] * 300 + [False] * 200)})
+  assert trained["in_distribution"] == 0.6 and "mean" not in trained
+  low, high = trained["ci"]["in_distribution"]
+  assert low < 0.6 < high and high - low < 0.1  # 500 pairs: about ±4.3 points
+  with pytest.raises(AssertionError, match="from the records"):
+    replicate_gram.figures({"in_distribution": {**pairs([True] * 10),
+                                                "summary": {"accuracy": 0.5}}})
+  results = {0: {"rows": {
+      "zero-shot": {**zero, "prompt": "gram"},
+      "GRAM ε=0.1": {**trained, "prompt": "gram", "pairs_per_second": 0.17,
+                     "curve": [{"step": 0, "accuracy": 0.5, "position_consistency": 0.0,
+                                "p_first_slot": 0.85},
+                               {"step": 25, "accuracy": 0.56, "position_consistency": 0.3,
+                                "p_first_slot": 0.6}]}}}}
+  text = replicate_gram.table(results)
+  lines = text.splitlines()
+  assert lines[2].startswith("| zero-shot | 50.0 [") and lines[2].endswith("| — | gram |")
+  assert lines[3].startswith("| GRAM ε=0.1 | 60.0 [") and "| — | — |" in lines[3]
+  assert " 0.17 | gram |" in lines[3]
+  pytest.importorskip("matplotlib", reason="the curves need pip install -e '.[replicate]'")
+  png = replicate_gram.curves_png(results, str(tmp_path / "curves.png"))
+  assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
