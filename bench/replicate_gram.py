@@ -110,10 +110,11 @@ SCALES = {
                   learning_rate=1e-4, pretrain_learning_rate=2e-5, lora_rank=16,
                   lora_alpha=32.0, eval_batch=32, unlabeled_pairs=2000, rounds=2,
                   rationale_tokens=512, votes=3, self_train_steps=400, r2_cutoff=2048),
-    # 2 CPU cores (measured: a LoRA step of 16 prompts of ~390 tokens ~24 s, scoring ~0.7
-    # pairs/s): 1,000 training pairs, 125 steps a row, 500 held-out pairs, 100 records a set.
+    # 2 CPU cores, 24 GB (measured: LoRA trains ~155 tokens/s, scoring ~0.55 pairs/s; 16
+    # rows of 512 in 2 micro-batches peaked at 18.7 GB, so 4): 1,000 training pairs, 125 steps
+    # a row, 500 held-out pairs, 100 records a set.
     "cpu": Scale(train_pairs=1000, heldout_pairs=500, curve_pairs=128, curve_every=25,
-                 ood_records=100, cutoff=512, epochs=1.0, pairs_per_step=8, micro_batches=2,
+                 ood_records=100, cutoff=512, epochs=1.0, pairs_per_step=8, micro_batches=4,
                  learning_rate=1e-4, pretrain_learning_rate=2e-5, lora_rank=16,
                  lora_alpha=32.0, eval_batch=16, unlabeled_pairs=4, rounds=1,
                  rationale_tokens=256, votes=1, self_train_steps=20, r2_cutoff=1024),

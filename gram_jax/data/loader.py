@@ -72,9 +72,16 @@ class ShuffledCursor:
     self.taken = []
     return names
 
+  def _advance(self) -> int:
+    """Takes the examples of the next unit of rows (a row; a step for subclasses that build
+    whole steps), from lengths alone; returns how many rows."""
+    self._row()
+    return 1
+
   def skip(self, batches: int) -> None:
-    for _ in range(batches * self.micro_batches * self.rows):
-      self._row()
+    rows = 0
+    while rows < batches * self.micro_batches * self.rows:
+      rows += self._advance()
     self.taken = []
 
   def __iter__(self) -> Iterator[Batch]:
@@ -88,8 +95,7 @@ class ShuffledCursor:
     self.restore({"epoch": 0, "cursor": 0})
     count = 0
     while self.epoch == 0 and self.cursor < len(self._order):
-      self._row()
-      count += 1
+      count += self._advance()
     self.restore(saved)
     self._rows_per_epoch = count
     return count
@@ -302,24 +308,9 @@ class PairedVerdictBatchIterator(VerdictBatchIterator):
       first = False
     return rows
 
-  def skip(self, batches: int) -> None:
-    for _ in range(batches):
-      self._step()
-    self.taken = []
-
-  def rows_per_epoch(self) -> int:
-    """Rows the steps of one epoch fill (steps x rows a step), replayed once."""
-    if self._rows_per_epoch is not None:
-      return self._rows_per_epoch
-    saved = self.state()
-    self.restore({"epoch": 0, "cursor": 0})
-    steps = 0
-    while self.epoch == 0 and self.cursor < len(self._order):
-      self._step()
-      steps += 1
-    self.restore(saved)
-    self._rows_per_epoch = steps * self.micro_batches * self.rows
-    return self._rows_per_epoch
+  def _advance(self) -> int:
+    self._step()
+    return self.micro_batches * self.rows
 
   def __next__(self) -> Batch:
     return self.assemble(self._step(), self.micro_batches)
