@@ -25,7 +25,7 @@ all seven projections; PEFT on the TRL side):
   GRAM ε=0.1 per-epoch   the same with orders balanced over the epoch only (the old default);
   GRAM s1 + ft ε=0.1     stage pretrain on the same pairs without labels, then finetune;
   GRAM-R²                stage self_train from 12 hand-written seed proofs (GPU scale only).
-Every trained row logs held-out accuracy on the first `curve_pairs` held-out pairs every
+Every trained row logs held-out accuracy on `curve_pairs` random held-out pairs every
 `curve_every` steps (GRAM rows also position consistency and the mean P(first slot));
 <workdir>/curves.png draws them.
 
@@ -55,7 +55,7 @@ from gram_jax.hf.smollm2 import smollm2_instruct  # noqa: E402
 from gram_jax.stages import evaluate  # noqa: E402
 from gram_jax.text import templates  # noqa: E402
 from replicate_data import (  # noqa: E402
-    SHARED, in_distribution_pairs, native_eval_sets, questions, sample, seed_proofs,
+    HH_RLHF, SHARED, in_distribution_pairs, native_eval_sets, questions, sample, seed_proofs,
     split_by_prompt, write_json)
 
 FILE_NAMES = {"rmbench": "rmbench_chat"}
@@ -83,7 +83,7 @@ OOD = ("llmbar", "hhh", "rmbench", "pandalm", "rmb", "rmb_bon")
 class Scale:
   train_pairs: int  # 0: every in-distribution pair not held out
   heldout_pairs: int  # in-distribution held-out pairs (whole prompts)
-  curve_pairs: int  # the first this many held-out pairs make the learning curves
+  curve_pairs: int  # this many held-out pairs, drawn at random, make the learning curves
   curve_every: int  # steps between learning-curve points
   ood_records: int  # per out-of-distribution set; 0: all
   cutoff: int  # tokens of a judging prompt (training and evaluation); pairs must fit
@@ -221,10 +221,15 @@ def recipe_data(out: str, scale: Scale, seed: int, tokenizer) -> dict:
                for r in range(scale.rounds)]
   return {
       "files": files,
+      # A random share of the held-out pairs (kept in file order, which groups the sources:
+      # the first ones would all be HH-RLHF).
       "curve": write_json(os.path.join(data, "curve.json"),
-                          [p.as_row() for p in held_out[:scale.curve_pairs]]),
+                          [p.as_row() for p in sample(held_out, scale.curve_pairs,
+                                                      SPLIT_SEED + 1)]),
       "train": write_json(os.path.join(data, "train.json"), [p.as_row() for p in train]),
       "unlabeled": unlabeled, "seed_proofs": seed_proofs(data, asked),
+      "source_of": {p.prompt.strip(): "HH-RLHF" if p.where.startswith(HH_RLHF) else "RMB"
+                    for p in held_out},
       "counts": {**counts, "in_distribution": len(pairs), "fit_cutoff": len(fit),
                  "heldout": len(held_out), "train": len(train),
                  "heldout_prompts": len({p.prompt.strip() for p in held_out})}}
@@ -504,6 +509,14 @@ def figures(evaluated_sets: dict[str, dict]) -> dict:
   return cells
 
 
+def by_source(results: list[dict], source_of: dict[str, str]) -> dict[str, list]:
+  """In-distribution accuracy of each source's held-out pairs: [accuracy, pairs]."""
+  groups: dict[str, list[bool]] = {}
+  for row in results:
+    groups.setdefault(source_of[row["prompt"].strip()], []).append(bool(row["correct"]))
+  return {name: [float(np.mean(flags)), len(flags)] for name, flags in sorted(groups.items())}
+
+
 def cell(values: list[float], percent: bool = True,
          interval: list[float] | None = None) -> str:
   """Mean ± sample standard deviation over seeds; one seed's value with its 95 % interval
@@ -540,6 +553,13 @@ def table(results: dict[int, dict]) -> str:
     cells.append(cell([s.get("pairs_per_second") for s in per_seed], False))
     cells.append(per_seed[0].get("prompt", "—"))
     lines.append(f"| {row} | " + " | ".join(cells) + " |")
+  split = [f"{row} " + ", ".join(f"{source} {100 * acc:.1f} % ({n})" for source, (acc, n)
+                                 in seed["rows"][row]["by_source"].items())
+           for row in done for seed in list(results.values())[:1]
+           if "by_source" in seed["rows"].get(row, {})]
+  if split:
+    lines += ["", "In distribution by source (seed " + str(next(iter(results))) + "): " +
+              "; ".join(split) + "."]
   return "\n".join(lines)
 
 
@@ -597,9 +617,13 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
       rows[name] = row
       print(f"[{time.strftime('%H:%M:%S')}] seed {seed}: {name} {sorted(sets)} done",
             flush=True)
-  return {"data": data["counts"], "steps": steps_of(scale, data["pairs"]),
-          "rows": {name: {**{k: v for k, v in row.items() if k != "evaluated"},
-                          **figures(row["evaluated"])} for name, row in rows.items()}}
+  figured = {name: {**{k: v for k, v in row.items() if k != "evaluated"},
+                    **figures(row["evaluated"])} for name, row in rows.items()}
+  for name, row in rows.items():
+    if IN_DIST in row["evaluated"]:
+      figured[name]["by_source"] = by_source(row["evaluated"][IN_DIST]["results"],
+                                             data["source_of"])
+  return {"data": data["counts"], "steps": steps_of(scale, data["pairs"]), "rows": figured}
 
 
 def row_part(name: str) -> str:

@@ -192,3 +192,14 @@ def test_a_partial_run_prints_its_rows_and_draws_its_curves(tmp_path):
   pytest.importorskip("matplotlib", reason="the curves need pip install -e '.[replicate]'")
   png = replicate_gram.curves_png(results, str(tmp_path / "curves.png"))
   assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_in_distribution_accuracy_splits_by_source():
+  results = [{"prompt": "q1 ", "correct": True}, {"prompt": "q2", "correct": False},
+             {"prompt": "q3", "correct": True}]
+  split = replicate_gram.by_source(results, {"q1": "HH-RLHF", "q2": "RMB", "q3": "RMB"})
+  assert split == {"HH-RLHF": [1.0, 1], "RMB": [0.5, 2]}
+  table = replicate_gram.table({0: {"rows": {"zero-shot": {
+      "ci": {}, "in_distribution": 2 / 3, "by_source": split}}}})
+  assert table.endswith("In distribution by source (seed 0): zero-shot HH-RLHF 100.0 % (1), "
+                        "RMB 50.0 % (2).")
