@@ -127,7 +127,7 @@ SCALES = {
 SPLIT_SEED = 1234  # the held-out split, the same for every seed and scale
 
 
-DONE, STARTED = ".replicate_done", ".replicate_started"
+DONE, STARTED, RUNS = ".replicate_done", ".replicate_started", ".replicate_code"
 
 
 def _read(path: str) -> str | None:
@@ -153,8 +153,10 @@ def fingerprint(arguments: list) -> str:
 
 
 def step_code(workdir: str) -> str:
-  """The code version that finished a cached step."""
-  return json.loads(_read(os.path.join(workdir, DONE)))["code"]
+  """The code version(s) that ran a cached step (a step resumed across commits ran on
+  several)."""
+  code = json.loads(_read(os.path.join(workdir, DONE)))["code"]
+  return code if isinstance(code, str) else ", ".join(code)
 
 
 def main_stage(config: str, workdir: str, *overrides: str) -> str:
@@ -175,12 +177,17 @@ def main_stage(config: str, workdir: str, *overrides: str) -> str:
   with open(os.path.join(workdir, STARTED), "w", encoding="utf-8") as f:
     f.write(key)
   print(f"[{time.strftime('%H:%M:%S')}] {' '.join(command[3:])}", flush=True)
+  runs = os.path.join(workdir, RUNS)
+  with open(runs, "a", encoding="utf-8") as f:  # the code of this part, read as it starts
+    f.write(provenance.code_version() + "\n")
   with open(os.path.join(workdir, "stage.log"), "a", encoding="utf-8") as log:
     result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
   if result.returncode:
     sys.exit(f"{' '.join(command)} failed; its log: {workdir}/stage.log")
+  with open(runs, encoding="utf-8") as f:
+    code = list(dict.fromkeys(line.strip() for line in f if line.strip()))
   with open(os.path.join(workdir, DONE), "w", encoding="utf-8") as f:
-    json.dump({"key": key, "code": provenance.code_version()}, f)
+    json.dump({"key": key, "code": code}, f)
   return workdir
 
 

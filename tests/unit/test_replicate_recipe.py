@@ -105,6 +105,11 @@ def test_a_cached_step_names_its_inputs_not_the_code_that_runs_it(tmp_path, monk
                       lambda *a, **k: replicate_gram.subprocess.CompletedProcess(a, 0))
   replicate_gram.main_stage("evaluate", str(step), "--config.eval.files=x")
   assert replicate_gram.step_code(str(step)) == "commit 0123abcd"
+  # A step stopped and resumed at another commit names both, in the order they ran.
+  (step / replicate_gram.DONE).unlink()
+  monkeypatch.setattr(replicate_gram.provenance, "code_version", lambda: "commit 4567ef01")
+  replicate_gram.main_stage("evaluate", str(step), "--config.eval.files=x")
+  assert replicate_gram.step_code(str(step)) == "commit 0123abcd, commit 4567ef01"
 
 
 def _stage_config(config: str, overrides: list[str]):
