@@ -11,12 +11,12 @@ from gram_jax.errors import GramError
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def stage_config(stage: str):
+def stage_config(stage: str, preset: str = ""):
   spec = importlib.util.spec_from_file_location(stage, os.path.join(ROOT, "configs",
                                                                     f"{stage}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(preset)
 
 
 def test_every_rule_names_a_field_that_a_stage_config_defines():
@@ -64,14 +64,6 @@ def test_a_stage_is_not_checked_on_sections_it_does_not_have(tmp_path):
     configlib.field_value(c, "self_train.export")
 
 
-def stage_config_with(stage: str, preset: str = ""):
-  spec = importlib.util.spec_from_file_location(stage, os.path.join(ROOT, "configs",
-                                                                    f"{stage}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
-
-
 @pytest.mark.parametrize("stage, kept", [
     ("finetune", "template.judge='compact', train.learning_rate=0.003, train.num_steps=400, "
                  "data.cutoff_len=64"),
@@ -81,7 +73,7 @@ def stage_config_with(stage: str, preset: str = ""):
                    "self_train.learning_rate=0.003, self_train.round_learning_rate=0.001"),
 ])
 def test_a_real_model_never_inherits_the_demo_recipe(tmp_path, stage, kept):
-  c = stage_config_with(stage)
+  c = stage_config(stage)
   c.workdir = str(tmp_path / "run")
   c.model.path = str(tmp_path)  # any model directory: the check comes before loading it
   with pytest.raises(GramError) as refused:
@@ -94,17 +86,17 @@ def test_a_real_model_never_inherits_the_demo_recipe(tmp_path, stage, kept):
 
 
 def test_the_demo_recipe_trains_a_model_from_scratch_and_a_preset_a_real_one(tmp_path):
-  demo = stage_config_with("finetune")
+  demo = stage_config("finetune")
   demo.workdir = str(tmp_path / "demo")
   configlib.validate(demo)  # no model.path: the tiny model from scratch
-  real = stage_config_with("finetune", "qwen3-8b")
+  real = stage_config("finetune", "qwen3-8b")
   real.workdir, real.model.path = str(tmp_path / "real"), str(tmp_path)
   configlib.validate(real)
   # The paper's stage-2 settings, not the demo's.
   assert (real.template.judge, real.train.learning_rate, real.data.cutoff_len) == \
       ("gram", 2e-5, 2048)
   # Every demo value set by the user is a choice, not an inherited default.
-  chosen = stage_config_with("finetune")
+  chosen = stage_config("finetune")
   chosen.workdir, chosen.model.path = str(tmp_path / "chosen"), str(tmp_path)
   chosen.template.judge, chosen.train.learning_rate = "gram", 1e-4
   chosen.train.num_steps, chosen.data.cutoff_len = 125, 48
@@ -112,7 +104,7 @@ def test_the_demo_recipe_trains_a_model_from_scratch_and_a_preset_a_real_one(tmp
 
 
 def test_balanced_steps_need_both_orders(tmp_path):
-  c = stage_config_with("finetune")
+  c = stage_config("finetune")
   c.workdir = str(tmp_path)
   c.data.balanced_steps, c.data.both_orders = True, False
   with pytest.raises(GramError, match="balanced_steps .* needs config.data.both_orders=true"):
