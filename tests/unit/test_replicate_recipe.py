@@ -1,4 +1,5 @@
-"""bench/replicate_gram.py's data (bench/replicate_data.py): training pairs and evaluation sets are disjoint."""
+"""bench/replicate_gram.py: its data (replicate_data.py) keeps training and evaluation pairs
+disjoint; its steps resume; its figures (replicate_report.py) are checked against the records."""
 import gzip
 import json
 import os
@@ -12,6 +13,7 @@ from tests.conftest import SHARED_DATA
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 replicate_data = pytest.importorskip("replicate_data")
 replicate_gram = pytest.importorskip("replicate_gram")
+replicate_report = pytest.importorskip("replicate_report")
 
 
 def _raw_questions() -> set[str]:
@@ -80,11 +82,11 @@ def test_a_proportions_bootstrap_interval_is_the_normal_one_for_many_records():
   flags = [i % 10 < 7 for i in range(400)]  # 70 % of 400 right
   results = {name: _records(flags) for name in ("llmbar", "hhh", "rmbench", "pandalm", "rmb",
                                                  "rmb_bon")}
-  low, high = replicate_gram.intervals(results, resamples=2000)["llmbar"]
+  low, high = replicate_report.intervals(results, resamples=2000)["llmbar"]
   half = 1.96 * (0.7 * 0.3 / 400) ** 0.5  # 0.0449
   assert abs(low - (0.7 - half)) < 0.01 and abs(high - (0.7 + half)) < 0.01
   everything_right = {name: _records([True] * 20) for name in results}
-  assert replicate_gram.intervals(everything_right, resamples=200)["mean"] == [1.0, 1.0]
+  assert replicate_report.intervals(everything_right, resamples=200)["mean"] == [1.0, 1.0]
 
 
 def test_a_cached_step_names_its_inputs_not_the_code_that_runs_it(tmp_path, monkeypatch):
@@ -174,13 +176,13 @@ def test_a_partial_run_prints_its_rows_and_draws_its_curves(tmp_path):
                                      "position_consistency": 0.25, "p_first_slot": 0.8,
                                      "trimmed_pairs": 0},
                          "results": [{"correct": f} for f in flags]}
-  zero = replicate_gram.figures({"in_distribution": pairs([True, False] * 250)})
-  trained = replicate_gram.figures({"in_distribution": pairs([True] * 300 + [False] * 200)})
+  zero = replicate_report.figures({"in_distribution": pairs([True, False] * 250)})
+  trained = replicate_report.figures({"in_distribution": pairs([True] * 300 + [False] * 200)})
   assert trained["in_distribution"] == 0.6 and "mean" not in trained
   low, high = trained["ci"]["in_distribution"]
   assert low < 0.6 < high and high - low < 0.1  # 500 pairs: about ±4.3 points
   with pytest.raises(AssertionError, match="from the records"):
-    replicate_gram.figures({"in_distribution": {**pairs([True] * 10),
+    replicate_report.figures({"in_distribution": {**pairs([True] * 10),
                                                 "summary": {"accuracy": 0.5}}})
   results = {0: {"rows": {
       "zero-shot": {**zero, "prompt": "gram"},
@@ -189,22 +191,22 @@ def test_a_partial_run_prints_its_rows_and_draws_its_curves(tmp_path):
                                 "p_first_slot": 0.85},
                                {"step": 25, "accuracy": 0.56, "position_consistency": 0.3,
                                 "p_first_slot": 0.6}]}}}}
-  text = replicate_gram.table(results)
+  text = replicate_report.table(results, replicate_gram.ROWS, {replicate_gram.BT})
   lines = text.splitlines()
   assert lines[2].startswith("| zero-shot | 50.0 [") and lines[2].endswith("| — | gram |")
   assert lines[3].startswith("| GRAM ε=0.1 | 60.0 [") and "| — | — |" in lines[3]
   assert " 0.17 | gram |" in lines[3]
   pytest.importorskip("matplotlib", reason="the curves need pip install -e '.[replicate]'")
-  png = replicate_gram.curves_png(results, str(tmp_path / "curves.png"))
+  png = replicate_report.curves_png(results, str(tmp_path / "curves.png"))
   assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_in_distribution_accuracy_splits_by_source():
   results = [{"prompt": "q1 ", "correct": True}, {"prompt": "q2", "correct": False},
              {"prompt": "q3", "correct": True}]
-  split = replicate_gram.by_source(results, {"q1": "HH-RLHF", "q2": "RMB", "q3": "RMB"})
+  split = replicate_report.by_source(results, {"q1": "HH-RLHF", "q2": "RMB", "q3": "RMB"})
   assert split == {"HH-RLHF": [1.0, 1], "RMB": [0.5, 2]}
-  table = replicate_gram.table({0: {"rows": {"zero-shot": {
-      "ci": {}, "in_distribution": 2 / 3, "by_source": split}}}})
+  table = replicate_report.table({0: {"rows": {"zero-shot": {
+      "ci": {}, "in_distribution": 2 / 3, "by_source": split}}}}, ("zero-shot",), set())
   assert table.endswith("In distribution by source (seed 0): zero-shot HH-RLHF 100.0 % (1), "
                         "RMB 50.0 % (2).")

@@ -1,0 +1,172 @@
+"""The figures of bench/replicate_gram.py: each row's cells from its evaluations (checked
+against the same cell recomputed from the records), bootstrap intervals, the markdown table
+and the learning-curve PNG. Pure functions of the recipe's results."""
+import numpy as np
+
+from gram_jax.data import benchmarks
+
+IN_DIST = "in_distribution"
+COLUMNS = ((IN_DIST, "in distribution"), ("llmbar", "LLMBar (chat-hard)"), ("hhh", "HHH"),
+           ("rmbench", "RM-Bench chat"), ("rmbench_hard", "RM-Bench hard"),
+           ("pandalm", "PandaLM"), ("rmb", "RMB pairwise (held-out)"),
+           ("rmb_bon", "RMB BoN (held-out)"))
+OOD = ("llmbar", "hhh", "rmbench", "pandalm", "rmb", "rmb_bon")
+
+
+# Each accuracy column recomputed from per-record results as the official summary computes
+# it (pairs pool; RM-Bench averages its items' 3x3 matrices; RMB averages subsets, then
+# goals), so it can be recomputed on resampled records.
+def _pooled(rows: list[dict]) -> float:
+  return float(np.mean([r["correct"] for r in rows]))
+
+
+CELL_OF_RECORDS = {
+    IN_DIST: (IN_DIST, _pooled),
+    "llmbar": ("llmbar", _pooled),
+    "hhh": ("hhh", _pooled),
+    "rmbench": ("rmbench", lambda rows: float(np.mean([r["avg"] for r in rows]))),
+    "rmbench_hard": ("rmbench", lambda rows: float(np.mean([r["hard"] for r in rows]))),
+    "pandalm": ("pandalm", _pooled),
+    "rmb": ("rmb", lambda rows: benchmarks.rmb_summary(
+        "rmb", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
+    "rmb_bon": ("rmb_bon", lambda rows: benchmarks.rmb_summary(
+        "rmb_bon", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
+}
+SUMMARY_CELL = {
+    IN_DIST: lambda s: s["accuracy"], "llmbar": lambda s: s["groups"]["chat-hard"],
+    "hhh": lambda s: s["overall"], "rmbench": lambda s: s["overall"]["avg"],
+    "rmbench_hard": lambda s: s["overall"]["hard"], "pandalm": lambda s: s["accuracy"],
+    "rmb": lambda s: s["overall"], "rmb_bon": lambda s: s["overall"]}
+
+
+def intervals(results: dict[str, list[dict]], resamples: int = 2000,
+              seed: int = 0) -> dict[str, list[float]]:
+  """95 % percentile bootstrap interval of every accuracy column whose set was evaluated,
+  and of the mean of the out-of-distribution sets when all were: each set's records
+  resampled with replacement, the cell recomputed from them."""
+  rng = np.random.default_rng(seed)
+  columns = {name: source for name, (source, _) in CELL_OF_RECORDS.items() if source in results}
+  draws: dict[str, list[float]] = {name: [] for name in columns}
+  with_mean = all(name in results for name in OOD)
+  if with_mean:
+    draws["mean"] = []
+  for _ in range(resamples):
+    resampled = {name: [rows[i] for i in rng.integers(0, len(rows), len(rows))]
+                 for name, rows in results.items()}
+    cells = {name: CELL_OF_RECORDS[name][1](resampled[source])
+             for name, source in columns.items()}
+    for name, value in cells.items():
+      draws[name].append(value)
+    if with_mean:
+      draws["mean"].append(float(np.mean([cells[k] for k in OOD])))
+  return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+          for name, v in draws.items()}
+
+
+def figures(evaluated_sets: dict[str, dict]) -> dict:
+  """The row's cells from the official summaries, each checked against the same cell
+  recomputed from the records, with their intervals; position consistency and the mean
+  P(first slot) in distribution."""
+  summaries = {k: v["summary"] for k, v in evaluated_sets.items()}
+  results = {k: v["results"] for k, v in evaluated_sets.items()}
+  cells = {name: SUMMARY_CELL[name](summaries[source])
+           for name, (source, _) in CELL_OF_RECORDS.items() if source in summaries}
+  for name, value in cells.items():
+    source, cell_of = CELL_OF_RECORDS[name]
+    recomputed = cell_of(results[source])
+    if not abs(recomputed - value) < 1e-9:
+      raise AssertionError(f"{name}: {recomputed} from the records, {value} reported")
+  if all(k in cells for k in OOD):
+    cells["mean"] = float(np.mean([cells[k] for k in OOD]))
+  if IN_DIST in summaries:
+    cells["consistency"] = summaries[IN_DIST].get("position_consistency")
+    cells["p_first_slot"] = summaries[IN_DIST].get("p_first_slot")
+  cells["ci"] = intervals(results)
+  cells["records"] = {name: len(rows) for name, rows in results.items()}
+  cells["trimmed"] = sum(s.get("trimmed_pairs", 0) for s in summaries.values())
+  return cells
+
+
+def by_source(results: list[dict], source_of: dict[str, str]) -> dict[str, list]:
+  """In-distribution accuracy of each source's held-out pairs: [accuracy, pairs]."""
+  groups: dict[str, list[bool]] = {}
+  for row in results:
+    groups.setdefault(source_of[row["prompt"].strip()], []).append(bool(row["correct"]))
+  return {name: [float(np.mean(flags)), len(flags)] for name, flags in sorted(groups.items())}
+
+
+def cell(values: list[float], percent: bool = True,
+         interval: list[float] | None = None) -> str:
+  """Mean ± sample standard deviation over seeds; one seed's value with its 95 % interval
+  [low, high]. Percentages to 0.1, rates to 3 digits; '—' when not run."""
+  values = [v for v in values if v is not None and v == v]
+  if not values:
+    return "—"
+  scale = 100 if percent else 1
+  shown = (lambda x: f"{x:.1f}") if percent else (lambda x: f"{x:.3g}")
+  mean = shown(scale * float(np.mean(values)))
+  if len(values) == 1 and interval:
+    return f"{mean} [{shown(scale * interval[0])}, {shown(scale * interval[1])}]"
+  if len(values) == 1:
+    return mean
+  return f"{mean} ± {shown(scale * float(np.std(values, ddof=1)))}"
+
+
+def table(results: dict[int, dict], rows: tuple[str, ...], scalar_rows: set[str]) -> str:
+  """The markdown table of `rows` (in that order) that ran; a scalar row has no slots."""
+  header = ([label for _, label in COLUMNS] + ["mean of 6 OOD sets",
+                                               "position consistency (in dist.)",
+                                               "P(first slot) (in dist.)", "train pairs/s",
+                                               "prompt"])
+  lines = ["| model | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+  done = [r for r in rows if any(r in s["rows"] for s in results.values())]
+  for row in done:
+    per_seed = [s["rows"][row] for s in results.values() if row in s["rows"]]
+    ci = lambda k: per_seed[0]["ci"].get(k) if len(per_seed) == 1 else None
+    cells = [cell([s.get(k) for s in per_seed], interval=ci(k)) for k, _ in COLUMNS]
+    cells.append(cell([s.get("mean") for s in per_seed], interval=ci("mean")))
+    scalar = row in scalar_rows
+    cells.append("— (scalar)" if scalar else cell([s.get("consistency") for s in per_seed]))
+    cells.append("— (scalar)" if scalar else cell([s.get("p_first_slot") for s in per_seed],
+                                                    percent=False))
+    cells.append(cell([s.get("pairs_per_second") for s in per_seed], False))
+    cells.append(per_seed[0].get("prompt", "—"))
+    lines.append(f"| {row} | " + " | ".join(cells) + " |")
+  split = [f"{row} " + ", ".join(f"{source} {100 * acc:.1f} % ({n})" for source, (acc, n)
+                                 in seed["rows"][row]["by_source"].items())
+           for row in done for seed in list(results.values())[:1]
+           if "by_source" in seed["rows"].get(row, {})]
+  if split:
+    lines += ["", "In distribution by source (seed " + str(next(iter(results))) + "): " +
+              "; ".join(split) + "."]
+  return "\n".join(lines)
+
+
+def curves_png(results: dict[int, dict], path: str) -> str:
+  """Held-out accuracy (every trained row), position consistency and mean P(first slot)
+  (GRAM rows) against the step, one line per row and seed; the zero-shot figure dashed."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+  panels = (("accuracy", "held-out accuracy (curve pairs)"),
+            ("position_consistency", "position consistency"),
+            ("p_first_slot", "mean P(first slot)"))
+  for seed, seed_result in results.items():
+    for name, row in seed_result["rows"].items():
+      points = row.get("curve") or []
+      for ax, (key, _) in zip(axes, panels):
+        steps = [p["step"] for p in points if key in p]
+        if steps:
+          ax.plot(steps, [p[key] for p in points if key in p], marker="o",
+                  label=f"{name} (seed {seed})")
+  for ax, (_, title) in zip(axes, panels):
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
