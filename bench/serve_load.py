@@ -11,13 +11,15 @@ the direct one. The pairs/s they reach is the sustainable rate. The overload pha
 sends requests on a fixed schedule (not waiting for answers) at `--overload_factor` times
 that rate for `--overload_seconds`, with a `--deadline` per request: it counts 200s (each
 checked), 503s (each must carry Retry-After), the longest wait, the deepest queue and the
-process's memory; a closed-loop phase right after must see no error. Two attack phases
+process's memory; a closed-loop phase right after must see no error. Three attack phases
 follow, each with the same valid clients for `--attack_seconds` while `/health` is probed
 every 0.1 s, the attacker in a process of its own: `idle_sockets` keeps
 max_connections + 64 sockets open from another address (127.0.0.2) that never send a byte
 (reopening each one the server closes) while the valid clients open a connection per
-request, and `pathological_bodies` has 4 attackers posting, in turn, unclosed chat markup
-at max_text_chars, a 4 MB body whose pairs are over max_input_tokens, 400-digit integers,
+request, `kept_alive_sockets` does the same with max_connections_per_peer sockets from each
+of 127.0.0.2 and 127.0.0.3 that each sent one `GET /health` and stay open (keep-alive), and
+`pathological_bodies` has 4 attackers posting, in turn, unclosed chat markup at
+max_text_chars, a 4 MB body whose pairs are over max_input_tokens, 400-digit integers,
 JSON nested 20,000 deep, lone surrogates and a body over max_body_bytes (each must be a
 4xx), `--attack_rate` a second. The valid clients' pairs/s is compared with a phase of the
 same length and connection use without attack. Prints one JSON object.
@@ -81,6 +83,45 @@ async def health_probe(url: str, stop: asyncio.Event, stats: dict,
       stats["health_s"].append(time.perf_counter() - start if ok else 5.0)
       stats["health_failed"] += not ok
       await asyncio.sleep(0.1)
+
+
+async def kept_alive_sockets(port: int, per_address: int, stop: asyncio.Event,
+                             stats: dict) -> None:
+  """Holds `per_address` connections from each of 127.0.0.2 and 127.0.0.3 that each sent one
+  `GET /health`, read its answer and stay open (HTTP/1.1 keep-alive), reopening each one the
+  server closes: no key is needed, and the first request makes a connection more than an
+  idle socket."""
+  async def one(address: str):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                   local_addr=(address, 0))
+    writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    await asyncio.wait_for(reader.readexactly(length), 10)
+    return reader, writer
+
+  held = []
+  while not stop.is_set():
+    held = [(r, w) for r, w in held if not r.at_eof()]
+    stats["reopened"] += max(0, 2 * per_address - len(held)) if stats["opened"] else 0
+    for address in ("127.0.0.2", "127.0.0.3"):
+      for _ in range(per_address - sum(w.get_extra_info("sockname")[0] == address
+                                       for _, w in held)):
+        try:
+          held.append(await one(address))
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, StopIteration,
+                ValueError):
+          break  # refused (503) or closed: tried again next round
+        stats["opened"] += 1
+    for reader, _ in held:  # notice sockets the server closed
+      try:
+        await asyncio.wait_for(reader.read(65536), 0.001)
+      except (asyncio.TimeoutError, OSError):
+        pass
+    await asyncio.sleep(0.05)
+  for _, writer in held:
+    writer.close()
 
 
 async def idle_sockets(port: int, count: int, stop: asyncio.Event, stats: dict) -> None:
@@ -159,6 +200,8 @@ def attacker(attack: str, url: str, port: int, limits, seconds: float, rate: flo
     asyncio.get_running_loop().call_later(seconds, stop.set)
     if attack == "idle_sockets":
       await idle_sockets(port, limits.max_connections + 64, stop, stats)
+    elif attack == "kept_alive_sockets":
+      await kept_alive_sockets(port, limits.max_connections_per_peer, stop, stats)
     else:
       bodies = pathological_bodies(limits)
       await asyncio.gather(*[send_pathological(url, bodies, stop, seed, rate / 4, stats)
@@ -309,6 +352,9 @@ def main() -> None:
     if attack == "idle_sockets":
       result.update(idle_sockets_held=limits.max_connections + 64,
                     sockets_opened=stats["opened"], closed_by_server=stats["reopened"])
+    elif attack == "kept_alive_sockets":
+      result.update(kept_alive_sockets_held=2 * limits.max_connections_per_peer,
+                    sockets_opened=stats["opened"], closed_by_server=stats["reopened"])
     else:
       result.update(attack_rate=args.attack_rate, attack_answers=stats["answers"])
     return result
@@ -323,7 +369,9 @@ def main() -> None:
   asyncio.run(overload(running.url, pool, expected, rate, args.overload_seconds, server, heavy))
   after = closed_loop(5)
   fresh = closed_loop(args.attack_seconds - 2.0, new_connections=True)  # idle's baseline
-  attacks = {"idle_sockets": attacked("idle_sockets", fresh["pairs"] / fresh["seconds"], True),
+  fresh_rate = fresh["pairs"] / fresh["seconds"]
+  attacks = {"idle_sockets": attacked("idle_sockets", fresh_rate, True),
+             "kept_alive_sockets": attacked("kept_alive_sockets", fresh_rate, True),
              "pathological_bodies": attacked("pathological_bodies", sustainable, False)}
   running.stop()
   waits = np.array(heavy["waits"])

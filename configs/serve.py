@@ -34,10 +34,12 @@ def get_config(preset: str = ""):
       max_host_queue=64,             # requests waiting for the tokenizer (else 503)
       request_timeout_s=120.0,       # each request's deadline, queueing included
       body_timeout_s=30.0,           # to receive a request body (slow clients: 408)
-      max_connections=256,           # open connections (beyond: the oldest that has sent no
-                                     # request is closed for the newcomer, else 503)
-      max_connections_per_peer=128,  # from one address (beyond: 503, nobody evicted; 0: off)
+      max_connections=256,           # open connections (beyond: the longest idle one, with no
+                                     # request in progress, is closed for the newcomer, else 503)
+      max_connections_per_peer=128,  # from one address (beyond: that address's own longest
+                                     # idle one makes room, else 503; 0: off)
       header_timeout_s=10.0,         # a connection's first complete request header, at latest
+      keepalive_s=30.0,              # a kept-alive connection idle this long is closed
       max_new_tokens=1024,           # /v1/chat/completions max_tokens
       max_choices=8,                 # /v1/chat/completions n
       grace_s=20.0,                  # SIGTERM: in-flight requests get this long (k8s: 30 s)

@@ -51,25 +51,28 @@ class _Gate(asyncio.Protocol):
     protocol.connection_made(transport)
 
 
-_SILENT_S = 0.5  # a connection silent this long may be closed for a newcomer at the cap
+_SILENT_S = 0.5  # an idle connection silent this long may be closed for a newcomer
 
 
 class _Slots:
-  """The server's connection slots. One peer (address) may hold at most
-  `max_connections_per_peer`; beyond, its new connections are refused (503) and evict
-  nobody. A connection that has not sent a complete request within `header_timeout_s` of
-  opening is closed, and at `max_connections` the oldest such one, if it has been silent
-  for `_SILENT_S`, makes room for the newcomer: idle sockets (no key needed to open one)
-  cannot hold every slot, and /health answers while the cap is reached. A connection
-  younger than that is a client about to send (under overload, evicting those reset
-  requests that a 503 should answer). Otherwise the newcomer is refused (503)."""
+  """The server's connection slots. A connection is idle while it carries no request: before
+  its first, and between requests on a kept-alive one. An idle connection is closed
+  `header_timeout_s` after opening if it never brought a request, and `keepalive_s` after
+  its last answer otherwise. At a cap, the longest-idle connection that has been silent for
+  `_SILENT_S` makes room for the newcomer: past `max_connections_per_peer` only the
+  newcomer's own peer (address) gives one up, past `max_connections` anyone's does. So
+  neither idle sockets nor kept-alive ones (no key needed to hold either) can hold every
+  slot, and /health answers at the cap. A connection idle for less than that is a client
+  about to send (under overload, evicting those reset requests that a 503 should answer);
+  with no connection to give up, the newcomer is refused (503)."""
 
   def __init__(self, limits: Limits):
     self.limits = limits
     self.server: web.Server | None = None  # the runner's, once it is set up
-    self.opened: dict = {}  # handler -> when its connection opened (monotonic)
+    self.idle_since: dict = {}  # handler -> when its connection opened or last answered
     self.peers: dict = {}  # handler -> its peer's address
     self.requested: set = set()  # handlers whose connection has brought a request
+    self.busy: dict = {}  # handler -> requests in progress on its connection
 
   def protocol(self) -> asyncio.Protocol:
     return _Gate(self)
@@ -79,21 +82,32 @@ class _Slots:
     per_peer = self.limits.max_connections_per_peer
     if per_peer and sum(self.peers.get(h) == address
                         for h in self.server.connections) >= per_peer:
-      return _Refused("max_connections_per_peer")
-    if len(self.server.connections) >= self.limits.max_connections:
-      waiting = self.waiting()
-      silent = min(_SILENT_S, self.limits.header_timeout_s / 2)
-      if not waiting or time.monotonic() - self.opened[waiting[0]] < silent:
+      if not self.make_room(address):
+        return _Refused("max_connections_per_peer")
+    elif len(self.server.connections) >= self.limits.max_connections:
+      if not self.make_room(None):
         return _Refused("max_connections")
-      self.close(waiting[0])
     handler = self.server()
-    self.opened[handler], self.peers[handler] = time.monotonic(), address
+    self.idle_since[handler], self.peers[handler] = time.monotonic(), address
     return handler
 
-  def waiting(self) -> list:
-    """Open connections that have not brought a request yet, oldest first."""
+  def make_room(self, address: str | None) -> bool:
+    """Closes the longest-idle connection (of `address`, or anyone's) silent for
+    `_SILENT_S`; False if there is none."""
+    silent = min(_SILENT_S, self.limits.header_timeout_s / 2)
+    now = time.monotonic()
+    for handler in self.idle():
+      if now - self.idle_since[handler] < silent:
+        return False
+      if address is None or self.peers.get(handler) == address:
+        self.close(handler)
+        return True
+    return False
+
+  def idle(self) -> list:
+    """Open connections carrying no request, longest idle first."""
     return sorted((h for h in self.server.connections
-                   if h not in self.requested and h in self.opened), key=self.opened.get)
+                   if not self.busy.get(h) and h in self.idle_since), key=self.idle_since.get)
 
   @staticmethod
   def close(handler) -> None:
@@ -102,26 +116,34 @@ class _Slots:
 
   @web.middleware
   async def mark(self, request: web.Request, handler: Callable) -> web.StreamResponse:
-    self.requested.add(request.protocol)
-    return await handler(request)
+    connection = request.protocol
+    self.requested.add(connection)
+    self.busy[connection] = self.busy.get(connection, 0) + 1
+    try:
+      return await handler(request)
+    finally:
+      self.busy[connection] -= 1
+      self.idle_since[connection] = time.monotonic()
 
   async def sweep(self) -> None:
-    """Closes connections past their header deadline and forgets closed ones, once a
-    second."""
+    """Closes idle connections past their deadline and forgets closed ones, once a second
+    (or twice per deadline)."""
     while True:
-      await asyncio.sleep(min(1.0, self.limits.header_timeout_s / 2))
+      await asyncio.sleep(min(1.0, self.limits.header_timeout_s / 2,
+                              self.limits.keepalive_s / 2))
       now = time.monotonic()
       live = set(self.server.connections)
-      for handler in [h for h, opened in self.opened.items()
-                      if h not in live and now - opened > 1.0]:
-        del self.opened[handler]
+      for handler in [h for h, since in self.idle_since.items()
+                      if h not in live and now - since > 1.0]:
+        del self.idle_since[handler]
         self.peers.pop(handler, None)
+        self.busy.pop(handler, None)
         self.requested.discard(handler)
-      deadline = now - self.limits.header_timeout_s
-      for handler in self.waiting():
-        if self.opened[handler] > deadline:
-          break
-        self.close(handler)
+      for handler in self.idle():
+        deadline = (self.limits.keepalive_s if handler in self.requested
+                    else self.limits.header_timeout_s)
+        if now - self.idle_since[handler] > deadline:
+          self.close(handler)
 
 
 class Listening:
@@ -164,7 +186,8 @@ async def start(server: RewardServer, host: str = "127.0.0.1", port: int = 0,
                 grace_s: float = 20.0) -> Listening:
   app = server.app()
   runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=grace_s,
-                         access_log=None, logger=REQUEST_ERRORS)
+                         keepalive_timeout=server.limits.keepalive_s, access_log=None,
+                         logger=REQUEST_ERRORS)
   slots = _Slots(server.limits)
   app.middlewares.append(slots.mark)
   await runner.setup()

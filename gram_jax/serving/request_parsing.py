@@ -21,11 +21,12 @@ class Limits:
   max_host_queue: int = 64  # requests waiting for the tokenizer thread; beyond: 503
   request_timeout_s: float = 120.0  # deadline of each request, queueing included
   body_timeout_s: float = 30.0  # to receive a request body
-  max_connections: int = 256  # open connections; beyond: the oldest without a request is
-                               # closed to make room, else 503 and closed
+  max_connections: int = 256  # open connections; beyond: the longest idle (no request in
+                               # progress) is closed to make room, else 503 and closed
   max_connections_per_peer: int = 128  # open connections from one address (0: no cap);
-                                       # beyond: 503, nobody evicted
+                                       # beyond: that address's own longest idle makes room
   header_timeout_s: float = 10.0  # a new connection's complete request header, at the latest
+  keepalive_s: float = 30.0  # a kept-alive connection idle this long after an answer is closed
   max_new_tokens: int = 1024  # /v1/chat/completions max_tokens
   max_choices: int = 8  # /v1/chat/completions n
   reference_cache: int = 10_000  # prompts whose generated reference is kept

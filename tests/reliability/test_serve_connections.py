@@ -73,8 +73,10 @@ def test_idle_sockets_cannot_hold_the_connection_slots():
 
 
 def test_one_peer_cannot_take_more_than_its_share_of_the_slots():
-  """An attacker at another address (127.0.0.2, as a remote one would be) holding idle
-  sockets gets 503 past max_connections_per_peer and evicts nobody; others are served."""
+  """An attacker at another address (127.0.0.2, as a remote one would be) opening idle
+  sockets holds at most max_connections_per_peer: past it, each newcomer either takes the
+  place of one of its own that has been silent for 0.5 s or gets 503; nobody else is
+  evicted and others are served."""
   running = serve_in_background(RewardServer(tiny_reward(), Limits(
       max_connections=16, max_connections_per_peer=6)))
   try:
@@ -85,27 +87,112 @@ def test_one_peer_cannot_take_more_than_its_share_of_the_slots():
       s.bind(("127.0.0.2", 0))
       s.connect(("127.0.0.1", running.port))
       attacker.append(s)
-    attacker[-1].settimeout(30)  # the server has accepted every one: the last's 503 arrived
-    attacker[-1].recv(1, socket.MSG_PEEK)
-    refused = []
+    time.sleep(1.0)  # the server has accepted every one
+    answers = []
     for s in attacker:
       s.settimeout(0.3)
       try:
-        refused.append(s.recv(4096))
+        answers.append(s.recv(4096) or b"closed")
       except socket.timeout:
-        refused.append(b"")
-    assert sum(answer.startswith(b"HTTP/1.1 503") for answer in refused) == 14
-    assert b"max_connections_per_peer" in refused[-1]
+        answers.append(b"")
+      except ConnectionResetError:
+        answers.append(b"closed")
+    refused = sum(answer.startswith(b"HTTP/1.1 503") for answer in answers)
+    assert refused + answers.count(b"closed") == 14, answers
+    assert all(b"max_connections_per_peer" in a for a in answers if a.startswith(b"HTTP"))
     for _ in range(20):  # fresh connections from 127.0.0.1 each time
       with urllib.request.urlopen(running.url + "/health", timeout=5) as response:
         assert response.status == 200
     assert post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"] == before
-    kept = [s for s, answer in zip(attacker, refused) if not answer]
-    assert len(kept) == 6  # the attacker's own six were never evicted for its refused ones
+    kept = [s for s, answer in zip(attacker, answers) if not answer]
+    assert len(kept) == 6  # it holds its cap, and only that
     for s in kept:
       s.settimeout(0.1)
       with pytest.raises(socket.timeout):
         s.recv(1)
+  finally:
+    running.stop()
+
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def kept_alive(port: int, address: str) -> socket.socket:
+  """A connection from `address` that has sent one request, read its answer and stays open
+  (HTTP/1.1 keeps it alive)."""
+  s = socket.socket()
+  s.bind((address, 0))
+  s.connect(("127.0.0.1", port))
+  s.sendall(HEALTH)
+  s.settimeout(30)
+  answer = b""
+  while not (answer.endswith(b"}") or answer.endswith(b"\n")) or b"\r\n\r\n" not in answer:
+    chunk = s.recv(65536)
+    assert chunk, f"closed before answering: {answer!r}"
+    answer += chunk
+  assert answer.startswith(b"HTTP/1.1 200"), answer
+  return s
+
+
+def closed_by_server(s: socket.socket, within: float) -> bool:
+  s.settimeout(within)
+  try:
+    return s.recv(1) == b""
+  except socket.timeout:
+    return False
+  except ConnectionResetError:
+    return True
+
+
+def test_kept_alive_connections_cannot_hold_the_slots():
+  """Connections that each sent one request and then stay open (keep-alive, no key needed)
+  from two addresses fill every slot: the longest idle makes room, so /health and /score
+  answer 200 and scores are unchanged."""
+  running = serve_in_background(RewardServer(tiny_reward(), Limits(
+      max_connections=8, max_connections_per_peer=4)))
+  try:
+    before = post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"]
+    held = [kept_alive(running.port, address) for address in ("127.0.0.2", "127.0.0.3")
+            for _ in range(4)]
+    time.sleep(0.6)  # idle long enough to make room (a younger one may be about to send)
+    for _ in range(3):
+      with urllib.request.urlopen(running.url + "/health", timeout=5) as response:
+        assert response.status == 200
+    assert post(running.url, "/score", {"pairs": [PAIR]})[1]["scores"] == before
+    assert closed_by_server(held[0], within=5)  # the longest idle gave its slot up
+    for s in held:
+      s.close()
+  finally:
+    running.stop()
+
+
+def test_kept_alive_connections_close_after_keepalive_s():
+  running = serve_in_background(RewardServer(tiny_reward(), Limits(keepalive_s=1.0)))
+  try:
+    s = kept_alive(running.port, "127.0.0.1")
+    started = time.monotonic()
+    assert closed_by_server(s, within=10)
+    assert 0.8 < time.monotonic() - started < 5
+    s.close()
+  finally:
+    running.stop()
+
+
+def test_a_peer_at_its_cap_gives_up_its_own_longest_idle_connection():
+  """A client whose address already holds its cap of idle kept-alive connections is served;
+  its own longest-idle connection makes room, another address's does not."""
+  running = serve_in_background(RewardServer(tiny_reward(), Limits(
+      max_connections=16, max_connections_per_peer=3)))
+  try:
+    other = kept_alive(running.port, "127.0.0.3")
+    own = [kept_alive(running.port, "127.0.0.2") for _ in range(3)]
+    time.sleep(0.6)
+    newcomer = kept_alive(running.port, "127.0.0.2")  # asserts its 200
+    assert closed_by_server(own[0], within=5)
+    assert not closed_by_server(other, within=0.3)
+    assert not any(closed_by_server(s, within=0.1) for s in own[1:])
+    for s in (other, *own, newcomer):
+      s.close()
   finally:
     running.stop()
 
