@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 
 from gram_jax import parallel, storage
 from gram_jax.errors import GramError
-from gram_jax.models import lora
+from gram_jax.models import finite, lora
 from gram_jax.models.config import ModelConfig
 from gram_jax.models.decoder import Decoder, abstract_model
 
@@ -116,6 +116,7 @@ def load_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
       restored = checkpointer.restore(os.path.join(storage.absolute(path), PARAMS), target)
     except (ValueError, KeyError, FileNotFoundError) as e:
       raise GramError(f"{path}: checkpoint does not match {MODEL_CONFIG} ({e})") from None
+  finite.check_finite(finite.named_tensors(restored), path)
   nnx.replace_by_pure_dict(abstract_state, restored)
   return nnx.merge(graphdef, abstract_state)
 
@@ -291,11 +292,14 @@ class RunCheckpointer:
     except (ValueError, KeyError) as e:
       raise GramError(f"{self.directory}/{step}: checkpoint does not match this model and "
                       f"optimizer ({str(e).splitlines()[0]})") from None
-    return {"params": restored.params, **restored.train}, restored.meta
+    state = {"params": restored.params, **restored.train}
+    finite.check_finite(finite.named_tensors(state), f"{self.directory}/{step}")
+    return state, restored.meta
 
   def restore_params(self, step: int, abstract_params: dict[str, Any]) -> dict:
     restored = self.manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(abstract_params)))
+    finite.check_finite(finite.named_tensors(restored.params), f"{self.directory}/{step}")
     return restored.params
 
   def wait(self) -> None:

@@ -5,6 +5,7 @@ on the command line (`--config.train.learning_rate=1e-5`). `validate` runs befor
 built or compiled, so a wrong mesh, batch or path fails in seconds with one clear line.
 """
 import difflib
+import math
 import os
 from typing import Any, Callable
 
@@ -367,6 +368,17 @@ def at_least(low: float, meaning: str = "") -> Rule:
   return lambda value: None if value >= low else f"must be >= {low}{note}, got {value}"
 
 
+def positive(value: Any) -> str | None:
+  """A finite number above zero (a NaN or infinite learning rate trains to NaN)."""
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+  return None if ok else f"must be a finite number > 0, got {value}"
+
+
+def count_or_unset(value: Any) -> str | None:
+  """A count >= 1, or -1 for 'not set'."""
+  return None if value == -1 or value >= 1 else f"must be >= 1, or -1 (unset), got {value}"
+
+
 def within(low: float, high: float, closed: bool = False) -> Rule:
   """[low, high), or [low, high] when `closed`."""
   inside = lambda value: low <= value <= high if closed else low <= value < high
@@ -383,12 +395,26 @@ FIELD_RULES: dict[str, Rule] = {
     "model.remat": one_of("none", "full", "dots"),
     "model.attention": one_of(*ATTENTION_IMPLS),
     "model.lora.rank": at_least(0, "0: no LoRA"),
+    "model.lora.alpha": positive,
     "model.lora.dropout": within(0.0, 1.0),
     "model.lora.quantize": one_of(*lora.QUANTIZERS),
     "model.attention_block_q": at_least(1, "tokens"),
     "model.attention_block_kv": at_least(1, "tokens"),
     "data.on_bad_record": one_of("fail", "skip"),
     "data.max_pairs_per_row": at_least(1),
+    "train.learning_rate": positive,
+    "train.warmup_ratio": within(0.0, 1.0, closed=True),
+    "train.end_lr_ratio": within(0.0, 1.0, closed=True),
+    "train.num_epochs": positive,
+    "train.num_steps": count_or_unset,
+    "train.per_device_batch_size": at_least(1),
+    "train.global_batch_size": count_or_unset,
+    "train.micro_batches": at_least(1),
+    "train.weight_decay": within(0.0, math.inf),
+    "train.max_grad_norm": positive,
+    "train.b1": within(0.0, 1.0),
+    "train.b2": within(0.0, 1.0),
+    "train.eps": positive,
     "train.label_smoothing": within(0.0, 1.0),
     "train.moment_dtype": one_of("float32", "bfloat16"),
     "train.loss_chunk_len": at_least(0, "0: every position at once"),
@@ -401,6 +427,8 @@ FIELD_RULES: dict[str, Rule] = {
     "self_train.final_mode": one_of("rationale", "verdict"),
     "self_train.export": one_of("final", "best_validation"),
     "self_train.judge_samples": at_least(1),
+    "self_train.learning_rate": positive,
+    "self_train.round_learning_rate": positive,
     "self_train.min_vote_share": within(0.5, 1.0, closed=True),
     "best_of_n.method": one_of(*ranking.METHODS),
 }

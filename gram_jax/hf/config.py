@@ -9,6 +9,8 @@ from gram_jax.models.config import FAMILY_DEFAULTS, ModelConfig
 
 _ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
                   "qwen3": "Qwen3ForCausalLM"}
+_HF_NAMES = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
+             "num_kv_heads": "num_key_value_heads"}  # ModelConfig's name -> config.json's
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
@@ -76,32 +78,36 @@ def model_config_from_hf(raw: dict[str, Any], source: str = "config.json",
     raise GramError(f"{source}: unsupported value for 'model_type': {family!r} "
                     f"(supported: {', '.join(_ARCHITECTURES)})")
   _check_unsupported(raw, source)
-  heads = int(_require(raw, "num_attention_heads", source))
-  hidden = int(_require(raw, "hidden_size", source))
-  stored_dtype = raw.get("dtype") or raw.get("torch_dtype") or "float32"
-  dtype = param_dtype or _DTYPES.get(stored_dtype, "float32")
-  eos = raw.get("eos_token_id")
-  return ModelConfig(
-      family=family,
-      vocab_size=int(_require(raw, "vocab_size", source)),
-      hidden_size=hidden,
-      intermediate_size=int(_require(raw, "intermediate_size", source)),
-      num_layers=int(_require(raw, "num_hidden_layers", source)),
-      num_heads=heads,
-      num_kv_heads=int(raw.get("num_key_value_heads") or heads),
-      head_dim=int(raw.get("head_dim") or hidden // heads),
-      rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
-      max_position_embeddings=int(raw.get("max_position_embeddings", 4096)),
-      tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-      qkv_bias=FAMILY_DEFAULTS[family]["qkv_bias"],
-      qk_norm=FAMILY_DEFAULTS[family]["qk_norm"],
-      bos_token_id=raw.get("bos_token_id"),
-      eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
-      pad_token_id=raw.get("pad_token_id"),
-      param_dtype=dtype,
-      dtype=dtype,
-      **_rope_fields(raw, source),
-  )
+  try:  # a field of the wrong kind or range is one line naming the file
+    heads = int(_require(raw, "num_attention_heads", source))
+    hidden = int(_require(raw, "hidden_size", source))
+    stored_dtype = raw.get("dtype") or raw.get("torch_dtype") or "float32"
+    dtype = param_dtype or _DTYPES.get(stored_dtype, "float32")
+    eos = raw.get("eos_token_id")
+    return ModelConfig(
+        family=family,
+        vocab_size=int(_require(raw, "vocab_size", source)),
+        hidden_size=hidden,
+        intermediate_size=int(_require(raw, "intermediate_size", source)),
+        num_layers=int(_require(raw, "num_hidden_layers", source)),
+        num_heads=heads,
+        num_kv_heads=int(raw.get("num_key_value_heads") or heads),
+        head_dim=int(raw.get("head_dim") or hidden // heads),
+        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+        max_position_embeddings=int(raw.get("max_position_embeddings", 4096)),
+        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        qkv_bias=FAMILY_DEFAULTS[family]["qkv_bias"],
+        qk_norm=FAMILY_DEFAULTS[family]["qk_norm"],
+        bos_token_id=raw.get("bos_token_id"),
+        eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
+        pad_token_id=raw.get("pad_token_id"),
+        param_dtype=dtype,
+        dtype=dtype,
+        **_rope_fields(raw, source),
+    )
+  except (ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
+    field, _, rest = str(e).partition(" ")
+    raise GramError(f"{source}: {_HF_NAMES.get(field, field)} {rest}") from None
 
 
 def legacy_rope_fields(model_config: ModelConfig) -> dict[str, Any]:

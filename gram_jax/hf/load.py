@@ -12,6 +12,7 @@ from gram_jax import parallel, storage
 from gram_jax.errors import GramError
 from gram_jax.hf import mapping, safetensors_io
 from gram_jax.hf import config as hf_config
+from gram_jax.models import finite
 from gram_jax.models.decoder import Decoder, abstract_model
 
 
@@ -70,8 +71,8 @@ def load_hf(model_dir: str, dtype: str | None = None, mesh: Mesh | None = None,
   index = tensor_index(model_dir)
   graphdef, abstract_state = abstract_model(model_config)
   variables = dict(nnx.to_flat_state(abstract_state))
-  values = {}
-  for spec in mapping.param_specs(model_config):
+  values, specs = {}, mapping.param_specs(model_config)
+  for spec in specs:
     if spec.hf_name not in index:
       raise GramError(f"{model_dir}: tensor '{spec.hf_name}' is missing from the safetensors "
                       "files")
@@ -82,4 +83,5 @@ def load_hf(model_dir: str, dtype: str | None = None, mesh: Mesh | None = None,
     read = lambda: spec.to_ours(safetensors_io.read_tensor(path, entry, data_start,
                                                             spec.hf_name))
     values[spec.path] = place(read, variables[spec.path], mesh, rules)
+  finite.check_finite([(spec.hf_name, values[spec.path]) for spec in specs], model_dir)
   return assemble(graphdef, abstract_state, values)

@@ -17,7 +17,7 @@ from flax import nnx
 from gram_jax import storage
 from gram_jax.errors import GramError
 from gram_jax.hf import safetensors_io
-from gram_jax.models import lora
+from gram_jax.models import finite, lora
 from gram_jax.models.config import ModelConfig
 from gram_jax.models.decoder import Decoder, abstract_model
 
@@ -86,7 +86,13 @@ def load_adapter(path: str, model_config: ModelConfig) -> tuple[dict, lora.Lora]
     if config.get(field, accepted[0]) not in accepted:
       raise GramError(f"{config_path}: {field}={config[field]!r} is not supported (a plain "
                       f"LoRA needs {accepted[0]!r})")
-  rank, alpha = int(config["r"]), float(config["lora_alpha"])
+  rank, alpha = config.get("r"), config.get("lora_alpha")
+  if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+    raise GramError(f"{config_path}: r={rank!r} must be a positive integer")
+  if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or \
+      not 0 < alpha < float("inf"):
+    raise GramError(f"{config_path}: lora_alpha={alpha!r} must be a finite positive number")
+  alpha = float(alpha)
   if config.get("use_rslora"):
     alpha = alpha * math.sqrt(rank)  # so that alpha / rank = lora_alpha / sqrt(rank)
   if not storage.isfile(weights_path):
@@ -115,6 +121,7 @@ def load_adapter(path: str, model_config: ModelConfig) -> tuple[dict, lora.Lora]
     if value.shape != pair[key].shape:
       raise GramError(f"{weights_path}: tensor {name!r} has shape {list(value.T.shape)}, this "
                       f"model and r={rank} need {list(pair[key].T.shape)}")
+    finite.check_finite([(name, value)], weights_path)
     pair[key] = value
   return adapters, spec
 
@@ -123,4 +130,7 @@ def apply_adapter(model: Decoder, path: str) -> Decoder:
   """`model` with the PEFT adapter at `path` merged into its weights."""
   adapters, spec = load_adapter(path, model.config)
   graphdef, state = nnx.split(model)
-  return nnx.merge(graphdef, lora.merge(nnx.to_pure_dict(state), adapters, spec))
+  merged = lora.merge(nnx.to_pure_dict(state), adapters, spec)
+  finite.check_finite(finite.named_tensors(merged), f"{path} merged into the model "
+                      f"(scale lora_alpha / r = {spec.scale:g})")
+  return nnx.merge(graphdef, merged)

@@ -1,10 +1,18 @@
 """ModelConfig: the one description of a decoder that every other module reads."""
 import dataclasses
+import math
 from typing import Any
 
 FAMILIES = ("llama", "qwen2", "qwen3")
 ROPE_TYPES = ("default", "linear", "llama3")
 ATTENTION_IMPLS = ("auto", "xla", "flash", "splash", "cudnn")  # models/attention.py
+
+
+_POSITIVE_REALS = ("rms_norm_eps", "rope_theta", "rope_factor", "rope_low_freq_factor",
+                   "rope_high_freq_factor")
+_POSITIVE_INTS = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                  "num_kv_heads", "head_dim", "max_position_embeddings",
+                  "rope_original_max_position")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +58,15 @@ class ModelConfig:
     if min(self.attention_block_q, self.attention_block_kv) < 1:
       raise ValueError("attention_block_q and attention_block_kv must be positive, got "
                        f"{self.attention_block_q} and {self.attention_block_kv}")
+    for name in _POSITIVE_REALS:  # a NaN rope_theta or a negative eps make every score NaN
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+          not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    for name in _POSITIVE_INTS:
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(
           f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")

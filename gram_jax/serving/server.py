@@ -204,7 +204,13 @@ class RewardServer:
                                   "http://user:KEY@host)")
         if self.draining:
           raise Overloaded("shutting down", 5)
-        return web.json_response(await handle(await self._body(request), deadline))
+        answer = await handle(await self._body(request), deadline)
+        try:
+          return web.json_response(text=json.dumps(answer, allow_nan=False))
+        except ValueError:  # NaN is no reward: an RLHF trainer would take it as one
+          logging.error("%s: the model produced a non-finite score; answered 500", name)
+          raise RequestError(500, "the model produced a non-finite score (NaN or infinity): "
+                                  "its weights or numerics are damaged") from None
       except RequestError as e:
         status, answer = e.status, {"error": str(e)}
       except Overloaded as e:

@@ -44,6 +44,16 @@ def test_every_rule_names_a_field_that_a_stage_config_defines():
     ("best_of_n", "best_of_n.method", "best", "config.best_of_n.method: 'best' not in "
                                               "('linear', 'knockout', 'round_robin', "
                                               "'bradley_terry')"),
+    # a NaN learning rate trained to NaN with exit 0; -5 steps trained silently
+    ("finetune", "train.learning_rate", float("nan"), "config.train.learning_rate: must be a "
+                                                      "finite number > 0, got nan"),
+    ("finetune", "train.num_steps", -5, "config.train.num_steps: must be >= 1, or -1 (unset), "
+                                        "got -5"),
+    ("pretrain", "model.lora.alpha", float("inf"), "config.model.lora.alpha: must be a finite "
+                                                   "number > 0, got inf"),
+    ("self_train", "self_train.round_learning_rate", 0.0, "config.self_train.round_learning_"
+                                                          "rate: must be a finite number > 0, "
+                                                          "got 0.0"),
 ])
 def test_a_wrong_value_is_refused_naming_its_field(tmp_path, stage, path, value, message):
   c = stage_config(stage)
