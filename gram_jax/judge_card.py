@@ -176,7 +176,7 @@ def _reasoning_of(fields: dict) -> Reasoning:
 
 def read_judge_card(path: str) -> dict:
   """The judge settings saved with a model, or {} (e.g. an HF checkpoint from elsewhere)."""
-  card_path = os.path.join(path, JUDGE_CARD)
+  card_path = storage.contained(path, JUDGE_CARD)
   if not storage.isfile(card_path):
     return {}
   try:

@@ -39,6 +39,7 @@ def load_pretrained(path: str, dtype: str | None = None, mesh: Mesh | None = Non
   """
   if not storage.isdir(path):
     raise GramError(f"{path}: model directory not found")
+  storage.check_contained(path)
   if checkpoint.is_run_dir(path):
     return checkpoint.load_run_model(path, dtype, mesh, compute_dtype, rules)
   if checkpoint.is_model_checkpoint(path):
@@ -51,4 +52,6 @@ def load_pretrained(path: str, dtype: str | None = None, mesh: Mesh | None = Non
 
 def load_tokenizer(path: str) -> Any:
   """The tokenizer beside a model: an HF directory's own, a checkpoint's or run's tokenizer/."""
-  return tok.load_tokenizer(storage.local_copy(checkpoint.tokenizer_dir(path)))
+  files = checkpoint.tokenizer_dir(path)
+  storage.check_contained(files)
+  return tok.load_tokenizer(storage.local_copy(files))

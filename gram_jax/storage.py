@@ -122,6 +122,34 @@ def listdir(p: str) -> list[str]:
   return sorted(child.name for child in epath.Path(p).iterdir())
 
 
+def contained(directory: str, name: str) -> str:
+  """`directory/name`, refused in one line when it resolves outside `directory`: a `../` or
+  absolute name, or a symlink to elsewhere. What a model directory names is read, exported
+  and uploaded with it, so it must not reach what lies beside it (a secret behind a
+  symlinked chat_template.jinja). A Hugging Face hub snapshot's files link into its
+  repository's blobs/, which counts as inside."""
+  path = os.path.join(directory, name)
+  parts = name.replace("\\", "/").split("/")
+  if os.path.isabs(name) or ".." in parts:
+    raise GramError(f"{directory}: {name!r} lies outside the directory; refusing to read it")
+  if is_remote(directory):
+    return path
+  root = os.path.realpath(directory)
+  if os.path.basename(os.path.dirname(root)) == "snapshots":  # hub cache: repo/snapshots/rev
+    root = os.path.dirname(os.path.dirname(root))
+  if os.path.lexists(path) and not os.path.realpath(path).startswith(root + os.sep):
+    raise GramError(f"{path}: resolves outside {directory} (to {os.path.realpath(path)}); "
+                    "refusing to read it")
+  return path
+
+
+def check_contained(directory: str) -> None:
+  """Every entry directly in a local `directory` resolves inside it (see `contained`)."""
+  if not is_remote(directory) and os.path.isdir(directory):
+    for name in sorted(os.listdir(directory)):
+      contained(directory, name)
+
+
 def walk_files(p: str) -> list[str]:
   """Every file under a directory, sorted by path."""
   found = []

@@ -33,7 +33,7 @@ def tensor_index(model_dir: str) -> dict[str, tuple[str, dict[str, Any], int]]:
                     f"(found {found}); only safetensors weights are loaded, never pickles")
   index = {}
   for name in files:
-    path = os.path.join(model_dir, name)
+    path = storage.contained(model_dir, name)
     if not storage.isfile(path):
       raise GramError(f"{index_path}: lists {name}, which is missing")
     header, data_start = safetensors_io.read_header(path)
