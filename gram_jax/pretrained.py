@@ -1,5 +1,7 @@
 """One entry point that loads a model (and its tokenizer) from an HF directory, a gram_jax
 model checkpoint, or a training run directory (its latest checkpoint)."""
+import hashlib
+import json
 import os
 from typing import Any, Sequence
 
@@ -48,6 +50,22 @@ def load_pretrained(path: str, dtype: str | None = None, mesh: Mesh | None = Non
     return hf_load.load_hf(path, dtype, mesh, compute_dtype, rules)
   read_model_config(path)  # raises the explanatory error
   raise AssertionError("unreachable")
+
+
+def weights_version(path: str) -> str:
+  """A token that changes when the weights at `path` are replaced (the sizes and modification
+  times, or object generations, of the files they are read from), so work finished on other
+  weights under the same path is never reused for these."""
+  if checkpoint.is_run_dir(path) or checkpoint.is_model_checkpoint(path):
+    kept = (checkpoint.PARAMS, checkpoint.RUN_CHECKPOINTS, checkpoint.MERGED)
+    files = [os.path.join(path, checkpoint.MODEL_CONFIG)] + [
+        f for name in kept if storage.isdir(os.path.join(path, name))
+        for f in storage.walk_files(os.path.join(path, name))]
+  else:
+    files = [os.path.join(path, name) for name in storage.listdir(path)
+             if name.endswith((".safetensors", ".json"))]
+  versions = [(os.path.relpath(f, path), *storage.version(f)) for f in sorted(files)]
+  return hashlib.sha256(json.dumps(versions).encode()).hexdigest()[:16]
 
 
 def load_tokenizer(path: str) -> Any:

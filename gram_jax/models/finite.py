@@ -20,13 +20,24 @@ def named_tensors(tree: Any) -> list[tuple[str, Any]]:
           if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)]
 
 
+@jax.jit
+def _finite_flags(arrays: list[jax.Array]) -> jax.Array:
+  return jnp.stack([jnp.isfinite(x).all() for x in arrays])
+
+
 def nonfinite(tensors: Iterable[tuple[str, Any]]) -> list[str]:
   """The names of the tensors holding a NaN or an infinity. Device arrays are reduced where
-  they live (each process its own shards of a sharded one); one transfer brings the flags."""
+  they live, in one program (sharded ones by each device's own shards, one set of
+  collectives in one order: separate programs per tensor deadlocked XLA's CPU collectives);
+  one transfer brings the flags."""
   tensors = list(tensors)
-  flags = [jnp.isfinite(x).all() if isinstance(x, jax.Array) else np.isfinite(x).all()
-           for _, x in tensors]
-  return [name for (name, _), ok in zip(tensors, jax.device_get(flags)) if not ok]
+  on_device = [i for i, (_, x) in enumerate(tensors) if isinstance(x, jax.Array)]
+  flags = [isinstance(x, jax.Array) or bool(np.isfinite(x).all()) for _, x in tensors]
+  if on_device:
+    device_flags = jax.device_get(_finite_flags([tensors[i][1] for i in on_device]))
+    for i, ok in zip(on_device, device_flags):
+      flags[i] = bool(ok)
+  return [name for (name, _), ok in zip(tensors, flags) if not ok]
 
 
 def check_finite(tensors: Iterable[tuple[str, Any]], where: str) -> None:

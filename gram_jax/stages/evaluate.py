@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import configlib, storage
+from gram_jax import configlib, pretrained, storage
 from gram_jax.data import benchmarks, preference, sources
 from gram_jax.errors import GramError
 from gram_jax.inference.reasoning import PairJudgment
@@ -247,9 +247,10 @@ def output_names(paths: list[str]) -> list[str]:
 
 def run(c: ml_collections.ConfigDict) -> None:
   mesh = configlib.mesh(c)
+  weights = pretrained.weights_version(c.model.path)  # read before the weights are
   reward = common.reward_model(c, mesh, c.eval.max_len, c.eval.batch_size)
   digest = lambda text: hashlib.sha256((text or "").encode()).hexdigest()[:16]
-  work = {"model": storage.absolute(c.model.path), "max_len": reward.max_len,
+  work = {"model": storage.absolute(c.model.path), "weights": weights, "max_len": reward.max_len,
           "template": digest(reward.encoder.template), "labels": list(reward.labels),
           "chat_template": digest(reward.encoder.chat_template), "benchmark": c.eval.benchmark,
           "reasoning": str(reward.reasoning)}
