@@ -206,20 +206,45 @@ SHAPE_FIELDS = ("family", "vocab_size", "hidden_size", "intermediate_size", "num
                 "qk_norm")
 
 
-def check_resumable(workdir: str, model_config: ModelConfig) -> None:
-  """A workdir with checkpoints of another architecture is refused before anything is
-  written (model_config.json would otherwise be replaced by the new, mismatching one)."""
+def check_resumable(workdir: str, model_config: ModelConfig,
+                    result_fields: dict[str, Any]) -> None:
+  """A workdir with checkpoints of another architecture, or of a run whose settings differ
+  in a field that changes what it trains (`result_fields`: dotted path -> value, compared
+  with the config.json the run recorded), is refused before anything is written: resuming
+  would mix two runs (a smoke config once resumed a full run's prover at "step 600 of 300")."""
   saved_path = os.path.join(workdir, MODEL_CONFIG)
   checkpoints = os.path.join(workdir, RUN_CHECKPOINTS)
   if not (storage.isfile(saved_path) and storage.isdir(checkpoints) and any(
       name.isdigit() for name in storage.listdir(checkpoints))):
     return
+  afresh = f"use a new config.workdir, or remove {checkpoints} to start afresh"
   saved = read_saved_model_config(workdir).to_dict()
   wanted = model_config.to_dict()
   changed = [f"{k} {saved[k]} -> {wanted[k]}" for k in SHAPE_FIELDS if saved[k] != wanted[k]]
   if changed:
     raise GramError(f"{workdir}: holds checkpoints of another model ({', '.join(changed)}); "
-                    "use a new config.workdir, or the same model to resume")
+                    f"{afresh}, or the same model to resume")
+  run_config = os.path.join(workdir, RUN_CONFIG)
+  if not storage.isfile(run_config):
+    return
+  recorded = flat_fields(json.loads(storage.read_text(run_config)))
+  changed = [f"{k} {json.dumps(recorded[k])} -> {json.dumps(v)}"
+             for k, v in sorted(result_fields.items()) if k in recorded and recorded[k] != v]
+  if changed:
+    raise GramError(f"{workdir}: holds checkpoints of a run with other settings "
+                    f"({', '.join(changed)}); resuming would mix the two: {afresh}, or the "
+                    "same settings to resume")
+
+
+def flat_fields(values: dict, prefix: str = "") -> dict[str, Any]:
+  """A nested config dict (as its JSON) as dotted path -> value."""
+  flat = {}
+  for key, value in values.items():
+    if isinstance(value, dict):
+      flat.update(flat_fields(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
 
 
 class RunCheckpointer:

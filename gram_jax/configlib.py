@@ -5,6 +5,7 @@ on the command line (`--config.train.learning_rate=1e-5`). `validate` runs befor
 built or compiled, so a wrong mesh, batch or path fails in seconds with one clear line.
 """
 import difflib
+import json
 import math
 import os
 from typing import Any, Callable
@@ -12,7 +13,7 @@ from typing import Any, Callable
 import jax
 import ml_collections
 
-from gram_jax import parallel, storage
+from gram_jax import checkpoint, parallel, storage
 from gram_jax.data import benchmarks, sources
 from gram_jax.errors import GramError
 from gram_jax.hf import smollm2
@@ -354,6 +355,23 @@ def check_writable(workdir: str) -> None:
     raise GramError(f"config.workdir: {workdir}: not writable ({e})") from None
   except OSError as e:
     raise GramError(f"config.workdir: {workdir}: not writable ({e.strerror or e})") from None
+
+
+# Fields a run may change when it resumes: they decide how a step is computed, checkpointed,
+# evaluated or reported, not what it trains (micro-batches and kernels compute the same sums).
+RESUME_NEUTRAL = ("workdir", "dry_run", "demo_fields", "mesh.", "dcn_mesh.", "rules",
+                  "distributed.", "checkpoint.", "eval.", "model.remat", "model.attention",
+                  "train.micro_batches", "train.memory_capacity_gb",
+                  "train.peak_flops_per_device", "train.max_bad_steps", "train.loss_chunk_len",
+                  "self_train.")  # a self-training job's sub-runs carry their own train.*
+
+
+def result_fields(c: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The fields whose change makes a checkpoint another run's: a run resumes only under the
+  same values (RESUME_NEUTRAL excepted)."""
+  flat = checkpoint.flat_fields(json.loads(c.to_json_best_effort()))
+  return {k: v for k, v in flat.items()
+          if not any(k == n or (n.endswith(".") and k.startswith(n)) for n in RESUME_NEUTRAL)}
 
 
 Rule = Callable[[Any], str | None]  # what is wrong with a value, or None

@@ -42,7 +42,7 @@ def start(settings: Training, mesh: Mesh, model_config: ModelConfig, tokenizer: 
   logging.info("%s: %d examples on this host, %d rows of %d positions an epoch, %.1f%% padding",
                workdir, len(batches.data), batches.rows_per_epoch(), batches.seq_len,
                100 * batches.padding_fraction())
-  check_resumable(workdir, model_config)
+  check_resumable(workdir, model_config, settings.result_fields)
   graphdef, abstract = abstract_model(model_config)
 
   def make_trainer(config: ModelConfig, moment_dtype: str = settings.optimizer.moment_dtype,

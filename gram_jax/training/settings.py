@@ -48,4 +48,5 @@ class Training:
   memory_capacity_gb: float  # per device (0: the device's own)
   dry_run: bool  # log the memory plan, then stop
   run_config: str  # the run's config as JSON, recorded in the run directory
+  result_fields: dict[str, Any]  # dotted path -> value: a checkpoint resumes under these only
   memory_advice: MemoryAdvice

@@ -103,6 +103,28 @@ def test_workdir_with_another_models_checkpoints_is_refused(tmp_path):
   assert open(os.path.join(workdir, "model_config.json")).read() == saved  # not overwritten
 
 
+def test_a_run_resumes_only_under_the_settings_that_made_its_checkpoints(tmp_path):
+  """Another run's settings on the same workdir (a smoke config once resumed the full run's
+  prover "at step 600 of 300") are refused in one line naming the fields that differ and
+  how to start afresh; settings that do not change what is trained may change."""
+  workdir = str(tmp_path / "run")
+  first = cli.run_main(PRETRAIN, f"--config.workdir={workdir}", "--config.train.num_steps=2",
+                       "--config.checkpoint.every_steps=1", *TINY)
+  assert first.returncode == 0, first.stderr[-3000:]
+  recorded = open(os.path.join(workdir, "config.json")).read()
+  other = cli.run_main(PRETRAIN, f"--config.workdir={workdir}", "--config.train.num_steps=4",
+                       "--config.train.learning_rate=0.002", *TINY)
+  line = cli.error_line(other)
+  assert line == (f"error: {workdir}: holds checkpoints of a run with other settings "
+                  "(train.learning_rate 0.001 -> 0.002, train.num_steps 2 -> 4); resuming "
+                  f"would mix the two: use a new config.workdir, or remove {workdir}/"
+                  "checkpoints to start afresh, or the same settings to resume"), line
+  assert open(os.path.join(workdir, "config.json")).read() == recorded  # not overwritten
+  same = cli.run_main(PRETRAIN, f"--config.workdir={workdir}", "--config.train.num_steps=2",
+                      "--config.checkpoint.every_steps=5", "--config.model.remat=full", *TINY)
+  assert same.returncode == 0, same.stderr[-3000:]  # checkpointing and remat may change
+
+
 def test_model_checkpoint_that_does_not_match_its_config(tmp_path):
   model_config = tiny_config("qwen3", vocab_size=64, hidden_size=32, intermediate_size=64,
                              num_heads=4, num_kv_heads=2, head_dim=8, num_layers=1)

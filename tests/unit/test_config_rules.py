@@ -119,3 +119,11 @@ def test_balanced_steps_need_both_orders(tmp_path):
   c.data.balanced_steps, c.data.both_orders = True, False
   with pytest.raises(GramError, match="balanced_steps .* needs config.data.both_orders=true"):
     configlib.validate(c)
+
+
+def test_a_run_resumes_under_the_fields_that_change_what_it_trains():
+  fields = configlib.result_fields(stage_config("finetune"))
+  assert {"train.learning_rate", "train.num_steps", "data.train_files", "seed",
+          "train.label_smoothing", "model.lora.rank"} <= set(fields)
+  assert not {"workdir", "train.micro_batches", "checkpoint.every_steps", "eval.files",
+              "model.remat", "mesh.fsdp", "rules"} & set(fields)

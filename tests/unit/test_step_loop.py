@@ -31,6 +31,7 @@ def started(steps, start=0, finite=lambda step: True, max_bad_steps=0):
       workdir="run", steps=steps, seed=0, optimizer=settings.Optimizer(1e-3), rules=(),
       lora=None, checkpoints=settings.Checkpoints(1, 1, False), max_bad_steps=max_bad_steps,
       peak_flops_per_device=0.0, memory_capacity_gb=0.0, dry_run=False, run_config="{}",
+      result_fields={},
       memory_advice=lambda *args: iter(()))
   return resume.Started(training,
                         types.SimpleNamespace(put_batch=lambda b: b), None, None, checkpointer,
