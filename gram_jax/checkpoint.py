@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -247,6 +248,29 @@ def flat_fields(values: dict, prefix: str = "") -> dict[str, Any]:
   return flat
 
 
+STEP_FILES = ("params", "train", "meta")  # the items of a complete step
+
+
+class _RestoreErrors(contextlib.AbstractContextManager):
+  """A step that cannot be read (deleted or truncated arrays, a foreign layout) is one line
+  naming it, the error's first line, and the step before it to fall back to."""
+
+  def __init__(self, checkpointer: "RunCheckpointer", step: int):
+    self.checkpointer, self.step = checkpointer, step
+
+  def __exit__(self, kind, error, traceback) -> bool:
+    if error is None or isinstance(error, GramError) or not isinstance(error, Exception):
+      return False
+    directory = self.checkpointer.directory
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    earlier = [s for s in self.checkpointer.complete_steps() if s < self.step]
+    way_out = (f"the previous complete step is {earlier[-1]}: rerun with "
+               f"--config.checkpoint.resume_step={earlier[-1]} to resume from it (the steps "
+               "after it are set aside)" if earlier else "no earlier complete step")
+    raise GramError(f"{directory}/{self.step}: cannot restore this checkpoint ({first}); "
+                    f"{way_out}, or use a new config.workdir to start afresh") from None
+
+
 class RunCheckpointer:
   """Orbax CheckpointManager over checkpoints/: async, keep-last-K, resume, reshard.
 
@@ -279,8 +303,52 @@ class RunCheckpointer:
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("params", "train", "meta"))
 
+  def complete_steps(self) -> list[int]:
+    """Steps whose every item and Orbax's step metadata are there: a stray or half-deleted
+    step folder (an empty `checkpoints/99`) is not a checkpoint."""
+    return [step for step in sorted(self.manager.all_steps())
+            if all(storage.exists(os.path.join(self.directory, str(step), name))
+                   for name in STEP_FILES)]
+
   def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+    steps = self.complete_steps()
+    return steps[-1] if steps else None
+
+  def set_aside(self, steps: list[int]) -> str:
+    """Moves step folders out of the checkpoint directory, into `<directory>_set_aside/`
+    (process 0; every process waits for it), so that nothing reads or overwrites them;
+    returns where."""
+    aside = self.directory.rstrip("/") + "_set_aside"
+    if jax.process_index() == 0:
+      storage.makedirs(aside)
+      for step in steps:
+        target = os.path.join(aside, str(step))
+        storage.rmtree(target)  # set aside before, by an earlier fall-back
+        storage.move(os.path.join(self.directory, str(step)), target)
+    parallel.sync(f"set_aside:{self.directory}")
+    self.manager.reload()
+    return aside
+
+  def set_aside_incomplete(self) -> None:
+    """The writer's start: step folders that are not complete checkpoints go aside (a save
+    would otherwise collide with them when the run reaches their step)."""
+    incomplete = sorted(set(self.manager.all_steps()) - set(self.complete_steps()))
+    if incomplete:
+      aside = self.set_aside(incomplete)
+      logging.warning("%s: steps %s are incomplete (no %s): moved to %s", self.directory,
+                      incomplete, " / ".join(STEP_FILES), aside)
+
+  def fall_back(self, step: int) -> None:
+    """Resumes from `step` (config.checkpoint.resume_step): the steps after it are set
+    aside, the damaged one among them."""
+    steps = self.complete_steps()
+    if step not in steps:
+      raise GramError(f"config.checkpoint.resume_step={step}: {self.directory} has no complete "
+                      f"step {step} (complete steps: {steps or 'none'})")
+    later = [s for s in self.manager.all_steps() if s > step]
+    if later:
+      logging.warning("%s: resuming from step %d; steps %s moved to %s", self.directory, step,
+                      sorted(later), self.set_aside(later))
 
   def save(self, step: int, state: dict[str, Any], meta: dict[str, Any],
            force: bool = False) -> bool:
@@ -310,20 +378,18 @@ class RunCheckpointer:
   def restore(self, step: int, abstract_state: dict[str, Any]) -> tuple[dict, dict]:
     """Restores onto the shardings in `abstract_state` (any mesh)."""
     train_target = {k: abstract_state[k] for k in ("opt_state", "step", "rng")}
-    try:
+    with _RestoreErrors(self, step):
       restored = self.manager.restore(step, args=ocp.args.Composite(
           params=ocp.args.StandardRestore(abstract_state["params"]),
           train=ocp.args.StandardRestore(train_target), meta=ocp.args.JsonRestore()))
-    except (ValueError, KeyError) as e:
-      raise GramError(f"{self.directory}/{step}: checkpoint does not match this model and "
-                      f"optimizer ({str(e).splitlines()[0]})") from None
     state = {"params": restored.params, **restored.train}
     finite.check_finite(finite.named_tensors(state), f"{self.directory}/{step}")
     return state, restored.meta
 
   def restore_params(self, step: int, abstract_params: dict[str, Any]) -> dict:
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_params)))
+    with _RestoreErrors(self, step):
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(abstract_params)))
     finite.check_finite(finite.named_tensors(restored.params), f"{self.directory}/{step}")
     return restored.params
 

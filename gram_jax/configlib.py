@@ -123,7 +123,10 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.eval.max_pairs = 0
   c.eval.sample = "first"  # first: the file's first records | random: a sample seeded by seed
 
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, keep=3, async_save=True))
+  # resume_step: -1 resumes from the latest complete step; N falls back to step N (a damaged
+  # latest step names it), setting the later steps aside in checkpoints_set_aside/.
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, keep=3, async_save=True,
+                                                resume_step=-1))
   c.distributed = ml_collections.ConfigDict(dict(
       mode="auto", coordinator_address="", num_processes=-1, process_id=-1))
   return c
@@ -420,6 +423,7 @@ FIELD_RULES: dict[str, Rule] = {
     "model.attention_block_kv": at_least(1, "tokens"),
     "data.on_bad_record": one_of("fail", "skip"),
     "data.max_pairs_per_row": at_least(1),
+    "checkpoint.resume_step": at_least(-1, "-1: the latest complete step"),
     "train.learning_rate": positive,
     "train.warmup_ratio": within(0.0, 1.0, closed=True),
     "train.end_lr_ratio": within(0.0, 1.0, closed=True),

@@ -240,9 +240,11 @@ def rmtree(p: str) -> None:
 
 
 def move(src: str, dst: str) -> None:
-  """Local: an atomic rename. Object storage: copy then delete (not atomic; for files set
-  aside, never for commits)."""
-  if is_remote(src):
+  """Local: an atomic rename. Object storage: copy then delete (not atomic; for files and
+  folders set aside, never for commits)."""
+  if is_remote(src) and isdir(src):
+    fsspec.filesystem(src.split("://", 1)[0]).mv(src, dst, recursive=True)
+  elif is_remote(src):
     epath.Path(dst).write_bytes(epath.Path(src).read_bytes())
     epath.Path(src).unlink()
   else:

@@ -59,6 +59,9 @@ def start(settings: Training, mesh: Mesh, model_config: ModelConfig, tokenizer: 
   saving = settings.checkpoints
   checkpointer = RunCheckpointer(os.path.join(workdir, checkpoint.RUN_CHECKPOINTS),
                                  saving.every_steps, saving.keep, saving.async_save)
+  checkpointer.set_aside_incomplete()
+  if saving.resume_step >= 0:
+    checkpointer.fall_back(saving.resume_step)
   step = checkpointer.latest_step()
   step_fn = plan() if (step or 0) < steps else None  # a finished run compiles nothing
   if step is None:

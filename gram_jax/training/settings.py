@@ -26,6 +26,7 @@ class Checkpoints:
   every_steps: int
   keep: int
   async_save: bool
+  resume_step: int = -1  # -1: the latest complete step; else fall back to this one
 
 
 # `changes(model_config, make_trainer, batches, compiled, mesh)`: what the user could change
