@@ -3,13 +3,15 @@
 Parses the config, starts multi-host JAX where needed, validates, and runs the stage. SIGTERM
 makes the stage save its progress and exit 0 (gram_jax.preemption); rerunning resumes.
 """
+import contextlib
 import importlib
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gram_jax import cli_util, configlib, parallel, preemption
+from gram_jax import cli_util, configlib, parallel, preemption, workdir_lock
 from gram_jax.training import memory_plan
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file[:preset].",
@@ -33,7 +35,10 @@ def main(argv: list[str]) -> None:
       stage = importlib.import_module(f"gram_jax.stages.{config.stage}")
       logging.info("%s", configlib.describe(config, config_flags.get_config_filename(
           flags.FLAGS["config"])))
-      stage.run(config)
+      # One run per workdir (its first process holds it); a server writes nothing there.
+      holds = config.stage != "serve" and jax.process_index() == 0
+      with workdir_lock.locked(config.workdir) if holds else contextlib.nullcontext():
+        stage.run(config)
     except memory_plan.DryRun as e:
       print(f"dry run: {e}")
     except preemption.Preempted as e:

@@ -86,7 +86,8 @@ def test_no_import_cycle():
 # Lowest first. A module imports only modules of its own layer or below (docs/layout.md).
 LAYERS = (
     ("gram_jax.errors", "gram_jax.parallel", "gram_jax.preemption", "gram_jax.cli_util",
-     "gram_jax.progress", "gram_jax.models", "gram_jax.storage", "gram_jax.provenance"),
+     "gram_jax.progress", "gram_jax.models", "gram_jax.storage", "gram_jax.provenance",
+     "gram_jax.workdir_lock"),
     ("gram_jax.text", "gram_jax.judge_card", "gram_jax.hf", "gram_jax.journal",
      "gram_jax.checkpoint"),
     ("gram_jax.data", "gram_jax.pretrained"),
