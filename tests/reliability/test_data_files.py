@@ -72,3 +72,43 @@ def test_a_record_over_the_byte_cap_names_its_line_and_the_rest_is_read(tmp_path
     _read(path)
   kept, report = _read(path, "skip")
   assert len(kept) == 2 and sum(report.skipped.values()) == 1
+
+
+def test_a_whole_file_format_is_read_no_further_than_its_bound(tmp_path, monkeypatch):
+  """A small .json.gz that decompresses past MAX_WHOLE_FILE_BYTES (one 4 MB file passed
+  6 GB) is refused naming the bound, before it is held whole."""
+  monkeypatch.setattr(sources, "MAX_WHOLE_FILE_BYTES", 1 << 20)
+  bomb = tmp_path / "pairs.json.gz"
+  bomb.write_bytes(gzip.compress(b"[" + b" " * (8 << 20) + b"]"))
+  assert bomb.stat().st_size < 20_000
+  with pytest.raises(GramError, match=r"pairs.json.gz: more than 1,048,576 bytes decompressed "
+                     r"\(sources.MAX_WHOLE_FILE_BYTES\), not read whole"):
+    _read(bomb)
+
+
+def test_parquet_is_read_a_batch_at_a_time(tmp_path):
+  """A few hundred bytes of run-length codes stand for millions of rows (a 946-byte file
+  read whole peaked at 2.9 GB): the first record arrives with one batch decoded."""
+  path = tmp_path / "many.parquet"
+  rows = pa.Table.from_pydict({"prompt": pa.array(["q"] * 2_000_000).dictionary_encode(),
+                               "chosen": ["good"] * 2_000_000, "rejected": ["bad"] * 2_000_000})
+  pq.write_table(rows, path, row_group_size=2_000_000)
+  rows = sources.iter_rows(str(path))
+  first = next(rows)
+  assert first.data == ROW and first.where == f"{path}[0]"
+  assert pa.total_allocated_bytes() < 20 << 20  # the whole table decoded is ~50 MB
+  rows.close()
+
+
+def test_deep_nesting_is_one_bad_record_that_skip_counts(tmp_path):
+  lines = tmp_path / "pairs.jsonl"
+  lines.write_text(json.dumps(ROW) + "\n" + "[" * 200_000 + "]" * 200_000 + "\n" +
+                   json.dumps(ROW) + "\n")
+  kept, report = _read(lines, "skip")
+  assert len(kept) == 2 and report.skipped == {"not valid JSON (nested too deeply)": 1}
+  with pytest.raises(GramError, match=r"pairs.jsonl:2: not valid JSON \(nested too deeply\)"):
+    _read(lines)
+  whole = tmp_path / "pairs.json"
+  whole.write_text("[" * 200_000 + "]" * 200_000)
+  with pytest.raises(GramError, match=r"pairs.json: not valid JSON \(nested too deeply\)"):
+    _read(whole)
