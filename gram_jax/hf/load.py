@@ -24,7 +24,14 @@ def tensor_index(model_dir: str) -> dict[str, tuple[str, dict[str, Any], int]]:
   """Maps every tensor name to (file, header entry, data offset) over single or sharded files."""
   index_path = os.path.join(model_dir, "model.safetensors.index.json")
   if storage.isfile(index_path):
-    files = sorted(set(json.loads(storage.read_text(index_path))["weight_map"].values()))
+    try:
+      weight_map = json.loads(storage.read_text(index_path))["weight_map"]
+      files = sorted(set(weight_map.values()))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+      raise GramError(f"{index_path}: not a safetensors index ({type(e).__name__}: {e}); it "
+                      "needs a weight_map of tensor name -> file name") from None
+    if not all(isinstance(name, str) for name in files):
+      raise GramError(f"{index_path}: weight_map values must be file names")
   elif storage.isfile(os.path.join(model_dir, "model.safetensors")):
     files = ["model.safetensors"]
   else:
@@ -69,17 +76,23 @@ def load_hf(model_dir: str, dtype: str | None = None, mesh: Mesh | None = None,
   if compute_dtype:
     model_config = model_config.replace(dtype=compute_dtype)
   index = tensor_index(model_dir)
-  graphdef, abstract_state = abstract_model(model_config)
-  variables = dict(nnx.to_flat_state(abstract_state))
-  values, specs = {}, mapping.param_specs(model_config)
-  for spec in specs:
+  specs = mapping.param_specs(model_config)
+  for spec in specs:  # every tensor there, of its shape and a float type, before building
     if spec.hf_name not in index:
       raise GramError(f"{model_dir}: tensor '{spec.hf_name}' is missing from the safetensors "
                       "files")
-    path, entry, data_start = index[spec.hf_name]
+    path, entry, _ = index[spec.hf_name]
     if tuple(entry["shape"]) != spec.hf_shape:
       raise GramError(f"{path}: tensor '{spec.hf_name}' has shape {tuple(entry['shape'])}, "
                       f"config.json implies {spec.hf_shape}")
+    if entry["dtype"] not in safetensors_io.FLOAT_CODES:
+      raise GramError(f"{path}: tensor '{spec.hf_name}' has dtype {entry['dtype']}; a weight "
+                      f"needs a float type ({', '.join(safetensors_io.FLOAT_CODES)})")
+  graphdef, abstract_state = abstract_model(model_config)
+  variables = dict(nnx.to_flat_state(abstract_state))
+  values = {}
+  for spec in specs:
+    path, entry, data_start = index[spec.hf_name]
     read = lambda: spec.to_ours(safetensors_io.read_tensor(path, entry, data_start,
                                                             spec.hf_name))
     values[spec.path] = place(read, variables[spec.path], mesh, rules)

@@ -113,6 +113,15 @@ def load_adapter(path: str, model_config: ModelConfig) -> tuple[dict, lora.Lora]
   shapes = jax.eval_shape(lambda: lora.init_adapters(kernels, targets, rank, jax.random.key(0)))
   adapters = jax.tree.map(lambda x: np.zeros(x.shape, np.float32), shapes)
   for name, entry in header.items():
+    if entry["dtype"] not in safetensors_io.FLOAT_CODES:
+      raise GramError(f"{weights_path}: tensor {name!r} has dtype {entry['dtype']}; LoRA "
+                      "matrices need a float type")
+    partner = name.replace(".lora_A.", ".lora_B.") if ".lora_A." in name else \
+        name.replace(".lora_B.", ".lora_A.")
+    if partner not in header:  # half a pair would merge as nothing, silently
+      raise GramError(f"{weights_path}: holds {name!r} but not {partner!r}; each LoRA "
+                      "module needs both matrices")
+  for name, entry in header.items():
     layer, target, matrix = names[name]
     block, kernel, _ = lora.TARGETS[target]
     pair = adapters["layers"][layer][block][kernel]
