@@ -20,8 +20,8 @@ from gram_jax import storage
 from gram_jax.errors import GramError
 
 LOCK_FILE = ".gram_jax.lock"
-LEASE_SECONDS = 300.0  # a lease nobody renewed for this long is free
-RENEW_SECONDS = 60.0
+LEASE_SECONDS = 120.0  # a lease nobody renewed for this long is free
+RENEW_SECONDS = 30.0
 SETTLE_SECONDS = 2.0  # two starters that both found no lease: the last writer holds it
 
 
@@ -32,11 +32,27 @@ def holder() -> dict:
           "command": " ".join(sys.argv)[:300]}
 
 
-def _refusal(workdir: str, owner: dict | None) -> GramError:
+def _refusal(workdir: str, owner: dict | None, expiry: str = "") -> GramError:
   who = (f"pid {owner.get('pid')} on {owner.get('host')} since {owner.get('since')}: "
          f"{owner.get('command')}" if owner else "holder unknown")
-  return GramError(f"{workdir}: in use by another run ({who}); wait for it to finish or stop "
-                   "it, or use another config.workdir")
+  return GramError(f"{workdir}: in use by another run ({who}){expiry}; wait for it to finish "
+                   "or stop it, or use another config.workdir")
+
+
+def _alive(owner: dict) -> bool:
+  """Whether a lease's holder may still run: its lease is unexpired, and it is not a process
+  of this machine that has exited (a killed run's rerun need not wait for the expiry)."""
+  if owner.get("expires", 0) <= time.time():
+    return False
+  if owner.get("host") != socket.gethostname():
+    return True
+  try:
+    os.kill(int(owner.get("pid", 0)), 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, ValueError, TypeError, OverflowError):
+    return True
+  return True
 
 
 @contextlib.contextmanager
@@ -79,8 +95,10 @@ def _lease(workdir: str) -> Iterator[None]:
     path.write_text(json.dumps({**mine, "expires": time.time() + LEASE_SECONDS}))
 
   current = read()
-  if current and current.get("expires", 0) > time.time():
-    raise _refusal(workdir, current)
+  if current and _alive(current):
+    left = current["expires"] - time.time()
+    raise _refusal(workdir, current, f"; its lease on {workdir} expires in {left:.0f} s "
+                                     "unless renewed")
   storage.makedirs(workdir)
   write()
   time.sleep(SETTLE_SECONDS)

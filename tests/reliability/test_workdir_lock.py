@@ -47,7 +47,13 @@ def test_an_object_storage_lease_refuses_while_live_and_expires(tmp_path, monkey
       with lease(str(tmp_path)):
         pass
   assert not (tmp_path / workdir_lock.LOCK_FILE).exists()  # given back
-  stale = {**workdir_lock.holder(), "token": "other", "expires": time.time() - 1}
+  stale = {**workdir_lock.holder(), "host": "elsewhere", "token": "other",
+           "expires": time.time() - 1}
   (tmp_path / workdir_lock.LOCK_FILE).write_text(json.dumps(stale))
   with lease(str(tmp_path)):  # an expired lease is free
+    pass
+  dead = {**workdir_lock.holder(), "pid": 2 ** 22 + 1, "token": "other",
+          "expires": time.time() + 100}
+  (tmp_path / workdir_lock.LOCK_FILE).write_text(json.dumps(dead))
+  with lease(str(tmp_path)):  # a live lease of an exited process of this machine is free
     pass
