@@ -261,18 +261,24 @@ def staged_dir(p: str, marker: str) -> Iterator[str]:
   """A directory that is complete or not there. Yields where to write; the caller writes
   `marker` last. Local: written as `p.tmp` and renamed over `p` at the end. Object storage
   (no rename): the old marker goes first, then the old files, and the new files are written
-  in place; a directory without its marker is incomplete and never loaded."""
+  in place; a directory without its marker is incomplete and never loaded. A failed write
+  (a full disk) removes what it wrote and, for an OSError, says so in one line."""
+  target = p if is_remote(p) else staging_path(p)
   if is_remote(p):
     remove(os.path.join(p, marker))
-    rmtree(p)
-    yield p
-    return
-  tmp = staging_path(p)
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
-  yield tmp
-  shutil.rmtree(p, ignore_errors=True)
-  os.replace(tmp, p)
+  rmtree(target)
+  makedirs(target)
+  try:
+    yield target
+  except BaseException as e:  # a full disk must not stay full with a half-written copy
+    rmtree(target)
+    if isinstance(e, OSError):
+      raise GramError(f"{p}: writing failed ({e.strerror or e}); the partial copy in "
+                      f"{target} was removed") from None
+    raise
+  if not is_remote(p):
+    shutil.rmtree(p, ignore_errors=True)
+    os.replace(target, p)
 
 
 @contextlib.contextmanager

@@ -164,3 +164,25 @@ def test_a_tampered_smollm2_wheel_is_refused_before_use(tmp_path):
   real = os.path.join(smollm2.default_cache(), "wheel", fake.name)
   if os.path.isfile(real):  # the cached download, where a run has made one
     smollm2.check_wheel(real)
+
+
+def test_disk_full_during_an_export_removes_the_partial_copy_and_says_so(tmp_path):
+  """A full disk (a file-size cap: writes fail as they would) during an HF export left its
+  staging folder, so the disk stayed full, under a 21-line traceback."""
+  import resource
+  import signal
+  from tests.helpers import hf_fixtures
+  src, dst = str(tmp_path / "hf"), str(tmp_path / "export")
+  hf_fixtures.make_hf_model("llama_untied", src, with_tokenizer=True)
+
+  def capped():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails (EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, resource.RLIM_INFINITY))
+  result = subprocess.run([sys.executable, "-m", "gram_jax.convert", f"--src={src}",
+                           f"--dst={dst}", "--to=hf"], capture_output=True, text=True,
+                          timeout=300, preexec_fn=capped)
+  line = cli.error_line(result)
+  assert line == (f"error: {dst}: writing failed (File too large); the partial copy in "
+                  f"{dst}.tmp was removed"), line
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(dst + ".tmp") and not os.path.exists(dst)
