@@ -1,6 +1,7 @@
 """Shared command-line behaviour: quiet library logs, one-line errors."""
 import contextlib
 import logging as std_logging
+import os
 import sys
 from typing import Callable, Iterator
 
@@ -59,9 +60,25 @@ def one_line_errors() -> Iterator[None]:
     sys.exit(f"error: {e}")
 
 
+def check_config_file(argv: list[str]) -> None:
+  """`--config=PATH[:preset]` names a file: a directory or a missing file is one line
+  (ml_collections reported it twice, as two tracebacks)."""
+  for i, arg in enumerate(argv[1:], start=1):
+    if arg == "--config" and i + 1 < len(argv):
+      arg = f"--config={argv[i + 1]}"
+    if arg.startswith("--config="):
+      path = arg.split("=", 1)[1].split(":", 1)[0]
+      if os.path.isdir(path):
+        sys.exit(f"error: --config={path}: a directory; name a stage config file, e.g. "
+                 "configs/finetune.py")
+      if not os.path.isfile(path):
+        sys.exit(f"error: --config={path}: no such file; the stage configs are in configs/")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with what loading a config can raise as one `error:` line: an
   override naming no field (`--config.trian.steps=2`), an unknown preset, a bad value."""
+  check_config_file(argv)
   try:
     return flags.FLAGS(argv)
   except GramError as e:

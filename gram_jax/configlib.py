@@ -276,7 +276,18 @@ def rows_per_process(c: ml_collections.ConfigDict) -> int:
   if rows % jax.process_count():
     raise GramError(f"config.train: {rows} rows per micro-batch do not split over "
                     f"{jax.process_count()} processes")
-  return rows // jax.process_count()
+  rows //= jax.process_count()
+  # A step's token arrays on the host (ids, targets, positions, segments: int32), checked
+  # before numpy tries (a batch of 10^12 rows ended in a MemoryError).
+  step_bytes = rows * micro * c.data.seq_len * 4 * 4
+  host_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  if step_bytes > host_bytes // 2:
+    raise GramError(f"config.train: a step of {rows * micro:,} rows x {c.data.seq_len} "
+                    f"positions per process needs {step_bytes / 2**30:,.1f} GiB of host "
+                    f"memory for its tokens alone, over half of this machine's "
+                    f"{host_bytes / 2**30:,.1f} GiB; lower train.global_batch_size (or "
+                    "per_device_batch_size) or data.seq_len")
+  return rows
 
 
 def template_setting(c: ml_collections.ConfigDict) -> str | None:

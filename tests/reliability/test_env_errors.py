@@ -186,3 +186,14 @@ def test_disk_full_during_an_export_removes_the_partial_copy_and_says_so(tmp_pat
                   f"{dst}.tmp was removed"), line
   assert "Traceback" not in result.stderr
   assert not os.path.exists(dst + ".tmp") and not os.path.exists(dst)
+
+
+@pytest.mark.parametrize("config,message", [
+    ("configs/", "error: --config=configs/: a directory; name a stage config file, e.g. "
+                 "configs/finetune.py"),
+    ("configs/nope.py:smoke", "error: --config=configs/nope.py: no such file; the stage "
+                              "configs are in configs/")])
+def test_a_config_that_is_not_a_file_is_one_line(config, message):
+  result = subprocess.run([sys.executable, "-m", "gram_jax.main", f"--config={config}"],
+                          capture_output=True, text=True, timeout=120, cwd=cli.ROOT)
+  assert result.returncode == 1 and result.stderr.strip() == message, result.stderr

@@ -127,3 +127,11 @@ def test_a_run_resumes_under_the_fields_that_change_what_it_trains():
           "train.label_smoothing", "model.lora.rank"} <= set(fields)
   assert not {"workdir", "train.micro_batches", "checkpoint.every_steps", "eval.files",
               "model.remat", "mesh.fsdp", "rules"} & set(fields)
+
+
+def test_a_batch_the_host_cannot_hold_is_refused_before_numpy_tries():
+  c = stage_config("finetune")
+  c.train.per_device_batch_size = 10 ** 12
+  with pytest.raises(GramError, match=r"config.train: a step of [\d,]+ rows x \d+ positions "
+                     r"per process needs [\d,.]+ GiB of host memory for its tokens alone"):
+    configlib.rows_per_process(c)
