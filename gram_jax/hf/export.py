@@ -82,12 +82,17 @@ def write_config_files(model_config, out_dir: str) -> None:
 
 
 def save_tokenizer_files(tokenizer: Any, out_dir: str) -> None:
-  """The tokenizer files, with a tokenizer class transformers 4.x knows as well as 5.x."""
+  """The tokenizer files in a form transformers 4.x reads as well as 5.x: a tokenizer class
+  4.x knows, and extra special tokens as `additional_special_tokens` (5.x writes them as an
+  `extra_special_tokens` list, which 4.x takes for a dict and fails on; 5.x still reads the
+  4.x name). Real Llama and Qwen tokenizers have such tokens."""
   tokenizer.save_pretrained(out_dir)
-  def legacy_class(config: dict) -> None:
+  def both_majors(config: dict) -> None:
     name = config.get("tokenizer_class")
     config["tokenizer_class"] = LEGACY_TOKENIZER_CLASSES.get(name, name)
-  _update_json(os.path.join(out_dir, "tokenizer_config.json"), legacy_class)
+    if isinstance(config.get("extra_special_tokens"), list):
+      config["additional_special_tokens"] = config.pop("extra_special_tokens")
+  _update_json(os.path.join(out_dir, "tokenizer_config.json"), both_majors)
 
 
 def save_pretrained(model: Decoder, out_dir: str, tokenizer: Any = None,

@@ -34,6 +34,8 @@ for path in sys.argv[2:]:
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0]
     out[path] = {"version": transformers.__version__, "ids": list(ids),
+                 "extra_ids": tokenizer.encode("<|extra_1|>", add_special_tokens=False),
+                 "special": tokenizer.additional_special_tokens,
                  "logits": logits.tolist(), "rope_theta": model.config.rope_theta,
                  "rope_scaling": model.config.rope_scaling}
 print(json.dumps(out))
@@ -48,8 +50,12 @@ def exports(tmp_path_factory):
     source = str(tmp_path_factory.mktemp(f"{family}_source"))
     hf_fixtures.make_hf_model(family, source, with_tokenizer=True)
     paths[family] = str(tmp_path_factory.mktemp(f"{family}_export"))
+    tokenizer = tok.load_tokenizer(source)
+    if family == "qwen3":  # extra special tokens, as real Llama and Qwen tokenizers have
+      tokenizer.add_special_tokens({"additional_special_tokens": ["<|extra_0|>",
+                                                                  "<|extra_1|>"]})
     gram_jax.save_pretrained(gram_jax.load_pretrained(source), paths[family],
-                             tokenizer=tok.load_tokenizer(source))
+                             tokenizer=tokenizer)
   return paths
 
 
@@ -79,6 +85,11 @@ def test_exports_read_the_same_in_transformers_4_and_5(exports):
     tokenizer = tok.load_tokenizer(path)
     ids = tok.encode_user_turn(tokenizer, "{input}", {"input": QUESTION})
     assert read["ids"] == ids  # same tokenizer and chat template in 4.x
+    extra = tokenizer.encode("<|extra_1|>", add_special_tokens=False)
+    assert read["extra_ids"] == extra  # one special token in both majors, where there is one
+    if family == "qwen3":
+      assert len(extra) == 1 and read["special"] == ["<|extra_0|>", "<|extra_1|>"]
+      assert tokenizer.extra_special_tokens == ["<|extra_0|>", "<|extra_1|>"]  # and in 5.x
     ours = np.asarray(gram_jax.load_pretrained(path)(jnp.asarray([ids])))[0]
     model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     with torch.no_grad():
