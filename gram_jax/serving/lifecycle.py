@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from absl import logging
-from aiohttp import http_exceptions, web
+from aiohttp import http_exceptions, web, web_protocol
 
 from gram_jax.serving.request_parsing import Limits
 from gram_jax.serving.server import RewardServer
@@ -171,7 +171,10 @@ class _OneLineRequestErrors(std_logging.Filter):
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
-    if isinstance(error, http_exceptions.HttpProcessingError):
+    if isinstance(error, web_protocol.RequestPayloadError):  # a body aiohttp could not
+      error = error.__cause__ or error                       # decode (bad gzip), drained
+    if isinstance(error, (http_exceptions.HttpProcessingError,
+                          web_protocol.RequestPayloadError)):
       record.msg = "refused a malformed request (%s)"
       record.args = (type(error).__name__,)
       record.exc_info, record.exc_text = None, None

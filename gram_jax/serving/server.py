@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 
 import prometheus_client
 from absl import logging
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from gram_jax.errors import GramError
 from gram_jax.inference import ranking
@@ -38,6 +38,7 @@ from gram_jax.serving.request_parsing import (Limits, RequestError, parse_chat_r
                                                 parse_reward_request, parse_score_request)
 from gram_jax.inference.reward import RewardModel
 from gram_jax.inference.scorer import TooLong
+from gram_jax.text import tokenizer as tok
 
 Handler = Callable[[Any, float], Awaitable[dict]]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -116,6 +117,11 @@ class RewardServer:
                reference: Callable[[list[str]], tuple[list[str], list[bool]]] | None = None,
                model_name: str = "gram_jax", rlhf_readout: str = "probability"):
     self.reward, self.limits, self.api_key = reward, limits, api_key.strip()
+    if not (self.api_key.isascii() and self.api_key.isprintable()):
+      raise GramError("the API key holds characters other than printable ASCII, which HTTP "
+                      "clients (requests, OpenRLHF's) cannot send in a header; use another")
+    tok.check_render_bound(reward.tokenizer, reward.scorer.encoder.chat_template,
+                           limits.max_text_chars)
     self.reference, self.rlhf_readout = reference, rlhf_readout
     self.references: collections.OrderedDict[str, str] = collections.OrderedDict()
     self.pending_references: dict[str, asyncio.Future] = {}
@@ -187,11 +193,31 @@ class RewardServer:
     except asyncio.TimeoutError:
       raise RequestError(408, f"body not received within body_timeout_s="
                               f"{self.limits.body_timeout_s}") from None
+    except web_protocol.RequestPayloadError as e:  # e.g. garbage under Content-Encoding: gzip
+      reason = str(e).strip().splitlines()[-1].strip()
+      raise RequestError(400, f"body: cannot be read ({reason})") from None
     try:
       return json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, NaN, nesting too deep
       reason = str(e) if not isinstance(e, RecursionError) else "nested too deeply"
       raise RequestError(400, f"body: not valid JSON ({reason})") from None
+
+  async def expect_continue(self, request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue` is granted only to a request that may send its body: the
+    origin, key and size checks first, else their answer and no body is read."""
+    try:
+      self.check_keyless_origin(request)
+      if not self.authorized(request):
+        raise RequestError(401, "missing or wrong API key")
+      if request.content_length and request.content_length > self.limits.max_body_bytes:
+        raise RequestError(413, f"body: {request.content_length} bytes exceeds "
+                                f"max_body_bytes={self.limits.max_body_bytes}")
+    except RequestError as e:
+      return web.json_response({"error": str(e)}, status=e.status,
+                               headers={"Connection": "close"})
+    if request.version >= (1, 1):
+      await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
 
   def endpoint(self, name: str, handle: Handler) -> Callable:
     async def wrapped(request: web.Request) -> web.Response:
@@ -346,6 +372,10 @@ class RewardServer:
                                    deadline)
 
   async def health(self, request: web.Request) -> web.Response:
+    try:
+      self.check_keyless_origin(request)  # DNS rebinding: a page's own name for 127.0.0.1
+    except RequestError as e:
+      return web.json_response({"error": str(e)}, status=e.status)
     reasoning = self.reward.reasoning
     alive = self.batcher_task is not None and not self.batcher_task.done()
     status = "ok" if alive and not self.draining else \
@@ -364,6 +394,10 @@ class RewardServer:
     return bool(self.batcher and self.batcher.on_device) or self.host.running
 
   async def prometheus(self, request: web.Request) -> web.Response:
+    try:
+      self.check_keyless_origin(request)
+    except RequestError as e:
+      return web.json_response({"error": str(e)}, status=e.status)
     if not self.authorized(request):
       return web.json_response({"error": "missing or wrong API key"}, status=401)
     return web.Response(body=self.metrics.render(), content_type="text/plain",
@@ -386,13 +420,14 @@ class RewardServer:
     app = web.Application(client_max_size=self.limits.max_body_bytes)
     app.cleanup_ctx.append(self._start_batcher)
     reward = self.endpoint("reward", self.reward_endpoint)
+    post = functools.partial(web.post, expect_handler=self.expect_continue)
     app.add_routes([
-        web.post("/score", self.endpoint("score", self.score)),
-        web.post("/rank", self.endpoint("rank", self.rank)),
-        web.post("/group_reward", self.endpoint("group_reward", self.group_reward)),
-        web.post("/reward", reward),
-        web.post("/get_reward", reward),  # OpenRLHF's path
-        web.post("/v1/chat/completions", self.endpoint("chat", self.chat_completions)),
+        post("/score", self.endpoint("score", self.score)),
+        post("/rank", self.endpoint("rank", self.rank)),
+        post("/group_reward", self.endpoint("group_reward", self.group_reward)),
+        post("/reward", reward),
+        post("/get_reward", reward),  # OpenRLHF's path
+        post("/v1/chat/completions", self.endpoint("chat", self.chat_completions)),
         web.get("/health", self.health),
         web.get("/metrics", self.prometheus)])
     return app

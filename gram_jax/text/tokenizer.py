@@ -3,6 +3,7 @@
 The trainable tokenizer exists so tests and the built-in demo need no download: it is a
 byte-level BPE in tokenizer.json form, with a ChatML chat template, loadable by AutoTokenizer.
 """
+import threading
 from typing import Any, Iterable, Sequence
 
 from gram_jax.errors import GramError
@@ -51,6 +52,41 @@ def render_user_turn(tokenizer: Any, message: str, chat_template: str | None = N
   return tokenizer.apply_chat_template(
       [{"role": "user", "content": message}], chat_template=template, tokenize=False,
       add_generation_prompt=True, enable_thinking=False)
+
+
+def check_render_bound(tokenizer: Any, chat_template: str | None, message_chars: int,
+                       seconds: float = 5.0) -> None:
+  """A chat template read from a model directory is code: one that loops without bound
+  would hold a server's tokenizer thread forever. Renders a conversation with turns of
+  `message_chars` characters on a thread of its own and refuses in one line a template that
+  has not finished within `seconds`, or renders more than 4x its input."""
+  template = chat_template or getattr(tokenizer, "chat_template", None)
+  if not template:
+    return
+  text = "x " * (message_chars // 2)
+  turns = [{"role": "system", "content": text}, {"role": "user", "content": text},
+           {"role": "assistant", "content": text}, {"role": "user", "content": text}]
+  result: list = []
+
+  def render() -> None:
+    try:
+      result.append(len(tokenizer.apply_chat_template(
+          turns, chat_template=template, tokenize=False, add_generation_prompt=True,
+          enable_thinking=False)))
+    except Exception as e:  # a template may refuse a system turn: not what is checked here
+      result.append(e)
+  worker = threading.Thread(target=render, daemon=True)
+  worker.start()
+  worker.join(seconds)
+  name = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+  if worker.is_alive():
+    raise GramError(f"{name}: its chat template did not render a {len(turns)}-turn "
+                    f"conversation of {message_chars:,}-character turns within {seconds:g} s; "
+                    "refusing a template that renders without bound")
+  if isinstance(result[0], int) and result[0] > 4 * len(turns) * message_chars + (64 << 10):
+    raise GramError(f"{name}: its chat template rendered {result[0]:,} characters from "
+                    f"{len(turns) * message_chars:,}; refusing a template that renders "
+                    "without bound")
 
 
 def longest_token_chars(tokenizer: Any) -> int:

@@ -305,3 +305,70 @@ def test_a_keyed_server_needs_only_its_key(keyed):
   headers = {"Authorization": "Bearer key", "Host": "judge.internal:8000",
              "Content-Type": "text/plain"}
   assert post(keyed.url, "/score", {"pairs": [PAIR]}, headers)[0] == 200
+
+
+def test_garbage_under_content_encoding_gzip_is_a_400_in_one_line(keyless, caplog):
+  """It was a 500 with ~80 log lines."""
+  body = b"this is not gzip at all"
+  request = (b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+  with caplog.at_level(logging.INFO):
+    answer = raw_exchange(keyless.port, request, wait=3)
+  assert answer.startswith(b"HTTP/1.1 400") and b"body: cannot be read" in answer, answer
+  assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("headers,status", [
+    (b"Content-Length: 99999999\r\nAuthorization: Bearer key\r\n", b"413"),
+    (b"Content-Length: 10\r\n", b"401"), (b"Content-Length: 10\r\nAuthorization: Bearer no\r\n",
+                                          b"401")])
+def test_expect_100_continue_is_granted_only_after_the_key_and_size_checks(keyed, headers,
+                                                                          status):
+  """A client that waits for 100 Continue before sending its body gets the refusal instead,
+  and never the invitation to upload it."""
+  request = (b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             b"Expect: 100-continue\r\n" + headers + b"\r\n")
+  answer = raw_exchange(keyed.port, request, wait=2)
+  assert answer.startswith(b"HTTP/1.1 " + status), answer
+  assert b"100 Continue" not in answer
+
+
+def test_expect_100_continue_is_granted_to_a_good_request(keyed):
+  body = json.dumps({"pairs": [PAIR]}).encode()
+  with socket.create_connection(("127.0.0.1", keyed.port), timeout=10) as s:
+    s.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Authorization: Bearer key\r\nExpect: 100-continue\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body))
+    assert s.recv(64).startswith(b"HTTP/1.1 100 Continue")
+    s.sendall(body)
+    answer = b""
+    while b'"scores"' not in answer:
+      answer += s.recv(65536)
+  assert b"HTTP/1.1 200" in answer
+
+
+@pytest.mark.parametrize("path", ["/health", "/metrics"])
+def test_a_keyless_server_answers_health_and_metrics_to_loopback_names_only(keyless, path):
+  """DNS rebinding: a page's own name resolving to 127.0.0.1 read them from a keyless
+  server."""
+  request = (b"GET %s HTTP/1.1\r\nHost: rebound.example:8000\r\n\r\n" % path.encode())
+  answer = raw_exchange(keyless.port, request, wait=2)
+  assert answer.startswith(b"HTTP/1.1 403") and b"rebound.example" in answer, answer
+  ok = raw_exchange(keyless.port, b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path.encode(),
+                    wait=2)
+  assert ok.startswith(b"HTTP/1.1 200"), ok
+
+
+def test_a_key_http_clients_cannot_send_is_refused_at_start():
+  with pytest.raises(GramError, match="API key holds characters other than printable ASCII"):
+    RewardServer(tiny_reward(), Limits(), api_key="clé-secrète")
+
+
+def test_a_chat_template_that_renders_without_bound_is_refused_at_start():
+  reward = tiny_reward()
+  reward.scorer.encoder.chat_template = (
+      "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}")
+  started = time.monotonic()
+  with pytest.raises(GramError, match="its chat template did not render .* within 5 s"):
+    RewardServer(reward, Limits())
+  assert time.monotonic() - started < 30
