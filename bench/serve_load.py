@@ -11,13 +11,15 @@ the direct one. The pairs/s they reach is the sustainable rate. The overload pha
 sends requests on a fixed schedule (not waiting for answers) at `--overload_factor` times
 that rate for `--overload_seconds`, with a `--deadline` per request: it counts 200s (each
 checked), 503s (each must carry Retry-After), the longest wait, the deepest queue and the
-process's memory; a closed-loop phase right after must see no error. Three attack phases
+process's memory; a closed-loop phase right after must see no error. Four attack phases
 follow, each with the same valid clients for `--attack_seconds` while `/health` is probed
 every 0.1 s, the attacker in a process of its own: `idle_sockets` keeps
 max_connections + 64 sockets open from another address (127.0.0.2) that never send a byte
 (reopening each one the server closes) while the valid clients open a connection per
 request, `kept_alive_sockets` does the same with max_connections_per_peer sockets from each
-of 127.0.0.2 and 127.0.0.3 that each sent one `GET /health` and stay open (keep-alive), and
+of 127.0.0.2 and 127.0.0.3 that each sent one `GET /health` and stay open (keep-alive),
+`compile_storm` posts chat requests that each need a new compiled shape (n, max_tokens,
+stop-table width, greedy or sampled), 2 a second, and
 `pathological_bodies` has 4 attackers posting, in turn, unclosed chat markup at
 max_text_chars, a 4 MB body whose pairs are over max_input_tokens, 400-digit integers,
 JSON nested 20,000 deep, lone surrogates and a body over max_body_bytes (each must be a
@@ -189,6 +191,36 @@ async def send_pathological(url: str, bodies: list, stop: asyncio.Event, seed: i
       counts[str(status)] = counts.get(str(status), 0) + 1
 
 
+def new_shapes(limits) -> list[dict]:
+  """Chat requests that each need another compiled shape: n, max_tokens (powers of two),
+  stop-table width and greedy or sampled, in every combination."""
+  stops = ([], ["x y z w v u t s r"], ["a b c d e f g h i j k l m n o p q"])
+  tokens = [1 << k for k in range(limits.max_new_tokens.bit_length()) if 1 << k <= 64]
+  return [{"messages": [{"role": "user", "content": "Which is better?"}], "n": n,
+           "max_tokens": t, "stop": stop, "temperature": temperature}
+          for n in (1, 2, 4, 8)[:limits.max_choices.bit_length()] for t in tokens
+          for stop in stops for temperature in (0.0, 1.0)]
+
+
+async def send_new_shapes(url: str, bodies: list, stop: asyncio.Event, rate: float,
+                          stats: dict) -> None:
+  """Posts each shape once, one every 1/rate s (fewer if answers come slower)."""
+  import aiohttp
+  async with aiohttp.ClientSession() as session:
+    start = time.perf_counter()
+    for turn, body in enumerate(bodies):
+      if stop.is_set():
+        break
+      await asyncio.sleep(max(0.0, start + turn / rate - time.perf_counter()))
+      try:
+        async with session.post(url + "/v1/chat/completions", json=body) as response:
+          await response.read()
+          status = response.status
+      except aiohttp.ClientError:
+        status = "closed"
+      stats["answers"][str(status)] = stats["answers"].get(str(status), 0) + 1
+
+
 def attacker(attack: str, url: str, port: int, limits, seconds: float, rate: float,
              results) -> None:
   """One attack for `seconds`, in its own process (its sending must not take the server's
@@ -202,6 +234,8 @@ def attacker(attack: str, url: str, port: int, limits, seconds: float, rate: flo
       await idle_sockets(port, limits.max_connections + 64, stop, stats)
     elif attack == "kept_alive_sockets":
       await kept_alive_sockets(port, limits.max_connections_per_peer, stop, stats)
+    elif attack == "compile_storm":
+      await send_new_shapes(url, new_shapes(limits), stop, 2.0, stats)
     else:
       bodies = pathological_bodies(limits)
       await asyncio.gather(*[send_pathological(url, bodies, stop, seed, rate / 4, stats)
@@ -355,6 +389,10 @@ def main() -> None:
     elif attack == "kept_alive_sockets":
       result.update(kept_alive_sockets_held=2 * limits.max_connections_per_peer,
                     sockets_opened=stats["opened"], closed_by_server=stats["reopened"])
+    elif attack == "compile_storm":
+      result.update(new_shape_requests_per_second=2.0,
+                    max_new_shapes_per_minute=limits.max_new_shapes_per_minute,
+                    attack_answers=stats["answers"])
     else:
       result.update(attack_rate=args.attack_rate, attack_answers=stats["answers"])
     return result
@@ -372,6 +410,7 @@ def main() -> None:
   fresh_rate = fresh["pairs"] / fresh["seconds"]
   attacks = {"idle_sockets": attacked("idle_sockets", fresh_rate, True),
              "kept_alive_sockets": attacked("kept_alive_sockets", fresh_rate, True),
+             "compile_storm": attacked("compile_storm", sustainable, False),
              "pathological_bodies": attacked("pathological_bodies", sustainable, False)}
   running.stop()
   waits = np.array(heavy["waits"])

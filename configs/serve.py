@@ -42,6 +42,8 @@ def get_config(preset: str = ""):
       keepalive_s=30.0,              # a kept-alive connection idle this long is closed
       max_new_tokens=1024,           # /v1/chat/completions max_tokens
       max_choices=8,                 # /v1/chat/completions n
+      max_new_shapes_per_minute=4,   # new compiled chat shapes (n, max_tokens, stops) a
+                                     # minute; a request needing one more: 503 + Retry-After
       grace_s=20.0,                  # SIGTERM: in-flight requests get this long (k8s: 30 s)
       warm_up=True,                  # compile every length bucket before listening
       reference_model="",            # fallback reference for /reward samples without labels:

@@ -12,7 +12,7 @@ prompt, length and stop-table buckets, and each new one is logged.
 """
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -200,6 +200,9 @@ class Generator:
       eos.add(tokenizer.eos_token_id)
     self.eos_ids = tuple(sorted(eos))
     self.compiled_shapes: set[tuple] = set()
+    # Called with (kind, shape) before a shape's first compile; may raise to refuse it (a
+    # server bounds how fast its clients can make it compile).
+    self.admit_shape: Callable[[str, tuple], None] = lambda kind, shape: None
 
   def generate(self, prompts: Sequence[str | Sequence[int]], max_new_tokens: int = 256,
                sampling: Sampling = Sampling(), seed: int = 0,
@@ -227,7 +230,7 @@ class Generator:
       ids, mask = left_pad([encoded[i] for i in rows], batch, width, self.pad_id)
       keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(
           jnp.asarray(np.pad(rows, (0, batch - len(rows))) + first_index))
-      self._note_shape(batch, width, max_new_tokens, stops.shape, greedy)
+      self._note_shape("generate", (batch, width, max_new_tokens, stops.shape, greedy))
       out, reasons, lengths = jax.device_get(_generate(
           self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
           parallel.put_batch(mask, self.mesh), keys, max_new_tokens, sampling.traced(), greedy,
@@ -236,14 +239,11 @@ class Generator:
         results[i] = self._finish(out[r, :lengths[r]], int(reasons[r]), stop)
     return results
 
-  def _note_shape(self, batch: int, width: int, max_new: int, stops: tuple[int, int],
-                  greedy: bool) -> None:
-    shape = (batch, width, max_new, stops, greedy)
-    if shape not in self.compiled_shapes:
-      self.compiled_shapes.add(shape)
-      logging.info("generate: shape %d of this generator: %d rows x %d prompt tokens, %d new "
-                   "tokens, stop table %dx%d, %s", len(self.compiled_shapes), batch, width,
-                   max_new, *stops, "greedy" if greedy else "sampled")
+  def _note_shape(self, kind: str, shape: tuple) -> None:
+    if (kind, shape) not in self.compiled_shapes:
+      self.admit_shape(kind, shape)
+      self.compiled_shapes.add((kind, shape))
+      logging.info("%s: shape %d of this generator: %s", kind, len(self.compiled_shapes), shape)
 
   def sequence_logprobs(self, prompts: Sequence[Sequence[int]],
                         continuations: Sequence[Sequence[int]]) -> np.ndarray:
@@ -264,6 +264,7 @@ class Generator:
       width = bucket_length(max(len(rows[i]) for i in chunk), 1 << 30)
       batch = bucket_rows(len(chunk), self.batch_size, self.data_parallel)
       ids, mask = left_pad([rows[i] for i in chunk], batch, width, self.pad_id)
+      self._note_shape("logprobs", (batch, width, top_k))
       chosen, top, top_ids = jax.device_get(_token_logprobs(
           self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
           parallel.put_batch(mask, self.mesh), top_k))

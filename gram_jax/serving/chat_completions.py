@@ -19,6 +19,9 @@ from gram_jax.inference.scorer import TooLong, check_characters
 from gram_jax.text.tokenizer import encode_chat, longest_token_chars
 
 
+MAX_TOP_LOGPROBS = 20  # OpenAI's bound on top_logprobs
+
+
 def _token_entry(tokenizer: Any, token_id: int, logprob: float) -> dict:
   token = tokenizer.decode([int(token_id)], skip_special_tokens=False)
   return {"token": token, "logprob": float(logprob), "bytes": list(token.encode("utf-8"))}
@@ -76,9 +79,9 @@ class ChatCompletions:
     generations = self.generator.generate([prompt_ids] * request.n, budget, sampling,
                                           request.seed, request.stop, field="messages")
     generations = [self._cut(g, request.max_tokens) for g in generations]
-    logprobs = self.generator.continuation_logprobs(
-        [prompt_ids] * request.n, [g.token_ids for g in generations],
-        max(request.top_logprobs, 1)) if request.logprobs else [None] * request.n
+    logprobs = self.generator.continuation_logprobs(  # top-20 always, sliced on the host:
+        [prompt_ids] * request.n, [g.token_ids for g in generations],  # one compiled shape
+        MAX_TOP_LOGPROBS) if request.logprobs else [None] * request.n
     choices = [{
         "index": i,
         "message": {"role": "assistant", "content": g.text},

@@ -29,6 +29,7 @@ class Limits:
   keepalive_s: float = 30.0  # a kept-alive connection idle this long after an answer is closed
   max_new_tokens: int = 1024  # /v1/chat/completions max_tokens
   max_choices: int = 8  # /v1/chat/completions n
+  max_new_shapes_per_minute: int = 4  # chat shapes compiled after start; beyond: 503
   reference_cache: int = 10_000  # prompts whose generated reference is kept
 
 

@@ -29,6 +29,7 @@ from aiohttp import web, web_protocol
 
 from gram_jax.errors import GramError
 from gram_jax.inference import ranking
+from gram_jax.serving import compile_gate
 from gram_jax.serving.request_queue import BULK, Batcher, Overloaded
 from gram_jax.serving.chat_completions import ChatCompletions
 from gram_jax.inference.generate import Generator
@@ -82,6 +83,11 @@ class Metrics:
         "gram_queue_generations", "Generations waiting for the device", registry=self.registry)
     self.connections = prometheus_client.Gauge(
         "gram_open_connections", "Open client connections", registry=self.registry)
+    self.compiles = prometheus_client.Counter(
+        "gram_compiles", "XLA compiles of this process", registry=self.registry)
+    self.compiles_refused = prometheus_client.Counter(
+        "gram_compiles_refused", "Requests refused (503) for needing a new compiled shape "
+        "past max_new_shapes_per_minute", ["kind"], registry=self.registry)
 
   def render(self) -> bytes:
     return prometheus_client.generate_latest(self.registry)
@@ -129,8 +135,11 @@ class RewardServer:
     self.device = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="device")
     self.host = HostQueue(limits.max_host_queue)
     self.rankers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="ranker")
+    compile_gate.count_compiles(self.metrics.compiles)
     generator = Generator(reward.model, copy.deepcopy(reward.tokenizer), reward.batch_size,
                           reward.max_len, reward.mesh)
+    generator.admit_shape = compile_gate.CompileGate(limits.max_new_shapes_per_minute,
+                                                     self.metrics.compiles_refused).admit
     self.chat = ChatCompletions(generator, model_name, reward.scorer.encoder.chat_template)
     self.batcher: Batcher | None = None
     self.batcher_task: asyncio.Task | None = None

@@ -74,3 +74,42 @@ def test_the_documented_verdict_readout_with_a_long_stop_string_is_answered(serv
   choice = answer["choices"][0]
   assert len(choice["logprobs"]["content"]) == 1
   assert len(choice["logprobs"]["content"][0]["top_logprobs"]) == 2
+
+
+def test_top_logprobs_share_one_compiled_shape(server):
+  """top_logprobs was a static argument: 20 shapes. Top-20 is taken always and sliced."""
+  readout = {**CHAT, "max_tokens": 1, "temperature": 0.0, "logprobs": True}
+  assert post(server.url, "/v1/chat/completions", {**readout, "top_logprobs": 1})[0] == 200
+  with counted_compiles() as compiles:
+    for top in (0, 2, 5, 20):
+      status, answer, _ = post(server.url, "/v1/chat/completions", {**readout,
+                                                                    "top_logprobs": top})
+      assert status == 200, answer
+      assert len(answer["choices"][0]["logprobs"]["content"][0]["top_logprobs"]) == top
+  assert compiles[0] == 0
+
+
+def test_new_shapes_past_the_rate_are_503_and_every_compile_is_counted():
+  """Each new chat shape stalled /score 8-22 s; a client could make ~2,100 of them."""
+  running = serve_in_background(RewardServer(tiny_reward(), Limits(
+      max_new_shapes_per_minute=2)))
+  try:
+    greedy = {**CHAT, "temperature": 0.0}
+    for tokens in (1, 2):
+      assert post(running.url, "/v1/chat/completions", {**greedy, "max_tokens": tokens})[0] \
+          == 200
+    status, answer, headers = post(running.url, "/v1/chat/completions",
+                                   {**greedy, "max_tokens": 4})
+    assert status == 503 and "max_new_shapes_per_minute=2" in answer["error"]
+    assert int(headers["Retry-After"]) >= 1
+    assert post(running.url, "/v1/chat/completions", {**greedy, "max_tokens": 2})[0] == 200
+    assert post(running.url, "/score", {"pairs": [{"prompt": "q", "response_a": "a",
+                                                   "response_b": "b"}]})[0] == 200
+    import urllib.request
+    metrics = urllib.request.urlopen(running.url + "/metrics", timeout=10).read().decode()
+    assert 'gram_compiles_refused_total{kind="generate"} 1.0' in metrics
+    compiles = float(next(line.split()[1] for line in metrics.splitlines()
+                          if line.startswith("gram_compiles_total ")))
+    assert compiles >= 2  # the two chat shapes at least, and whatever scoring compiled
+  finally:
+    running.stop()
