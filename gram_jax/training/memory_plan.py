@@ -13,6 +13,7 @@ change is verified, not estimated.
 """
 import dataclasses
 import math
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -92,6 +93,9 @@ def measure(compiled: jax.stages.Compiled, abstract_state: dict, abstract_batch:
       capacity=capacity)
 
 
+REMEDY_BUDGET_S = 60.0  # compiling changes that might fit, at most this long
+
+
 @dataclasses.dataclass(frozen=True)
 class Change:
   """A change the user can make: its override flags and how to compile the step with it."""
@@ -99,9 +103,18 @@ class Change:
   compile: Callable[[], tuple[jax.stages.Compiled, dict, dict]]
 
 
-def refusal(plan: MemoryPlan, changes: Iterator[Change]) -> GramError:
-  """The one-line error for a plan over capacity, naming the first change that fits."""
+def refusal(plan: MemoryPlan, changes: Iterator[Change],
+            budget_s: float = REMEDY_BUDGET_S) -> GramError:
+  """The one-line error for a plan over capacity, naming the first change that fits. Each
+  change is a compile (~10 s for a large model): past `budget_s` the search stops and says
+  how many were tried (an absurd batch once compiled 35 before its line)."""
+  started, tried = time.monotonic(), 0
   for change in changes:
+    if tried and time.monotonic() - started > budget_s:
+      advice = (f"none of the {tried} cheapest changes fits (tried for {budget_s:.0f} s): "
+                "more devices, a shorter config.data.seq_len, or fewer rows a device")
+      break
+    tried += 1
     compiled, state, batch = change.compile()
     fixed = measure(compiled, state, batch, plan.capacity)
     if fixed.fits():

@@ -6,6 +6,9 @@ import jax
 from gram_jax import configlib
 from gram_jax.models.config import tiny_config
 from gram_jax.stages import memory_advice
+from gram_jax.training import memory_plan
+
+GB = memory_plan.GB
 
 
 def _changes(c, mesh_shape):
@@ -44,3 +47,21 @@ def test_lora_then_qlora_come_last():
       "--config.model.lora.quantize=nf4", "--config.train.moment_dtype=bfloat16 "
       "--config.model.lora.quantize=nf4", "--config.model.remat=full "
       "--config.train.moment_dtype=bfloat16 --config.model.lora.quantize=nf4"]
+
+
+def test_the_search_for_a_change_that_fits_stops_at_its_budget(monkeypatch):
+  """Each change is a compile (~10 s on a large model); an absurd batch once compiled 35
+  before its line."""
+  clock = iter(range(0, 10_000, 10))  # each look at the clock: 10 s later
+  monkeypatch.setattr(memory_plan.time, "monotonic", lambda: next(clock))
+  over = memory_plan.MemoryPlan(params=10 * GB, optimizer=0, batch=0, arguments=10 * GB,
+                                outputs=0, aliased=0, temporaries=90 * GB, capacity=16 * GB)
+  monkeypatch.setattr(memory_plan, "measure", lambda *args: over)
+  compiled = []
+  changes = (memory_plan.Change(f"--change={i}", lambda i=i: compiled.append(i) or
+                                (None, {}, {})) for i in range(35))
+  error = memory_plan.refusal(over, changes, budget_s=60)
+  assert len(compiled) == 7  # the clock read before each: 10, 20, ... 70 s > 60 s
+  assert str(error).endswith("does not fit; none of the 7 cheapest changes fits (tried for "
+                             "60 s): more devices, a shorter config.data.seq_len, or fewer "
+                             "rows a device")
