@@ -131,19 +131,28 @@ def lora_config(scale: Any) -> Any:
                                          "up_proj", "down_proj"], task_type="SEQ_CLS")
 
 
+def trained_result(base: str, train_path: str, curve_path: str, scale: Any, seed: int,
+                   out: str) -> dict[str, Any] | None:
+  """The result `train` saved for these inputs and settings, or None."""
+  done = os.path.join(out, "peer.json")
+  if not os.path.exists(done):
+    return None
+  with open(done, encoding="utf-8") as f:
+    result = json.load(f)
+  key = _key(base, train_path, curve_path, dataclasses.asdict(scale), seed)
+  return result if result.get("key") == key else None
+
+
 def train(base: str, train_path: str, curve_path: str, scale: Any, seed: int, out: str
           ) -> dict[str, Any]:
   """TRL's RewardTrainer on the pairs of train_path with the GRAM rows' pairs per step,
   steps, learning rate and schedule; the trained (merged) model saved in out/model. A result
   for the same inputs and settings is reused."""
   from gram_jax import provenance
+  if cached := trained_result(base, train_path, curve_path, scale, seed, out):
+    return cached
   key = _key(base, train_path, curve_path, dataclasses.asdict(scale), seed)
   done = os.path.join(out, "peer.json")
-  if os.path.exists(done):
-    with open(done, encoding="utf-8") as f:
-      result = json.load(f)
-    if result.get("key") == key:
-      return result
   shutil.rmtree(out, ignore_errors=True)
   import datasets
   import trl

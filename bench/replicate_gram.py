@@ -123,6 +123,11 @@ SPLIT_SEED = 1234  # the held-out split, the same for every seed and scale
 
 
 DONE, STARTED, RUNS = ".replicate_done", ".replicate_started", ".replicate_code"
+CACHED_ONLY = False  # --cached_only: report the finished steps, run none
+
+
+class NotCached(Exception):
+  """A step --cached_only would have to run."""
 
 
 def _read(path: str) -> str | None:
@@ -166,6 +171,8 @@ def main_stage(config: str, workdir: str, *overrides: str) -> str:
   done = _read(os.path.join(workdir, DONE))
   if done and json.loads(done)["key"] == key:
     return workdir
+  if CACHED_ONLY:
+    raise NotCached(workdir)
   if _read(os.path.join(workdir, STARTED)) != key:
     shutil.rmtree(workdir, ignore_errors=True)
   os.makedirs(workdir, exist_ok=True)
@@ -322,8 +329,10 @@ def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
     model = base
   elif name == BT:
     import bt_peer  # torch, trl and peft load only here
-    trained = bt_peer.train(base, data["train"], data["curve"], scale, seed,
-                            os.path.join(out, "bt"))
+    run = bt_peer.trained_result if CACHED_ONLY else bt_peer.train
+    trained = run(base, data["train"], data["curve"], scale, seed, os.path.join(out, "bt"))
+    if trained is None:
+      raise NotCached(os.path.join(out, "bt"))
     model = trained["model_dir"]
     row.update(pairs_per_second=trained["pairs_per_second"], curve=trained["curve"],
                steps=trained["steps"], code=trained["code"])
@@ -342,6 +351,10 @@ def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
     workdir = os.path.join(out, "eval", slug(name), kind)
     if name == BT:
       import bt_peer
+      folders = evaluate.output_names(list(chosen.values()))
+      if CACHED_ONLY and not all(os.path.exists(os.path.join(workdir, f, "summary.json"))
+                                 for f in folders):
+        raise NotCached(workdir)
       summaries, results = bt_peer.evaluate_peer(model, chosen, scale, workdir)
       prompt = "— (scalar reward)"
     else:
@@ -454,7 +467,11 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
     if not sets & args.sets:
       continue
     for name in wanted:
-      row = run_row(name, out, base, data, scale, seed, sets)
+      try:
+        row = run_row(name, out, base, data, scale, seed, sets)
+      except NotCached as e:
+        print(f"seed {seed}: {name} {sorted(sets)}: not finished ({e}); left out", flush=True)
+        continue
       previous = rows.get(name, {"evaluated": {}})
       row["evaluated"] = {**previous["evaluated"], **row["evaluated"]}
       rows[name] = row
@@ -485,12 +502,16 @@ def main() -> None:
   parser.add_argument("--sets", default=f"{IN_DIST},ood",
                       help="in_distribution, ood or both (every row's in-distribution "
                       "evaluation runs before any out-of-distribution one)")
+  parser.add_argument("--cached_only", action="store_true",
+                      help="print the table of the steps already finished; run nothing")
   parser.add_argument("--workdir", default=os.path.join(
       os.path.expanduser("~"), ".cache", "gram_jax", "replicate_gram"))
   args = parser.parse_args()
   if not os.path.isdir(SHARED):
     sys.exit(f"{SHARED}: the shared data folder is missing")
   scale = SCALES[args.scale]
+  global CACHED_ONLY
+  CACHED_ONLY = args.cached_only
   args.rows = set(filter(None, args.rows.split(",")))
   args.sets = set(filter(None, args.sets.split(",")))
   if unknown := args.rows - set(PARTS):

@@ -112,6 +112,12 @@ def test_a_cached_step_names_its_inputs_not_the_code_that_runs_it(tmp_path, monk
   monkeypatch.setattr(replicate_gram.provenance, "code_version", lambda: "commit 4567ef01")
   replicate_gram.main_stage("evaluate", str(step), "--config.eval.files=x")
   assert replicate_gram.step_code(str(step)) == "commit 0123abcd, commit 4567ef01"
+  # --cached_only reports finished steps and runs none.
+  monkeypatch.setattr(replicate_gram, "CACHED_ONLY", True)
+  assert replicate_gram.main_stage("evaluate", str(step), "--config.eval.files=x") == str(step)
+  with pytest.raises(replicate_gram.NotCached):
+    replicate_gram.main_stage("evaluate", str(tmp_path / "other"), "--config.eval.files=x")
+  assert not (tmp_path / "other").exists()
 
 
 def _stage_config(config: str, overrides: list[str]):
