@@ -85,7 +85,9 @@ def time_attention(names: list[str], seq: int, repeats: int) -> dict:
   import numpy as np
   from gram_jax.models import attention
   rng = np.random.default_rng(0)
-  q, k, v = (jnp.asarray(rng.normal(size=(1, seq, n, 32)), jnp.float32) for n in (4, 2, 2))
+  # cuDNN takes fp16/bf16/fp8 only ("Q must be fp16/bf16/fp8"): bf16 off the CPU, as models run
+  dtype = jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+  q, k, v = (jnp.asarray(rng.normal(size=(1, seq, n, 32)), dtype) for n in (4, 2, 2))
   segments = jnp.ones((1, seq), jnp.int32)
   runs = {impl: (lambda impl: lambda q, k, v: attention.attention(
       q, k, v, segments, segments, implementation=impl))(impl) for impl in names}
@@ -103,16 +105,21 @@ def time_attention(names: list[str], seq: int, repeats: int) -> dict:
     timings[name] = _seconds(lambda: jax.block_until_ready(grad(q, k, v)), repeats)
   try:
     import torch
-    qt, kt, vt = (torch.tensor(np.asarray(x)).transpose(1, 2).requires_grad_() for x in (q, k, v))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch_dtype = torch.float32 if dtype == jnp.float32 else torch.bfloat16
+    qt, kt, vt = (torch.tensor(np.asarray(x, np.float32), dtype=torch_dtype, device=device)
+                  .transpose(1, 2).requires_grad_() for x in (q, k, v))
 
     def torch_step():
       out = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=True,
                                                              enable_gqa=True)
-      out.sum().backward()
+      out.float().sum().backward()
+      if device == "cuda":
+        torch.cuda.synchronize()
     timings["torch sdpa"] = _seconds(torch_step, repeats)
   except ImportError:
     pass
-  return {"seq": seq, "fwd_bwd_seconds": timings}
+  return {"seq": seq, "dtype": jnp.dtype(dtype).name, "fwd_bwd_seconds": timings}
 
 
 def main() -> None:

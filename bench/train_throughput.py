@@ -231,8 +231,9 @@ def main() -> None:
       for side in sides:
         runs[side].append(run_side(args, side, seq))
     row = {"seq": seq, **{side: fastest(results) for side, results in runs.items()}}
-    for peer in ("torch_eager", "torch_compile"):
-      if "tokens_per_second" in row.get(peer, {}) and "tokens_per_second" in row["gram_jax"]:
+    for peer in ("torch_eager", "torch_compile"):  # gram_jax may not be among --peers
+      if "tokens_per_second" in row.get(peer, {}) and \
+          "tokens_per_second" in row.get("gram_jax", {}):
         row[f"speedup_vs_{peer}"] = (row["gram_jax"]["tokens_per_second"] /
                                      row[peer]["tokens_per_second"])
     report["results"].append(row)
