@@ -194,7 +194,7 @@ def train(base: str, train_path: str, curve_path: str, scale: Any, seed: int, ou
   tokenizer.save_pretrained(model_dir)
   seconds = timer.seconds[1:]  # the first step warms up kernels; the median as GRAM's rows
   result = {"key": key, "model_dir": model_dir, "steps": steps, "pairs": len(pairs),
-            "curve": curve.points, "code": provenance.code_version(),
+            "curve": curve.points, "code": provenance.current_code_version(),
             "pairs_per_second": scale.pairs_per_step / float(np.median(seconds))
             if seconds else float("nan")}
   with open(done, "w", encoding="utf-8") as f:

@@ -181,7 +181,7 @@ def main_stage(config: str, workdir: str, *overrides: str) -> str:
   print(f"[{time.strftime('%H:%M:%S')}] {' '.join(command[3:])}", flush=True)
   runs = os.path.join(workdir, RUNS)
   with open(runs, "a", encoding="utf-8") as f:  # the code of this part, read as it starts
-    f.write(provenance.code_version() + "\n")
+    f.write(provenance.current_code_version() + "\n")
   with open(os.path.join(workdir, "stage.log"), "a", encoding="utf-8") as log:
     result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
   if result.returncode:
@@ -525,7 +525,7 @@ def main() -> None:
   with open(os.path.join(args.workdir, "summary.json"), "w", encoding="utf-8") as f:
     json.dump({"scale": args.scale, "settings": dataclasses.asdict(scale),
                "seeds": {str(k): v for k, v in results.items()}, "table": text,
-               "curves": png, "finished_by": provenance.code_version()}, f, indent=2)
+               "curves": png, "finished_by": provenance.current_code_version()}, f, indent=2)
   print(text)
   print(f"learning curves: {png}")
 

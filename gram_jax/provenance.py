@@ -6,10 +6,10 @@ import subprocess
 from importlib import metadata
 
 
-@functools.cache
-def code_version() -> str:
+def current_code_version() -> str:
   """`commit 1a2b3c4d5e6f` (`+ local changes` when the checkout differs from it), or
-  `gram_jax 0.1.0` outside a git checkout."""
+  `gram_jax 0.1.0` outside a git checkout, read now: a process that outlives a commit (a
+  benchmark driving stages for hours) asks this before each step it starts."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   git = lambda *args: subprocess.run(["git", "-C", root, *args], capture_output=True,
                                      text=True, timeout=10)
@@ -25,3 +25,6 @@ def code_version() -> str:
     return f"gram_jax {metadata.version('gram_jax')}"
   except metadata.PackageNotFoundError:
     return "gram_jax (version unknown)"
+
+
+code_version = functools.cache(current_code_version)  # this process's code, read once

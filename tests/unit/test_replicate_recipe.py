@@ -97,7 +97,8 @@ def test_a_cached_step_names_its_inputs_not_the_code_that_runs_it(tmp_path, monk
   key = replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"])
   recorded = json.loads(key)
   assert "code" not in recorded and str(data) in recorded["inputs"]
-  monkeypatch.setattr(replicate_gram.provenance, "code_version", lambda: "commit 0123abcd")
+  monkeypatch.setattr(replicate_gram.provenance, "current_code_version",
+                      lambda: "commit 0123abcd")
   assert replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"]) == key
   data.write_text('{"prompt": "a", "chosen": "c", "rejected": "b"}\n')
   assert replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"]) != key
@@ -109,7 +110,8 @@ def test_a_cached_step_names_its_inputs_not_the_code_that_runs_it(tmp_path, monk
   assert replicate_gram.step_code(str(step)) == "commit 0123abcd"
   # A step stopped and resumed at another commit names both, in the order they ran.
   (step / replicate_gram.DONE).unlink()
-  monkeypatch.setattr(replicate_gram.provenance, "code_version", lambda: "commit 4567ef01")
+  monkeypatch.setattr(replicate_gram.provenance, "current_code_version",
+                      lambda: "commit 4567ef01")
   replicate_gram.main_stage("evaluate", str(step), "--config.eval.files=x")
   assert replicate_gram.step_code(str(step)) == "commit 0123abcd, commit 4567ef01"
   # --cached_only reports finished steps and runs none.
