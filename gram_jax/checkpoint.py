@@ -229,12 +229,38 @@ def check_resumable(workdir: str, model_config: ModelConfig,
   if not storage.isfile(run_config):
     return
   recorded = flat_fields(json.loads(storage.read_text(run_config)))
+  roots = _moved_roots(str(recorded.get("workdir", workdir)), workdir)
   changed = [f"{k} {json.dumps(recorded[k])} -> {json.dumps(v)}"
-             for k, v in sorted(result_fields.items()) if k in recorded and recorded[k] != v]
+             for k, v in sorted(result_fields.items())
+             if k in recorded and not _same_setting(recorded[k], v, roots)]
   if changed:
     raise GramError(f"{workdir}: holds checkpoints of a run with other settings "
                     f"({', '.join(changed)}); resuming would mix the two: {afresh}, or the "
                     "same settings to resume")
+
+
+def _moved_roots(old: str, new: str) -> tuple[str, str]:
+  """Where a copied or moved run directory came from and went: the old and new workdir
+  with their common trailing folders removed (runs/a/prover -> runs/b/prover: runs/a and
+  runs/b), so paths a run made inside itself (a self-training job's tokenizer and rounds)
+  compare by where they lie in it."""
+  old, new = storage.absolute(old).rstrip("/"), storage.absolute(new).rstrip("/")
+  while (old != new and os.path.basename(old) == os.path.basename(new) and
+         os.path.dirname(old) not in (old, "") and os.path.dirname(new) not in (new, "")):
+    old, new = os.path.dirname(old), os.path.dirname(new)
+  return old, new
+
+
+def _same_setting(recorded: Any, value: Any, roots: tuple[str, str]) -> bool:
+  """Equal, or paths at the same place inside a run directory that was copied or moved."""
+  if recorded == value:
+    return True
+  old, new = roots
+  if isinstance(recorded, str) and isinstance(value, str) and old != new:
+    inside = lambda path, root: path.startswith(root + "/")
+    return (inside(recorded, old) and inside(value, new) and
+            recorded[len(old):] == value[len(new):])
+  return False
 
 
 def flat_fields(values: dict, prefix: str = "") -> dict[str, Any]:

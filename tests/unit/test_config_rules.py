@@ -135,3 +135,24 @@ def test_a_batch_the_host_cannot_hold_is_refused_before_numpy_tries():
   with pytest.raises(GramError, match=r"config.train: a step of [\d,]+ rows x \d+ positions "
                      r"per process needs [\d,.]+ GiB of host memory for its tokens alone"):
     configlib.rows_per_process(c)
+
+
+def test_a_copied_run_directory_resumes_with_paths_inside_it_moved(tmp_path):
+  """A run copied elsewhere (a self-training job's sub-run names the job's tokenizer and
+  rounds by absolute path) still resumes; a path that changed inside it does not."""
+  import json
+  from gram_jax import checkpoint
+  from gram_jax.models.config import tiny_config
+  old, new = tmp_path / "old" / "prover", tmp_path / "new" / "prover"
+  (new / "checkpoints" / "5").mkdir(parents=True)
+  (new / checkpoint.MODEL_CONFIG).write_text(json.dumps(tiny_config("qwen3").to_dict()))
+  (new / checkpoint.RUN_CONFIG).write_text(json.dumps({
+      "workdir": str(old), "tokenizer": {"path": str(tmp_path / "old" / "tokenizer")},
+      "data": {"train_files": "/data/pairs.jsonl"}}))
+  fields = {"tokenizer.path": str(tmp_path / "new" / "tokenizer"),
+            "data.train_files": "/data/pairs.jsonl"}
+  checkpoint.check_resumable(str(new), tiny_config("qwen3"), fields)
+  with pytest.raises(GramError, match=r"other settings \(tokenizer.path .*old/tokenizer\" -> "
+                     r".*new/other\"\)"):
+    checkpoint.check_resumable(str(new), tiny_config("qwen3"),
+                               {**fields, "tokenizer.path": str(tmp_path / "new" / "other")})
