@@ -3,6 +3,7 @@
 Used by the serve stage (in the foreground) and by tests and benchmarks (a background
 thread)."""
 import asyncio
+import collections
 import json
 import logging as std_logging
 import os
@@ -58,9 +59,10 @@ class _Slots:
   """The server's connection slots. A connection is idle while it carries no request: before
   its first, and between requests on a kept-alive one. An idle connection is closed
   `header_timeout_s` after opening if it never brought a request, and `keepalive_s` after
-  its last answer otherwise. At a cap, the longest-idle connection that has been silent for
-  `_SILENT_S` makes room for the newcomer: past `max_connections_per_peer` only the
-  newcomer's own peer (address) gives one up, past `max_connections` anyone's does. So
+  its last answer otherwise. At a cap, an idle connection that has been silent for
+  `_SILENT_S` makes room for the newcomer: past `max_connections_per_peer` the newcomer's
+  own peer (address) gives up its longest-idle one, past `max_connections` the peer holding
+  the most connections does. So
   neither idle sockets nor kept-alive ones (no key needed to hold either) can hold every
   slot, and /health answers at the cap. A connection idle for less than that is a client
   about to send (under overload, evicting those reset requests that a 503 should answer);
@@ -92,17 +94,20 @@ class _Slots:
     return handler
 
   def make_room(self, address: str | None) -> bool:
-    """Closes the longest-idle connection (of `address`, or anyone's) silent for
-    `_SILENT_S`; False if there is none."""
+    """Closes an idle connection silent for `_SILENT_S` to make room: `address`'s own
+    longest-idle one, or (None) the longest-idle one of the address holding the most
+    connections, so that a few clients are not evicted for one that holds many. False if
+    there is none."""
     silent = min(_SILENT_S, self.limits.header_timeout_s / 2)
     now = time.monotonic()
-    for handler in self.idle():
-      if now - self.idle_since[handler] < silent:
-        return False
-      if address is None or self.peers.get(handler) == address:
-        self.close(handler)
-        return True
-    return False
+    ready = [h for h in self.idle() if now - self.idle_since[h] >= silent]
+    if address is not None:
+      ready = [h for h in ready if self.peers.get(h) == address]
+    if not ready:
+      return False
+    held = collections.Counter(self.peers.get(h) for h in self.server.connections)
+    self.close(max(ready, key=lambda h: (held[self.peers.get(h)], -self.idle_since[h])))
+    return True
 
   def idle(self) -> list:
     """Open connections carrying no request, longest idle first."""

@@ -277,3 +277,22 @@ def _quietly(function, *args):
     return function(*args)
   except OSError:
     return None
+
+
+def test_at_the_cap_the_address_holding_the_most_gives_up_a_connection():
+  """A client with two idle connections keeps them while an address holding six gives one
+  up for the newcomer, however long each has been idle."""
+  running = serve_in_background(RewardServer(tiny_reward(), Limits(
+      max_connections=8, max_connections_per_peer=6)))
+  try:
+    few = [kept_alive(running.port, "127.0.0.3") for _ in range(2)]  # the longest idle
+    many = [kept_alive(running.port, "127.0.0.2") for _ in range(6)]
+    time.sleep(0.6)
+    with urllib.request.urlopen(running.url + "/health", timeout=5) as response:
+      assert response.status == 200
+    assert closed_by_server(many[0], within=5)
+    assert not any(closed_by_server(s, within=0.2) for s in few)
+    for s in (*few, *many):
+      s.close()
+  finally:
+    running.stop()
