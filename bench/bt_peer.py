@@ -101,21 +101,28 @@ class LearningCurve(transformers.TrainerCallback):
   theirs."""
 
   def __init__(self, pairs: list[dict], tokenizer: Any, max_len: int, batch_size: int,
-               every: int):
+               every: int, path: str):
     self.pairs, self.tokenizer, self.every = pairs, tokenizer, every
-    self.max_len, self.batch_size = max_len, batch_size
-    self.points: list[dict] = []
+    self.max_len, self.batch_size, self.path = max_len, batch_size, path
+    self.points: list[dict] = []  # a resumed run's earlier points are read back
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        self.points = [json.loads(line) for line in f if line.strip()]
 
   def measure(self, model: Any, step: int) -> None:
+    if any(p["step"] == step for p in self.points):
+      return
     was_training = model.training
     judge = ScalarRewardModel(model, self.tokenizer, self.max_len, self.batch_size)
     judged = judge.judge_batch([(p["prompt"], p["chosen"], p["rejected"]) for p in self.pairs])
-    self.points.append({"step": step,
-                        "accuracy": float(np.mean([j.score_a > j.score_b for j in judged]))})
+    point = {"step": step, "accuracy": float(np.mean([j.score_a > j.score_b for j in judged]))}
+    self.points.append(point)
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(point) + "\n")
     model.train(was_training)
 
   def on_train_begin(self, args, state, control, model=None, **kwargs):
-    self.measure(model, 0)
+    self.measure(model, state.global_step)  # 0, or where a resumed run picks up
 
   def on_step_end(self, args, state, control, model=None, **kwargs):
     if state.global_step % self.every == 0 or state.global_step == state.max_steps:
@@ -147,13 +154,18 @@ def train(base: str, train_path: str, curve_path: str, scale: Any, seed: int, ou
           ) -> dict[str, Any]:
   """TRL's RewardTrainer on the pairs of train_path with the GRAM rows' pairs per step,
   steps, learning rate and schedule; the trained (merged) model saved in out/model. A result
-  for the same inputs and settings is reused."""
+  for the same inputs and settings is reused; a run of them that stopped resumes from its
+  last checkpoint (one every curve point) with its curve so far."""
   from gram_jax import provenance
   if cached := trained_result(base, train_path, curve_path, scale, seed, out):
     return cached
   key = _key(base, train_path, curve_path, dataclasses.asdict(scale), seed)
-  done = os.path.join(out, "peer.json")
-  shutil.rmtree(out, ignore_errors=True)
+  done, started = os.path.join(out, "peer.json"), os.path.join(out, "started.json")
+  if not (os.path.exists(started) and json.load(open(started, encoding="utf-8")) == key):
+    shutil.rmtree(out, ignore_errors=True)  # another run's, or none: start afresh
+    os.makedirs(out)
+    with open(started, "w", encoding="utf-8") as f:
+      json.dump(key, f)
   import datasets
   import trl
   torch.manual_seed(seed)
@@ -174,10 +186,12 @@ def train(base: str, train_path: str, curve_path: str, scale: Any, seed: int, ou
       output_dir=os.path.join(out, "trl"), per_device_train_batch_size=scale.pairs_per_step,
       max_steps=steps, learning_rate=scale.learning_rate, lr_scheduler_type="cosine",
       warmup_steps=0.1, max_length=scale.cutoff, bf16=cuda, logging_steps=1,
-      save_strategy="no", report_to=[], seed=seed, data_seed=seed, dataloader_num_workers=0)
+      # a checkpoint every curve point, so a run stopped with its session resumes there
+      save_strategy="steps", save_steps=scale.curve_every, save_total_limit=1,
+      report_to=[], seed=seed, data_seed=seed, dataloader_num_workers=0)
   timer = StepTimer()
   curve = LearningCurve(curve_pairs, tokenizer, scale.cutoff, scale.eval_batch,
-                        scale.curve_every)
+                        scale.curve_every, os.path.join(out, "curve.jsonl"))
   trainer = trl.RewardTrainer(model=model, args=args, train_dataset=dataset,
                               processing_class=tokenizer, callbacks=[timer, curve],
                               peft_config=lora_config(scale) if scale.lora_rank else None)
@@ -185,7 +199,8 @@ def train(base: str, train_path: str, curve_path: str, scale: Any, seed: int, ou
     raise RuntimeError(f"TRL dropped {len(pairs) - len(trainer.train_dataset)} of {len(pairs)} "
                        f"pairs longer than {scale.cutoff} tokens: every row must train on the "
                        "same pairs")
-  trainer.train()
+  trainer.train(resume_from_checkpoint=transformers.trainer_utils.get_last_checkpoint(
+      args.output_dir) if os.path.isdir(args.output_dir) else None)
   trained = trainer.model
   if scale.lora_rank:
     trained = trained.merge_and_unload()
