@@ -429,14 +429,16 @@ class RewardServer:
     app = web.Application(client_max_size=self.limits.max_body_bytes)
     app.cleanup_ctx.append(self._start_batcher)
     reward = self.endpoint("reward", self.reward_endpoint)
-    post = functools.partial(web.post, expect_handler=self.expect_continue)
+    expect = self.expect_continue
     app.add_routes([
-        post("/score", self.endpoint("score", self.score)),
-        post("/rank", self.endpoint("rank", self.rank)),
-        post("/group_reward", self.endpoint("group_reward", self.group_reward)),
-        post("/reward", reward),
-        post("/get_reward", reward),  # OpenRLHF's path
-        post("/v1/chat/completions", self.endpoint("chat", self.chat_completions)),
+        web.post("/score", self.endpoint("score", self.score), expect_handler=expect),
+        web.post("/rank", self.endpoint("rank", self.rank), expect_handler=expect),
+        web.post("/group_reward", self.endpoint("group_reward", self.group_reward),
+                 expect_handler=expect),
+        web.post("/reward", reward, expect_handler=expect),
+        web.post("/get_reward", reward, expect_handler=expect),  # OpenRLHF's path
+        web.post("/v1/chat/completions", self.endpoint("chat", self.chat_completions),
+                 expect_handler=expect),
         web.get("/health", self.health),
         web.get("/metrics", self.prometheus)])
     return app

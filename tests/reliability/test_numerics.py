@@ -1,6 +1,7 @@
 """Non-finite losses: the update is not applied, the batch's records are logged, and after
 `max_bad_steps` bad steps in a row training stops with a clear error, the last good
 checkpoint intact."""
+import dataclasses
 import logging
 import os
 
@@ -44,8 +45,11 @@ def _fit(workdir: str, steps: int, poisoned: bool, max_bad_steps: int = 3):
   c.train.num_steps, c.train.max_bad_steps, c.checkpoint.every_steps = steps, max_bad_steps, 1
   batches = loader.BatchIterator(_data(poisoned), rows=4, seq_len=32, seed=1)
   tokenizer = tok.train_bpe_tokenizer(["a judge reads two responses"] * 8, vocab_size=96)
-  return loop.fit(common.training_settings(c, workdir, batches), mesh, model_config, tokenizer,
-                  batches, nan_if_poisoned,
+  # The run extended with poisoned data, which the resume check refuses for a user (other
+  # steps, other data); this test is about the non-finite guard, so it compares no settings.
+  settings = dataclasses.replace(common.training_settings(c, workdir, batches),
+                                 result_fields={})
+  return loop.fit(settings, mesh, model_config, tokenizer, batches, nan_if_poisoned,
                   init_params=lambda: common.initial_params(c, model_config, mesh))
 
 

@@ -58,7 +58,9 @@ def test_on_object_storage_whole_files_and_staged_directories(gcs):
       assert not storage.exists(f"{target}/marker.json")  # ... after the marker went first
       write_atomic(f"{staging}/weights", "v2")
       raise RuntimeError("killed before the marker")
-  assert storage.listdir(target) == ["weights"]  # incomplete: no marker, never loaded
+  # A failed write removes what it wrote (a full disk must not stay full); had the process
+  # died instead, the folder would lack its marker and never be loaded.
+  assert not storage.exists(target) or storage.listdir(target) == []
 
 
 def test_a_local_copy_of_a_bucket_folder_leaves_the_weights_there(gcs):
