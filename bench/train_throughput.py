@@ -42,9 +42,8 @@ def _timed(step, warmup: int, steps: int, sync) -> tuple[float, object]:
   """The median of `steps` timed steps after `warmup` untimed ones: one slow step (another
   process on a shared core) moves a median far less than a mean."""
   for _ in range(warmup):
-    out = step()
-  sync(out)
-  times = []
+    sync(step())
+  times, out = [], None
   for _ in range(steps):
     start = time.perf_counter()
     out = step()
