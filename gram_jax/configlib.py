@@ -40,6 +40,10 @@ def base_config(stage: str) -> ml_collections.ConfigDict:
   c.workdir = os.path.join("workdir", stage)
   c.seed = 0
   c.dry_run = False  # training stages: log the step's memory plan per device, then exit
+  # XLA's compiled programs kept across runs (JAX's persistent cache): a rerun, a resumed
+  # run or a restarted server with the same shapes skips those compiles. "": off. The
+  # JAX_COMPILATION_CACHE_DIR variable, when set, wins.
+  c.compilation_cache = os.path.join("~", ".cache", "gram_jax", "jax_compilation_cache")
 
   c.model = ml_collections.ConfigDict()
   c.model.path = ""  # HF directory or gram_jax checkpoint; empty = tiny model from scratch
@@ -373,7 +377,7 @@ def check_writable(workdir: str) -> None:
 
 # Fields a run may change when it resumes: they decide how a step is computed, checkpointed,
 # evaluated or reported, not what it trains (micro-batches and kernels compute the same sums).
-RESUME_NEUTRAL = ("workdir", "dry_run", "demo_fields", "mesh.", "dcn_mesh.", "rules",
+RESUME_NEUTRAL = ("workdir", "dry_run", "demo_fields", "compilation_cache", "mesh.", "dcn_mesh.", "rules",
                   "distributed.", "checkpoint.", "eval.", "model.remat", "model.attention",
                   "train.micro_batches", "train.memory_capacity_gb",
                   "train.peak_flops_per_device", "train.max_bad_steps", "train.loss_chunk_len",

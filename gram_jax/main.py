@@ -5,6 +5,7 @@ makes the stage save its progress and exit 0 (gram_jax.preemption); rerunning re
 """
 import contextlib
 import importlib
+import os
 import sys
 
 import jax
@@ -18,6 +19,13 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file[:pr
                                           lock_config=True)
 
 
+def use_compilation_cache(path: str) -> None:
+  """JAX's persistent compilation cache at `path` (config.compilation_cache), unless the
+  environment names one or the config turns it off."""
+  if path and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+
+
 def main(argv: list[str]) -> None:
   cli_util.quiet_library_logs()
   if len(argv) > 1:
@@ -27,6 +35,7 @@ def main(argv: list[str]) -> None:
     sys.exit("error: --config=configs/<stage>.py is required")
   with cli_util.one_line_errors():
     try:
+      use_compilation_cache(config.compilation_cache)
       d = config.distributed
       parallel.initialize_distributed(d.mode, d.coordinator_address, d.num_processes,
                                       d.process_id)

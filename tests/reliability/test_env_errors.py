@@ -197,3 +197,24 @@ def test_a_config_that_is_not_a_file_is_one_line(config, message):
   result = subprocess.run([sys.executable, "-m", "gram_jax.main", f"--config={config}"],
                           capture_output=True, text=True, timeout=120, cwd=cli.ROOT)
   assert result.returncode == 1 and result.stderr.strip() == message, result.stderr
+
+
+def test_compiled_programs_are_kept_across_runs_and_the_cache_can_be_turned_off(tmp_path):
+  """config.compilation_cache: JAX's persistent cache, so a rerun, a resumed run or a
+  restarted server skips the compiles it made before; "" turns it off."""
+  env = {k: v for k, v in cli.main_env().items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # every compile, on any machine
+
+  def run(cache: str, workdir: str) -> None:
+    result = subprocess.run(cli.main_command(PRETRAIN, f"--config.workdir={tmp_path / workdir}",
+                                             "--config.train.num_steps=1", *TINY,
+                                             f"--config.compilation_cache={cache}"),
+                            cwd=cli.ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+  run(str(tmp_path / "cache"), "first")
+  kept = sorted(os.listdir(tmp_path / "cache"))
+  assert kept
+  run(str(tmp_path / "cache"), "second")
+  assert sorted(os.listdir(tmp_path / "cache")) == kept  # the same programs, read back
+  run("", "third")
+  assert sorted(os.listdir(tmp_path / "cache")) == kept
