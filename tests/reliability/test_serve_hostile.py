@@ -364,11 +364,17 @@ def test_a_key_http_clients_cannot_send_is_refused_at_start():
     RewardServer(tiny_reward(), Limits(), api_key="clé-secrète")
 
 
-def test_a_chat_template_that_renders_without_bound_is_refused_at_start():
+def test_a_chat_template_that_renders_without_bound_is_refused_at_start(monkeypatch):
+  """The served template must render a long conversation within a bound (5 s; 0.05 s here,
+  so that the refused template's render, which cannot be stopped, ends within a second)."""
   reward = tiny_reward()
   reward.scorer.encoder.chat_template = (
-      "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}")
-  started = time.monotonic()
-  with pytest.raises(GramError, match="its chat template did not render .* within 5 s"):
+      "{% for i in range(4000) %}{% for j in range(4000) %}{% endfor %}{% endfor %}x")
+  bound = tok.check_render_bound
+  monkeypatch.setattr(tok, "check_render_bound",
+                      lambda *args, **kwargs: bound(*args, **{**kwargs, "seconds": 0.05}))
+  with pytest.raises(GramError, match="its chat template did not render .* within 0.05 s"):
     RewardServer(reward, Limits())
-  assert time.monotonic() - started < 30
+  reward.scorer.encoder.chat_template = "{{ messages[0]['content'] * 100 }}"
+  with pytest.raises(GramError, match="its chat template rendered [\\d,]+ characters from"):
+    RewardServer(reward, Limits())
