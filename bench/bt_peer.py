@@ -159,6 +159,7 @@ def train(base: str, train_path: str, curve_path: str, scale: Any, seed: int, ou
   from gram_jax import provenance
   if cached := trained_result(base, train_path, curve_path, scale, seed, out):
     return cached
+  code = provenance.current_code_version()  # the code this process runs, read as it starts
   key = _key(base, train_path, curve_path, dataclasses.asdict(scale), seed)
   done, started = os.path.join(out, "peer.json"), os.path.join(out, "started.json")
   if not (os.path.exists(started) and json.load(open(started, encoding="utf-8")) == key):
@@ -209,7 +210,7 @@ def train(base: str, train_path: str, curve_path: str, scale: Any, seed: int, ou
   tokenizer.save_pretrained(model_dir)
   seconds = timer.seconds[1:]  # the first step warms up kernels; the median as GRAM's rows
   result = {"key": key, "model_dir": model_dir, "steps": steps, "pairs": len(pairs),
-            "curve": curve.points, "code": provenance.current_code_version(),
+            "curve": curve.points, "code": code,
             "pairs_per_second": scale.pairs_per_step / float(np.median(seconds))
             if seconds else float("nan")}
   with open(done, "w", encoding="utf-8") as f:
