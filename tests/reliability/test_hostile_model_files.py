@@ -12,15 +12,9 @@ import pytest
 
 import gram_jax
 from gram_jax.hf import peft, safetensors_io
-from tests.helpers import cli, hf_fixtures
+from tests.helpers import cli
+from tests.reliability.test_bad_input import hf_dir  # noqa: F401 (a fixture)
 from tests.reliability.test_nonfinite_weights import _adapter
-
-
-@pytest.fixture()
-def hf_dir(tmp_path):
-  path = str(tmp_path / "model")
-  hf_fixtures.make_hf_model("llama_untied", path)
-  return path
 
 
 def _write_raw(path: str, header, data: bytes) -> None:

@@ -16,15 +16,8 @@ from gram_jax.hf import peft, safetensors_io
 from gram_jax.models import lora
 from gram_jax.serving.lifecycle import serve_in_background
 from gram_jax.serving.server import RewardServer
-from tests.helpers import hf_fixtures
+from tests.reliability.test_bad_input import hf_dir  # noqa: F401 (a fixture)
 from tests.reliability.test_serve_hostile import PAIR, post, tiny_reward
-
-
-@pytest.fixture()
-def hf_dir(tmp_path):
-  path = str(tmp_path / "model")
-  hf_fixtures.make_hf_model("llama_untied", path)
-  return path
 
 
 def _edit_config(path, **changes):
