@@ -87,6 +87,18 @@ async def health_probe(url: str, stop: asyncio.Event, stats: dict,
       await asyncio.sleep(0.1)
 
 
+async def _notice_closed(held: list) -> None:
+  """Reads what each held socket got (a refusal's 503), so a socket the server closed shows
+  at_eof; then waits a moment before the next round."""
+  for reader, _ in held:
+    if not reader.at_eof():
+      try:
+        await asyncio.wait_for(reader.read(65536), 0.001)
+      except (asyncio.TimeoutError, OSError):
+        pass
+  await asyncio.sleep(0.05)
+
+
 async def kept_alive_sockets(port: int, per_address: int, stop: asyncio.Event,
                              stats: dict) -> None:
   """Holds `per_address` connections from each of 127.0.0.2 and 127.0.0.3 that each sent one
@@ -116,12 +128,7 @@ async def kept_alive_sockets(port: int, per_address: int, stop: asyncio.Event,
                 ValueError):
           break  # refused (503) or closed: tried again next round
         stats["opened"] += 1
-    for reader, _ in held:  # notice sockets the server closed
-      try:
-        await asyncio.wait_for(reader.read(65536), 0.001)
-      except (asyncio.TimeoutError, OSError):
-        pass
-    await asyncio.sleep(0.05)
+    await _notice_closed(held)
   for _, writer in held:
     writer.close()
 
@@ -140,13 +147,7 @@ async def idle_sockets(port: int, count: int, stop: asyncio.Event, stats: dict) 
       except OSError:
         break
       stats["opened"] += 1
-    for reader, _ in held:  # notice closed sockets (a refusal's 503 is read first)
-      if not reader.at_eof():
-        try:
-          await asyncio.wait_for(reader.read(65536), 0.001)
-        except (asyncio.TimeoutError, OSError):
-          pass
-    await asyncio.sleep(0.05)
+    await _notice_closed(held)
   for _, writer in held:
     writer.close()
 
