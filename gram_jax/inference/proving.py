@@ -72,10 +72,13 @@ def prove_batch(generator: Generator, prompts: PromptEncoder, items: Sequence[di
   Candidate j of item i samples with key (seed + 7 j, first_index + i), so a file proved in
   chunks gets the same proofs as in one call. `context` is empty_context(...)."""
   encoded, trimmed = prompts.encode(items)
-  candidates = [generator.generate(encoded, max_new_tokens, sampling, seed=seed + 7 * j,
-                                   first_index=first_index, field="prover prompts")
-                for j in range(k)]  # candidates[j][i]: candidate j of item i
   n = len(items)
+  # One call: an item's k candidates share its prompt's prefill and cache.
+  generated = generator.generate(
+      [ids for _ in range(k) for ids in encoded], max_new_tokens, sampling,
+      keys=[(seed + 7 * j, first_index + i) for j in range(k) for i in range(n)],
+      first_index=first_index, field="prover prompts")
+  candidates = [generated[j * n:(j + 1) * n] for j in range(k)]  # [j][i]: candidate j, item i
   conditional = unconditional = [[] for _ in range(n)]
   best = [0] * n
   if k > 1:

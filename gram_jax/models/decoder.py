@@ -101,21 +101,27 @@ class Attention(nnx.Module):
     q, k, v = self.project_qkv(x, positions)
     return self.attend(q, k, v, segments, segments)
 
-  def call_cached(self, x: jnp.ndarray, positions: jnp.ndarray, q_segments: jnp.ndarray,
-                  kv_segments: jnp.ndarray, cache: dict,
-                  index: jnp.ndarray | int) -> tuple[jnp.ndarray, dict]:
-    """Attention that writes this chunk's keys/values at `index` of the KV cache
-    ([b, max_len, kv, d]); kv_segments [b, max_len] marks the cache's valid slots.
-
-    The prompt (index 0) attends over its own keys, so it runs the full-sequence kernels;
-    each later token attends over the cache."""
+  def prefill(self, x: jnp.ndarray, positions: jnp.ndarray,
+              segments: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+    """Attention over whole prompts, and their keys and values as a head-major cache
+    {"k", "v": [b, kv_heads, t, head_dim]} (the layout `attention.decode_attention` reads)."""
     q, k, v = self.project_qkv(x, positions)
-    start = (0, index, 0, 0)
-    cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start),
-             "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)}
-    if isinstance(index, int) and index == 0:
-      return self.attend(q, k, v, q_segments, kv_segments[:, :x.shape[1]]), cache
-    return self.attend(q, cache["k"], cache["v"], q_segments, kv_segments, index), cache
+    return self.attend(q, k, v, segments, segments), {"k": k.transpose(0, 2, 1, 3),
+                                                      "v": v.transpose(0, 2, 1, 3)}
+
+  def decode(self, x: jnp.ndarray, positions: jnp.ndarray, prefix: dict, prefix_ok: jnp.ndarray,
+             suffix: dict, suffix_ok: jnp.ndarray, index: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+    """One token per row x [rows, 1, embed]: writes its key and value at `index` of the rows'
+    own cache `suffix` ([rows, kv_heads, s, head_dim]; the caller marks the slot in
+    suffix_ok), then attends over its prompt's cache and its own."""
+    q, k, v = self.project_qkv(x, positions)
+    start = (0, 0, index, 0)
+    suffix = {name: jax.lax.dynamic_update_slice(
+        suffix[name], new.transpose(0, 2, 1, 3).astype(suffix[name].dtype), start)
+        for name, new in (("k", k), ("v", v))}
+    out = attention.decode_attention(q, prefix["k"], prefix["v"], prefix_ok, suffix["k"],
+                                     suffix["v"], suffix_ok)
+    return dense(out, self.o_kernel[...], contract=2), suffix
 
 
 class MLP(nnx.Module):
@@ -143,11 +149,16 @@ class DecoderLayer(nnx.Module):
     x = x + self.attn(self.input_norm(x), positions, segments)
     return x + self.mlp(self.post_attn_norm(x))
 
-  def call_cached(self, x, positions, q_segments, kv_segments, cache, index):
-    attended, cache = self.attn.call_cached(self.input_norm(x), positions, q_segments,
-                                            kv_segments, cache, index)
+  def prefill(self, x, positions, segments):
+    attended, cache = self.attn.prefill(self.input_norm(x), positions, segments)
     x = x + attended
     return x + self.mlp(self.post_attn_norm(x)), cache
+
+  def decode(self, x, positions, prefix, prefix_ok, suffix, suffix_ok, index):
+    attended, suffix = self.attn.decode(self.input_norm(x), positions, prefix, prefix_ok,
+                                        suffix, suffix_ok, index)
+    x = x + attended
+    return x + self.mlp(self.post_attn_norm(x)), suffix
 
 
 REMAT_POLICIES = {
@@ -219,27 +230,40 @@ class Decoder(nnx.Module):
     """Projects hidden states to float32 vocabulary logits."""
     return project(hidden, self.head(hidden.dtype))
 
-  def init_cache(self, batch: int, max_len: int) -> list[dict]:
-    """An empty KV cache: per layer, keys and values [batch, max_len, kv_heads, head_dim]."""
-    shape = (batch, max_len, self.config.num_kv_heads, self.config.head_dim)
+  def prefill(self, input_ids: jnp.ndarray, attention_mask: jnp.ndarray
+              ) -> tuple[jnp.ndarray, list[dict]]:
+    """Runs left-padded prompts [b, t]: final-normed hidden states and, per layer, the
+    prompts' keys and values [b, kv_heads, t, head_dim] (the cache decoding reads)."""
+    positions = positions_from_mask(attention_mask)
+    segments = row_segments(attention_mask)
+    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.config.dtype)
+    cache = []
+    for layer in self.layers:
+      x, layer_cache = layer.prefill(x, positions, segments)
+      cache.append(layer_cache)
+    return self.final_norm(x), cache
+
+  def empty_suffix(self, rows: int, length: int) -> list[dict]:
+    """Per layer, room for `length` generated keys and values of each row [rows, kv_heads,
+    length, head_dim]."""
+    shape = (rows, self.config.num_kv_heads, length, self.config.head_dim)
     return [{"k": jnp.zeros(shape, self.config.dtype), "v": jnp.zeros(shape, self.config.dtype)}
             for _ in range(self.config.num_layers)]
 
-  def forward_cached(self, input_ids: jnp.ndarray, positions: jnp.ndarray,
-                     q_segments: jnp.ndarray, kv_segments: jnp.ndarray, cache: list[dict],
-                     index: jnp.ndarray | int) -> tuple[jnp.ndarray, list[dict]]:
-    """Runs a chunk (the prompt at index 0, then one token at a time) against the KV cache;
-    q_segments [b, chunk] and kv_segments [b, max_len] mark valid tokens and cache slots.
-
-    Returns final-normed hidden states of the chunk and the updated cache.
-    """
-    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.config.dtype)
-    new_cache = []
-    for layer, layer_cache in zip(self.layers, cache):
-      x, layer_cache = layer.call_cached(x, positions, q_segments, kv_segments, layer_cache,
-                                         index)
-      new_cache.append(layer_cache)
-    return self.final_norm(x), new_cache
+  def decode_step(self, token_ids: jnp.ndarray, positions: jnp.ndarray, prefix: list[dict],
+                  prefix_ok: jnp.ndarray, suffix: list[dict], suffix_ok: jnp.ndarray,
+                  index: jnp.ndarray) -> tuple[jnp.ndarray, list[dict]]:
+    """One token per row [rows, 1] at `positions` [rows, 1]: writes its keys and values at
+    `index` of `suffix` and attends over the row's prompt cache (`prefix`, one per prompt;
+    rows = prompts x samples) and its own generated keys (suffix_ok marks them, this token's
+    slot included). Returns final-normed hidden states [rows, 1, embed] and the new suffix."""
+    x = jnp.take(self.embed[...], token_ids, axis=0).astype(self.config.dtype)
+    new_suffix = []
+    for layer, layer_prefix, layer_suffix in zip(self.layers, prefix, suffix):
+      x, layer_suffix = layer.decode(x, positions, layer_prefix, prefix_ok, layer_suffix,
+                                     suffix_ok, index)
+      new_suffix.append(layer_suffix)
+    return self.final_norm(x), new_suffix
 
   def label_logits(self, hidden: jnp.ndarray, token_ids: tuple[int, ...]) -> jnp.ndarray:
     """Float32 logits of a few tokens only: hidden [..., embed] -> [..., len(token_ids)]."""

@@ -7,7 +7,7 @@ from flax import nnx
 
 import gram_jax
 from gram_jax.inference.generate import (Generator, PromptTooLong, Sampling, filter_logits,
-                                         next_tokens)
+                                         next_tokens, shared_prompts)
 from gram_jax.text import tokenizer as tok
 from tests.helpers import hf_fixtures, official
 
@@ -120,3 +120,50 @@ def test_a_prompt_over_the_budget_is_an_error_naming_the_field_never_a_cut(gener
   with pytest.raises(PromptTooLong, match=r"prover prompts\[3\]: 13 prompt tokens exceed .*"
                                           r"max_prompt_len=8"):
     short.generate(PROMPTS, max_new_tokens=2, field="prover prompts", first_index=1)
+
+
+def test_shared_prompts_group_identical_prompts_without_empty_rows():
+  groups, samples = shared_prompts([[1, 2], [3], [1, 2], [3], [1, 2], [3], [1, 2], [3]], 16)
+  assert samples == 4 and groups == [[0, 2, 4, 6], [1, 3, 5, 7]]
+  groups, samples = shared_prompts([[1]] * 6 + [[2]] * 4, 16)  # counts 6 and 4: pairs
+  assert samples == 2 and sorted(map(len, groups)) == [2] * 5
+  assert shared_prompts([[1]] * 8, 4) == ([[0, 1, 2, 3], [4, 5, 6, 7]], 4)  # at most `most`
+  assert shared_prompts([[1], [2], [1]], 8)[1] == 1
+
+
+def test_identical_prompts_share_a_prefill_and_sample_as_if_alone(generator):
+  sampling = Sampling(temperature=1.0)
+  prompts = [PROMPTS[0]] * 4 + [PROMPTS[2]] * 4
+  before = generator.stats["prompts_admitted"]
+  together = generator.generate(prompts, 10, sampling, seed=5)
+  assert generator.stats["prompts_admitted"] - before == 2  # one prefill per distinct prompt
+  alone = [generator.generate([p], 10, sampling, keys=[(5, i)])[0]
+           for i, p in enumerate(prompts)]
+  assert [g.token_ids for g in together] == [g.token_ids for g in alone]
+  assert len({tuple(g.token_ids) for g in together[:4]}) > 1  # the samples differ
+  greedy = generator.generate([PROMPTS[0]] * 4, 10)
+  assert all(g.token_ids == generator.generate(PROMPTS[:1], 10)[0].token_ids for g in greedy)
+
+
+def test_freed_slots_take_waiting_prompts_and_every_row_is_as_if_alone(generator):
+  rng = np.random.default_rng(0)
+  prompts = [rng.integers(5, 200, rng.integers(2, 30)).tolist() for _ in range(10)]
+  model = nnx.merge(generator.graphdef, generator.params)
+  free = Generator(model, generator.tokenizer, batch_size=16).generate(prompts, 12)
+  # An "EOS" the rows write at different steps, so rows finish at different times.
+  first_steps = {}  # token -> the steps at which rows first write it
+  for g in free:
+    for token in set(g.token_ids):
+      first_steps.setdefault(token, set()).add(g.token_ids.index(token))
+  eos = max(first_steps, key=lambda t: len(first_steps[t] - {0}))
+  reusing = Generator(model, generator.tokenizer, batch_size=2)
+  reusing.eos_ids = (eos,)
+  rows = reusing.generate(prompts, 12)
+  assert len({len(g.token_ids) for g in rows}) > 2  # rows end at different steps
+  assert reusing.stats["admissions"] > len(prompts) // 2  # slots were refilled one by one
+  one_batch = Generator(model, generator.tokenizer, batch_size=16, reuse_slots=False)
+  one_batch.eos_ids = (eos,)
+  alone = [one_batch.generate([p], 12)[0] for p in prompts]
+  assert [(g.token_ids, g.finish_reason) for g in rows] == [
+      (g.token_ids, g.finish_reason) for g in alone]
+  assert [g.token_ids for g in one_batch.generate(prompts, 12)] == [g.token_ids for g in rows]
