@@ -61,6 +61,8 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--prompt", type=int, default=128)
   parser.add_argument("--new", type=int, default=128)
+  parser.add_argument("--peers", default="transformers,transformers_static_compiled",
+                      help="comma-separated peers to measure")
   args = parser.parse_args()
   import jax
   import numpy as np
@@ -116,6 +118,8 @@ def main() -> None:
   peers = {}
   for name, extra in (("transformers", {}),
                       ("transformers_static_compiled", {"cache_implementation": "static"})):
+    if name not in args.peers.split(","):
+      continue
     if extra:
       hf.forward = torch.compile(hf.forward, mode="reduce-overhead" if cuda else "default",
                                  fullgraph=True)
@@ -136,8 +140,12 @@ def main() -> None:
                                  args.new, 4 if on_cpu else 2)
   bound = lambda seconds: step_bytes / seconds / bandwidth
   tokens = args.batch * args.new
-  report = {"arch": args.arch, "batch": args.batch, "prompt_max": args.prompt, "new": args.new,
-            "device": kind, "bandwidth_bytes_per_second": bandwidth,
+  from gram_jax import provenance
+  report = {"arch": args.arch, "params": model_config.num_params(), "batch": args.batch,
+            "prompt_max": args.prompt, "new": args.new, "device": kind,
+            "versions": {"jax": jax.__version__, "torch": torch.__version__,
+                         "transformers": transformers.__version__},
+            "commit": provenance.current_code_version(), "bandwidth_bytes_per_second": bandwidth,
             "bandwidth_source": bandwidth_source, "decode_step_bytes": step_bytes,
             "gram_jax": {"tokens_per_second": tokens / jax_seconds,
                          "decode_step_seconds": gram_step,

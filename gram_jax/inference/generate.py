@@ -287,7 +287,8 @@ class Generator:
       eos.add(tokenizer.eos_token_id)
     self.eos_ids = tuple(sorted(eos))
     self.reuse_slots = reuse_slots
-    self.stats = collections.Counter()  # admissions, prompts_admitted, decode_calls
+    # admissions, prompts_admitted, decode_calls; state_bytes: the largest decoding state
+    self.stats = collections.Counter()
     self.compiled_shapes: set[tuple] = set()
     # Called with (kind, shape) before a shape's first compile; may raise to refuse it (a
     # server bounds how fast its clients can make it compile).
@@ -342,6 +343,8 @@ class Generator:
     slot_count = bucket_rows(len(groups), most, self.data_parallel)
     slots = _empty_slots(self.graphdef, self.params, slot_count, samples, width, max_new,
                          self.pad_id)
+    self.stats["state_bytes"] = max(self.stats["state_bytes"],
+                                    sum(x.nbytes for x in jax.tree.leaves(slots)))
     waiting, held, free = collections.deque(groups), {}, list(range(slot_count))
     while True:
       if waiting and free:

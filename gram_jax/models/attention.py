@@ -91,10 +91,11 @@ def decode_attention(q: jax.Array, prefix_k: jax.Array, prefix_v: jax.Array,
   generated keys suffix_k/v [rows, kv_heads, s, d]; prefix_ok [prompts, p] and suffix_ok
   [rows, s] mark the keys a row may attend. Returns [rows, 1, h, d].
 
-  The caches are head-major so each product reads them in place as a batched matmul
-  (a [batch, seq, heads, d] cache is transposed whole at every step by XLA: measured 40.8 ->
-  ms a step, BENCHMARKS.md), and the samples of a prompt read its keys once, as one product
-  (their queries stacked). One softmax spans both parts.
+  The caches are head-major so each product reads them in place as a batched matmul (XLA
+  copies a [batch, seq, heads, d] cache whole into head-major order at every step: at 1,024
+  cached tokens the small shape's decode step fell from 40.8 to 29.6 ms on CPU), and the
+  samples of a prompt read its keys once, as one product (their queries stacked). One
+  softmax spans both parts.
   """
   rows, _, h, d = q.shape
   prompts, kv = prefix_k.shape[:2]
