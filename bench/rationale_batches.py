@@ -83,11 +83,10 @@ def main() -> None:
   from gram_jax import provenance
   from gram_jax.data import preference, sources
   from gram_jax.data.encode import JudgeEncoder
-  from gram_jax.hf.load import load_pretrained
   from gram_jax.hf.smollm2 import smollm2_instruct
   from gram_jax.inference.generate import Generator, Sampling
+  from gram_jax.pretrained import load_pretrained, load_tokenizer
   from gram_jax.text import templates
-  from gram_jax.text.tokenizer import load_tokenizer
 
   path = smollm2_instruct()
   model, tokenizer = load_pretrained(path), load_tokenizer(path)
@@ -98,7 +97,7 @@ def main() -> None:
       pair = preference.parse_preference_pair(row.data, row.where)
     except Exception:  # HH-RLHF's empty replies
       continue
-    pairs.append((pair.prompt, pair.response_a, pair.response_b))
+    pairs.append((pair.prompt, pair.chosen, pair.rejected))
     if len(pairs) == 4 * args.pairs:
       break
   encoded, trimmed = encoder.encode_many(pairs)

@@ -35,9 +35,10 @@ from gram_jax.models.decoder import Decoder, positions_from_mask
 
 _MASKED = -1e30
 _MIN_STOP_ROWS, _MIN_STOP_TOKENS = 4, 8
-# Prompts decoded through one set of slots, in batches: more waves pad less (each is as wide
-# as its longest prompt), fewer leave slots idle less often (as a wave's last rows finish).
-_WAVE = 8
+# Prompts decoded through one set of slots (a wave) are as wide as its longest: a wave ends at
+# a length bucket once it holds _MIN_WAVE slots' worth of prompts (enough to refill from),
+# and at _MAX_WAVE slots' worth (measured: BENCHMARKS.md, "Generation at rationale lengths").
+_MIN_WAVE, _MAX_WAVE = 2, 8
 
 
 @jax.tree_util.register_dataclass
@@ -255,6 +256,18 @@ class TokenLogprobs:
   top_ids: np.ndarray | None  # [tokens, top_k]
 
 
+def waves(groups: list, bucket: Callable[[Any], int], least: int, most: int) -> list[list]:
+  """Consecutive runs of `groups` (sorted by length) of at most `most`, each ending where the
+  length bucket changes once it holds `least`."""
+  runs = [[]]
+  for group in groups:
+    current = runs[-1]
+    if len(current) == most or (len(current) >= least and bucket(group) != bucket(current[-1])):
+      runs.append(current := [])
+    current.append(group)
+  return [run for run in runs if run]
+
+
 def shared_prompts(encoded: Sequence[Sequence[int]], most: int
                    ) -> tuple[list[list[int]], int]:
   """Indices of identical prompts in groups of `samples` each (groups share a prefill and
@@ -287,7 +300,8 @@ class Generator:
       eos.add(tokenizer.eos_token_id)
     self.eos_ids = tuple(sorted(eos))
     self.reuse_slots = reuse_slots
-    # admissions, prompts_admitted, decode_calls; state_bytes: the largest decoding state
+    # admissions, prompts_admitted, decode_calls, decode_steps; state_bytes: the largest
+    # decoding state
     self.stats = collections.Counter()
     self.compiled_shapes: set[tuple] = set()
     # Called with (kind, shape) before a shape's first compile; may raise to refuse it (a
@@ -324,9 +338,9 @@ class Generator:
     groups.sort(key=lambda group: len(encoded[group[0]]))
     most = parallel.round_up_to_data_parallel(max(1, self.batch_size // samples), self.mesh)
     results: list[Generation | None] = [None] * len(encoded)
-    wave_size = _WAVE * most if self.reuse_slots else most
-    for start in range(0, len(groups), wave_size):
-      wave = groups[start:start + wave_size]
+    bucket = lambda group: bucket_length(len(encoded[group[0]]), self.max_prompt_len)
+    for wave in (waves(groups, bucket, _MIN_WAVE * most, _MAX_WAVE * most) if self.reuse_slots
+                 else [groups[i:i + most] for i in range(0, len(groups), most)]):
       for index, generation in self._decode_wave(wave, samples, most, encoded, key_data,
                                                  max_new_tokens, decoding, stop):
         results[index] = generation
@@ -365,6 +379,7 @@ class Generator:
                        parallel.put_batch(mask, self.mesh), np.asarray(into, np.int32),
                        row_keys, self.pad_id)
       if not held:
+        self.stats.update(decode_steps=int(slots.ring))
         return
       refill_at = max(1, slot_count // 4) if waiting else slot_count + 1
       self.stats.update(decode_calls=1)

@@ -7,7 +7,7 @@ from flax import nnx
 
 import gram_jax
 from gram_jax.inference.generate import (Generator, PromptTooLong, Sampling, filter_logits,
-                                         next_tokens, shared_prompts)
+                                         next_tokens, shared_prompts, waves)
 from gram_jax.text import tokenizer as tok
 from tests.helpers import hf_fixtures, official
 
@@ -129,6 +129,13 @@ def test_shared_prompts_group_identical_prompts_without_empty_rows():
   assert samples == 2 and sorted(map(len, groups)) == [2] * 5
   assert shared_prompts([[1]] * 8, 4) == ([[0, 1, 2, 3], [4, 5, 6, 7]], 4)  # at most `most`
   assert shared_prompts([[1], [2], [1]], 8)[1] == 1
+
+
+def test_waves_end_at_a_length_bucket_once_they_can_refill():
+  lengths = [10, 10, 10, 20, 20, 20, 20, 20, 20, 30]
+  bucket = lambda i: lengths[i]
+  assert waves(list(range(10)), bucket, 2, 4) == [[0, 1, 2], [3, 4, 5, 6], [7, 8], [9]]
+  assert waves(list(range(10)), bucket, 4, 100) == [[0, 1, 2, 3, 4, 5, 6, 7, 8], [9]]
 
 
 def test_identical_prompts_share_a_prefill_and_sample_as_if_alone(generator):
