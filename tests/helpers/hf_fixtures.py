@@ -25,6 +25,13 @@ FAMILIES = {
     "llama_untied": (transformers.LlamaConfig, dict(tie_word_embeddings=False)),
     "qwen2": (transformers.Qwen2Config, dict(tie_word_embeddings=False, rope_theta=1e6)),
     "qwen3": (transformers.Qwen3Config, dict(tie_word_embeddings=True, head_dim=16)),
+    # A window shorter than the test rows, a local and a global layer with their own RoPE
+    # bases, and a query scalar that is not head_dim.
+    "gemma3": (transformers.Gemma3TextConfig, dict(
+        head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+        query_pre_attn_scalar=12, rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}})),
 }
 
 
