@@ -13,7 +13,7 @@ from gram_jax import pretrained
 from gram_jax.data.encode import JudgeEncoder
 from gram_jax.hf import gemma3_270m
 from gram_jax.inference.generate import Generator
-from tests.helpers import official
+from tests.helpers import hf_fixtures, official
 
 # Real text of more than the 512-token window: the sliding layers drop its head.
 TEXT = " ".join(["The capital of France is Paris, a city on the Seine known for its museums,",
@@ -43,12 +43,14 @@ def test_logits_equal_transformers_on_real_text_longer_than_the_window(gemma):
   assert np.abs(ours - theirs).max() / np.abs(theirs).max() <= 1e-4
 
 
-def test_a_judging_prompt_renders_and_greedy_generation_is_token_identical(gemma):
+def test_a_judging_prompt_in_gemma_turns_and_greedy_generation_is_token_identical(gemma):
   path, torch_model = gemma
   tokenizer = pretrained.load_tokenizer(path)
-  prompt, _ = JudgeEncoder(tokenizer, 4096)("What is the capital of France?",
-                                             "The capital of France is Paris.",
-                                             "The capital of France is Berlin.")
+  encoder = JudgeEncoder(tokenizer, 4096, chat_template=hf_fixtures.GEMMA_CHAT_TEMPLATE)
+  prompt, _ = encoder("What is the capital of France?", "The capital of France is Paris.",
+                      "The capital of France is Berlin.")
+  turn = tokenizer.convert_tokens_to_ids("<start_of_turn>")
+  assert prompt.count(turn) == 2  # Gemma's own control token, once per turn
   prompts = [prompt, tokenizer("The capital of France is")["input_ids"]]
   generated = Generator(gram_jax.load_pretrained(path), tokenizer, batch_size=2).generate(
       prompts, max_new_tokens=16)

@@ -35,6 +35,16 @@ FAMILIES = {
 }
 
 
+# Gemma's turn markup, as the chat template of Gemma 1 and 2 writes it: a system turn is an
+# error (Gemma 3 270M's GGUF, a base model, carries no template).
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\\n' "
+    "+ message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}")
+
+
 def build_tokenizer():
   return tok.train_bpe_tokenizer(TOKENIZER_TEXT * 4, vocab_size=VOCAB)
 

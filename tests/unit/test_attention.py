@@ -78,13 +78,19 @@ def test_blocks_that_cannot_meet_are_skipped():
   """The skip rule itself: causal bounds and segment ranges per block pair."""
   q, k, v, _ = _packed(2, 256, 2, 2, 8)
   segments = jnp.asarray(np.repeat(np.array([[1, 2, 3, 0]]), 64, axis=1).repeat(2, axis=0))
-  blocks = attention._Blocks(q, k, v, segments, segments, 0, True, 64, 64)
-  assert [int(blocks.kv_blocks_of(i)) for i in range(4)] == [1, 2, 3, 4]
-  assert [int(blocks.q_blocks_of(j)) for j in range(4)] == [0, 1, 2, 3]
+  blocks = attention._Blocks(q, k, v, segments, segments, 0, True, 64, 64, 0)
+  span = lambda bounds: tuple(int(b) for b in bounds)
+  assert [span(blocks.kv_blocks_of(i)) for i in range(4)] == [(0, 1), (0, 2), (0, 3), (0, 4)]
+  assert [span(blocks.q_blocks_of(j)) for j in range(4)] == [(0, 4), (1, 4), (2, 4), (3, 4)]
   met = [[bool(blocks.meet(i, j)) for j in range(4)] for i in range(4)]
   assert met == [[i == j and i < 3 for j in range(4)] for i in range(4)]
-  decoding = attention._Blocks(q[:, :1], k, v, segments[:, :1], segments, 130, True, 64, 64)
-  assert int(decoding.kv_blocks_of(0)) == 3  # keys 0..130 only
+  decoding = attention._Blocks(q[:, :1], k, v, segments[:, :1], segments, 130, True, 64, 64, 0)
+  assert span(decoding.kv_blocks_of(0)) == (0, 3)  # keys 0..130 only
+  # A 70-key window: query block 2 (queries 128..191) sees keys 59..191, blocks 0..2; key
+  # block 0 (keys 0..63) is seen by queries up to 132, query blocks 0..2.
+  windowed = attention._Blocks(q, k, v, segments, segments, 0, True, 64, 64, 70)
+  assert span(windowed.kv_blocks_of(2)) == (0, 3) and span(windowed.kv_blocks_of(3)) == (1, 4)
+  assert span(windowed.q_blocks_of(0)) == (0, 3) and span(windowed.q_blocks_of(1)) == (1, 4)
 
 
 def test_flash_memory_is_linear_in_the_sequence():

@@ -12,15 +12,6 @@ from gram_jax.data.encode import JudgeEncoder
 from gram_jax.hf import mapping
 from tests.helpers import hf_fixtures
 
-# Gemma's chat template as Gemma 1 and 2 ship it: a system turn is an error.
-NO_SYSTEM_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
-    "{{ raise_exception('System role not supported') }}{% endif %}"
-    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\\n' "
-    "+ message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}")
-
-
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("gemma3"))
@@ -62,7 +53,7 @@ def test_packed_rows_longer_than_the_window_equal_each_document_alone(gemma, imp
 def test_judge_prompts_render_under_a_template_with_no_system_turn(gemma):
   path, _ = gemma
   tokenizer = gram_jax.text.tokenizer.load_tokenizer(path)
-  encoder = JudgeEncoder(tokenizer, 4096, chat_template=NO_SYSTEM_TEMPLATE)
+  encoder = JudgeEncoder(tokenizer, 4096, chat_template=hf_fixtures.GEMMA_CHAT_TEMPLATE)
   encoded, trimmed = encoder.encode_many([("What is 2 + 2?", "4.", "5.")])
   text = tokenizer.decode(encoded[0])
   assert "<start_of_turn>user" in text and text.rstrip().endswith("<start_of_turn>model")
