@@ -42,7 +42,7 @@ def get_config(preset: str = ""):
     c.train.per_device_batch_size = 2
     c.train.micro_batches = 16
     c.eval.every_steps = 200
-  if preset == configlib.SMOLLM2:
+  if preset in configlib.OFFLINE_MODELS:
     c.train.num_epochs = 1.0
     c.train.per_device_batch_size = 4
     c.train.micro_batches = 1

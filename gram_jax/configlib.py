@@ -16,7 +16,7 @@ import ml_collections
 from gram_jax import checkpoint, parallel, storage
 from gram_jax.data import benchmarks, sources
 from gram_jax.errors import GramError
-from gram_jax.hf import smollm2
+from gram_jax.hf import gemma3_270m, smollm2
 from gram_jax.inference import ranking
 from gram_jax.models import lora
 from gram_jax.models.config import ARCHITECTURES, ATTENTION_IMPLS
@@ -27,11 +27,16 @@ DTYPES = ("float32", "bfloat16", "float16")
 # Paper hyper-parameters per model (docs/method.md §2–3); model.path points at the weights.
 # The real-model presets of configs/*.py (`:qwen3-8b`): shapes in models.config.ARCHITECTURES.
 MODEL_PRESETS = ("qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "llama3.2-3b",
-                 "llama3.1-8b", "smollm2-135m")
-# The one real model that runs offline on a CPU (gram_jax.hf.smollm2): float32 compute there,
-# no remat, 1,024-token prompts (a GRAM prompt around a real pair; 64 does not hold one).
+                 "llama3.1-8b", "smollm2-135m", "gemma3-270m")
+# The real models that run offline on a CPU (gram_jax.hf.smollm2, gram_jax.hf.gemma3_270m):
+# float32 compute there, no remat, 1,024-token prompts (a GRAM prompt around a real pair; 64
+# does not hold one). preset -> (its HF directory, the command that builds it once)
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_BUILD = "from gram_jax.hf import smollm2; smollm2.smollm2_instruct()"
+OFFLINE_MODELS = {
+    SMOLLM2: (smollm2.hf_dir, SMOLLM2_BUILD),
+    "gemma3-270m": (gemma3_270m.hf_dir,
+                    "from gram_jax.hf import gemma3_270m; gemma3_270m.gemma3_270m()")}
 
 
 def base_config(stage: str) -> ml_collections.ConfigDict:
@@ -199,8 +204,8 @@ def apply_model_preset(c: ml_collections.ConfigDict, preset: str,
   adds itself (for the error's list)."""
   check_preset(preset, MODEL_PRESETS + stage_presets)
   c.model.init.family = ARCHITECTURES[preset]["family"]
-  if preset == SMOLLM2:
-    c.model.path = smollm2.hf_dir()
+  if preset in OFFLINE_MODELS:
+    c.model.path = OFFLINE_MODELS[preset][0]()
     c.data.cutoff_len = 1024
     c.data.seq_len = 1024
     c.checkpoint.every_steps = 50
@@ -566,8 +571,9 @@ def _check_paths_and_devices(c: ml_collections.ConfigDict) -> None:
   for value, field in paths:
     storage.check_reachable(value, field)
   if c.model.path and not storage.isdir(c.model.path):
-    hint = f"; build it once with: python -c '{SMOLLM2_BUILD}'" \
-        if c.model.path == smollm2.hf_dir() else ""
+    build = [command for hf_dir, command in OFFLINE_MODELS.values()
+             if c.model.path == hf_dir()]
+    hint = f"; build it once with: python -c '{build[0]}'" if build else ""
     raise GramError(f"config.model.path: {c.model.path}: directory not found{hint}")
   data_parallel_size(c)  # checks the mesh against the devices
   if c.stage in TRAINING_STAGES:

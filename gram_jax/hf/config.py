@@ -5,10 +5,9 @@ from typing import Any
 
 from gram_jax import storage
 from gram_jax.errors import GramError
-from gram_jax.models.config import FAMILY_DEFAULTS, ModelConfig
+from gram_jax.models import families
+from gram_jax.models.config import ModelConfig
 
-_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-                  "qwen3": "Qwen3ForCausalLM"}
 _HF_NAMES = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
              "num_kv_heads": "num_key_value_heads"}  # ModelConfig's name -> config.json's
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -31,10 +30,23 @@ def _require(raw: dict[str, Any], key: str, source: str) -> Any:
 
 
 def _rope_fields(raw: dict[str, Any], source: str) -> dict[str, Any]:
-  """Reads rope settings from transformers v5 `rope_parameters` or legacy rope_theta/rope_scaling."""
+  """Reads rope settings from transformers v5 `rope_parameters` or legacy rope_theta/rope_scaling;
+  a family with local layers (Gemma 3) keeps one set per layer type, and its local layers'
+  base (`rope_local_base_freq` before v5)."""
   params = dict(raw.get("rope_parameters") or {})
   legacy_scaling = raw.get("rope_scaling") or {}
   field = "rope_parameters" if "rope_parameters" in raw else "rope_scaling"
+  if "full_attention" in params or "sliding_attention" in params:
+    local = dict(params.get("sliding_attention") or {})
+    if local.get("rope_type", "default") != "default":
+      raise GramError(f"{source}: unsupported value for 'rope_parameters.sliding_attention."
+                      f"rope_type': {local['rope_type']!r} (supported: default)")
+    fields = _rope_fields({"rope_parameters": params.get("full_attention") or {}}, source)
+    return {**fields, "rope_local_theta": float(local.get("rope_theta", 10000.0))}
+  if "rope_local_base_freq" in raw:
+    raw = {k: v for k, v in raw.items() if k != "rope_local_base_freq"}
+    return {**_rope_fields(raw, source),
+            "rope_local_theta": float(raw.get("rope_local_base_freq", 10000.0))}
   params = {**legacy_scaling, **params}
   theta = params.get("rope_theta", raw.get("rope_theta", 10000.0))
   rope_type = params.get("rope_type", params.get("type", "default"))
@@ -55,29 +67,17 @@ def _rope_fields(raw: dict[str, Any], source: str) -> dict[str, Any]:
                   "(supported: default, linear, llama3)")
 
 
-def _check_unsupported(raw: dict[str, Any], source: str) -> None:
-  if raw.get("hidden_act", "silu") != "silu":
-    raise GramError(f"{source}: unsupported value for 'hidden_act': {raw['hidden_act']!r} "
-                    "(supported: silu)")
-  if raw.get("mlp_bias"):
-    raise GramError(f"{source}: unsupported value for 'mlp_bias': true")
-  if raw.get("use_sliding_window"):
-    raise GramError(f"{source}: unsupported value for 'use_sliding_window': true")
-  if raw.get("pretraining_tp", 1) != 1:
-    raise GramError(f"{source}: unsupported value for 'pretraining_tp': {raw['pretraining_tp']}")
-  if raw["model_type"] != "qwen2" and raw.get("attention_bias", False):
-    raise GramError(f"{source}: unsupported value for 'attention_bias': true "
-                    f"(o_proj bias is not implemented for {raw['model_type']})")
-
-
 def model_config_from_hf(raw: dict[str, Any], source: str = "config.json",
                          param_dtype: str | None = None) -> ModelConfig:
-  """Maps a transformers config.json dict to ModelConfig."""
-  family = raw.get("model_type")
-  if family not in _ARCHITECTURES:
-    raise GramError(f"{source}: unsupported value for 'model_type': {family!r} "
-                    f"(supported: {', '.join(_ARCHITECTURES)})")
-  _check_unsupported(raw, source)
+  """Maps a transformers config.json dict to ModelConfig (its family's record says how)."""
+  name = raw.get("model_type")
+  if name not in families.RECORDS:
+    raise GramError(f"{source}: unsupported value for 'model_type': {name!r} "
+                    f"(supported: {', '.join(families.RECORDS)})")
+  family = families.RECORDS[name]
+  for refusal in family.refusals:
+    if problem := refusal.check(raw):
+      raise GramError(f"{source}: {problem}")
   try:  # a field of the wrong kind or range is one line naming the file
     heads = int(_require(raw, "num_attention_heads", source))
     hidden = int(_require(raw, "hidden_size", source))
@@ -85,7 +85,7 @@ def model_config_from_hf(raw: dict[str, Any], source: str = "config.json",
     dtype = param_dtype or _DTYPES.get(stored_dtype, "float32")
     eos = raw.get("eos_token_id")
     return ModelConfig(
-        family=family,
+        family=name,
         vocab_size=int(_require(raw, "vocab_size", source)),
         hidden_size=hidden,
         intermediate_size=int(_require(raw, "intermediate_size", source)),
@@ -96,8 +96,8 @@ def model_config_from_hf(raw: dict[str, Any], source: str = "config.json",
         rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
         max_position_embeddings=int(raw.get("max_position_embeddings", 4096)),
         tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-        qkv_bias=FAMILY_DEFAULTS[family]["qkv_bias"],
-        qk_norm=FAMILY_DEFAULTS[family]["qk_norm"],
+        **family.features,
+        **family.read(raw, source),
         bos_token_id=raw.get("bos_token_id"),
         eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
         pad_token_id=raw.get("pad_token_id"),
@@ -135,18 +135,19 @@ def hf_config_dict(model_config: ModelConfig) -> dict[str, Any]:
                 original_max_position_embeddings=model_config.rope_original_max_position)
   eos = model_config.eos_token_id
   eos = list(eos) if isinstance(eos, tuple) else eos
+  family = families.family(model_config.family)
+  if model_config.layer_types:  # one RoPE per layer type
+    names = {"full": "full_attention", "sliding": "sliding_attention"}
+    rope = {names["full"]: rope, names["sliding"]: {"rope_type": "default",
+                                                    "rope_theta": model_config.rope_local_theta}}
   values = dict(
-      architectures=[_ARCHITECTURES[model_config.family]], model_type=model_config.family,
+      architectures=[family.architecture], model_type=model_config.family,
       vocab_size=model_config.vocab_size, hidden_size=model_config.hidden_size,
       intermediate_size=model_config.intermediate_size, num_hidden_layers=model_config.num_layers,
       num_attention_heads=model_config.num_heads, num_key_value_heads=model_config.num_kv_heads,
-      head_dim=model_config.head_dim, hidden_act="silu", rms_norm_eps=model_config.rms_norm_eps,
+      head_dim=model_config.head_dim, rms_norm_eps=model_config.rms_norm_eps,
       max_position_embeddings=model_config.max_position_embeddings,
       tie_word_embeddings=model_config.tie_word_embeddings, rope_parameters=rope,
       bos_token_id=model_config.bos_token_id, eos_token_id=eos,
       pad_token_id=model_config.pad_token_id, dtype=model_config.param_dtype)
-  if model_config.family == "llama":
-    values.update(attention_bias=model_config.qkv_bias, mlp_bias=False)
-  if model_config.family == "qwen3":
-    values.update(attention_bias=False)
-  return values
+  return {**values, **family.write(model_config)}

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from gram_jax.models import families
 from gram_jax.models.config import ModelConfig
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -47,46 +48,43 @@ def _bias(heads: int, head_dim: int) -> tuple[Transform, Transform]:
 
 
 def param_specs(model_config: ModelConfig) -> list[ParamSpec]:
-  """Every parameter of a Decoder with this config, in checkpoint order."""
+  """Every parameter of a Decoder with this config, in checkpoint order; each layer module's
+  HF name is its family's (models/families.py)."""
   e, h, kv, d, m, v = (model_config.hidden_size, model_config.num_heads,
                        model_config.num_kv_heads, model_config.head_dim,
                        model_config.intermediate_size, model_config.vocab_size)
+  modules = families.family(model_config.family).layer_modules
   specs = [ParamSpec(("embed",), "model.embed_tokens.weight", _identity, _identity, (v, e))]
   for i in range(model_config.num_layers):
     hf, ours = f"model.layers.{i}.", ("layers", i)
-    attn = ours + ("attn",)
+    attn, mlp = ours + ("attn",), ours + ("mlp",)
     q_in, kv_in, out = _in_proj(h, d, e), _in_proj(kv, d, e), _out_proj(h, d, e)
-    specs += [
-        ParamSpec(ours + ("input_norm", "scale"), hf + "input_layernorm.weight",
-                  _identity, _identity, (e,)),
-        ParamSpec(attn + ("q_kernel",), hf + "self_attn.q_proj.weight", *q_in, (h * d, e)),
-        ParamSpec(attn + ("k_kernel",), hf + "self_attn.k_proj.weight", *kv_in, (kv * d, e)),
-        ParamSpec(attn + ("v_kernel",), hf + "self_attn.v_proj.weight", *kv_in, (kv * d, e)),
-        ParamSpec(attn + ("o_kernel",), hf + "self_attn.o_proj.weight", *out, (e, h * d)),
-    ]
+
+    def norm(name: str, size: int = e, within: tuple = ours) -> ParamSpec:
+      return ParamSpec(within + (name, "scale"), f"{hf}{modules[name]}.weight", _identity,
+                       _identity, (size,))
+
+    def weight(name: str, within: tuple, transforms: tuple, shape: tuple) -> ParamSpec:
+      return ParamSpec(within + (f"{name}_kernel",), f"{hf}{modules[name]}.weight",
+                       *transforms, shape)
+
+    specs += [norm("input_norm"),
+              weight("q", attn, q_in, (h * d, e)), weight("k", attn, kv_in, (kv * d, e)),
+              weight("v", attn, kv_in, (kv * d, e)), weight("o", attn, out, (e, h * d))]
     if model_config.qkv_bias:
-      specs += [
-          ParamSpec(attn + ("q_bias",), hf + "self_attn.q_proj.bias", *_bias(h, d), (h * d,)),
-          ParamSpec(attn + ("k_bias",), hf + "self_attn.k_proj.bias", *_bias(kv, d), (kv * d,)),
-          ParamSpec(attn + ("v_bias",), hf + "self_attn.v_proj.bias", *_bias(kv, d), (kv * d,)),
-      ]
+      specs += [ParamSpec(attn + (f"{name}_bias",), f"{hf}{modules[name]}.bias",
+                          *_bias(heads, d), (heads * d,))
+                for name, heads in (("q", h), ("k", kv), ("v", kv))]
     if model_config.qk_norm:
-      specs += [
-          ParamSpec(attn + ("q_norm", "scale"), hf + "self_attn.q_norm.weight",
-                    _identity, _identity, (d,)),
-          ParamSpec(attn + ("k_norm", "scale"), hf + "self_attn.k_norm.weight",
-                    _identity, _identity, (d,)),
-      ]
-    specs += [
-        ParamSpec(ours + ("post_attn_norm", "scale"), hf + "post_attention_layernorm.weight",
-                  _identity, _identity, (e,)),
-        ParamSpec(ours + ("mlp", "gate_kernel"), hf + "mlp.gate_proj.weight",
-                  _transpose, _transpose, (m, e)),
-        ParamSpec(ours + ("mlp", "up_kernel"), hf + "mlp.up_proj.weight",
-                  _transpose, _transpose, (m, e)),
-        ParamSpec(ours + ("mlp", "down_kernel"), hf + "mlp.down_proj.weight",
-                  _transpose, _transpose, (e, m)),
-    ]
+      specs += [norm("q_norm", d, attn), norm("k_norm", d, attn)]
+    if model_config.sandwich_norms:
+      specs.append(norm("attn_out_norm"))
+    specs += [norm("post_attn_norm"),
+              weight("gate", mlp, (_transpose, _transpose), (m, e)),
+              weight("up", mlp, (_transpose, _transpose), (m, e)),
+              weight("down", mlp, (_transpose, _transpose), (e, m))]
+    if model_config.sandwich_norms:
+      specs.append(norm("mlp_out_norm"))
   specs.append(ParamSpec(("final_norm", "scale"), "model.norm.weight", _identity, _identity, (e,)))
   if not model_config.tie_word_embeddings:
     specs.append(ParamSpec(("lm_head",), "lm_head.weight", _transpose, _transpose, (v, e)))

@@ -17,20 +17,23 @@ from flax import nnx
 from gram_jax import storage
 from gram_jax.errors import GramError
 from gram_jax.hf import safetensors_io
-from gram_jax.models import finite, lora
+from gram_jax.models import families, finite, lora
 from gram_jax.models.config import ModelConfig
 from gram_jax.models.decoder import Decoder, abstract_model
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
-MODULES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-           "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
-           "down": "mlp.down_proj"}
+MODULES = {target: families.LAYER_MODULES[target] for target in families.PROJECTIONS}
 _PREFIX = "base_model.model.model.layers."
 
 
 def _name(layer: int, target: str, matrix: str) -> str:
   return f"{_PREFIX}{layer}.{MODULES[target]}.lora_{matrix}.weight"
+
+
+def _projections(model_config: ModelConfig) -> dict[str, str]:
+  modules = families.family(model_config.family).layer_modules
+  return {target: modules[target] for target in families.PROJECTIONS}
 
 
 def is_adapter_dir(path: str) -> bool:
@@ -100,7 +103,7 @@ def load_adapter(path: str, model_config: ModelConfig) -> tuple[dict, lora.Lora]
   header, start = safetensors_io.read_header(weights_path)
   names = {f"{_PREFIX}{layer}.{module}.lora_{m}.weight": (layer, target, m)
            for layer in range(model_config.num_layers)
-           for target, module in MODULES.items() for m in "AB"}
+           for target, module in _projections(model_config).items() for m in "AB"}
   unknown = sorted(set(header) - set(names))
   if unknown:
     raise GramError(f"{weights_path}: tensor {unknown[0]!r} is not a LoRA matrix of this "

@@ -136,8 +136,10 @@ class _Slots:
   samples, a prompt's samples adjacent). A slot is free when all its rows are done."""
   prefix: list  # per layer, the prompts' keys/values [prompts, kv_heads, width, head_dim]
   prefix_ok: jax.Array  # [prompts, width]: real prompt tokens
+  prefix_pos: jax.Array  # [prompts, width]: their positions (sliding windows read them)
   suffix: list  # per layer, each row's generated keys/values [rows, kv_heads, max_new, head_dim]
   suffix_ok: jax.Array  # [rows, max_new]: slots written by the row now there
+  suffix_pos: jax.Array  # [rows, max_new]: the positions of the tokens written there
   logits: jax.Array  # [rows, vocab]: the next token's logits
   position: jax.Array  # [rows]: the next token's position
   generated: jax.Array  # [rows]: tokens generated (and the next sampling step)
@@ -157,8 +159,9 @@ def _empty_slots(graphdef: nnx.GraphDef, params: Any, prompts: int, samples: int
   return _Slots(
       prefix=[{"k": jnp.zeros(prefix_shape, c.dtype), "v": jnp.zeros(prefix_shape, c.dtype)}
               for _ in range(c.num_layers)],
-      prefix_ok=jnp.zeros((prompts, width), bool), suffix=model.empty_suffix(rows, max_new),
-      suffix_ok=jnp.zeros((rows, max_new), bool),
+      prefix_ok=jnp.zeros((prompts, width), bool), prefix_pos=jnp.zeros((prompts, width), jnp.int32),
+      suffix=model.empty_suffix(rows, max_new), suffix_ok=jnp.zeros((rows, max_new), bool),
+      suffix_pos=jnp.zeros((rows, max_new), jnp.int32),
       logits=jnp.zeros((rows, c.vocab_size), jnp.float32),
       position=jnp.zeros(rows, jnp.int32), generated=jnp.zeros(rows, jnp.int32),
       done=jnp.ones(rows, bool), reason=jnp.zeros(rows, jnp.int32),
@@ -185,7 +188,9 @@ def _admit(graphdef: nnx.GraphDef, params: Any, slots: _Slots, prompt_ids: jax.A
       prefix=[{name: put(old[name], into, jnp.pad(new[name], ((0, 0), (0, 0), (left, 0), (0, 0))))
                for name in ("k", "v")} for old, new in zip(slots.prefix, cache)],
       prefix_ok=put(slots.prefix_ok, into, jnp.pad(prompt_mask > 0, ((0, 0), (left, 0)))),
-      suffix=slots.suffix,
+      prefix_pos=put(slots.prefix_pos, into,
+                     jnp.pad(positions_from_mask(prompt_mask), ((0, 0), (left, 0)))),
+      suffix=slots.suffix, suffix_pos=slots.suffix_pos,
       suffix_ok=put(slots.suffix_ok, rows, jnp.zeros((n, max_new), bool)),
       logits=put(slots.logits, rows, per_row(logits)),
       position=put(slots.position, rows, per_row(jnp.sum(prompt_mask, axis=1))),
@@ -220,10 +225,13 @@ def _decode(graphdef: nnx.GraphDef, params: Any, slots: _Slots, sampling: Sampli
     done = s.done | is_eos | is_stop | (generated >= max_new)
     index = s.ring % max_new
     suffix_ok = s.suffix_ok.at[:, index].set(active)
+    suffix_pos = s.suffix_pos.at[:, index].set(s.position)
     hidden, suffix = model.decode_step(token[:, None], s.position[:, None], s.prefix,
-                                       s.prefix_ok, s.suffix, suffix_ok, index)
+                                       s.prefix_ok, s.suffix, suffix_ok, index,
+                                       (s.prefix_pos, suffix_pos))
     return dataclasses.replace(
-        s, suffix=suffix, suffix_ok=suffix_ok, logits=model.logits(hidden)[:, 0],
+        s, suffix=suffix, suffix_ok=suffix_ok, suffix_pos=suffix_pos,
+        logits=model.logits(hidden)[:, 0],
         position=s.position + active, generated=generated, done=done, reason=reason, out=out,
         ring=s.ring + 1)
 

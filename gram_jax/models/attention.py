@@ -3,7 +3,7 @@
 Every kernel applies one rule, given by segment ids rather than a dense bias: query i attends
 key j when both carry the same nonzero segment id (0 = padding, never attended) and, if causal,
 j <= i + q_offset (q_offset places the queries in the key sequence: the KV-cache index when
-decoding). A query that may attend nothing (padding) gets zeros from the blockwise kernels and
+decoding), and with a sliding window w (Gemma 3's local layers), j > i + q_offset - w. A query that may attend nothing (padding) gets zeros from the blockwise kernels and
 an arbitrary finite row from XLA; no valid position ever reads it.
 
 Kernels, chosen by `model.attention`:
@@ -55,27 +55,33 @@ def resolve(implementation: str, dtype, head_dim: int, t: int, s: int) -> str:
 
 
 def allowed(q_segments: jax.Array, kv_segments: jax.Array, causal: bool,
-            q_offset: jax.Array | int = 0) -> jax.Array:
-  """Which keys each query may attend, [batch, t, s] booleans (the rule above)."""
+            q_offset: jax.Array | int = 0, window: int = 0) -> jax.Array:
+  """Which keys each query may attend, [batch, t, s] booleans (the rule above; window 0:
+  none)."""
   ok = (q_segments[:, :, None] == kv_segments[:, None, :]) & (kv_segments[:, None, :] != 0)
+  q_index = jnp.arange(q_segments.shape[1])[:, None] + q_offset
+  kv_index = jnp.arange(kv_segments.shape[1])[None, :]
   if causal:
-    q_index = jnp.arange(q_segments.shape[1])[:, None] + q_offset
-    ok &= jnp.arange(kv_segments.shape[1])[None, :] <= q_index
+    ok &= kv_index <= q_index
+  if window:
+    ok &= kv_index > q_index - window
   return ok
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, q_segments: jax.Array,
               kv_segments: jax.Array, *, causal: bool = True, q_offset: jax.Array | int = 0,
               implementation: str = "auto", block_q: int = 256,
-              block_kv: int = 256) -> jax.Array:
-  """Softmax attention of q [b, t, h, d] over k, v [b, s, kv_heads, d] (grouped heads)."""
+              block_kv: int = 256, window: int = 0) -> jax.Array:
+  """Softmax attention of q [b, t, h, d] over k, v [b, s, kv_heads, d] (grouped heads);
+  `window` > 0 limits each query to its last `window` keys (itself included)."""
   impl = resolve(implementation, q.dtype, q.shape[-1], q.shape[1], k.shape[1])
   if impl == "flash":
     return flash_attention(q, k, v, q_segments, kv_segments, jnp.asarray(q_offset, jnp.int32),
-                           causal, block_q, block_kv)
+                           causal, block_q, block_kv, window)
   if impl == "splash":
-    return splash_attention(q, k, v, q_segments, kv_segments, causal, block_q, block_kv)
-  mask = allowed(q_segments, kv_segments, causal, q_offset)[:, None]
+    return splash_attention(q, k, v, q_segments, kv_segments, causal, block_q, block_kv,
+                            window)
+  mask = allowed(q_segments, kv_segments, causal, q_offset, window)[:, None]
   if impl == "cudnn":
     bias = jnp.where(mask, 0.0, _CUDNN_MASKED).astype(q.dtype)
     return jax.nn.dot_product_attention(q, k, v, bias=bias, is_causal=causal,
@@ -88,14 +94,15 @@ def decode_attention(q: jax.Array, prefix_k: jax.Array, prefix_v: jax.Array,
                      suffix_ok: jax.Array) -> jax.Array:
   """One query per row, q [rows, 1, h, d], over its prompt's cache prefix_k/v [prompts,
   kv_heads, p, d] (rows = prompts x samples, a prompt's samples adjacent) and its own
-  generated keys suffix_k/v [rows, kv_heads, s, d]; prefix_ok [prompts, p] and suffix_ok
-  [rows, s] mark the keys a row may attend. Returns [rows, 1, h, d].
+  generated keys suffix_k/v [rows, kv_heads, s, d]; prefix_ok [prompts, p] (or per sample,
+  [prompts, samples, p]) and suffix_ok [rows, s] mark the keys a row may attend. Returns
+  [rows, 1, h, d].
 
   The caches are head-major so each product reads them in place as a batched matmul (XLA
-  copies a [batch, seq, heads, d] cache whole into head-major order at every step: at 1,024
-  cached tokens the small shape's decode step fell from 40.8 to 29.6 ms on CPU), and the
-  samples of a prompt read its keys once, as one product (their queries stacked). One
-  softmax spans both parts.
+  copies a [batch, seq, heads, d] cache whole into head-major order at every step: at 1,024 +
+  512 tokens the small shape's decode step fell from 44.1 to 24.5 ms on CPU, BENCHMARKS.md),
+  and the samples of a prompt read its keys once, as one product (their queries stacked).
+  One softmax spans both parts.
   """
   rows, _, h, d = q.shape
   prompts, kv = prefix_k.shape[:2]
@@ -107,8 +114,9 @@ def decode_attention(q: jax.Array, prefix_k: jax.Array, prefix_v: jax.Array,
   qs = (q.reshape(prompts, samples, kv, group, d) / math.sqrt(d)).astype(prefix_k.dtype)
   stacked = qs.transpose(0, 2, 1, 3, 4).reshape(prompts, kv, samples * group, d)
   from_prompt = jnp.einsum("pkmd,pktd->pkmt", stacked, prefix_k, preferred_element_type=f32)
-  from_prompt = jnp.where(prefix_ok[:, None, None, :], from_prompt, _MASKED)
   from_prompt = from_prompt.reshape(prompts, kv, samples, group, -1).transpose(0, 2, 1, 3, 4)
+  prefix_ok = prefix_ok.reshape(prompts, -1, 1, 1, prefix_ok.shape[-1])  # [p, s or 1, ...]
+  from_prompt = jnp.where(prefix_ok, from_prompt, _MASKED)
   own_shape = (prompts, samples, kv, suffix_k.shape[2], d)
   from_own = jnp.einsum("pskgd,psktd->pskgt", qs, suffix_k.reshape(own_shape),
                         preferred_element_type=f32)
@@ -149,10 +157,11 @@ def _segment_ranges(segments: jax.Array, block: int) -> tuple[jax.Array, jax.Arr
 class _Blocks:
   """The padded, blocked operands of one flash call and the rule of which blocks can meet."""
 
-  def __init__(self, q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv):
+  def __init__(self, q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv,
+               window):
     self.t, self.s = q.shape[1], k.shape[1]
     self.bq, self.bk = min(block_q, self.t), min(block_kv, self.s)
-    self.causal, self.q_offset = causal, q_offset
+    self.causal, self.q_offset, self.window = causal, q_offset, window
     b, _, h, d = q.shape
     self.kv_heads = k.shape[2]
     self.group = h // self.kv_heads
@@ -169,17 +178,22 @@ class _Blocks:
     self.kv_ranges = _segment_ranges(self.kv_segments, self.bk)
 
   def kv_blocks_of(self, i):
-    """The kv blocks query block i may see: [0, end)."""
+    """The kv blocks query block i may see: [start, end)."""
+    first_query = self.q_offset + i * self.bq
+    start = jnp.clip((first_query - self.window + 1) // self.bk, 0, self.n_kv) if self.window \
+        else 0
     if not self.causal:
-      return self.n_kv
-    last_query = self.q_offset + (i + 1) * self.bq - 1
-    return jnp.clip(last_query // self.bk + 1, 0, self.n_kv)
+      return start, self.n_kv
+    return start, jnp.clip((first_query + self.bq - 1) // self.bk + 1, 0, self.n_kv)
 
   def q_blocks_of(self, j):
-    """The query blocks that may see kv block j: [start, n_q)."""
-    if not self.causal:
-      return 0
-    return jnp.clip((j * self.bk - self.q_offset) // self.bq, 0, self.n_q)
+    """The query blocks that may see kv block j: [start, end)."""
+    start = jnp.clip((j * self.bk - self.q_offset) // self.bq, 0, self.n_q) if self.causal \
+        else 0
+    if not self.window:
+      return start, self.n_q
+    last_query = (j + 1) * self.bk - 1 + self.window - 1 - self.q_offset
+    return start, jnp.clip(last_query // self.bq + 1, 0, self.n_q)
 
   def meet(self, i, j) -> jax.Array:
     """Whether any row's query block i and kv block j share a segment (else skip them)."""
@@ -196,7 +210,7 @@ class _Blocks:
     q_seg = jax.lax.dynamic_slice_in_dim(self.q_segments, i * self.bq, self.bq, axis=1)
     kv_seg = jax.lax.dynamic_slice_in_dim(self.kv_segments, j * self.bk, self.bk, axis=1)
     offset = i * self.bq + self.q_offset - j * self.bk  # the block's queries among its keys
-    return q, k, v, allowed(q_seg, kv_seg, self.causal, offset)[:, None, None]
+    return q, k, v, allowed(q_seg, kv_seg, self.causal, offset, self.window)[:, None, None]
 
   def scores(self, q, k, ok):
     s = jnp.einsum("bhgqd,bhkd->bhgqk", q, k, preferred_element_type=jnp.float32)
@@ -227,7 +241,7 @@ def _flash_forward(blocks: _Blocks) -> tuple[jax.Array, jax.Array]:
 
     init = (jnp.zeros(shape + (d,), jnp.float32), jnp.full(shape, _MASKED, jnp.float32),
             jnp.zeros(shape, jnp.float32))
-    acc, m, l = jax.lax.fori_loop(0, blocks.kv_blocks_of(i), visit, init)
+    acc, m, l = jax.lax.fori_loop(*blocks.kv_blocks_of(i), visit, init)
     seen = l > 0
     safe = jnp.where(seen, l, 1.0)
     return acc / safe[..., None], jnp.where(seen, m + jnp.log(safe), 0.0)
@@ -273,7 +287,7 @@ def _flash_backward(blocks: _Blocks, out, lse, d_out):
 
     kv_shape = blocks.k.shape[:2] + (blocks.bk, blocks.k.shape[-1])
     init = (dq_t, jnp.zeros(kv_shape, jnp.float32), jnp.zeros(kv_shape, jnp.float32))
-    dq_t, dk, dv = jax.lax.fori_loop(blocks.q_blocks_of(j), blocks.n_q, visit, init)
+    dq_t, dk, dv = jax.lax.fori_loop(*blocks.q_blocks_of(j), visit, init)
     return dq_t, (dk, dv)
 
   b, kv_heads, group, t, d = blocks.q.shape
@@ -284,23 +298,27 @@ def _flash_backward(blocks: _Blocks, out, lse, d_out):
   return jnp.moveaxis(dq_t, 2, -1), dk, dv
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
-def flash_attention(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
+def flash_attention(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv,
+                    window=0):
   """Blockwise attention; see the module docstring for the rule and the skipping."""
-  return _flash(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv)[0]
+  return _flash(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv,
+                window)[0]
 
 
-def _flash(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv):
-  blocks = _Blocks(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv)
+def _flash(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv, window):
+  blocks = _Blocks(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv,
+                   window)
   out, lse = _flash_forward(blocks)
   b, t, h, d = q.shape
   result = out.transpose(0, 3, 1, 2, 4).reshape(b, -1, h, d)[:, :t].astype(q.dtype)
   return result, (q, k, v, q_segments, kv_segments, q_offset, out, lse)
 
 
-def _flash_bwd(causal, block_q, block_kv, residuals, d_result):
+def _flash_bwd(causal, block_q, block_kv, window, residuals, d_result):
   q, k, v, q_segments, kv_segments, q_offset, out, lse = residuals
-  blocks = _Blocks(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv)
+  blocks = _Blocks(q, k, v, q_segments, kv_segments, q_offset, causal, block_q, block_kv,
+                   window)
   b, t, h, d = q.shape
   d_out = _pad_to(d_result.astype(jnp.float32), blocks.bq)
   d_out = d_out.reshape(b, -1, blocks.kv_heads, blocks.group, d).transpose(0, 2, 3, 1, 4)
@@ -317,10 +335,13 @@ flash_attention.defvjp(_flash, _flash_bwd)
 # --- splash: Pallas TPU kernel -------------------------------------------------------------
 
 def _splash_kernel(t: int, s: int, group: int, causal: bool, block_q: int, block_kv: int,
-                   interpret: bool):
+                   interpret: bool, window: int = 0):
   from jax.experimental.pallas.ops.tpu.splash_attention import (
       splash_attention_kernel as splash, splash_attention_mask as masks)
-  head_mask = masks.CausalMask((t, s)) if causal else masks.FullMask((t, s))
+  if window:  # keys (q - window, q] when causal, else (q - window, q + window)
+    head_mask = masks.LocalMask((t, s), (window - 1, 0 if causal else window - 1), 0)
+  else:
+    head_mask = masks.CausalMask((t, s)) if causal else masks.FullMask((t, s))
   # Splash needs blocks that divide the sequence: a 384-token row with 256 blocks runs 128s.
   bq, bk = math.gcd(block_q, t), math.gcd(block_kv, s)
   sizes = splash.BlockSizes(block_q=bq, block_kv=bk, block_kv_compute=bk, block_q_dkv=bq,
@@ -331,12 +352,12 @@ def _splash_kernel(t: int, s: int, group: int, causal: bool, block_q: int, block
   return kernel, splash.SegmentIds
 
 
-def _splash_local(q, k, v, q_segments, kv_segments, causal, block_q, block_kv):
+def _splash_local(q, k, v, q_segments, kv_segments, causal, block_q, block_kv, window):
   """Splash on one device's shard: q [b, t, h, d], k, v [b, s, kv, d]."""
   b, t, h, d = q.shape
   kv_heads = k.shape[2]
   kernel, segment_ids = _splash_kernel(t, k.shape[1], h // kv_heads, causal, block_q, block_kv,
-                                       interpret=jax.default_backend() != "tpu")
+                                       interpret=jax.default_backend() != "tpu", window=window)
   # MQA kernel per kv head: q [group, t, d] against k, v [s, d]; splash does not scale q.
   q = (q / math.sqrt(d)).reshape(b, t, kv_heads, h // kv_heads, d).transpose(0, 2, 3, 1, 4)
   k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
@@ -349,9 +370,10 @@ def _splash_local(q, k, v, q_segments, kv_segments, causal, block_q, block_kv):
   return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
 
 
-def splash_attention(q, k, v, q_segments, kv_segments, causal, block_q, block_kv):
+def splash_attention(q, k, v, q_segments, kv_segments, causal, block_q, block_kv, window=0):
   """Splash under shard_map over the ambient mesh (`jax.set_mesh`), if one is set."""
-  local = functools.partial(_splash_local, causal=causal, block_q=block_q, block_kv=block_kv)
+  local = functools.partial(_splash_local, causal=causal, block_q=block_q, block_kv=block_kv,
+                            window=window)
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
     return local(q, k, v, q_segments, kv_segments)

@@ -3,8 +3,12 @@ import dataclasses
 import math
 from typing import Any
 
-FAMILIES = ("llama", "qwen2", "qwen3")
+from gram_jax.models import families
+
+FAMILIES = tuple(families.RECORDS)
 ROPE_TYPES = ("default", "linear", "llama3")
+MLP_ACTIVATIONS = ("silu", "gelu_tanh")
+LAYER_TYPES = ("full", "sliding")
 ATTENTION_IMPLS = ("auto", "xla", "flash", "splash", "cudnn")  # models/attention.py
 
 
@@ -17,7 +21,8 @@ _POSITIVE_INTS = ("vocab_size", "hidden_size", "intermediate_size", "num_layers"
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Architecture of a Llama / Qwen2 / Qwen3 decoder plus its dtypes."""
+  """Architecture of a decoder (Llama, Qwen2, Qwen3, Gemma 3 text) plus its dtypes. The
+  fields after `qk_norm` are decoder features a family may switch on (models/families.py)."""
   family: str = "qwen3"
   vocab_size: int = 512
   hidden_size: int = 64
@@ -37,6 +42,14 @@ class ModelConfig:
   tie_word_embeddings: bool = False
   qkv_bias: bool = False
   qk_norm: bool = True
+  norm_weight_offset: float = 0.0  # RMSNorm scales by (offset + w) in float32 (Gemma: 1)
+  sandwich_norms: bool = False  # also norm the attention and MLP outputs (Gemma)
+  embed_scale: bool = False  # embeddings times sqrt(hidden_size) (Gemma)
+  mlp_activation: str = "silu"
+  query_pre_attn_scalar: float = 0.0  # scores scaled by its -1/2 power (0: head_dim's)
+  sliding_window: int = 0  # keys a "sliding" layer's query sees, itself included (0: none)
+  layer_types: tuple[str, ...] = ()  # per layer, "full" or "sliding" (empty: all full)
+  rope_local_theta: float = 10000.0  # the RoPE base of sliding layers
   bos_token_id: int | None = None
   eos_token_id: int | tuple[int, ...] | None = None
   pad_token_id: int | None = None
@@ -67,9 +80,26 @@ class ModelConfig:
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if self.mlp_activation not in MLP_ACTIVATIONS:
+      raise ValueError(f"mlp_activation must be one of {MLP_ACTIVATIONS}, got "
+                       f"{self.mlp_activation!r}")
+    if self.layer_types and (len(self.layer_types) != self.num_layers
+                             or set(self.layer_types) - set(LAYER_TYPES)):
+      raise ValueError(f"layer_types must give one of {LAYER_TYPES} for each of the "
+                       f"{self.num_layers} layers, got {list(self.layer_types)}")
+    if "sliding" in self.layer_types and self.sliding_window < 1:
+      raise ValueError(f"sliding_window must be a positive integer when layers slide, got "
+                       f"{self.sliding_window!r}")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(
           f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
+
+  def window_of(self, layer: int) -> int:
+    """The sliding window of layer `layer` (0: it attends over every earlier key)."""
+    return self.sliding_window if self.layer_types[layer:layer + 1] == ("sliding",) else 0
+
+  def rope_theta_of(self, layer: int) -> float:
+    return self.rope_local_theta if self.window_of(layer) else self.rope_theta
 
   def replace(self, **changes: Any) -> "ModelConfig":
     return dataclasses.replace(self, **changes)
@@ -84,8 +114,9 @@ class ModelConfig:
     if unknown:
       raise ValueError(f"unknown ModelConfig fields: {unknown}")
     values = dict(values)
-    if isinstance(values.get("eos_token_id"), list):
-      values["eos_token_id"] = tuple(values["eos_token_id"])
+    for name in ("eos_token_id", "layer_types"):
+      if isinstance(values.get(name), list):
+        values[name] = tuple(values[name])
     return cls(**values)
 
   def num_params(self) -> int:
@@ -97,21 +128,14 @@ class ModelConfig:
       attn += (h + 2 * kv) * d
     if self.qk_norm:
       attn += 2 * d
-    layer = attn + 3 * e * m + 2 * e
+    layer = attn + 3 * e * m + (4 if self.sandwich_norms else 2) * e
     head = 0 if self.tie_word_embeddings else e * self.vocab_size
     return self.num_layers * layer + self.vocab_size * e + e + head
 
 
-FAMILY_DEFAULTS = {
-    "llama": dict(qkv_bias=False, qk_norm=False),
-    "qwen2": dict(qkv_bias=True, qk_norm=False),
-    "qwen3": dict(qkv_bias=False, qk_norm=True),
-}
-
-
 def tiny_config(family: str = "qwen3", **overrides: Any) -> ModelConfig:
   """A small model of the given family: for tests and the CPU demo."""
-  return ModelConfig(family=family, **{**FAMILY_DEFAULTS[family], **overrides})
+  return ModelConfig(family=family, **{**families.family(family).features, **overrides})
 
 
 # Shapes of public checkpoints (no weights): the presets of configs/*.py name these, and
@@ -158,10 +182,18 @@ ARCHITECTURES = {
                          intermediate_size=1536, num_layers=30, num_heads=9, num_kv_heads=3,
                          head_dim=64, rope_theta=100000.0, tie_word_embeddings=True,
                          qk_norm=False, rms_norm_eps=1e-5),
+    "gemma3-270m": dict(family="gemma3_text", vocab_size=262144, hidden_size=640,
+                        intermediate_size=2048, num_layers=18, num_heads=4, num_kv_heads=1,
+                        head_dim=256, rope_theta=1000000.0, rope_local_theta=10000.0,
+                        query_pre_attn_scalar=256.0, sliding_window=512,
+                        layer_types=(("sliding",) * 5 + ("full",)) * 3,
+                        tie_word_embeddings=True, max_position_embeddings=32768),
 }
 
 
 def architecture(name: str, **overrides: Any) -> ModelConfig:
+  """A public checkpoint's shape, with its family's features."""
   if name not in ARCHITECTURES:
     raise ValueError(f"unknown architecture {name!r} (known: {', '.join(ARCHITECTURES)})")
-  return ModelConfig(**{**ARCHITECTURES[name], **overrides})
+  shape = ARCHITECTURES[name]
+  return ModelConfig(**{**families.family(shape["family"]).features, **shape, **overrides})

@@ -45,21 +45,31 @@ def dense(x: jnp.ndarray, kernel: jnp.ndarray, contract: int = 1) -> jnp.ndarray
 
 
 class RMSNorm(nnx.Module):
+  """Llama's RMSNorm (w times the normed x, in x's dtype), or with an offset (Gemma's:
+  (offset + w) times the normed x in float32, then cast; w starts at zero)."""
+
   def __init__(self, size: int, eps: float, config: ModelConfig, rngs: nnx.Rngs, axis_name: str):
-    self.eps = eps
-    self.scale = _param(rngs, (size,), (axis_name,), config.param_dtype, init="ones")
+    self.eps, self.offset = eps, config.norm_weight_offset
+    self.scale = _param(rngs, (size,), (axis_name,), config.param_dtype,
+                        init="zeros" if self.offset else "ones")
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     x32 = x.astype(jnp.float32)
     normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    if self.offset:
+      return (normed * (self.offset + self.scale[...].astype(jnp.float32))).astype(x.dtype)
     return _weight(self.scale, x.dtype) * normed.astype(x.dtype)
 
 
 class Attention(nnx.Module):
-  """Grouped-query attention with RoPE, optional q/k/v bias (Qwen2) and q/k norm (Qwen3)."""
+  """Grouped-query attention with RoPE, optional q/k/v bias (Qwen2), q/k norm (Qwen3, Gemma)
+  and a sliding window with its own RoPE base on a family's local layers (Gemma 3)."""
 
-  def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+  def __init__(self, config: ModelConfig, rngs: nnx.Rngs, index: int = 0):
     self.config = config
+    self.window = config.window_of(index)
+    self.rope_config = config.replace(rope_theta=config.rope_local_theta,
+                                      rope_type="default") if self.window else config
     e, h, kv, d, p = (config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim,
                       config.param_dtype)
     self.q_kernel = _param(rngs, (e, h, d), ("embed", "heads", "head_dim"), p)
@@ -83,7 +93,10 @@ class Attention(nnx.Module):
                  v + _weight(self.v_bias, dt))
     if config.qk_norm:
       q, k = self.q_norm(q), self.k_norm(k)
-    inv_freq = rope.inverse_frequencies(config)
+    if config.query_pre_attn_scalar and config.query_pre_attn_scalar != config.head_dim:
+      # every kernel scales scores by head_dim ** -0.5; the family asks for scalar ** -0.5
+      q = q * jnp.asarray(math.sqrt(config.head_dim / config.query_pre_attn_scalar), q.dtype)
+    inv_freq = rope.inverse_frequencies(self.rope_config)
     return rope.apply_rope(q, positions, inv_freq), rope.apply_rope(k, positions, inv_freq), v
 
   def attend(self, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, q_segments: jnp.ndarray,
@@ -94,7 +107,7 @@ class Attention(nnx.Module):
     out = attention.attention(q, k, v, q_segments, kv_segments, causal=True, q_offset=q_offset,
                               implementation=config.attention,
                               block_q=config.attention_block_q,
-                              block_kv=config.attention_block_kv)
+                              block_kv=config.attention_block_kv, window=self.window)
     return dense(out, self.o_kernel[...], contract=2)
 
   def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, segments: jnp.ndarray):
@@ -110,55 +123,75 @@ class Attention(nnx.Module):
                                                       "v": v.transpose(0, 2, 1, 3)}
 
   def decode(self, x: jnp.ndarray, positions: jnp.ndarray, prefix: dict, prefix_ok: jnp.ndarray,
-             suffix: dict, suffix_ok: jnp.ndarray, index: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
-    """One token per row x [rows, 1, embed]: writes its key and value at `index` of the rows'
-    own cache `suffix` ([rows, kv_heads, s, head_dim]; the caller marks the slot in
-    suffix_ok), then attends over its prompt's cache and its own."""
+             suffix: dict, suffix_ok: jnp.ndarray, index: jnp.ndarray,
+             key_positions: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[jnp.ndarray, dict]:
+    """One token per row x [rows, 1, embed] at positions [rows, 1]: writes its key and value
+    at `index` of the rows' own cache `suffix` ([rows, kv_heads, s, head_dim]; the caller
+    marks the slot in suffix_ok), then attends over its prompt's cache and its own.
+    key_positions (of the prompts' keys [prompts, p] and the rows' own [rows, s]) place a
+    sliding window."""
     q, k, v = self.project_qkv(x, positions)
     start = (0, 0, index, 0)
     suffix = {name: jax.lax.dynamic_update_slice(
         suffix[name], new.transpose(0, 2, 1, 3).astype(suffix[name].dtype), start)
         for name, new in (("k", k), ("v", v))}
+    if self.window:  # keys `window` or more positions back are not attended
+      near_prompt = positions.reshape(prefix_ok.shape[0], -1, 1) - key_positions[0][:, None]
+      prefix_ok = prefix_ok[:, None] & (near_prompt < self.window)  # [prompts, samples, p]
+      suffix_ok = suffix_ok & (positions - key_positions[1] < self.window)
     out = attention.decode_attention(q, prefix["k"], prefix["v"], prefix_ok, suffix["k"],
                                      suffix["v"], suffix_ok)
     return dense(out, self.o_kernel[...], contract=2), suffix
 
 
 class MLP(nnx.Module):
-  """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+  """Gated feed-forward: down(act(gate(x)) * up(x)), act SiLU (SwiGLU) or tanh-GeLU (Gemma)."""
 
   def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
     e, m, p = config.hidden_size, config.intermediate_size, config.param_dtype
+    self.activation = config.mlp_activation
     self.gate_kernel = _param(rngs, (e, m), ("embed", "mlp"), p)
     self.up_kernel = _param(rngs, (e, m), ("embed", "mlp"), p)
     self.down_kernel = _param(rngs, (m, e), ("mlp", "embed"), p)
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    gate = jax.nn.silu(dense(x, self.gate_kernel[...]))
+    gate = dense(x, self.gate_kernel[...])
+    gate = jax.nn.silu(gate) if self.activation == "silu" else jax.nn.gelu(gate, approximate=True)
     return dense(gate * dense(x, self.up_kernel[...]), self.down_kernel[...])
 
 
 class DecoderLayer(nnx.Module):
-  def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
-    self.input_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config, rngs, "norm")
-    self.attn = Attention(config, rngs)
-    self.post_attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config, rngs, "norm")
-    self.mlp = MLP(config, rngs)
+  """Pre-norm attention and MLP blocks; with sandwich norms (Gemma) each block's output is
+  normed too before it joins the residual."""
+
+  def __init__(self, config: ModelConfig, rngs: nnx.Rngs, index: int = 0):
+    norm = lambda: RMSNorm(config.hidden_size, config.rms_norm_eps, config, rngs, "norm")
+    self.input_norm = norm()
+    self.attn = Attention(config, rngs, index)
+    if config.sandwich_norms:
+      self.attn_out_norm = norm()
+    self.post_attn_norm = norm()  # before the MLP (HF: post_attention_layernorm, Gemma's
+    self.mlp = MLP(config, rngs)  # pre_feedforward_layernorm)
+    if config.sandwich_norms:
+      self.mlp_out_norm = norm()
+    self.sandwich = config.sandwich_norms
+
+  def _mlp_block(self, x: jnp.ndarray, attended: jnp.ndarray) -> jnp.ndarray:
+    x = x + (self.attn_out_norm(attended) if self.sandwich else attended)
+    out = self.mlp(self.post_attn_norm(x))
+    return x + (self.mlp_out_norm(out) if self.sandwich else out)
 
   def __call__(self, x: jnp.ndarray, positions: jnp.ndarray, segments: jnp.ndarray):
-    x = x + self.attn(self.input_norm(x), positions, segments)
-    return x + self.mlp(self.post_attn_norm(x))
+    return self._mlp_block(x, self.attn(self.input_norm(x), positions, segments))
 
   def prefill(self, x, positions, segments):
     attended, cache = self.attn.prefill(self.input_norm(x), positions, segments)
-    x = x + attended
-    return x + self.mlp(self.post_attn_norm(x)), cache
+    return self._mlp_block(x, attended), cache
 
-  def decode(self, x, positions, prefix, prefix_ok, suffix, suffix_ok, index):
+  def decode(self, x, positions, prefix, prefix_ok, suffix, suffix_ok, index, key_positions):
     attended, suffix = self.attn.decode(self.input_norm(x), positions, prefix, prefix_ok,
-                                        suffix, suffix_ok, index)
-    x = x + attended
-    return x + self.mlp(self.post_attn_norm(x)), suffix
+                                        suffix, suffix_ok, index, key_positions)
+    return self._mlp_block(x, attended), suffix
 
 
 REMAT_POLICIES = {
@@ -193,7 +226,7 @@ class Decoder(nnx.Module):
     self.config = config
     self.embed = _param(rngs, (config.vocab_size, config.hidden_size), ("vocab", "embed"),
                         config.param_dtype)
-    self.layers = nnx.List([DecoderLayer(config, rngs) for _ in range(config.num_layers)])
+    self.layers = nnx.List([DecoderLayer(config, rngs, i) for i in range(config.num_layers)])
     self.final_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config, rngs, "norm")
     if not config.tie_word_embeddings:
       self.lm_head = _param(rngs, (config.hidden_size, config.vocab_size), ("embed", "vocab"),
@@ -209,7 +242,7 @@ class Decoder(nnx.Module):
     if positions is None:
       positions = positions_from_mask(attention_mask)
     segments = row_segments(attention_mask, segment_ids)
-    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.config.dtype)
+    x = self.embed_tokens(input_ids)
     for layer in self.layers:
       x = self._run_layer(layer, x, positions, segments)
     return self.final_norm(x)
@@ -219,6 +252,14 @@ class Decoder(nnx.Module):
       return layer(x, positions, segments)
     policy = REMAT_POLICIES[self.config.remat]
     return nnx.remat(lambda lyr, *a: lyr(*a), policy=policy)(layer, x, positions, segments)
+
+  def embed_tokens(self, ids: jnp.ndarray) -> jnp.ndarray:
+    """Token embeddings in the compute dtype (times sqrt(hidden_size), rounded to the
+    weights' dtype as transformers does, where the family scales them)."""
+    x = jnp.take(self.embed[...], ids, axis=0)
+    if self.config.embed_scale:
+      x = x * jnp.asarray(math.sqrt(self.config.hidden_size), x.dtype)
+    return x.astype(self.config.dtype)
 
   def head(self, dtype) -> jnp.ndarray:
     """The LM head [embed, vocab] (the tied embedding, transposed, when tied)."""
@@ -236,7 +277,7 @@ class Decoder(nnx.Module):
     prompts' keys and values [b, kv_heads, t, head_dim] (the cache decoding reads)."""
     positions = positions_from_mask(attention_mask)
     segments = row_segments(attention_mask)
-    x = jnp.take(self.embed[...], input_ids, axis=0).astype(self.config.dtype)
+    x = self.embed_tokens(input_ids)
     cache = []
     for layer in self.layers:
       x, layer_cache = layer.prefill(x, positions, segments)
@@ -252,16 +293,18 @@ class Decoder(nnx.Module):
 
   def decode_step(self, token_ids: jnp.ndarray, positions: jnp.ndarray, prefix: list[dict],
                   prefix_ok: jnp.ndarray, suffix: list[dict], suffix_ok: jnp.ndarray,
-                  index: jnp.ndarray) -> tuple[jnp.ndarray, list[dict]]:
+                  index: jnp.ndarray, key_positions: tuple[jnp.ndarray, jnp.ndarray]
+                  ) -> tuple[jnp.ndarray, list[dict]]:
     """One token per row [rows, 1] at `positions` [rows, 1]: writes its keys and values at
     `index` of `suffix` and attends over the row's prompt cache (`prefix`, one per prompt;
     rows = prompts x samples) and its own generated keys (suffix_ok marks them, this token's
-    slot included). Returns final-normed hidden states [rows, 1, embed] and the new suffix."""
-    x = jnp.take(self.embed[...], token_ids, axis=0).astype(self.config.dtype)
+    slot included); key_positions are the positions of both (for sliding windows). Returns
+    final-normed hidden states [rows, 1, embed] and the new suffix."""
+    x = self.embed_tokens(token_ids)
     new_suffix = []
     for layer, layer_prefix, layer_suffix in zip(self.layers, prefix, suffix):
       x, layer_suffix = layer.decode(x, positions, layer_prefix, prefix_ok, layer_suffix,
-                                     suffix_ok, index)
+                                     suffix_ok, index, key_positions)
       new_suffix.append(layer_suffix)
     return self.final_norm(x), new_suffix
 

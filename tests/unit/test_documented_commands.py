@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from gram_jax import configlib
 from gram_jax.errors import GramError
+from gram_jax.models import families
 from gram_jax.hf import smollm2
 from tests.helpers import doc_commands
 from tests.helpers.cli import ROOT
@@ -92,9 +93,11 @@ def test_every_stage_takes_every_model_preset(config_file, monkeypatch):
   monkeypatch.chdir(ROOT)
   for preset in configlib.MODEL_PRESETS:
     config = load_config([f"--config={config_file}:{preset}"])
-    assert config.model.init.family in ("llama", "qwen3")
-  smol = load_config([f"--config={config_file}:{configlib.SMOLLM2}"])
-  assert smol.model.path == smollm2.hf_dir() and smol.data.cutoff_len == 1024
+    assert config.model.init.family in families.RECORDS
+  for preset, (hf_dir, _) in configlib.OFFLINE_MODELS.items():
+    offline = load_config([f"--config={config_file}:{preset}"])
+    assert offline.model.path == hf_dir() and offline.data.cutoff_len == 1024
+  assert configlib.OFFLINE_MODELS[configlib.SMOLLM2][0] is smollm2.hf_dir
 
 
 def test_the_smoke_preset_is_the_main_job_made_small(monkeypatch):

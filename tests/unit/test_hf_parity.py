@@ -40,7 +40,12 @@ def test_model_config_mapped(hf_model):
   assert model_config.num_kv_heads == 2 and model_config.num_heads == 4  # GQA
   assert model_config.tie_word_embeddings == hf.tie_word_embeddings
   assert model_config.rope_type == ("llama3" if name == "llama3_tied" else "default")
-  assert model_config.qkv_bias == (name == "qwen2") and model_config.qk_norm == (name == "qwen3")
+  assert model_config.qkv_bias == (name == "qwen2")
+  assert model_config.qk_norm == (name in ("qwen3", "gemma3"))
+  if name == "gemma3":
+    assert model_config.layer_types == ("sliding", "full") and model_config.sliding_window == 4
+    assert (model_config.rope_local_theta, model_config.rope_theta) == (1e4, 1e6)
+    assert model_config.query_pre_attn_scalar == 12 and model_config.sandwich_norms
 
 
 def test_export_round_trip_is_bit_identical(hf_model, tmp_path):

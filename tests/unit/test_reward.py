@@ -29,7 +29,7 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["qwen3", "llama3_tied"])
+@pytest.fixture(scope="module", params=["qwen3", "llama3_tied", "gemma3"])
 def model_dir(request, tmp_path_factory):
   path = str(tmp_path_factory.mktemp(request.param))
   torch_model = hf_fixtures.make_hf_model(request.param, path, with_tokenizer=True)
