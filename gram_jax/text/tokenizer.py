@@ -48,7 +48,7 @@ def render_user_turn(tokenizer: Any, message: str, chat_template: str | None = N
   template = chat_template or getattr(tokenizer, "chat_template", None)
   if not template:
     raise GramError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat "
-                    "template; set config.template.chat_template")
+                    "template; set config.tokenizer.chat_template")
   return tokenizer.apply_chat_template(
       [{"role": "user", "content": message}], chat_template=template, tokenize=False,
       add_generation_prompt=True, enable_thinking=False)
@@ -166,7 +166,7 @@ def encode_chat(tokenizer: Any, messages: Sequence[dict[str, str]],
   template = chat_template or getattr(tokenizer, "chat_template", None)
   if not template:
     raise GramError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat "
-                    "template; set config.template.chat_template")
+                    "template; set config.tokenizer.chat_template")
   render = lambda turns: tokenizer.apply_chat_template(
       turns, chat_template=template, tokenize=False, add_generation_prompt=True,
       enable_thinking=False)
