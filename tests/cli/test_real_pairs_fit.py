@@ -65,10 +65,12 @@ class RecordingGenerator:
   def __init__(self, tokenizer):
     self.tokenizer, self.generated, self.scored = tokenizer, [], []
 
-  def generate(self, prompts, max_new_tokens, sampling, seed=0, first_index=0, field=""):
+  def generate(self, prompts, max_new_tokens, sampling, seed=0, first_index=0, field="",
+               keys=None):
     self.generated.append([list(p) for p in prompts])
-    text = f"Response B is better (draw {seed})."
-    return [Generation(text, encode_plain(self.tokenizer, text), "eos") for _ in prompts]
+    keys = keys or [(seed, first_index + i) for i in range(len(prompts))]
+    texts = [f"Response B is better (draw {key_seed})." for key_seed, _ in keys]
+    return [Generation(t, encode_plain(self.tokenizer, t), "eos") for t in texts]
 
   def sequence_logprobs(self, prompts, continuations):
     self.scored.append(([list(p) for p in prompts], [list(c) for c in continuations]))
@@ -88,8 +90,8 @@ def test_prover_prompts_keep_the_header_and_label_and_selection_scores_the_same_
   assert proof.trimmed and len(ids) <= CUTOFF
   assert text.startswith(head + LABEL_LINE) and text.endswith(tail)
   assert "[The End of Assistant B's Response]" in text  # markers kept, responses shortened
-  # All k samples continue exactly these ids ...
-  assert spy.generated == [[ids]] * 3
+  # All k samples continue exactly these ids, in one call (they share its prefill) ...
+  assert spy.generated == [[ids] * 3]
   # ... and the conditional log-probs are read after them, the unconditional ones after the
   # empty user turn, over the same k proofs with their end-of-sequence token.
   (given, proofs), (alone, same_proofs) = spy.scored
