@@ -44,9 +44,8 @@ def _rope_fields(raw: dict[str, Any], source: str) -> dict[str, Any]:
     fields = _rope_fields({"rope_parameters": params.get("full_attention") or {}}, source)
     return {**fields, "rope_local_theta": float(local.get("rope_theta", 10000.0))}
   if "rope_local_base_freq" in raw:
-    raw = {k: v for k, v in raw.items() if k != "rope_local_base_freq"}
-    return {**_rope_fields(raw, source),
-            "rope_local_theta": float(raw.get("rope_local_base_freq", 10000.0))}
+    rest = {k: v for k, v in raw.items() if k != "rope_local_base_freq"}
+    return {**_rope_fields(rest, source), "rope_local_theta": float(raw["rope_local_base_freq"])}
   params = {**legacy_scaling, **params}
   theta = params.get("rope_theta", raw.get("rope_theta", 10000.0))
   rope_type = params.get("rope_type", params.get("type", "default"))

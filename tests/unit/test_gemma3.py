@@ -91,3 +91,12 @@ def test_training_loss_and_every_gradient_equal_transformers(gemma):
     theirs = named[spec.hf_name].grad.numpy()
     got = spec.to_hf(np.asarray(ours))
     assert np.abs(got - theirs).max() <= 1e-4 * max(np.abs(theirs).max(), 1e-6), spec.hf_name
+
+
+def test_a_pre_v5_config_reads_its_local_rope_base(gemma):
+  """transformers 4.x wrote Gemma 3's bases as rope_theta and rope_local_base_freq."""
+  from gram_jax.hf.config import model_config_from_hf, read_config_json
+  raw = read_config_json(gemma[0])
+  raw.pop("rope_parameters")
+  config = model_config_from_hf({**raw, "rope_theta": 1e6, "rope_local_base_freq": 2e4})
+  assert (config.rope_theta, config.rope_local_theta) == (1e6, 2e4)
