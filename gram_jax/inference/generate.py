@@ -1,7 +1,7 @@
 """Batched generation: jitted prefills and a KV-cache decode loop over slots, static shapes.
 
-Prompts of one length bucket are left-padded to it and prefilled once each into prompt
-slots; each slot holds `samples` rows (identical prompts share a slot: voting@k, a chat
+Prompts, shortest first, go through waves of prompt slots as wide as the wave's longest
+prompt; each is left-padded and prefilled once into a slot, and each slot holds `samples` rows (identical prompts share a slot: voting@k, a chat
 request's n), which read the prompt's keys once and write their own generated keys into a
 ring of max_new_tokens slots. Decoding runs in a `lax.while_loop` until every row has
 finished (EOS, a stop sequence or max_new_tokens) or enough prompt slots are free to admit
@@ -328,7 +328,7 @@ class Generator:
 
     Identical prompts (voting@k, a chat request's n) are prefilled once and their samples
     read that one cache. A prompt slot freed by finished rows takes the next waiting prompt of
-    its length bucket, so short rationales do not wait for the longest of their batch."""
+    its wave, so short rationales do not wait for the longest of their batch."""
     encoded = [list(p) if not isinstance(p, str) else
                self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
     for i, ids in enumerate(encoded):
