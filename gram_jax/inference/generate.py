@@ -1,9 +1,9 @@
 """Batched generation: jitted prefills and a KV-cache decode loop over slots, static shapes.
 
 Prompts, shortest first, go through waves of prompt slots as wide as the wave's longest
-prompt; each is left-padded and prefilled once into a slot, and each slot holds `samples` rows (identical prompts share a slot: voting@k, a chat
-request's n), which read the prompt's keys once and write their own generated keys into a
-ring of max_new_tokens slots. Decoding runs in a `lax.while_loop` until every row has
+prompt; each is left-padded and prefilled once into a slot, and each slot holds `samples`
+rows (identical prompts share a slot: voting@k, a chat request's n), which read the prompt's
+keys once and write their own generated keys into a ring of max_new_tokens slots. Decoding runs in a `lax.while_loop` until every row has
 finished (EOS, a stop sequence or max_new_tokens) or enough prompt slots are free to admit
 waiting prompts. Each row samples from its own key, derived from (seed, the prompt's index)
 and its token count, so a prompt's sample depends neither on its batch-mates nor on when it
