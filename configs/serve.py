@@ -45,7 +45,7 @@ def get_config(preset: str = ""):
       max_new_shapes_per_minute=4,   # new compiled chat shapes (n, max_tokens, stops) a
                                      # minute; a request needing one more: 503 + Retry-After
       grace_s=20.0,                  # SIGTERM: in-flight requests get this long (k8s: 30 s)
-      warm_up=True,                  # compile every length bucket before listening
+      warm_up=True,                  # compile every scoring shape before listening
       reference_model="",            # fallback reference for /reward samples without labels:
       reference_max_new_tokens=512,  # this frozen policy's greedy answer (not the paper's
       reference_cache=10_000,        # current-policy reference: clients should send that)

@@ -21,9 +21,12 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file[:pr
 
 def use_compilation_cache(path: str) -> None:
   """JAX's persistent compilation cache at `path` (config.compilation_cache), unless the
-  environment names one or the config turns it off."""
+  environment names one or the config turns it off. Every program is kept, not only those
+  over JAX's default 1 s: a server warms dozens of shapes that compile in about a second each,
+  and a restart should compile none of them."""
   if path and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def main(argv: list[str]) -> None:

@@ -45,14 +45,19 @@ def compiler_options() -> dict[str, str] | None:
 
 def jit(fun: Callable, **kwargs) -> Callable:
   """`jax.jit(fun, **kwargs)` with `compiler_options()`, built at the first call, so importing
-  a module never starts a backend (multi-host runs initialise jax.distributed first)."""
+  a module never starts a backend (multi-host runs initialise jax.distributed first). Its
+  `lower` compiles ahead of time, as jax.jit's does."""
   jitted = []
 
-  def call(*args, **call_kwargs):
+  def built() -> Any:
     if not jitted:
       jitted.append(jax.jit(fun, compiler_options=compiler_options(), **kwargs))
-    return jitted[0](*args, **call_kwargs)
+    return jitted[0]
 
+  def call(*args, **call_kwargs):
+    return built()(*args, **call_kwargs)
+
+  call.lower = lambda *args, **call_kwargs: built().lower(*args, **call_kwargs)
   return call
 
 

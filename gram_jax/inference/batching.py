@@ -25,6 +25,11 @@ def bucket_rows(rows: int, batch_size: int, multiple: int = 1) -> int:
   return min(batch_size, -(-bucket // multiple) * multiple)
 
 
+def row_buckets(batch_size: int, multiple: int = 1) -> list[int]:
+  """Every row count bucket_rows can return for batch_size, smallest first."""
+  return sorted({bucket_rows(n, batch_size, multiple) for n in range(1, batch_size + 1)})
+
+
 def bucket_widths(max_len: int) -> list[int]:
   """Every width bucket_length can return for max_len, smallest first."""
   return sorted({bucket_length(n, max_len) for n in

@@ -105,8 +105,8 @@ class RewardModel:
             f"{chat} chat template, prompts up to {self.max_len} tokens; {readout}")
 
   def warm_up(self) -> int:
-    """Compiles the verdict readout for every length bucket (a server calls it before it
-    listens, so no request waits for a compile); returns how many shapes."""
+    """Compiles the verdict readout for every batch shape a call can pick (a server calls it
+    before it listens, so no request waits for a compile); returns how many shapes."""
     return self.scorer.warm_up()
 
   def judge_batch(self, pairs: Iterable[Any], seed: int = 0,

@@ -8,9 +8,11 @@ the batch splits over the data axes and the weights stay sharded. A prompt is al
 its own bucket's width, never padded further to match a longer batch-mate, so its score does
 not depend on what it is batched with (the server merges requests).
 """
+import concurrent.futures
 import dataclasses
 import functools
 import math
+import os
 import time
 from typing import Any, Sequence
 
@@ -22,7 +24,8 @@ from jax.sharding import Mesh
 from gram_jax import parallel
 from gram_jax.data.encode import JudgeEncoder
 from gram_jax.errors import GramError
-from gram_jax.inference.batching import bucket_length, bucket_rows, bucket_widths, left_pad
+from gram_jax.inference.batching import (bucket_length, bucket_rows, bucket_widths, left_pad,
+                                         row_buckets)
 from gram_jax.models.decoder import Decoder, verdict_logits
 from gram_jax.progress import Progress
 from gram_jax.text import templates
@@ -143,7 +146,7 @@ class VerdictScorer:
     self.batch_size = parallel.round_up_to_data_parallel(batch_size, mesh)
     self.data_parallel = parallel.round_up_to_data_parallel(1, mesh)
     self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    self.fixed_batch = False  # warm_up() sets it: a server runs only the shapes it compiled
+    self.compiled: dict[tuple[int, int], Any] = {}  # (rows, width) -> warm_up()'s executable
 
   def probs_of_ids(self, encoded: Sequence[Sequence[int]], progress: bool = False) -> np.ndarray:
     """Label probabilities after each token sequence (its last token is the verdict position)."""
@@ -158,12 +161,9 @@ class VerdictScorer:
       while end < len(order) and end - start < self.batch_size and widths[end] == width:
         end += 1
       rows, start = order[start:end], end
-      batch = (self.batch_size if self.fixed_batch else
-               bucket_rows(len(rows), self.batch_size, self.data_parallel))
+      batch = bucket_rows(len(rows), self.batch_size, self.data_parallel)
       ids, mask = left_pad([encoded[i] for i in rows], batch, width, self.pad_id)
-      batch_probs = _label_probs(self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
-                                 parallel.put_batch(mask, self.mesh), self.label_ids)
-      probs[rows] = np.asarray(batch_probs)[:len(rows)]
+      probs[rows] = np.asarray(self._readout(ids, mask))[:len(rows)]
       bar.update(len(rows))
     bar.close()
     return probs
@@ -220,15 +220,27 @@ class VerdictScorer:
     n = len(encoded)
     return both_order_scores(probs[:n], probs[n:]), np.array([e.trimmed for e in encoded], bool)
 
+  def _readout(self, ids: np.ndarray, mask: np.ndarray) -> jax.Array:
+    args = (parallel.put_batch(ids, self.mesh), parallel.put_batch(mask, self.mesh))
+    compiled = self.compiled.get(ids.shape)
+    if compiled is not None:
+      return compiled(self.params, *args)
+    return _label_probs(self.graphdef, self.params, *args, self.label_ids)
+
   def warm_up(self) -> int:
-    """Compiles the readout for every length bucket at the full batch, and keeps every later
-    call to those shapes (a server compiles before it serves; outside one, small calls run
-    small power-of-two batches). Returns how many shapes."""
-    self.fixed_batch = True
-    widths = bucket_widths(self.max_len)
-    for width in widths:
-      ids, mask = left_pad([[self.pad_id]], self.batch_size, width, self.pad_id)
-      jax.block_until_ready(_label_probs(self.graphdef, self.params,
-                                         parallel.put_batch(ids, self.mesh),
-                                         parallel.put_batch(mask, self.mesh), self.label_ids))
-    return len(widths)
+    """Compiles, without running, the readout of every (rows, width) bucket a call can pick,
+    and keeps the executables: no request then waits for a compile, a one-pair request still
+    runs a two-row batch, and a restart reads every program back from the persistent
+    compilation cache. Shapes are traced here while earlier ones compile on other threads.
+    Returns how many shapes."""
+    shapes = [(rows, width) for rows in row_buckets(self.batch_size, self.data_parallel)
+              for width in bucket_widths(self.max_len)]
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+      compiling = [pool.submit(self._lower(*shape).compile) for shape in shapes]
+      self.compiled.update(zip(shapes, [c.result() for c in compiling]))
+    return len(shapes)
+
+  def _lower(self, rows: int, width: int) -> Any:
+    ids, mask = left_pad([], rows, width, self.pad_id)
+    return _label_probs.lower(self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
+                              parallel.put_batch(mask, self.mesh), self.label_ids)

@@ -58,7 +58,7 @@ def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   mesh = configlib.mesh(c)
   reward = common.reward_model(c, mesh, s.max_len, s.batch_size)
   if s.warm_up:
-    logging.info("compiled %d length buckets", reward.warm_up())
+    logging.info("compiled %d scoring shapes (rows x length buckets)", reward.warm_up())
   reference = greedy_references(s.reference_model, s.reference_max_new_tokens, s.batch_size,
                                 reward.max_len, mesh) if s.reference_model else None
   return RewardServer(reward, limits_of(s), key, reference,

@@ -88,10 +88,11 @@ def test_every_rank_method_runs_on_the_model_scores(model_dir):
 
 def test_small_calls_run_small_batches(model_dir, monkeypatch):
   """One pair = two prompts = a 2-row device batch, not batch_size rows of padding; the
-  scores equal those of the pair in a full batch. After warm_up (a server) every call runs
-  the full batch it compiled."""
+  scores equal those of the pair in a full batch. After warm_up (a server) calls run the
+  executables it compiled ahead of time, small ones still as small batches."""
   path, _ = model_dir
-  reward = RewardModel.from_pretrained(path, batch_size=16)
+  reward = RewardModel.from_pretrained(path, batch_size=4, max_len=128,
+                                       template=templates.COMPACT_JUDGE_PROMPT)
   in_full_batch = reward.score_batch(PAIRS * 2)[:1]
   widths = []
   pad = batching.left_pad
@@ -99,10 +100,16 @@ def test_small_calls_run_small_batches(model_dir, monkeypatch):
                       lambda rows, batch, *a: widths.append(batch) or pad(rows, batch, *a))
   np.testing.assert_allclose(reward.score_batch(PAIRS[:1]), in_full_batch, atol=1e-6)
   assert widths and max(widths) == 2, widths
-  reward.scorer.fixed_batch = True
+  assert reward.warm_up() == 3 * 4  # rows 1, 2, 4 x widths 16, 32, 64, 128
+
+  def no_compile(*args):
+    raise AssertionError("a warmed shape was traced again")
+
+  monkeypatch.setattr("gram_jax.inference.scorer._label_probs", no_compile)
   widths.clear()
-  reward.score_batch(PAIRS[:1])
-  assert set(widths) == {16}
+  np.testing.assert_allclose(reward.score_batch(PAIRS[:1]), in_full_batch, atol=1e-6)
+  assert widths == [2], widths
+  np.testing.assert_allclose(reward.score_batch(PAIRS * 2)[:1], in_full_batch, atol=1e-6)
 
 
 def test_bucket_rows():
