@@ -38,17 +38,30 @@ class Evaluation:
   at_start: bool = False
 
 
-def first_evaluation(workdir: str, name: str) -> dict:
-  """The step-0 figures of evaluation `name` a run already logged (a resumed run keeps its
-  starting model's figures), else an empty dict to be filled."""
+def logged_evaluations(workdir: str, name: str) -> dict[int, dict]:
+  """The figures of evaluation `name` a run already logged, by step."""
   path = os.path.join(workdir, f"{name}_metrics.jsonl")
   if not storage.exists(path):
     return {}
-  for line in storage.read_text(path).splitlines():
-    entry = json.loads(line) if line.strip() else {}
-    if entry.get("step") == 0:
-      return {k: v for k, v in entry.items() if k != "step"}
-  return {}
+  entries = [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
+  return {e["step"]: {k: v for k, v in e.items() if k != "step"} for e in entries}
+
+
+def first_evaluation(workdir: str, name: str) -> dict:
+  """The step-0 figures of evaluation `name` a run already logged (a resumed run keeps its
+  starting model's figures), else an empty dict to be filled."""
+  return logged_evaluations(workdir, name).get(0, {})
+
+
+def due_on_start(evaluation: Evaluation, step: int, last_step: int, logged: set[int]) -> bool:
+  """Whether `evaluation` runs before a run's first step: a fresh run's step 0 when
+  `at_start`; for a resumed run, the evaluation due at its checkpoint's step that the
+  stopped run never logged (it stopped between saving the checkpoint and evaluating), so
+  a learning curve has no hole where a run was preempted."""
+  if step == 0:
+    return evaluation.at_start
+  due = step == last_step or (evaluation.every > 0 and step % evaluation.every == 0)
+  return due and step not in logged
 
 
 @dataclasses.dataclass
@@ -118,9 +131,10 @@ def train(run: resume.Started, batches: ShuffledCursor,
   loop.add_hook(lambda info: logger.log(info.step, info.metrics))
   loop.add_hook(checkpointing(checkpointer, batches, logger, settings.steps))
   for evaluation in evaluations:
-    if evaluation.at_start and run.step == 0:
-      logger.log_extra(evaluation.name, 0, evaluation.run(
-          run.graphdef, run.trainer.full_params(run.state), 0))
+    logged = set(logged_evaluations(settings.workdir, evaluation.name)) if run.step else set()
+    if due_on_start(evaluation, run.step, settings.steps, logged):
+      logger.log_extra(evaluation.name, run.step, evaluation.run(
+          run.graphdef, run.trainer.full_params(run.state), run.step))
     loop.add_hook(lambda info, e=evaluation: logger.log_extra(
         e.name, info.step, e.run(run.graphdef, run.trainer.full_params(info.state),
                                  info.step)), every=evaluation.every)

@@ -78,3 +78,22 @@ def test_the_checkpoint_hook_skips_a_bad_step_and_saves_the_last(monkeypatch):
   for step, bad_steps in ((1, 0), (2, 1), (3, 0)):
     hook(loop.StepInfo(step, {}, {}, {}, [], bad_steps))
   assert saves == [(1, False), (3, True)] and flushed == [True]
+
+
+def test_a_resumed_run_evaluates_the_step_it_stopped_before_evaluating(tmp_path):
+  every_5 = loop.Evaluation("eval", lambda *args: {}, every=5, at_start=True)
+  assert loop.due_on_start(every_5, 0, 20, set())  # a fresh run: the starting model
+  assert loop.due_on_start(every_5, 10, 20, {0, 5})  # killed after checkpoint 10, before eval
+  assert not loop.due_on_start(every_5, 10, 20, {0, 5, 10})
+  assert not loop.due_on_start(every_5, 12, 20, {0, 5, 10})  # not an evaluation step
+  assert loop.due_on_start(every_5, 20, 20, {0, 5, 10, 15})  # the last step's was lost
+  at_end = loop.Evaluation("eval", lambda *args: {}, every=0)
+  assert not loop.due_on_start(at_end, 0, 20, set())
+  assert not loop.due_on_start(at_end, 10, 20, set())
+  assert loop.due_on_start(at_end, 20, 20, set())
+  (tmp_path / "eval_metrics.jsonl").write_text(
+      '{"step": 0, "accuracy": 0.5}\n\n{"step": 5, "accuracy": 0.75}\n')
+  assert loop.logged_evaluations(str(tmp_path), "eval") == {0: {"accuracy": 0.5},
+                                                            5: {"accuracy": 0.75}}
+  assert loop.first_evaluation(str(tmp_path), "eval") == {"accuracy": 0.5}
+  assert loop.logged_evaluations(str(tmp_path), "other") == {}
