@@ -55,7 +55,7 @@ def _rmb_rows(kind: str, held_out: bool) -> list[dict]:
 def native_eval_sets() -> dict[str, list[dict]]:
   """Every evaluation set, whole, in its native format (LLMBar's subsets joined, each row
   naming its RewardBench subset)."""
-  llmbar = [{**row, "subset": benchmarks.LLMBAR_SUBSETS[parts]}
+  llmbar = [{**row, "subset": benchmarks.rewardbench.LLMBAR_SUBSETS[parts]}
             for parts in LLMBAR
             for row in read_json(os.path.join(SHARED, "llmbar", "LLMBar", *parts,
                                               "dataset.json"))]

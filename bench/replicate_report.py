@@ -27,9 +27,9 @@ CELL_OF_RECORDS = {
     "rmbench": ("rmbench", lambda rows: float(np.mean([r["avg"] for r in rows]))),
     "rmbench_hard": ("rmbench", lambda rows: float(np.mean([r["hard"] for r in rows]))),
     "pandalm": ("pandalm", _pooled),
-    "rmb": ("rmb", lambda rows: benchmarks.rmb_summary(
+    "rmb": ("rmb", lambda rows: benchmarks.rmb.summary(
         "rmb", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
-    "rmb_bon": ("rmb_bon", lambda rows: benchmarks.rmb_summary(
+    "rmb_bon": ("rmb_bon", lambda rows: benchmarks.rmb.summary(
         "rmb_bon", ((r["category_path"], r["correct"]) for r in rows))["overall"]),
 }
 SUMMARY_CELL = {

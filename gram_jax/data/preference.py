@@ -15,7 +15,7 @@ RMB's best-of-n groups ({conversation_input, bon_best, loser_list}) are BestOfNG
 import dataclasses
 import hashlib
 import re
-from typing import Any
+from typing import Any, Callable
 
 from gram_jax.data.records import RecordError, UnlabeledPair, parse_unlabeled_pair, text_field
 
@@ -279,33 +279,62 @@ def _hh_rlhf(row: dict, where: str) -> PreferencePair:
   return PreferencePair(prompt, chosen, rejected, where)
 
 
+def _not_a_pair(field: str, what: str, benchmark: str) -> Callable[[dict, str], PreferencePair]:
+  def refuse(row: dict, where: str) -> PreferencePair:
+    raise RecordError(where, field, f"{what}, not a pair: evaluate it with benchmark "
+                      f"{benchmark}")
+  return refuse
+
+
+def _plain(row: dict, where: str) -> PreferencePair:
+  extra = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
+  return PreferencePair(text_field(row, "prompt", where), text_field(row, "chosen", where),
+                        text_field(row, "rejected", where), where, extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowFormat:
+  """A record format: which records it `recognises` (by their fields) and how to `parse` one."""
+  name: str
+  recognises: Callable[[dict], bool]
+  parse: Callable[[dict, str], PreferencePair]
+
+
+def _first_is(value: Any, kind: type) -> bool:
+  return isinstance(value, list) and bool(value) and isinstance(value[0], kind)
+
+
+# In detection order: a record is the first format that recognises it. data/benchmarks
+# recognises its files by these names too.
+ROW_FORMATS = (
+    RowFormat("gram_finetune", lambda r: "instruction" in r and "output" in r,
+              _official_finetune),
+    RowFormat("rmb_bon", lambda r: "bon_best" in r,
+              _not_a_pair("bon_best", "a best-of-n group", "rmb_bon")),
+    RowFormat("rmb", lambda r: "conversation_input" in r, _rmb_pair),
+    RowFormat("pandalm", lambda r: "annotator1" in r, _pandalm),
+    RowFormat("hhh", lambda r: "chosen_instruction" in r, _hhh),
+    RowFormat("judgebench", lambda r: "response_A" in r and "label" in r, _judgebench),
+    RowFormat("llmbar", lambda r: "output_1" in r and "output_2" in r, _llmbar),
+    RowFormat("rmbench", lambda r: _first_is(r.get("chosen"), str),
+              _not_a_pair("chosen", "an RM-Bench item (three chosen and three rejected "
+                          "responses)", "rmbench")),
+    RowFormat("conversational", lambda r: _first_is(r.get("chosen"), dict), _conversational),
+    RowFormat("hh_rlhf", lambda r: "prompt" not in r and isinstance(r.get("chosen"), str) and
+              r["chosen"].startswith(_HUMAN), _hh_rlhf),
+    RowFormat("plain", lambda r: True, _plain),
+)
+
+
+def row_format(row: dict) -> RowFormat:
+  return next(f for f in ROW_FORMATS if f.recognises(row))
+
+
 def parse_preference_pair(row: Any, where: str) -> PreferencePair:
   """One validated pair from any supported row shape; RecordError names the field at fault."""
   if not isinstance(row, dict):
     raise RecordError(where, "<record>", f"expected a JSON object, got {type(row).__name__}")
-  if "instruction" in row and "output" in row:
-    return _official_finetune(row, where)
-  if "bon_best" in row:
-    raise RecordError(where, "bon_best", "a best-of-n group, not a pair: evaluate it with "
-                      "benchmark rmb_bon")
-  if "conversation_input" in row:
-    return _rmb_pair(row, where)
-  if "annotator1" in row:
-    return _pandalm(row, where)
-  if "chosen_instruction" in row:
-    return _hhh(row, where)
-  if "response_A" in row and "label" in row:
-    return _judgebench(row, where)
-  if "output_1" in row and "output_2" in row:
-    return _llmbar(row, where)
-  chosen = row.get("chosen")
-  if isinstance(chosen, list) and chosen and isinstance(chosen[0], dict):
-    return _conversational(row, where)
-  if "prompt" not in row and isinstance(chosen, str) and chosen.startswith("\n\nHuman:"):
-    return _hh_rlhf(row, where)
-  extra = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
-  return PreferencePair(text_field(row, "prompt", where), text_field(row, "chosen", where),
-                        text_field(row, "rejected", where), where, extra)
+  return row_format(row).parse(row, where)
 
 
 def parse_unlabeled(row: Any, where: str) -> UnlabeledPair:

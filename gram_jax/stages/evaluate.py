@@ -1,4 +1,5 @@
-"""Stage `evaluate`: score benchmark files as published and report with the official rules.
+"""Stage `evaluate`: judge benchmark files as published (data/benchmarks says how each is
+judged, grouped and reported), journal the judgments so a stopped run resumes, and write.
 
 For every file in eval.files it writes, under workdir/<file stem>/: results.jsonl (each
 record's original fields plus score_chosen / score_rejected / correct; RM-Bench records get
@@ -15,7 +16,7 @@ import numpy as np
 from absl import logging
 
 from gram_jax import configlib, pretrained, storage
-from gram_jax.data import benchmarks, preference, sources
+from gram_jax.data import benchmarks, sources
 from gram_jax.errors import GramError
 from gram_jax.inference.reasoning import PairJudgment
 from gram_jax.inference.reward import RewardModel
@@ -86,88 +87,6 @@ def judge_journaled(reward: RewardModel, triples: list[tuple[str, str, str]], lo
                        unit="pair")
 
 
-Scored = tuple[list[dict], dict[str, Any], list[dict[str, Any]]]
-
-
-def _rmbench(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
-             log: Journal, desc: str) -> Scored:
-  """Every item's 3x3 (chosen variant, rejected variant) pairs."""
-  triples = [t for where, row in rows for t in benchmarks.rmbench_triples(where, row)]
-  outcomes = judge_journaled(reward, triples, log, desc=desc)
-  results, matrices = [], []
-  for index, (_, row) in enumerate(rows):
-    item = outcomes[9 * index:9 * index + 9]
-    chosen = np.array([o["a"] for o in item]).reshape(3, 3)
-    rejected = np.array([o["b"] for o in item]).reshape(3, 3)
-    wins = np.array([correct(o) for o in item]).reshape(3, 3)
-    matrices.append((benchmarks.rmbench_record_domain(row, path), wins))
-    results.append({**row, "score_chosen": chosen.tolist(), "score_rejected": rejected.tolist(),
-                    "correct": wins.tolist(), **benchmarks.rmbench_item_accuracy(wins),
-                    "readouts": [_readout(o) for o in item]})
-  return results, benchmarks.rmbench_summary(matrices), outcomes
-
-
-def _best_of_n(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
-               log: Journal, desc: str) -> Scored:
-  """RMB best-of-n: a group is right only when its best answer beats every loser."""
-  groups = [preference.parse_best_of_n(row, where) for where, row in rows]
-  triples = [(g.prompt, g.best, loser) for g in groups for loser in g.losers]
-  outcomes = judge_journaled(reward, triples, log, desc=desc)
-  results, subset_correct, start = [], [], 0
-  for (where, row), group in zip(rows, groups):
-    item = outcomes[start:start + len(group.losers)]
-    start += len(group.losers)
-    ok = all(correct(o) for o in item)
-    subset_correct.append((benchmarks.rmb_subset(row, where), ok))
-    results.append({**row, "score_best": [o["a"] for o in item],
-                    "score_losers": [o["b"] for o in item], "correct": ok,
-                    "readouts": [_readout(o) for o in item]})
-  return results, benchmarks.rmb_summary(kind, subset_correct), outcomes
-
-
-def _pairwise(reward: RewardModel, rows: list[tuple[str, dict]], kind: str, path: str,
-              log: Journal, desc: str) -> Scored:
-  """One (prompt, chosen, rejected) pair per record, summarised by the benchmark's rules.
-  PandaLM records whose annotators' majority is a tie are counted, not scored."""
-  ties = 0
-  if kind == "pandalm":
-    labels = [preference.pandalm_label(row, where) for where, row in rows]
-    ties = labels.count(0)
-    rows = [r for r, label in zip(rows, labels) if label]
-  pairs = [preference.parse_preference_pair(row, where) for where, row in rows]
-  given = [{"A>B": True, "B>A": False}.get(str(p.extra.get("label"))) if kind == "judgebench"
-           else None for p in pairs]
-  outcomes = judge_journaled(reward, [(p.prompt, p.chosen, p.rejected) for p in pairs], log,
-                             given, desc)
-  flags = [correct(o) for o in outcomes]
-  results = [{**row, "score_chosen": o["a"], "score_rejected": o["b"], "correct": ok,
-              **_readout(o)} for (_, row), o, ok in zip(rows, outcomes, flags)]
-  if kind == "rewardbench":
-    in_folder = benchmarks.llmbar_subset(path, rows[0][1] if rows else None)
-    summary = benchmarks.rewardbench_summary(
-        (str(r.get("subset", in_folder or "")), ok) for (_, r), ok in zip(rows, flags))
-  elif kind == "judgebench":
-    summary = benchmarks.judgebench_summary(
-        (str(r.get("source", "")), ok) for (_, r), ok in zip(rows, flags))
-  elif kind == "rmb":
-    summary = benchmarks.rmb_summary(kind, ((benchmarks.rmb_subset(r, w), ok)
-                                            for (w, r), ok in zip(rows, flags)))
-  elif kind == "hhh":
-    summary = benchmarks.hhh_summary((p.extra.get("source", ""), ok)
-                                     for p, ok in zip(pairs, flags))
-  elif kind == "pandalm":
-    unanimous = [len({r["annotator1"], r["annotator2"], r["annotator3"]}) == 1
-                 for _, r in rows]
-    summary = benchmarks.pandalm_summary(zip(flags, unanimous), ties)
-  else:
-    summary = benchmarks.pairs_summary(flags)
-  return results, summary, outcomes
-
-
-def _readout(outcome: dict[str, Any]) -> dict[str, Any]:
-  return {k: v for k, v in outcome.items() if k not in ("a", "b")}
-
-
 def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
                   work: dict[str, Any], max_records: int = 0, sample: str = "first",
                   seed: int = 0) -> dict[str, Any]:
@@ -182,12 +101,12 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
       logging.info("%s: already evaluated in %s", path, out_dir)
       return summary
   all_rows = read_rows(path)
-  kind = benchmarks.detect_benchmark([r for _, r in all_rows], setting, path)
+  benchmark = benchmarks.detect([r for _, r in all_rows], setting, path)
   rows, selection = benchmarks.select_records(all_rows, max_records, sample, seed)
   log = Journal(os.path.join(out_dir, "scores.journal"), work)
-  score = {"rmbench": _rmbench, "rmb_bon": _best_of_n}.get(kind, _pairwise)
-  results, summary, outcomes = score(reward, rows, kind, path, log,
-                                     f"{benchmarks.BENCHMARK_NAMES[kind]} {path}")
+  desc = f"{benchmark.title} {path}"
+  results, summary, outcomes = benchmark.score(
+      lambda triples, given: judge_journaled(reward, triples, log, given, desc), rows, path)
   trimmed = sum(o["trimmed"] for o in outcomes)
   summary.update(benchmarks.readout_summary(outcomes), trimmed_pairs=trimmed, file=path,
                  judge=reward.describe(), max_len=reward.max_len, work=work)
@@ -197,14 +116,6 @@ def evaluate_file(reward: RewardModel, path: str, setting: str, out_dir: str,
     write_outputs(out_dir, results, summary, benchmarks.markdown(path, summary))
   log.remove()
   return summary
-
-
-def correct(outcome: dict[str, Any]) -> bool:
-  """The published readout: the voting@k verdict for a reasoning judge, else the
-  both-order score (chosen is the pair's response_a)."""
-  if "voting_correct" in outcome:
-    return bool(outcome["voting_correct"])
-  return outcome["a"] > outcome["b"]
 
 
 def file_identity(path: str) -> dict[str, Any]:

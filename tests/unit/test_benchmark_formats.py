@@ -121,7 +121,7 @@ def test_rmb_scoring_averages_subsets_within_a_goal_then_goals():
   flags = ([("Pairwise_set/Helpfulness/Chat/A", ok) for ok in (1, 1, 1, 0)] +
            [("Pairwise_set/Helpfulness/Code/B", ok) for ok in (1, 0)] +
            [("Pairwise_set/Harmlessness/S1", ok) for ok in (0, 0, 0, 0, 1)])
-  summary = benchmarks.rmb_summary("rmb", flags)
+  summary = benchmarks.rmb.summary("rmb", flags)
   # Written out: Helpfulness = (3/4 + 1/2) / 2, Harmlessness = 1/5.
   assert summary["groups"] == {"Harmlessness": pytest.approx(0.2),
                                "Helpfulness": pytest.approx(0.625)}
@@ -131,10 +131,10 @@ def test_rmb_scoring_averages_subsets_within_a_goal_then_goals():
 
 
 def test_hhh_and_pandalm_summaries():
-  summary = benchmarks.hhh_summary([("honest", True), ("honest", False), ("harmless", True)])
+  summary = benchmarks.hhh.summary([("honest", True), ("honest", False), ("harmless", True)])
   assert summary["groups"] == {"harmless": 1.0, "honest": 0.5}
   assert summary["overall"] == pytest.approx(2 / 3)
-  summary = benchmarks.pandalm_summary([(True, True), (False, True), (True, False)], ties=4)
+  summary = benchmarks.pandalm.summary([(True, True), (False, True), (True, False)], ties=4)
   assert (summary["pairs"], summary["unanimous_pairs"], summary["ties_excluded"]) == (3, 2, 4)
   assert summary["accuracy"] == pytest.approx(2 / 3) and summary["unanimous_accuracy"] == 0.5
   assert "ties excluded" in benchmarks.markdown("pandalm", {**summary, "trimmed_pairs": 0})

@@ -11,7 +11,7 @@ def test_rewardbench_groups_pool_subsets_and_average_groups():
               [("donotanswer", True)] * 5 +                                        # safety 5/5
               [("math-prm", False)] * 3 + [("hep-rust", True)] +                   # reason 1/4
               [("not-a-subset", True)])
-  summary = benchmarks.rewardbench_summary(outcomes)
+  summary = benchmarks.rewardbench.summary(outcomes)
   assert summary["groups"] == {"chat": 0.75, "chat-hard": 0.5, "safety": 1.0,
                                "reasoning": 0.25}
   assert summary["overall"] == pytest.approx((0.75 + 0.5 + 1.0 + 0.25) / 4)
@@ -25,7 +25,7 @@ def test_judgebench_micro_over_pairs_and_macro_over_groups():
               [("livebench-math", False)] +                                      # 0/1
               [("livecodebench", True)] * 2 +                                    # 2/2
               [("something-else", True)])
-  summary = benchmarks.judgebench_summary(outcomes)
+  summary = benchmarks.judgebench.summary(outcomes)
   assert summary["groups"] == {"Knowledge": 0.75, "Reasoning": 0.5, "Math": 0.0, "Coding": 1.0}
   assert summary["micro"] == pytest.approx(7 / 10)  # every pair, the official scorer
   assert summary["macro"] == pytest.approx((0.75 + 0.5 + 0.0 + 1.0) / 4)  # the papers' tables
@@ -37,10 +37,10 @@ def test_rmbench_triangles():
   matrix = np.array([[1, 0, 0],
                      [1, 1, 0],
                      [1, 1, 0]], bool)
-  item = benchmarks.rmbench_item_accuracy(matrix)
+  item = benchmarks.rmbench.item_accuracy(matrix)
   assert item == {"hard": 0.0, "normal": pytest.approx(2 / 3), "easy": 1.0,
                   "avg": pytest.approx(5 / 9)}
-  summary = benchmarks.rmbench_summary([("chat", matrix), ("chat", np.ones((3, 3), bool)),
+  summary = benchmarks.rmbench.summary([("chat", matrix), ("chat", np.ones((3, 3), bool)),
                                         ("math", np.zeros((3, 3), bool))])
   assert summary["domains"]["chat"]["hard"] == 0.5
   assert summary["domains"]["chat"]["avg"] == pytest.approx((5 / 9 + 1) / 2)
@@ -50,7 +50,7 @@ def test_rmbench_triangles():
 
 def test_rmbench_merges_the_two_safety_subsets_into_one_domain():
   ones, zeros = np.ones((3, 3), bool), np.zeros((3, 3), bool)
-  summary = benchmarks.rmbench_summary([
+  summary = benchmarks.rmbench.summary([
       ("safety-refuse", ones), ("safety-refuse", ones), ("safety-response", zeros),
       ("chat", zeros), ("math", ones), ("code", ones)])
   assert list(summary["domains"]) == ["chat", "math", "code", "safety"]
@@ -83,7 +83,7 @@ def test_rewardbench_reports_gram_pooling_and_the_leaderboard_weighting():
   # reasoning: math-prm 1 of 2 right; hep-python 2 of 2, hep-go 0 of 2.
   flags = [("math-prm", True), ("math-prm", False), ("hep-python", True), ("hep-python", True),
            ("hep-go", False), ("hep-go", False), ("alpacaeval-easy", True)]
-  summary = benchmarks.rewardbench_summary(flags)
+  summary = benchmarks.rewardbench.summary(flags)
   assert summary["groups"]["reasoning"] == pytest.approx(3 / 6)  # pooled: 3 right of 6
   # Leaderboard: subset accuracies weighted 984 (math-prm), 164, 164 (hep-*).
   expected = (0.5 * 984 + 1.0 * 164 + 0.0 * 164) / (984 + 164 + 164)
@@ -96,15 +96,15 @@ def test_rewardbench_reports_gram_pooling_and_the_leaderboard_weighting():
 
 
 def test_markdown_renders_every_kind():
-  rb = benchmarks.rewardbench_summary([("alpacaeval-easy", True)])
+  rb = benchmarks.rewardbench.summary([("alpacaeval-easy", True)])
   text = benchmarks.markdown("rb.json", {**rb, "trimmed_pairs": 2, "max_len": 512})
   assert text.startswith("### rb.json: RewardBench (alpacaeval-easy), 1 pair\n")
   assert "| chat | chat-hard | safety | reasoning | overall (mean of groups) |" in text
   assert "Pairs trimmed to fit the prompt budget of 512 tokens: 2." in text
-  rm = benchmarks.rmbench_summary([("chat", np.ones((3, 3), bool))])
+  rm = benchmarks.rmbench.summary([("chat", np.ones((3, 3), bool))])
   assert "| chat | 1 | 100.0 | 100.0 | 100.0 | 100.0 |" in benchmarks.markdown(
       "rm", {**rm, "trimmed_pairs": 0})
-  jb = benchmarks.judgebench_summary([("livecodebench", True), ("mmlu-pro", False)])
+  jb = benchmarks.judgebench.summary([("livecodebench", True), ("mmlu-pro", False)])
   jb["position_consistency"] = 0.5
   text = benchmarks.markdown("jb", {**jb, "trimmed_pairs": 0})
   assert "| Knowledge | Coding | micro (official scorer) | macro (mean of groups) |" in text
@@ -112,10 +112,10 @@ def test_markdown_renders_every_kind():
 
 
 def test_llmbar_folders_map_to_rewardbench_chat_hard_subsets():
-  assert benchmarks.llmbar_subset("/d/llmbar/LLMBar/Natural/dataset.json") == "llmbar-natural"
-  assert benchmarks.llmbar_subset("LLMBar/Adversarial/GPTOut/dataset.json") == \
+  assert benchmarks.rewardbench.llmbar_subset("/d/llmbar/LLMBar/Natural/dataset.json") == "llmbar-natural"
+  assert benchmarks.rewardbench.llmbar_subset("LLMBar/Adversarial/GPTOut/dataset.json") == \
       "llmbar-adver-GPTOut"
-  assert benchmarks.llmbar_subset("/d/llmbar/Processed/MT-Bench/dataset.json") is None
-  assert benchmarks.llmbar_subset("/d/Natural/dataset.json") is None
-  for subset in benchmarks.LLMBAR_SUBSETS.values():
-    assert benchmarks.REWARDBENCH_SUBSETS[subset] == "chat-hard"
+  assert benchmarks.rewardbench.llmbar_subset("/d/llmbar/Processed/MT-Bench/dataset.json") is None
+  assert benchmarks.rewardbench.llmbar_subset("/d/Natural/dataset.json") is None
+  for subset in benchmarks.rewardbench.LLMBAR_SUBSETS.values():
+    assert benchmarks.rewardbench.SUBSETS[subset] == "chat-hard"

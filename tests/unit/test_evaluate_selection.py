@@ -92,6 +92,5 @@ def test_an_llmbar_set_is_known_by_its_content_wherever_it_lies(tmp_path):
 
 def test_an_llmbar_format_file_of_other_content_is_plain_pairs(tmp_path):
   rows = [{"input": "Say hi.", "output_1": "Hi!", "output_2": "No.", "label": 1}]
-  assert benchmarks.llmbar_subset(str(tmp_path / "x.json"), rows[0]) is None
-  assert benchmarks.detect_benchmark(rows, "auto", os.path.join(str(tmp_path), "x.json")) == \
-      "pairs"
+  assert benchmarks.rewardbench.llmbar_subset(str(tmp_path / "x.json"), rows[0]) is None
+  assert benchmarks.detect(rows, "auto", os.path.join(str(tmp_path), "x.json")).name == "pairs"
