@@ -14,7 +14,7 @@ is no rename, it writes a commit marker last), so a crash mid-save never produce
 import contextlib
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import orbax.checkpoint as ocp
@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from gram_jax import parallel, storage
 from gram_jax.errors import GramError
 from gram_jax.models import finite, lora
-from gram_jax.models.config import ModelConfig
+from gram_jax.models.config import ModelConfig, as_run
 from gram_jax.models.decoder import Decoder, abstract_model
 
 MODEL_CONFIG = "model_config.json"
@@ -101,15 +101,12 @@ def restore_target(abstract_state: nnx.State, mesh: Mesh | None,
 
 
 def load_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
-               compute_dtype: str | None = None,
-               rules: Sequence = parallel.DEFAULT_RULES) -> Decoder:
-  """Restores a model checkpoint directly onto its shardings (any mesh)."""
+               compute_dtype: str | None = None, rules: Sequence = parallel.DEFAULT_RULES,
+               attention: Mapping[str, Any] | None = None) -> Decoder:
+  """Restores a model checkpoint directly onto its shardings (any mesh), run as
+  `models.config.as_run` says."""
   storage.check_checkpoints(path, "model checkpoint")
-  model_config = read_saved_model_config(path)
-  if dtype:
-    model_config = model_config.replace(param_dtype=dtype, dtype=compute_dtype or dtype)
-  elif compute_dtype:
-    model_config = model_config.replace(dtype=compute_dtype)
+  model_config = as_run(read_saved_model_config(path), dtype, compute_dtype, attention)
   graphdef, abstract_state = abstract_model(model_config)
   target = restore_target(abstract_state, mesh, rules)
   with ocp.StandardCheckpointer() as checkpointer:
@@ -163,14 +160,13 @@ def load_run_adapters(path: str) -> tuple[dict, lora.Lora, str]:
 
 
 def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None,
-                   compute_dtype: str | None = None,
-                   rules: Sequence = parallel.DEFAULT_RULES) -> Decoder:
+                   compute_dtype: str | None = None, rules: Sequence = parallel.DEFAULT_RULES,
+                   attention: Mapping[str, Any] | None = None) -> Decoder:
   """The model of a run directory's latest complete checkpoint, onto its shardings (a LoRA
-  run's: the merged model it wrote when it finished that step)."""
+  run's: the merged model it wrote when it finished that step), run as
+  `models.config.as_run` says."""
   storage.check_checkpoints(path, "run directory")
-  model_config = read_saved_model_config(path)
-  model_config = model_config.replace(param_dtype=dtype or model_config.param_dtype,
-                                      dtype=compute_dtype or dtype or model_config.dtype)
+  model_config = as_run(read_saved_model_config(path), dtype, compute_dtype, attention)
   checkpointer = RunCheckpointer.reader(os.path.join(path, RUN_CHECKPOINTS))
   step = checkpointer.latest_step()
   if step is None:
@@ -182,7 +178,7 @@ def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None
       raise GramError(f"{path}: a LoRA run whose checkpoints hold adapters only, and step "
                       f"{step} has no merged model in {merged} (written when the run "
                       "finishes): rerun the training command to finish it")
-    return load_model(merged, dtype, mesh, compute_dtype, rules)
+    return load_model(merged, dtype, mesh, compute_dtype, rules, attention)
   graphdef, abstract_state = abstract_model(model_config)
   params = checkpointer.restore_params(step, restore_target(abstract_state, mesh, rules))
   checkpointer.close()

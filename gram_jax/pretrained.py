@@ -3,7 +3,7 @@ model checkpoint, or a training run directory (its latest checkpoint)."""
 import hashlib
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from jax.sharding import Mesh
 
@@ -31,10 +31,12 @@ def read_model_config(path: str) -> ModelConfig:
 
 def load_pretrained(path: str, dtype: str | None = None, mesh: Mesh | None = None,
                     compute_dtype: str | None = None,
-                    rules: Sequence[tuple[str, Any]] = parallel.DEFAULT_RULES) -> Decoder:
+                    rules: Sequence[tuple[str, Any]] = parallel.DEFAULT_RULES,
+                    attention: Mapping[str, Any] | None = None) -> Decoder:
   """Loads a Decoder from a Hugging Face directory, a gram_jax checkpoint or a run directory.
 
   dtype: parameter dtype (default: as stored). compute_dtype: activations (default: dtype).
+  attention: the attention kernel and block sizes to run with (default: as saved).
   mesh: when given, every tensor goes straight onto its sharding. `path` may be local or
   gs:// / s3://: safetensors are read tensor by tensor with ranged reads, Orbax checkpoints
   through TensorStore, so no full local copy is made.
@@ -43,11 +45,11 @@ def load_pretrained(path: str, dtype: str | None = None, mesh: Mesh | None = Non
     raise GramError(f"{path}: model directory not found")
   storage.check_contained(path)
   if checkpoint.is_run_dir(path):
-    return checkpoint.load_run_model(path, dtype, mesh, compute_dtype, rules)
+    return checkpoint.load_run_model(path, dtype, mesh, compute_dtype, rules, attention)
   if checkpoint.is_model_checkpoint(path):
-    return checkpoint.load_model(path, dtype, mesh, compute_dtype, rules)
+    return checkpoint.load_model(path, dtype, mesh, compute_dtype, rules, attention)
   if hf_load.is_hf_dir(path):
-    return hf_load.load_hf(path, dtype, mesh, compute_dtype, rules)
+    return hf_load.load_hf(path, dtype, mesh, compute_dtype, rules, attention)
   read_model_config(path)  # raises the explanatory error
   raise AssertionError("unreachable")
 

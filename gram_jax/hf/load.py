@@ -1,7 +1,7 @@
 """Import a Hugging Face checkpoint directory into a sharded gram_jax Decoder."""
 import json
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -13,6 +13,7 @@ from gram_jax.errors import GramError
 from gram_jax.hf import mapping, safetensors_io
 from gram_jax.hf import config as hf_config
 from gram_jax.models import finite
+from gram_jax.models.config import as_run
 from gram_jax.models.decoder import Decoder, abstract_model
 
 
@@ -69,12 +70,13 @@ def assemble(graphdef: nnx.GraphDef, abstract_state: nnx.State,
 
 def load_hf(model_dir: str, dtype: str | None = None, mesh: Mesh | None = None,
             compute_dtype: str | None = None,
-            rules: Sequence = parallel.DEFAULT_RULES) -> Decoder:
+            rules: Sequence = parallel.DEFAULT_RULES,
+            attention: Mapping[str, Any] | None = None) -> Decoder:
   """Reads config.json and safetensors from `model_dir`, one tensor at a time."""
   raw = hf_config.read_config_json(model_dir)
-  model_config = hf_config.model_config_from_hf(raw, os.path.join(model_dir, "config.json"), dtype)
-  if compute_dtype:
-    model_config = model_config.replace(dtype=compute_dtype)
+  model_config = as_run(hf_config.model_config_from_hf(
+      raw, os.path.join(model_dir, "config.json"), dtype), compute_dtype=compute_dtype,
+                        attention=attention)
   index = tensor_index(model_dir)
   specs = mapping.param_specs(model_config)
   for spec in specs:  # every tensor there, of its shape and a float type, before building

@@ -11,7 +11,7 @@ are read.
 import copy
 import dataclasses
 import functools
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from jax.sharding import Mesh
@@ -83,17 +83,21 @@ class RewardModel:
                       compute_dtype: str | None = None, template: str | None = None,
                       reasoning: Any = _UNSET, labels: Sequence[str] | None = None,
                       chat_template: str | None = None, template_field: str = "template",
-                      reasoning_field: str = "reasoning", **kwargs: Any) -> "RewardModel":
+                      reasoning_field: str = "reasoning",
+                      attention: Mapping[str, Any] | None = None,
+                      **kwargs: Any) -> "RewardModel":
     """From an HF directory, a gram_jax checkpoint or a run directory (tokenizer included).
 
     The prompt, labels, chat template and reasoning saved in the model's judge.json are the
     defaults; what the caller names wins (`judge_settings`). `reasoning=judge_card.RELEASE`
     alone reads a released GRAM-RR checkpoint as its model card does (the GRAM-RR prompt, one
     order, an 8,192-token context). A verdict-only prompt with a reasoning judge is an error
-    naming `template_field` and `reasoning_field` (the caller's names for them)."""
+    naming `template_field` and `reasoning_field` (the caller's names for them). `dtype`,
+    `compute_dtype` and `attention` say how the model runs (`pretrained.load_pretrained`)."""
     settings = judge_settings(read_judge_card(path), template, labels, chat_template, reasoning,
                               template_field, reasoning_field)
-    model = load_pretrained(path, dtype=dtype, mesh=mesh, compute_dtype=compute_dtype)
+    model = load_pretrained(path, dtype=dtype, mesh=mesh, compute_dtype=compute_dtype,
+                            attention=attention)
     return cls(model, load_tokenizer(path), mesh=mesh, **settings, **kwargs)
 
   def describe(self) -> str:

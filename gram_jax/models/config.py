@@ -1,7 +1,7 @@
 """ModelConfig: the one description of a decoder that every other module reads."""
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Mapping
 
 from gram_jax.models import families
 
@@ -189,6 +189,22 @@ ARCHITECTURES = {
                         layer_types=(("sliding",) * 5 + ("full",)) * 3,
                         tie_word_embeddings=True, max_position_embeddings=32768),
 }
+
+
+ATTENTION_FIELDS = ("attention", "attention_block_q", "attention_block_kv")
+
+
+def as_run(saved: ModelConfig, dtype: str | None = None, compute_dtype: str | None = None,
+           attention: Mapping[str, Any] | None = None) -> ModelConfig:
+  """A saved model's config as this run runs it: parameters in `dtype` and activations in
+  `compute_dtype` (None: `dtype`, else as saved), and the run's attention kernel and block
+  sizes (ATTENTION_FIELDS; None: as saved). These change how the model runs, never what it
+  computes; the one rule every loader applies."""
+  unknown = sorted(set(attention or {}) - set(ATTENTION_FIELDS))
+  if unknown:
+    raise ValueError(f"not attention settings: {unknown}")
+  return saved.replace(param_dtype=dtype or saved.param_dtype,
+                       dtype=compute_dtype or dtype or saved.dtype, **dict(attention or {}))
 
 
 def architecture(name: str, **overrides: Any) -> ModelConfig:

@@ -65,6 +65,14 @@ def attention_settings(c: ml_collections.ConfigDict) -> dict[str, Any]:
           "attention_block_kv": c.model.attention_block_kv}
 
 
+def load_model(c: ml_collections.ConfigDict, path: str, mesh: Mesh | None = None) -> Decoder:
+  """A saved model that this run reads (a judge, a prover, a reference policy), run with the
+  compute dtype and attention kernel the run's start-up line names, not those it was saved
+  with."""
+  return pretrained.load_pretrained(path, mesh=mesh, compute_dtype=configlib.compute_dtype(c),
+                                    attention=attention_settings(c))
+
+
 def initial_params(c: ml_collections.ConfigDict, model_config: ModelConfig, mesh: Mesh) -> dict:
   """Pretrained weights from model.path, or a fresh init made directly on its shardings."""
   rules = tuple(c.rules)
@@ -128,7 +136,8 @@ def reasoning_source(c: ml_collections.ConfigDict, card: dict) -> str:
 def reward_model(c: ml_collections.ConfigDict, mesh: Mesh, max_len: int,
                  batch_size: int) -> RewardModel:
   """`c.model.path` read as a judge: its judge card, with what the config sets on top
-  (`max_len` 0: the judge's prompt budget). Logs the prompt and readout it uses."""
+  (`max_len` 0: the judge's prompt budget), run with the run's compute dtype and attention
+  kernel. Logs the prompt and readout it uses."""
   card = read_judge_card(c.model.path)
   reasoning = configlib.reasoning_settings(c, card.get("reasoning"))
   reward = RewardModel.from_pretrained(
@@ -136,6 +145,6 @@ def reward_model(c: ml_collections.ConfigDict, mesh: Mesh, max_len: int,
       batch_size=batch_size, template=configlib.template_setting(c),
       labels=tuple(c.template.labels) or None, chat_template=configlib.chat_template(c),
       reasoning=reasoning, template_field="config.template.judge",
-      reasoning_field=reasoning_source(c, card))
+      reasoning_field=reasoning_source(c, card), attention=attention_settings(c))
   logging.info("judge %s: %s", c.model.path, reward.describe())
   return reward

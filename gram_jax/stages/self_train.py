@@ -162,7 +162,9 @@ class SelfTrainJob:
     judge on (prompt, chosen, rejected) triples."""
     reward = RewardModel.from_pretrained(model_dir, max_len=self.verdict_max_len(),
                                          reasoning=None, template=self.verdict_template(),
-                                         chat_template=self.chat_template)
+                                         chat_template=self.chat_template,
+                                         compute_dtype=configlib.compute_dtype(self.c),
+                                         attention=common.attention_settings(self.c))
     judged = reward.judge_batch(triples)
     accuracy = float(np.mean([j.score_a > j.score_b for j in judged]))
     return {"accuracy": accuracy, "probability_accuracy": accuracy,
@@ -170,7 +172,7 @@ class SelfTrainJob:
 
   def policy_judge(self, policy_dir: str) -> RationaleJudge:
     """π_φ read with the prompt and chat template it was trained with."""
-    return RationaleJudge(pretrained.load_pretrained(policy_dir), self.tokenizer,
+    return RationaleJudge(common.load_model(self.c, policy_dir), self.tokenizer,
                           configlib.judge_template(self.c, reasoning=True),
                           self.c.template.rationale_format, self.labels, self.s.batch_size,
                           self.c.data.cutoff_len, self.s.max_new_tokens, self.chat_template)
@@ -213,7 +215,7 @@ class SelfTrainJob:
     killed run resumes mid-file."""
     if storage.exists(out):
       return out
-    generator = Generator(pretrained.load_pretrained(prover_dir), self.tokenizer,
+    generator = Generator(common.load_model(self.c, prover_dir), self.tokenizer,
                           self.s.batch_size, self.c.data.cutoff_len)
     chat_template = configlib.chat_template(self.c)
     prompts = proving.prover_prompts(self.tokenizer, configlib.prover_template(self.c),

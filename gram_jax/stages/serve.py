@@ -3,7 +3,7 @@ import dataclasses
 import ipaddress
 import os
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 import ml_collections
 from absl import logging
@@ -15,7 +15,8 @@ from gram_jax.inference.generate import Generator
 from gram_jax.serving.request_parsing import Limits
 from gram_jax.serving.lifecycle import serve_until_terminated
 from gram_jax.serving.server import RewardServer
-from gram_jax.pretrained import load_pretrained, load_tokenizer
+from gram_jax.models.decoder import Decoder
+from gram_jax.pretrained import load_tokenizer
 from gram_jax.stages import common
 
 
@@ -59,8 +60,10 @@ def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   reward = common.reward_model(c, mesh, s.max_len, s.batch_size)
   if s.warm_up:
     logging.info("compiled %d scoring shapes (rows x length buckets)", reward.warm_up())
-  reference = greedy_references(s.reference_model, s.reference_max_new_tokens, s.batch_size,
-                                reward.max_len, mesh) if s.reference_model else None
+  reference = greedy_references(
+      common.load_model(c, s.reference_model, mesh), load_tokenizer(s.reference_model),
+      s.reference_max_new_tokens, s.batch_size, reward.max_len, mesh) \
+      if s.reference_model else None
   return RewardServer(reward, limits_of(s), key, reference,
                       model_name=s.model_name or served_model_name(c.model.path),
                       rlhf_readout=s.rlhf_readout)
@@ -79,13 +82,12 @@ def served_model_name(path: str) -> str:
   return "gram_jax"
 
 
-def greedy_references(path: str, max_new_tokens: int, batch_size: int, max_len: int,
-                      mesh) -> Callable[[list[str]], tuple[list[str], list[bool]]]:
+def greedy_references(model: Decoder, tokenizer: Any, max_new_tokens: int, batch_size: int,
+                      max_len: int, mesh) -> Callable[[list[str]], tuple[list[str], list[bool]]]:
   """A frozen policy's greedy answer to each prompt (rendered as one user turn, the
   question cut to fit max_len, never the chat header): the fallback reference for /reward
   samples sent without one; also says which prompts were cut."""
-  tokenizer = load_tokenizer(path)
-  generator = Generator(load_pretrained(path, mesh=mesh), tokenizer, batch_size, max_len, mesh)
+  generator = Generator(model, tokenizer, batch_size, max_len, mesh)
   prompts = PromptEncoder(tokenizer, max_len, "{input}", values=lambda f: {"input": f["prompt"]},
                           trim_order=(("prompt",),), budget_name="serve.max_len")
 

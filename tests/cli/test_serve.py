@@ -22,6 +22,7 @@ from gram_jax.serving.lifecycle import serve_in_background
 from gram_jax.serving.request_parsing import Limits
 from gram_jax.serving.server import RewardServer
 from gram_jax.judge_card import Reasoning, write_judge_card
+from gram_jax.pretrained import load_pretrained, load_tokenizer
 from gram_jax.stages import serve as serve_stage
 from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
@@ -245,7 +246,8 @@ def _torch_greedy(model_path: str, prompt: str, max_new_tokens: int) -> str:
 
 
 def test_reward_against_greedy_references(reward, model_path):
-  references = serve_stage.greedy_references(model_path, 8, 4, 256, None)
+  references = serve_stage.greedy_references(load_pretrained(model_path),
+                                             load_tokenizer(model_path), 8, 4, 256, None)
   running = serve_in_background(RewardServer(reward, LIMITS, reference=references))
   try:
     prompts = [p for p, _, _ in PAIRS]
