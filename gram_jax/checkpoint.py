@@ -30,6 +30,7 @@ from gram_jax.models.decoder import Decoder, abstract_model
 
 MODEL_CONFIG = "model_config.json"
 RUN_CONFIG = "config.json"
+LORA_SPEC = "lora.json"  # a LoRA run's adapters (targets, rank, alpha, ...) and base model
 PARAMS = "params"
 TOKENIZER = "tokenizer"
 RUN_CHECKPOINTS = "checkpoints"
@@ -124,26 +125,35 @@ def save_merged(workdir: str, step: int, model: Decoder) -> str:
   return save_model(model, os.path.join(workdir, MERGED, str(step)))
 
 
-def _lora_rank(path: str) -> int:
+def run_lora(path: str) -> tuple[lora.Lora, str] | None:
+  """The LoRA spec a run directory trained with and the base model its adapters adapt
+  (lora.json), or None for full training. Runs written before lora.json existed recorded
+  them only in their stage config: read there, from model.lora and model.path alone."""
+  spec_path = os.path.join(path, LORA_SPEC)
+  if storage.isfile(spec_path):
+    values = json.loads(storage.read_text(spec_path))
+    return lora.Lora.from_dict(values["adapters"]), values["base_model"]
   try:
-    return int(json.loads(storage.read_text(os.path.join(path, RUN_CONFIG)))
-               ["model"]["lora"]["rank"])
+    model = json.loads(storage.read_text(os.path.join(path, RUN_CONFIG)))["model"]
+    values = model["lora"]
   except (OSError, ValueError, KeyError, TypeError):
-    return 0
+    return None
+  if not int(values.get("rank", 0)):
+    return None
+  return lora.Lora(lora.parse_targets(values["targets"]), int(values["rank"]),
+                   float(values["alpha"]), float(values.get("dropout", 0.0)),
+                   values.get("quantize", "")), model["path"]
 
 
 def load_run_adapters(path: str) -> tuple[dict, lora.Lora, str]:
   """A LoRA run's adapters at its latest complete checkpoint, their spec, and the path of
   the base model they adapt (config.model.path)."""
   storage.check_checkpoints(path, "run directory")
-  if not _lora_rank(path):
+  trained = run_lora(path)
+  if trained is None:
     raise GramError(f"{path}: not a LoRA run (config.model.lora.rank is 0); its model exports "
                     "with --to=hf")
-  run_config = json.loads(storage.read_text(os.path.join(path, RUN_CONFIG)))
-  values = run_config["model"]["lora"]
-  spec = lora.Lora(lora.parse_targets(values["targets"]), int(values["rank"]),
-                   float(values["alpha"]), float(values.get("dropout", 0.0)),
-                   values.get("quantize", ""))
+  spec, base_model = trained
   kernels = nnx.to_pure_dict(abstract_model(read_saved_model_config(path))[1])
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
@@ -154,7 +164,7 @@ def load_run_adapters(path: str) -> tuple[dict, lora.Lora, str]:
     step = checkpointer.latest_step()
     if step is None:
       raise GramError(f"{path}/{RUN_CHECKPOINTS}: no complete checkpoint")
-    return checkpointer.restore_params(step, target), spec, run_config["model"]["path"]
+    return checkpointer.restore_params(step, target), spec, base_model
   finally:
     checkpointer.close()
 
@@ -171,7 +181,7 @@ def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None
   step = checkpointer.latest_step()
   if step is None:
     raise GramError(f"{path}/{RUN_CHECKPOINTS}: no complete checkpoint")
-  if _lora_rank(path):
+  if run_lora(path) is not None:
     checkpointer.close()
     merged = os.path.join(path, MERGED, str(step))
     if not is_model_checkpoint(merged):
@@ -188,13 +198,19 @@ def load_run_model(path: str, dtype: str | None = None, mesh: Mesh | None = None
 
 
 def write_run_files(workdir: str, model_config: ModelConfig, tokenizer: Any,
-                    run_config: str) -> None:
-  """model_config.json, tokenizer/ and config.json: what makes `workdir` loadable."""
+                    run_config: str, adapters: lora.Lora | None = None,
+                    base_model: str = "") -> None:
+  """model_config.json, tokenizer/, config.json (the stage config, for people and resume
+  checks) and, for a LoRA run, lora.json (the adapters' spec and the base model they
+  adapt): what makes `workdir` loadable."""
   if jax.process_index() != 0:
     return
   storage.write_atomic(os.path.join(workdir, MODEL_CONFIG),
                        json.dumps(model_config.to_dict(), indent=2))
   storage.write_atomic(os.path.join(workdir, RUN_CONFIG), run_config)
+  if adapters is not None:
+    storage.write_atomic(os.path.join(workdir, LORA_SPEC), json.dumps(
+        {"adapters": adapters.to_dict(), "base_model": base_model}, indent=2))
   save_tokenizer(tokenizer, os.path.join(workdir, TOKENIZER))
 
 

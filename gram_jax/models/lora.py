@@ -21,6 +21,7 @@ multiply reshaped kernels (`models.decoder.dense`), which it does not see.
 """
 import dataclasses
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +56,13 @@ class Lora:
   @property
   def scale(self) -> float:
     return self.alpha / self.rank
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any]) -> "Lora":
+    return cls(**{**values, "targets": tuple(values["targets"])})
 
 
 def parse_targets(targets: str) -> tuple[str, ...]:

@@ -112,7 +112,7 @@ def training_settings(c: ml_collections.ConfigDict, workdir: str,
       max_bad_steps=c.train.max_bad_steps, peak_flops_per_device=c.train.peak_flops_per_device,
       memory_capacity_gb=c.train.memory_capacity_gb, dry_run=c.dry_run,
       run_config=c.to_json_best_effort(indent=2), result_fields=configlib.result_fields(c),
-      memory_advice=functools.partial(memory_advice.changes, c))
+      memory_advice=functools.partial(memory_advice.changes, c), base_model=c.model.path)
 
 
 def builtin_jsonl(path: str, make_rows: Callable[[], Iterable[dict]]) -> str:

@@ -55,7 +55,8 @@ def start(settings: Training, mesh: Mesh, model_config: ModelConfig, tokenizer: 
   plan = lambda: planned_step(settings, model_config, trainer, make_trainer, batches)
   if settings.dry_run:
     plan()  # raises DryRun before anything is written
-  write_run_files(workdir, model_config, tokenizer, settings.run_config)
+  write_run_files(workdir, model_config, tokenizer, settings.run_config, settings.lora,
+                  settings.base_model)
   saving = settings.checkpoints
   checkpointer = RunCheckpointer(os.path.join(workdir, checkpoint.RUN_CHECKPOINTS),
                                  saving.every_steps, saving.keep, saving.async_save)

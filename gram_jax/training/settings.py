@@ -51,3 +51,4 @@ class Training:
   run_config: str  # the run's config as JSON, recorded in the run directory
   result_fields: dict[str, Any]  # dotted path -> value: a checkpoint resumes under these only
   memory_advice: MemoryAdvice
+  base_model: str = ""  # config.model.path: what a LoRA run's adapters adapt

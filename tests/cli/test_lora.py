@@ -4,6 +4,7 @@ its adapters load in `peft` over the transformers base with the same logits, and
 made by `peft` import here."""
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from flax import nnx
 
 import gram_jax
+from gram_jax import checkpoint
 from gram_jax.models import lora
 from tests.helpers import cli, hf_fixtures
 
@@ -93,6 +95,30 @@ def test_only_the_adapters_train_and_the_checkpoints_hold_them_alone(base, lora_
   assert leaves and all(jax.tree_util.keystr(path).endswith(("['a']", "['b']"))
                         for path, _ in leaves)  # the adapters, nothing of the base
   assert sum(np.asarray(v).size for _, v in leaves) < 0.2 * sum(v.size for v in before.values())
+
+
+def test_the_adapters_spec_is_a_run_file_of_its_own(base, lora_run, tmp_path):
+  """A LoRA run directory loads from lora.json, never from its stage config; one written
+  before lora.json existed still loads from the stage config's model.lora."""
+  written = json.load(open(os.path.join(lora_run, "lora.json")))
+  assert written == {"adapters": {"targets": ["q", "v", "o", "down"], "rank": 4, "alpha": 16.0,
+                                  "dropout": 0.0, "quantize": ""},  # SMALL, alpha's default
+                     "base_model": base}
+  merged = flat(gram_jax.load_pretrained(lora_run))
+  without_stage_config, legacy = tmp_path / "no_config", tmp_path / "legacy"
+  shutil.copytree(lora_run, without_stage_config)
+  os.remove(without_stage_config / "config.json")
+  shutil.copytree(lora_run, legacy)
+  os.remove(legacy / "lora.json")
+  for copy in (without_stage_config, legacy):
+    loaded = flat(gram_jax.load_pretrained(str(copy)))
+    assert loaded.keys() == merged.keys()
+    for key in merged:
+      np.testing.assert_array_equal(loaded[key], merged[key], err_msg=key)
+  for copy in (without_stage_config, legacy):
+    adapters, spec, base_model = checkpoint.load_run_adapters(str(copy))
+    assert spec == lora.Lora(("q", "v", "o", "down"), 4, 16.0) and base_model == base
+    assert adapters
 
 
 def test_a_resumed_qlora_run_with_dropout_equals_an_unbroken_one(base, tmp_path):
