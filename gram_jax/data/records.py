@@ -163,9 +163,7 @@ def read_records(paths: Iterable[str], parse: Callable[[Any, str], Any], on_bad:
   for path in paths:
     for row in sources.iter_rows(path):
       try:
-        if isinstance(row.data, GramError):
-          raise row.data
-        record = parse(row.data, row.where)
+        record = sources.parse_row(row, parse)
       except GramError as error:
         if on_bad == "fail" and isinstance(error, RecordError):
           raise RecordError(error.where, error.field, f"{error.reason}; to skip and count "

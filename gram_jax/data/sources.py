@@ -12,7 +12,7 @@ import io
 import json
 import os
 import zlib
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from absl import logging
 
@@ -298,6 +298,20 @@ def _plain(value: Any) -> Any:
   if isinstance(value, (list, tuple)):
     return [_plain(v) for v in value]
   return value
+
+
+def parse_row(row: Row, parse: Callable[[Any, str], Any]) -> Any:
+  """`parse(data, where)` of a decoded row; a row that could not be decoded raises its
+  error (naming the file and row)."""
+  if isinstance(row.data, Exception):
+    raise row.data
+  return parse(row.data, row.where)
+
+
+def parse_rows(path: str, parse: Callable[[Any, str], Any]) -> list[Any]:
+  """Every row of one source, parsed; the first bad one raises, naming its file, row and
+  field."""
+  return [parse_row(row, parse) for row in iter_rows(path)]
 
 
 def iter_rows(path: str) -> Iterator[Row]:

@@ -17,7 +17,6 @@ prompt, length and stop-table buckets, and each new one is logged.
 import collections
 import dataclasses
 import functools
-import itertools
 import math
 from typing import Any, Callable, Iterator, Sequence
 

@@ -16,12 +16,7 @@ from gram_jax.stages import common
 
 
 def read_candidates(path: str) -> list[dict]:
-  rows = []
-  for row in sources.iter_rows(path):
-    if isinstance(row.data, Exception):
-      raise row.data
-    rows.append(preference.check_candidates(row.data, row.where))
-  return rows
+  return sources.parse_rows(path, preference.check_candidates)
 
 
 def pick_winners(reward: RewardModel, rows: list[dict], method: str) -> list[dict]:

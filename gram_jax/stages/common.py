@@ -123,6 +123,14 @@ def builtin_jsonl(path: str, make_rows: Callable[[], Iterable[dict]]) -> str:
   return path
 
 
+def files_or_builtin(c: ml_collections.ConfigDict, value: str,
+                     builtin: dict[str, Callable[[], Iterable[dict]]]) -> list[str]:
+  """The files a setting names, else the built-in data: each file's rows (name -> a maker)
+  written once under workdir/data, made only while that file is not there."""
+  return configlib.data_files(value) or [
+      builtin_jsonl(os.path.join(c.workdir, "data", name), rows) for name, rows in builtin.items()]
+
+
 def reasoning_source(c: ml_collections.ConfigDict, card: dict) -> str:
   """Which setting made a judge a reasoning judge (for errors naming it)."""
   if c.reasoning.preset:

@@ -25,11 +25,7 @@ from gram_jax.stages import common
 
 
 def read_rows(path: str) -> list[tuple[str, dict]]:
-  rows = []
-  for row in sources.iter_rows(path):
-    if isinstance(row.data, GramError):
-      raise row.data
-    rows.append((row.where, row.data))
+  rows = sources.parse_rows(path, lambda data, where: (where, data))
   if not rows:
     raise GramError(f"{path}: no records")
   return rows

@@ -4,7 +4,7 @@ Each labeled pair becomes the judging prompt (both orders when data.both_orders)
 cross-entropy over the two label-token logits at the verdict position with label smoothing
 (official `gram_loss`). Held-out accuracy (official both-order readout) is logged as it trains.
 """
-import os
+import functools
 
 import ml_collections
 
@@ -15,25 +15,15 @@ from gram_jax.stages import common, recipes
 BUILTIN_EVAL_PAIRS = 200
 
 
-def builtin_files(c: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
-  """Labeled synthetic pairs for training and a held-out file that shares no pair with it."""
-  data = os.path.join(c.workdir, "data")
-  splits = {}
-  def split(name: str) -> list[dict]:
-    if not splits:
-      splits.update(synthetic.disjoint_splits(
-          {"heldout": BUILTIN_EVAL_PAIRS, "train": c.data.builtin_pairs}, c.seed,
-          configlib.builtin_tasks(c)))
-    return splits[name]
-  train = common.builtin_jsonl(os.path.join(data, "train_pairs.jsonl"), lambda: split("train"))
-  held_out = common.builtin_jsonl(os.path.join(data, "eval_pairs.jsonl"),
-                                 lambda: split("heldout"))
-  return [train], [held_out]
-
-
 def run(c: ml_collections.ConfigDict) -> None:
-  train_files = configlib.data_files(c.data.train_files)
-  eval_files = configlib.data_files(c.eval.files)
-  if not train_files:
-    train_files, eval_files = builtin_files(c)
+  """Labeled pairs, or the built-in ones: training pairs and a held-out file that shares no
+  pair with them."""
+  splits = functools.cache(lambda: synthetic.disjoint_splits(
+      {"heldout": BUILTIN_EVAL_PAIRS, "train": c.data.builtin_pairs}, c.seed,
+      configlib.builtin_tasks(c)))
+  train_files = common.files_or_builtin(c, c.data.train_files,
+                                        {"train_pairs.jsonl": lambda: splits()["train"]})
+  eval_files = (configlib.data_files(c.eval.files) if configlib.data_files(c.data.train_files)
+                else common.files_or_builtin(c, "", {"eval_pairs.jsonl":
+                                                     lambda: splits()["heldout"]}))
   recipes.finetune_verdicts(c, train_files, eval_files)

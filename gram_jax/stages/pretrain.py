@@ -4,8 +4,6 @@ The model learns to generate a pair of responses to a question, with the prompt 
 Default data: the built-in synthetic pairs; give `--config.data.train_files=...` for real data
 (official GRAM pre-training rows or {prompt, response_a, response_b} rows).
 """
-import os
-
 import ml_collections
 
 from gram_jax import configlib
@@ -14,12 +12,9 @@ from gram_jax.stages import common, recipes
 
 
 def train_files(c: ml_collections.ConfigDict) -> list[str]:
-  files = configlib.data_files(c.data.train_files)
-  if files:
-    return files
   pairs = lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
-  return [common.builtin_jsonl(os.path.join(c.workdir, "data", "pretrain_pairs.jsonl"),
-                              lambda: synthetic.as_unlabeled(pairs(), seed=c.seed))]
+  return common.files_or_builtin(c, c.data.train_files, {
+      "pretrain_pairs.jsonl": lambda: synthetic.as_unlabeled(pairs(), seed=c.seed)})
 
 
 def run(c: ml_collections.ConfigDict) -> None:

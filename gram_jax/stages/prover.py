@@ -4,8 +4,6 @@ Seed records are {prompt, response_a, response_b, label, rationale} (strong-LLM 
 proofs); the default is the built-in task with its templated proofs. The trained prover writes
 rationales for labels it is given, which self-training turns into reward-model targets.
 """
-import os
-
 import ml_collections
 
 from gram_jax import configlib
@@ -14,12 +12,9 @@ from gram_jax.stages import common, recipes
 
 
 def seed_files(c: ml_collections.ConfigDict) -> list[str]:
-  files = configlib.data_files(c.data.train_files)
-  if files:
-    return files
   pairs = lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
-  return [common.builtin_jsonl(os.path.join(c.workdir, "data", "seed_proofs.jsonl"),
-                              lambda: synthetic.as_proved(pairs(), c.seed))]
+  return common.files_or_builtin(c, c.data.train_files, {
+      "seed_proofs.jsonl": lambda: synthetic.as_proved(pairs(), c.seed)})
 
 
 def run(c: ml_collections.ConfigDict) -> None:

@@ -66,6 +66,14 @@ def sub_run(c: ml_collections.ConfigDict, workdir: str, steps: int, learning_rat
                          **(changes or {})})
 
 
+def judged_figures(judged: list, correct: list[bool]) -> dict:
+  """A judge's held-out figures: accuracy by its published readout (`correct`, per pair),
+  by P(A)/P(B), and position consistency."""
+  return {"accuracy": float(np.mean(correct)),
+          "probability_accuracy": float(np.mean([j.score_a > j.score_b for j in judged])),
+          "consistency": float(np.mean([j.consistent for j in judged]))}
+
+
 class SelfTrainJob:
   """Holds what every sub-step shares: the config, tokenizer and file locations."""
 
@@ -166,9 +174,7 @@ class SelfTrainJob:
                                          compute_dtype=configlib.compute_dtype(self.c),
                                          attention=common.attention_settings(self.c))
     judged = reward.judge_batch(triples)
-    accuracy = float(np.mean([j.score_a > j.score_b for j in judged]))
-    return {"accuracy": accuracy, "probability_accuracy": accuracy,
-            "consistency": float(np.mean([j.consistent for j in judged]))}
+    return judged_figures(judged, [j.score_a > j.score_b for j in judged])
 
   def policy_judge(self, policy_dir: str) -> RationaleJudge:
     """π_φ read with the prompt and chat template it was trained with."""
@@ -196,9 +202,7 @@ class SelfTrainJob:
          "judgments": [{"shown_first": "rejected" if j.swapped else "chosen",
                         "verdict": j.verdict, "reply": j.reply} for j in pair.judgments]}
         for t, pair, ok in zip(triples, judged, correct)], out))
-    return {"accuracy": float(np.mean(correct)),
-            "probability_accuracy": float(np.mean([j.score_a > j.score_b for j in judged])),
-            "consistency": float(np.mean([j.consistent for j in judged]))}
+    return judged_figures(judged, correct)
 
   def evaluate_policy(self, policy_dir: str, stage: str) -> dict:
     """Held-out figures of π_φ, its judgments in heldout.jsonl beside its run directory."""

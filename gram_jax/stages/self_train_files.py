@@ -1,5 +1,6 @@
 """The files a self-training run reads and writes: the configured data or the built-in
 task's disjoint splits, and results written once, atomically, by process 0."""
+import functools
 import json
 import os
 from typing import Any, Callable
@@ -61,11 +62,8 @@ def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
             "validation": configlib.data_files(s.validation_files),
             "unlabeled": configlib.data_files(s.unlabeled_files)}
   path = lambda name: os.path.join(c.workdir, "data", name)
-  splits = {}
-  def split(name: str) -> list[dict]:
-    if not splits:
-      splits.update(builtin_splits(c))
-    return splits[name]
+  splits = functools.cache(lambda: builtin_splits(c))
+  split = lambda name: splits()[name]
   return {
       "seed": [common.builtin_jsonl(path("seed_proofs.jsonl"),
                                    lambda: synthetic.as_proved(split("seed"), c.seed))],

@@ -6,8 +6,6 @@ import os
 import re
 import subprocess
 
-import pytest
-
 from tests.conftest import SHARED_DATA
 from tests.helpers import cli
 
