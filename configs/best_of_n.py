@@ -10,19 +10,14 @@ Input rows: {"prompt": str, "responses": [str, ...], ...}; each output row is th
 plus best_index, best_response and the per-response scores the method used. The judge's
 prompt, labels, chat template and reasoning come from its judge card unless set here.
 """
-import ml_collections
-
 from gram_jax import configlib
+from gram_jax.config.model import apply_model_preset
+from gram_jax.config import best_of_n
 
 
 def get_config(preset: str = ""):
   c = configlib.judge_reader_config("best_of_n")
-  c.best_of_n = ml_collections.ConfigDict(dict(
-      input="",  # JSONL/JSON/Parquet rows with prompt and responses (required)
-      output="",  # JSONL of the rows with their winners; empty: <workdir>/winners.jsonl
-      method="linear",  # linear (the official scan, n - 1 comparisons) | knockout |
-                        # round_robin | bradley_terry
-  ))
+  best_of_n.add_defaults(c)
   if preset:
-    configlib.apply_model_preset(c, preset)
+    apply_model_preset(c, preset)
   return c

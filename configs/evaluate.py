@@ -14,10 +14,11 @@ The judge's prompt, labels, chat template and reasoning come from its judge card
 (judge.json) unless set here; eval.max_len 0 is the judge's prompt budget (release: 6,144).
 """
 from gram_jax import configlib
+from gram_jax.config.model import apply_model_preset
 
 
 def get_config(preset: str = ""):
   c = configlib.judge_reader_config("evaluate")
   if preset:
-    configlib.apply_model_preset(c, preset)
+    apply_model_preset(c, preset)
   return c

@@ -16,6 +16,7 @@ this rule; it does not learn the category task's word knowledge from one bit a p
 baseline row of the self_train table.)
 """
 from gram_jax import configlib
+from gram_jax.config.model import OFFLINE_MODELS, apply_model_preset
 
 
 def get_config(preset: str = ""):
@@ -33,7 +34,7 @@ def get_config(preset: str = ""):
     configlib.demo_recipe(c, "template.judge", "train.learning_rate", "train.num_steps",
                           "data.cutoff_len")
   else:
-    configlib.apply_model_preset(c, preset)
+    apply_model_preset(c, preset)
     # Official GRAM stage 2: lr 2e-5, 2 epochs, cosine, warmup 0.1, label smoothing 0.1.
     c.template.judge = "gram"
     c.train.learning_rate = 2e-5
@@ -42,7 +43,7 @@ def get_config(preset: str = ""):
     c.train.per_device_batch_size = 2
     c.train.micro_batches = 16
     c.eval.every_steps = 200
-  if preset in configlib.OFFLINE_MODELS:
+  if preset in OFFLINE_MODELS:
     c.train.num_epochs = 1.0
     c.train.per_device_batch_size = 4
     c.train.micro_batches = 1

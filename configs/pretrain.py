@@ -5,6 +5,7 @@
       --config.model.path=/models/Qwen3-8B --config.data.train_files=pretrain.jsonl
 """
 from gram_jax import configlib
+from gram_jax.config.model import apply_model_preset
 
 
 def get_config(preset: str = ""):
@@ -14,7 +15,7 @@ def get_config(preset: str = ""):
   if not preset:
     configlib.demo_recipe(c, "train.learning_rate", "data.cutoff_len")
   else:
-    configlib.apply_model_preset(c, preset)
+    apply_model_preset(c, preset)
     # Official GRAM stage 1: lr 1e-5, 1 epoch, cosine, warmup 0.1, 2 x 16 accumulation.
     c.train.learning_rate = 1e-5
     c.train.num_epochs = 1.0

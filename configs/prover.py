@@ -5,6 +5,7 @@
       --config.model.path=/models/Qwen3-8B --config.data.train_files=seed_proofs.jsonl
 """
 from gram_jax import configlib
+from gram_jax.config.model import apply_model_preset
 
 
 def get_config(preset: str = ""):
@@ -19,7 +20,7 @@ def get_config(preset: str = ""):
   if not preset:
     configlib.demo_recipe(c, "train.learning_rate", "train.num_steps", "data.cutoff_len")
   else:
-    configlib.apply_model_preset(c, preset)
+    apply_model_preset(c, preset)
     c.train.learning_rate = 1e-5
     c.train.num_steps = -1
     c.train.num_epochs = 2.0

@@ -7,7 +7,9 @@ import os
 import ml_collections
 from absl import logging
 
-from gram_jax import configlib, journal
+from gram_jax import journal
+from gram_jax.config.mesh import device_mesh
+from gram_jax.config.reasoning import reasoning_settings
 from gram_jax.data import preference, sources
 from gram_jax.errors import GramError
 from gram_jax.inference.reward import RewardModel
@@ -32,12 +34,12 @@ def pick_winners(reward: RewardModel, rows: list[dict], method: str) -> list[dic
 def run(c: ml_collections.ConfigDict) -> None:
   rows = read_candidates(c.best_of_n.input)
   card = read_judge_card(c.model.path)
-  if configlib.reasoning_settings(c, card.get("reasoning")) is None and (
+  if reasoning_settings(c, card.get("reasoning")) is None and (
       c.reasoning.votes or c.reasoning.orders or c.reasoning.temperature >= 0):
     raise GramError("config.reasoning.votes, orders and temperature apply to reasoning "
                     f"judges: {c.model.path} has no judge.json with reasoning; name "
                     "--config.reasoning.preset=release")
-  reward = common.reward_model(c, configlib.mesh(c), c.eval.max_len, c.eval.batch_size)
+  reward = common.reward_model(c, device_mesh(c), c.eval.max_len, c.eval.batch_size)
   output = c.best_of_n.output or os.path.join(c.workdir, "winners.jsonl")
   winners = pick_winners(reward, rows, c.best_of_n.method)
   journal.write_jsonl(winners, output)

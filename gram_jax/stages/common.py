@@ -12,6 +12,11 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from gram_jax import checkpoint, configlib, journal, parallel, pretrained, storage
+from gram_jax.config.data import named_files
+from gram_jax.config.model import attention_settings, compute_dtype, lora_spec
+from gram_jax.config.reasoning import reasoning_settings
+from gram_jax.config.template import chat_template, template_setting
+from gram_jax.config.train import optimizer_settings
 from gram_jax.data import synthetic
 from gram_jax.data.loader import ShuffledCursor
 from gram_jax.inference.reward import RewardModel
@@ -45,7 +50,7 @@ def load_or_build_tokenizer(c: ml_collections.ConfigDict) -> Any:
 
 def make_model_config(c: ml_collections.ConfigDict, tokenizer: Any) -> ModelConfig:
   """From model.path when set, else model.init sized to the tokenizer."""
-  dtype = configlib.compute_dtype(c)
+  dtype = compute_dtype(c)
   if c.model.path:
     model_config = pretrained.read_model_config(c.model.path)
     return model_config.replace(param_dtype=c.model.param_dtype, dtype=dtype,
@@ -59,17 +64,11 @@ def make_model_config(c: ml_collections.ConfigDict, tokenizer: Any) -> ModelConf
       remat=c.model.remat, **attention_settings(c))
 
 
-def attention_settings(c: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The attention kernel and its block sizes, as ModelConfig fields."""
-  return {"attention": c.model.attention, "attention_block_q": c.model.attention_block_q,
-          "attention_block_kv": c.model.attention_block_kv}
-
-
 def load_model(c: ml_collections.ConfigDict, path: str, mesh: Mesh | None = None) -> Decoder:
   """A saved model that this run reads (a judge, a prover, a reference policy), run with the
   compute dtype and attention kernel the run's start-up line names, not those it was saved
   with."""
-  return pretrained.load_pretrained(path, mesh=mesh, compute_dtype=configlib.compute_dtype(c),
+  return pretrained.load_pretrained(path, mesh=mesh, compute_dtype=compute_dtype(c),
                                     attention=attention_settings(c))
 
 
@@ -86,12 +85,6 @@ def initial_params(c: ml_collections.ConfigDict, model_config: ModelConfig, mesh
   return jax.jit(init, out_shardings=shardings)()
 
 
-def optimizer_settings(c: ml_collections.ConfigDict) -> settings.Optimizer:
-  t = c.train
-  return settings.Optimizer(t.learning_rate, t.warmup_ratio, t.end_lr_ratio, t.weight_decay,
-                            t.max_grad_norm, t.b1, t.b2, t.eps, t.moment_dtype)
-
-
 def total_steps(c: ml_collections.ConfigDict, batches: ShuffledCursor) -> int:
   """train.num_steps, or the steps that cover train.num_epochs of `batches`."""
   if c.train.num_steps > 0:
@@ -106,7 +99,7 @@ def training_settings(c: ml_collections.ConfigDict, workdir: str,
   the run directory and phrases the memory plan's advice."""
   return settings.Training(
       workdir=workdir, steps=total_steps(c, batches), seed=c.seed,
-      optimizer=optimizer_settings(c), rules=tuple(c.rules), lora=configlib.lora_spec(c),
+      optimizer=optimizer_settings(c), rules=tuple(c.rules), lora=lora_spec(c),
       checkpoints=settings.Checkpoints(c.checkpoint.every_steps, c.checkpoint.keep,
                                        c.checkpoint.async_save, c.checkpoint.resume_step),
       max_bad_steps=c.train.max_bad_steps, peak_flops_per_device=c.train.peak_flops_per_device,
@@ -127,7 +120,7 @@ def files_or_builtin(c: ml_collections.ConfigDict, value: str,
                      builtin: dict[str, Callable[[], Iterable[dict]]]) -> list[str]:
   """The files a setting names, else the built-in data: each file's rows (name -> a maker)
   written once under workdir/data, made only while that file is not there."""
-  return configlib.data_files(value) or [
+  return named_files(value) or [
       builtin_jsonl(os.path.join(c.workdir, "data", name), rows) for name, rows in builtin.items()]
 
 
@@ -147,11 +140,11 @@ def reward_model(c: ml_collections.ConfigDict, mesh: Mesh, max_len: int,
   (`max_len` 0: the judge's prompt budget), run with the run's compute dtype and attention
   kernel. Logs the prompt and readout it uses."""
   card = read_judge_card(c.model.path)
-  reasoning = configlib.reasoning_settings(c, card.get("reasoning"))
+  reasoning = reasoning_settings(c, card.get("reasoning"))
   reward = RewardModel.from_pretrained(
-      c.model.path, mesh=mesh, compute_dtype=configlib.compute_dtype(c), max_len=max_len or None,
-      batch_size=batch_size, template=configlib.template_setting(c),
-      labels=tuple(c.template.labels) or None, chat_template=configlib.chat_template(c),
+      c.model.path, mesh=mesh, compute_dtype=compute_dtype(c), max_len=max_len or None,
+      batch_size=batch_size, template=template_setting(c),
+      labels=tuple(c.template.labels) or None, chat_template=chat_template(c),
       reasoning=reasoning, template_field="config.template.judge",
       reasoning_field=reasoning_source(c, card), attention=attention_settings(c))
   logging.info("judge %s: %s", c.model.path, reward.describe())

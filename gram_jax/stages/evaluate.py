@@ -15,7 +15,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import configlib, pretrained, storage
+from gram_jax import pretrained, storage
+from gram_jax.config.data import named_files
+from gram_jax.config.mesh import device_mesh
 from gram_jax.data import benchmarks, sources
 from gram_jax.errors import GramError
 from gram_jax.inference.reasoning import PairJudgment
@@ -153,7 +155,7 @@ def output_names(paths: list[str]) -> list[str]:
 
 
 def run(c: ml_collections.ConfigDict) -> None:
-  mesh = configlib.mesh(c)
+  mesh = device_mesh(c)
   weights = pretrained.weights_version(c.model.path)  # read before the weights are
   reward = common.reward_model(c, mesh, c.eval.max_len, c.eval.batch_size)
   digest = lambda text: hashlib.sha256((text or "").encode()).hexdigest()[:16]
@@ -162,7 +164,7 @@ def run(c: ml_collections.ConfigDict) -> None:
           "chat_template": digest(reward.encoder.chat_template), "benchmark": c.eval.benchmark,
           "reasoning": str(reward.reasoning)}
   reports = []
-  files = configlib.data_files(c.eval.files)
+  files = named_files(c.eval.files)
   for path, name in zip(files, output_names(files)):
     summary = evaluate_file(reward, path, c.eval.benchmark, os.path.join(c.workdir, name),
                             work, c.eval.max_pairs, c.eval.sample, c.seed)

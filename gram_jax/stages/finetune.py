@@ -8,7 +8,7 @@ import functools
 
 import ml_collections
 
-from gram_jax import configlib
+from gram_jax.config.data import builtin_tasks, named_files
 from gram_jax.data import synthetic
 from gram_jax.stages import common, recipes
 
@@ -20,10 +20,10 @@ def run(c: ml_collections.ConfigDict) -> None:
   pair with them."""
   splits = functools.cache(lambda: synthetic.disjoint_splits(
       {"heldout": BUILTIN_EVAL_PAIRS, "train": c.data.builtin_pairs}, c.seed,
-      configlib.builtin_tasks(c)))
+      builtin_tasks(c)))
   train_files = common.files_or_builtin(c, c.data.train_files,
                                         {"train_pairs.jsonl": lambda: splits()["train"]})
-  eval_files = (configlib.data_files(c.eval.files) if configlib.data_files(c.data.train_files)
+  eval_files = (named_files(c.eval.files) if named_files(c.data.train_files)
                 else common.files_or_builtin(c, "", {"eval_pairs.jsonl":
                                                      lambda: splits()["heldout"]}))
   recipes.finetune_verdicts(c, train_files, eval_files)

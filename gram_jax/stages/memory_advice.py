@@ -8,7 +8,9 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from gram_jax import configlib, parallel
+from gram_jax import parallel
+from gram_jax.config.mesh import data_parallel_size
+from gram_jax.config.model import lora_spec
 from gram_jax.data.loader import ShuffledCursor
 from gram_jax.models import lora
 from gram_jax.models.config import ModelConfig
@@ -36,7 +38,7 @@ def changes(c: ml_collections.ConfigDict, model_config: ModelConfig, make_traine
   for flags, config, moments in settings[1:]:
     yield memory_plan.Change(flags.strip(), lambda config=config, moments=moments: compiled(
         make_trainer(config, moments), batches.micro_batches, batches.rows))
-  data_parallel = configlib.data_parallel_size(c)
+  data_parallel = data_parallel_size(c)
   factor = 2
   while batches.rows % factor == 0 and (batches.rows // factor * jax.process_count()) % \
       data_parallel == 0:
@@ -50,7 +52,7 @@ def changes(c: ml_collections.ConfigDict, model_config: ModelConfig, make_traine
                                                                 micro, rows))
     factor *= 2
   # a different method, so last: adapters on every projection, then over a 4-bit base
-  adapters, lora_flags = configlib.lora_spec(c), ""
+  adapters, lora_flags = lora_spec(c), ""
   if adapters is None:
     adapters = lora.Lora(tuple(lora.TARGETS), 16, 32.0)
     lora_flags = "--config.model.lora.rank=16 --config.model.lora.alpha=32"

@@ -6,13 +6,13 @@ rationales for labels it is given, which self-training turns into reward-model t
 """
 import ml_collections
 
-from gram_jax import configlib
+from gram_jax.config.data import builtin_tasks
 from gram_jax.data import synthetic
 from gram_jax.stages import common, recipes
 
 
 def seed_files(c: ml_collections.ConfigDict) -> list[str]:
-  pairs = lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, configlib.builtin_tasks(c))
+  pairs = lambda: synthetic.make_pairs(c.data.builtin_pairs, c.seed, builtin_tasks(c))
   return common.files_or_builtin(c, c.data.train_files, {
       "seed_proofs.jsonl": lambda: synthetic.as_proved(pairs(), c.seed)})
 

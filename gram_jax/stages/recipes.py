@@ -11,7 +11,10 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from gram_jax import configlib, position_bias
+from gram_jax import position_bias
+from gram_jax.config.mesh import device_mesh
+from gram_jax.config.template import chat_template, judge_template, prover_template
+from gram_jax.config.train import rows_per_process
 from gram_jax.data import benchmarks, encode, loader, preference, records
 from gram_jax.errors import GramError
 from gram_jax.inference.reward import RewardModel
@@ -31,8 +34,8 @@ def record_judge(c: ml_collections.ConfigDict, workdir: str,
   trained with, and how to read it (reasoning None: a GRAM verdict judge), so every reader
   uses the same prompt."""
   if jax.process_index() == 0:
-    write_judge_card(workdir, configlib.judge_template(c, reasoning is not None),
-                     c.template.labels, reasoning, configlib.chat_template(c))
+    write_judge_card(workdir, judge_template(c, reasoning is not None),
+                     c.template.labels, reasoning, chat_template(c))
 
 
 def policy_reasoning(c: ml_collections.ConfigDict, max_new_tokens: int) -> Reasoning:
@@ -42,21 +45,21 @@ def policy_reasoning(c: ml_collections.ConfigDict, max_new_tokens: int) -> Reaso
 
 def prover_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
   """π_ψ's targets: the rationale, given the pair and its label."""
-  template = configlib.prover_template(c)
+  template = prover_template(c)
   return encode.ReplyEncoder(
       tokenizer, c.data.cutoff_len, template, reply=lambda f: f["rationale"],
       values=lambda f: {**encode.pair_values(f), "label": f["label"]},
-      chat_template=configlib.chat_template(c), trim_order=PROOF_TRIM_ORDER)
+      chat_template=chat_template(c), trim_order=PROOF_TRIM_ORDER)
 
 
 def policy_encoder(c: ml_collections.ConfigDict, tokenizer) -> encode.ReplyEncoder:
   """π_φ's targets: the judging prompt, then rationale and verdict in the configured format."""
-  template = configlib.judge_template(c, reasoning=True)
+  template = judge_template(c, reasoning=True)
   return encode.ReplyEncoder(
       tokenizer, c.data.cutoff_len, template,
       reply=lambda f: rationale.format_target(f["rationale"], f["label"],
                                               c.template.rationale_format),
-      chat_template=configlib.chat_template(c), trim_order=PROOF_TRIM_ORDER)
+      chat_template=chat_template(c), trim_order=PROOF_TRIM_ORDER)
 
 
 def train_lm(c: ml_collections.ConfigDict, tokenizer, files: list[str],
@@ -67,7 +70,7 @@ def train_lm(c: ml_collections.ConfigDict, tokenizer, files: list[str],
 
   `skip_unfit`: a record that cannot fit data.cutoff_len even with every field cut (a
   runaway generated proof) is skipped and counted instead of stopping the run."""
-  mesh = configlib.mesh(c)
+  mesh = device_mesh(c)
   records_read, report = records.read_records(files, parse, c.data.on_bad_record,
                                               shard=(jax.process_index(), jax.process_count()))
   logging.info("%s: %s", workdir, report.summary())
@@ -88,7 +91,7 @@ def train_lm(c: ml_collections.ConfigDict, tokenizer, files: list[str],
   dataset = encode.TokenizedSet.build(examples)
   logging.info("%s: encoded %d examples (%d trimmed to %d tokens)", workdir, len(dataset),
                dataset.trimmed, c.data.cutoff_len)
-  batches = loader.BatchIterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
+  batches = loader.BatchIterator(dataset, rows_per_process(c), c.data.seq_len,
                                  c.train.micro_batches, seed=c.seed, pack=c.data.pack,
                                  pad_id=tokenizer.pad_token_id)
   model_config = common.make_model_config(c, tokenizer)
@@ -140,9 +143,9 @@ def heldout_accuracy(c: ml_collections.ConfigDict, tokenizer,
 
   def evaluate(graphdef: nnx.GraphDef, params: dict, step: int) -> dict:
     reward = RewardModel(nnx.merge(graphdef, params), tokenizer, max_len=c.data.cutoff_len,
-                         batch_size=c.eval.batch_size, template=configlib.judge_template(c),
+                         batch_size=c.eval.batch_size, template=judge_template(c),
                          labels=tuple(c.template.labels), mesh=mesh,
-                         chat_template=configlib.chat_template(c))
+                         chat_template=chat_template(c))
     first, second, _ = reward.scorer.order_probs(triples)
     figures = position_bias.order_readout(first, second)
     if step == 0:
@@ -157,10 +160,10 @@ def heldout_accuracy(c: ml_collections.ConfigDict, tokenizer,
 def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
                       eval_files: list[str]) -> None:
   """GRAM stage 2 on `train_files`, held-out accuracy on `eval_files` as it trains."""
-  mesh = configlib.mesh(c)
+  mesh = device_mesh(c)
   tokenizer = common.load_or_build_tokenizer(c)
-  encoder = encode.JudgeEncoder(tokenizer, c.data.cutoff_len, configlib.judge_template(c),
-                                tuple(c.template.labels), configlib.chat_template(c))
+  encoder = encode.JudgeEncoder(tokenizer, c.data.cutoff_len, judge_template(c),
+                                tuple(c.template.labels), chat_template(c))
   read = functools.partial(records.read_records, parse=preference.parse_preference_pair,
                            on_bad=c.data.on_bad_record)
   pairs, report = read(train_files, shard=(jax.process_index(), jax.process_count()))
@@ -170,7 +173,7 @@ def finetune_verdicts(c: ml_collections.ConfigDict, train_files: list[str],
                c.data.cutoff_len)
   iterator = (loader.PairedVerdictBatchIterator if c.data.balanced_steps
               else loader.VerdictBatchIterator)
-  batches = iterator(dataset, configlib.rows_per_process(c), c.data.seq_len,
+  batches = iterator(dataset, rows_per_process(c), c.data.seq_len,
                      c.train.micro_batches, c.seed, c.data.pack, tokenizer.pad_token_id,
                      c.data.max_pairs_per_row)
   evaluations = []

@@ -25,7 +25,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import checkpoint, configlib, pretrained, provenance, pseudo_labels, storage
+from gram_jax import checkpoint, pretrained, provenance, pseudo_labels, storage
+from gram_jax.config.model import attention_settings, compute_dtype
+from gram_jax.config.template import chat_template, judge_template, prover_template
+from gram_jax.config.train import rows_per_process
 from gram_jax.data import preference, records
 from gram_jax.hf.export import save_pretrained
 from gram_jax.inference import proving
@@ -94,7 +97,7 @@ class SelfTrainJob:
     if self.s.export == "best_validation":
       pseudo_labels.check_validation_set(validation, self.heldout)
     self.validation_triples = [(p.prompt, p.chosen, p.rejected) for p in validation]
-    self.chat_template = configlib.chat_template(c)
+    self.chat_template = chat_template(c)
 
   def path(self, *parts: str) -> str:
     return os.path.join(self.c.workdir, *parts)
@@ -128,7 +131,7 @@ class SelfTrainJob:
       learning_rate = self.s.round_learning_rate or self.s.learning_rate
     else:
       rows = sum(len(read_jsonl(path)) for path in proof_files)
-      per_step = configlib.rows_per_process(self.c) * jax.process_count() * \
+      per_step = rows_per_process(self.c) * jax.process_count() * \
           self.c.train.micro_batches
       steps = max(self.s.policy_steps, int(np.ceil(self.s.policy_epochs * rows / per_step)))
       learning_rate = self.s.learning_rate
@@ -142,7 +145,7 @@ class SelfTrainJob:
     return sub.workdir
 
   def verdict_template(self) -> str:
-    return configlib.judge_template(with_fields(self.c, {"template.judge": self.verdict_judge()}))
+    return judge_template(with_fields(self.c, {"template.judge": self.verdict_judge()}))
 
   def verdict_judge(self) -> str:
     """The verdict-only counterpart of the job's reasoning prompt (its baseline's prompt)."""
@@ -171,15 +174,15 @@ class SelfTrainJob:
     reward = RewardModel.from_pretrained(model_dir, max_len=self.verdict_max_len(),
                                          reasoning=None, template=self.verdict_template(),
                                          chat_template=self.chat_template,
-                                         compute_dtype=configlib.compute_dtype(self.c),
-                                         attention=common.attention_settings(self.c))
+                                         compute_dtype=compute_dtype(self.c),
+                                         attention=attention_settings(self.c))
     judged = reward.judge_batch(triples)
     return judged_figures(judged, [j.score_a > j.score_b for j in judged])
 
   def policy_judge(self, policy_dir: str) -> RationaleJudge:
     """π_φ read with the prompt and chat template it was trained with."""
     return RationaleJudge(common.load_model(self.c, policy_dir), self.tokenizer,
-                          configlib.judge_template(self.c, reasoning=True),
+                          judge_template(self.c, reasoning=True),
                           self.c.template.rationale_format, self.labels, self.s.batch_size,
                           self.c.data.cutoff_len, self.s.max_new_tokens, self.chat_template)
 
@@ -221,10 +224,10 @@ class SelfTrainJob:
       return out
     generator = Generator(common.load_model(self.c, prover_dir), self.tokenizer,
                           self.s.batch_size, self.c.data.cutoff_len)
-    chat_template = configlib.chat_template(self.c)
-    prompts = proving.prover_prompts(self.tokenizer, configlib.prover_template(self.c),
-                                     self.c.data.cutoff_len, chat_template)
-    context = proving.empty_context(self.tokenizer, chat_template)
+    chat = chat_template(self.c)
+    prompts = proving.prover_prompts(self.tokenizer, prover_template(self.c),
+                                     self.c.data.cutoff_len, chat)
+    context = proving.empty_context(self.tokenizer, chat)
     sampling = Sampling(temperature=self.s.proof_temperature)
 
     work = functools.partial(proving.proved_rows, generator, prompts, k=self.s.proofs_per_pair,

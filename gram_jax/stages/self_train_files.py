@@ -8,7 +8,8 @@ from typing import Any, Callable
 import jax
 import ml_collections
 
-from gram_jax import configlib, parallel, storage
+from gram_jax import parallel, storage
+from gram_jax.config.data import builtin_tasks, named_files
 from gram_jax.data import synthetic
 from gram_jax.stages import common
 
@@ -46,7 +47,7 @@ def builtin_splits(c: ml_collections.ConfigDict) -> dict[str, list[dict]]:
            "task": s.task_pairs}
   if s.export == "best_validation":  # drawn last: every other split stays as it was
     sizes["validation"] = s.validation_pairs
-  return synthetic.disjoint_splits(sizes, c.seed, configlib.builtin_tasks(c))
+  return synthetic.disjoint_splits(sizes, c.seed, builtin_tasks(c))
 
 
 def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
@@ -54,13 +55,13 @@ def data_files(c: ml_collections.ConfigDict) -> dict[str, list[str]]:
   unlabeled pools (gold kept aside for the report), the task's own pairs and a held-out
   split."""
   s = c.self_train
-  if configlib.data_files(s.labeled_files):
-    return {"seed": configlib.data_files(s.seed_files),
-            "labeled": configlib.data_files(s.labeled_files),
-            "task": configlib.data_files(s.task_files),
-            "heldout": configlib.data_files(s.heldout_files),
-            "validation": configlib.data_files(s.validation_files),
-            "unlabeled": configlib.data_files(s.unlabeled_files)}
+  if named_files(s.labeled_files):
+    return {"seed": named_files(s.seed_files),
+            "labeled": named_files(s.labeled_files),
+            "task": named_files(s.task_files),
+            "heldout": named_files(s.heldout_files),
+            "validation": named_files(s.validation_files),
+            "unlabeled": named_files(s.unlabeled_files)}
   path = lambda name: os.path.join(c.workdir, "data", name)
   splits = functools.cache(lambda: builtin_splits(c))
   split = lambda name: splits()[name]

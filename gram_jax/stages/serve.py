@@ -1,5 +1,4 @@
 """Stage `serve`: load a reward model, compile its shapes, answer HTTP until SIGTERM."""
-import dataclasses
 import ipaddress
 import os
 import socket
@@ -8,11 +7,12 @@ from typing import Any, Callable
 import ml_collections
 from absl import logging
 
-from gram_jax import configlib, storage
+from gram_jax import storage
+from gram_jax.config import serve as serve_section
+from gram_jax.config.mesh import device_mesh
 from gram_jax.data.encode import PromptEncoder
 from gram_jax.errors import GramError
 from gram_jax.inference.generate import Generator
-from gram_jax.serving.request_parsing import Limits
 from gram_jax.serving.lifecycle import serve_until_terminated
 from gram_jax.serving.server import RewardServer
 from gram_jax.models.decoder import Decoder
@@ -48,15 +48,11 @@ def check_exposure(host: str, key: str) -> None:
                     "on 127.0.0.1")
 
 
-def limits_of(s: ml_collections.ConfigDict) -> Limits:
-  return Limits(**{f.name: s[f.name] for f in dataclasses.fields(Limits)})
-
-
 def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   s = c.serve
   key = api_key(s)
   check_exposure(s.host, key)
-  mesh = configlib.mesh(c)
+  mesh = device_mesh(c)
   reward = common.reward_model(c, mesh, s.max_len, s.batch_size)
   if s.warm_up:
     logging.info("compiled %d scoring shapes (rows x length buckets)", reward.warm_up())
@@ -64,7 +60,7 @@ def build_server(c: ml_collections.ConfigDict) -> RewardServer:
       common.load_model(c, s.reference_model, mesh), load_tokenizer(s.reference_model),
       s.reference_max_new_tokens, s.batch_size, reward.max_len, mesh) \
       if s.reference_model else None
-  return RewardServer(reward, limits_of(s), key, reference,
+  return RewardServer(reward, serve_section.limits(c), key, reference,
                       model_name=s.model_name or served_model_name(c.model.path),
                       rlhf_readout=s.rlhf_readout)
 

@@ -4,8 +4,8 @@ import numpy as np
 
 from gram_jax import configlib
 from gram_jax.data import encode
+from gram_jax.config.train import optimizer_settings
 from gram_jax.models.config import tiny_config
-from gram_jax.stages import common
 from gram_jax.models.decoder import abstract_model
 from gram_jax.training import objectives, train_step
 
@@ -40,7 +40,7 @@ def make_trainer(mesh, model_config=None, total_steps: int = 10, c=None, lora=No
   model_config = model_config or small_model_config()
   c = c or train_config()
   graphdef, abstract = abstract_model(model_config)
-  tx, schedule = train_step.make_optimizer(common.optimizer_settings(c), total_steps)
+  tx, schedule = train_step.make_optimizer(optimizer_settings(c), total_steps)
   trainer = train_step.Trainer.create(graphdef, abstract, tx, schedule,
                                       objectives.causal_lm_loss, mesh, tuple(c.rules), lora)
   return trainer, model_config, c

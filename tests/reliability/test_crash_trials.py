@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from gram_jax import configlib, storage
+from gram_jax import storage
+from gram_jax.config.model import lora_spec
 from gram_jax.checkpoint import RunCheckpointer
 from gram_jax.journal import Journal
 from gram_jax.models.decoder import abstract_model
@@ -50,7 +51,7 @@ def _reference_states(variant: str):
   target."""
   c, mesh, model_config, batches = crash_worker.trial_run(lora=variant == "lora")
   trainer, _, _ = train_fixtures.make_trainer(mesh, model_config, crash_worker.STEPS, c,
-                                              configlib.lora_spec(c))
+                                              lora_spec(c))
   state = trainer.init_state(common.initial_params(c, model_config, mesh), c.seed)
   step, params = trainer.compile_step(), {}
   for n in range(1, crash_worker.STEPS + 1):

@@ -6,6 +6,8 @@ import os
 import pytest
 
 from gram_jax import configlib
+from gram_jax.config.rules import field_value
+from gram_jax.config.train import rows_per_process
 from gram_jax.errors import GramError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,7 +27,7 @@ def test_every_rule_names_a_field_that_a_stage_config_defines():
     defined = []
     for c in configs:
       try:
-        defined.append(configlib.field_value(c, path))
+        defined.append(field_value(c, path))
       except KeyError:
         pass
     assert defined, path
@@ -59,7 +61,7 @@ def test_a_wrong_value_is_refused_naming_its_field(tmp_path, stage, path, value,
   c = stage_config(stage)
   c.workdir = str(tmp_path)
   section, name = path.rsplit(".", 1)
-  configlib.field_value(c, section)[name] = value
+  field_value(c, section)[name] = value
   with pytest.raises(GramError) as refused:
     configlib.validate(c)
   assert str(refused.value) == message
@@ -71,7 +73,7 @@ def test_a_stage_is_not_checked_on_sections_it_does_not_have(tmp_path):
   assert "self_train" not in c and "best_of_n" not in c
   configlib.validate(c)
   with pytest.raises(KeyError):
-    configlib.field_value(c, "self_train.export")
+    field_value(c, "self_train.export")
 
 
 @pytest.mark.parametrize("stage, kept", [
@@ -134,7 +136,7 @@ def test_a_batch_the_host_cannot_hold_is_refused_before_numpy_tries():
   c.train.per_device_batch_size = 10 ** 12
   with pytest.raises(GramError, match=r"config.train: a step of [\d,]+ rows x \d+ positions "
                      r"per process needs [\d,.]+ GiB of host memory for its tokens alone"):
-    configlib.rows_per_process(c)
+    rows_per_process(c)
 
 
 def test_a_copied_run_directory_resumes_with_paths_inside_it_moved(tmp_path):

@@ -16,6 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from gram_jax import configlib
+from gram_jax.config.model import MODEL_PRESETS, OFFLINE_MODELS, SMOLLM2, SMOLLM2_BUILD
 from gram_jax.errors import GramError
 from gram_jax.models import families
 from gram_jax.hf import smollm2
@@ -91,13 +92,13 @@ def test_a_documented_tool_command_names_only_its_flags(doc, module, args):
 @pytest.mark.parametrize("config_file", sorted(glob.glob("configs/*.py", root_dir=ROOT)))
 def test_every_stage_takes_every_model_preset(config_file, monkeypatch):
   monkeypatch.chdir(ROOT)
-  for preset in configlib.MODEL_PRESETS:
+  for preset in MODEL_PRESETS:
     config = load_config([f"--config={config_file}:{preset}"])
     assert config.model.init.family in families.RECORDS
-  for preset, (hf_dir, _) in configlib.OFFLINE_MODELS.items():
+  for preset, (hf_dir, _) in OFFLINE_MODELS.items():
     offline = load_config([f"--config={config_file}:{preset}"])
     assert offline.model.path == hf_dir() and offline.data.cutoff_len == 1024
-  assert configlib.OFFLINE_MODELS[configlib.SMOLLM2][0] is smollm2.hf_dir
+  assert OFFLINE_MODELS[SMOLLM2][0] is smollm2.hf_dir
 
 
 def test_the_smoke_preset_is_the_main_job_made_small(monkeypatch):
@@ -155,7 +156,7 @@ def test_a_documented_benchmark_command_names_its_script_and_flags(doc, script, 
 _SNIPPET = re.compile(r"""python -c (?:"([^"]+)"|'([^']+)')""")
 SNIPPETS = [(name, double or single) for name, text in doc_commands.documents().items()
             for double, single in _SNIPPET.findall(text)]
-SNIPPETS += [("gram_jax/configlib.py (a start-up hint)", configlib.SMOLLM2_BUILD)]
+SNIPPETS += [("gram_jax/configlib.py (a start-up hint)", SMOLLM2_BUILD)]
 SNIPPETS += [(name, line.strip()) for name, text in doc_commands.documents().items()
              for line in text.splitlines()
              if re.match(r"\s*(from gram_jax[\w.]* import [\w, ]+|import gram_jax[\w.]*)$", line)]

@@ -91,9 +91,9 @@ LAYERS = (
     ("gram_jax.text", "gram_jax.judge_card", "gram_jax.hf", "gram_jax.journal",
      "gram_jax.checkpoint"),
     ("gram_jax.data", "gram_jax.pretrained"),
-    ("gram_jax.training", "gram_jax.inference", "gram_jax.pseudo_labels", "gram_jax.position_bias",
-     "gram_jax.configlib"),
+    ("gram_jax.training", "gram_jax.inference", "gram_jax.pseudo_labels", "gram_jax.position_bias"),
     ("gram_jax.serving",),
+    ("gram_jax.config", "gram_jax.configlib"),
     ("gram_jax.stages",),
     ("gram_jax.main", "gram_jax.convert", "gram_jax"),
 )

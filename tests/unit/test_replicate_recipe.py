@@ -126,7 +126,7 @@ def _stage_config(config: str, overrides: list[str]):
   """The config a bench's `main_stage(config, ...)` runs: the stage file with its preset,
   then each --config.field=value override cast to the field's type."""
   import importlib.util
-  from gram_jax import configlib
+  from gram_jax.config.rules import field_value
   stage, _, preset = config.partition(":")
   spec = importlib.util.spec_from_file_location(
       stage, os.path.join(os.path.dirname(__file__), "..", "..", "configs", f"{stage}.py"))
@@ -136,7 +136,7 @@ def _stage_config(config: str, overrides: list[str]):
   for override in overrides:
     path, value = override.removeprefix("--config.").split("=", 1)
     section, _, name = path.rpartition(".")
-    holder = configlib.field_value(c, section) if section else c
+    holder = field_value(c, section) if section else c
     old = holder[name]
     holder[name] = (value == "true" if isinstance(old, bool) else type(old)(value))
   return c
@@ -148,7 +148,8 @@ def test_every_gram_row_trains_with_the_gram_prompt_its_evaluation_reads(row, tm
   """The configs the bench runs for each GRAM row resolve to the official GRAM prompt (no
   demo recipe), on the scale's pairs, steps and cutoff; and the card it writes is checked
   against what every evaluation of the row judged with."""
-  from gram_jax import configlib, judge_card
+  from gram_jax import judge_card
+  from gram_jax.config.template import judge_template
   from gram_jax.text import templates
   scale = replicate_gram.SCALES["cpu"]
   data = {"train": "train.json", "curve": "curve.json", "pairs": 1000}
@@ -158,14 +159,14 @@ def test_every_gram_row_trains_with_the_gram_prompt_its_evaluation_reads(row, tm
   replicate_gram.gram_model(row, str(tmp_path), "/base", data, scale, seed=0)
   for config, overrides in ran:
     c = _stage_config(config, overrides)
-    assert configlib.judge_template(c) == templates.GRAM_JUDGE_PROMPT or c.stage == "pretrain"
+    assert judge_template(c) == templates.GRAM_JUDGE_PROMPT or c.stage == "pretrain"
     assert c.data.cutoff_len == scale.cutoff and c.model.lora.rank == scale.lora_rank
     assert c.train.num_steps == 125 and c.data.pack is False
   finetune = _stage_config(*ran[-1])
   assert finetune.data.balanced_steps == (row != "GRAM ε=0.1, per-epoch balance")
   assert finetune.train.global_batch_size == 2 * scale.pairs_per_step
   # The card the row's training writes, checked against its evaluations' summaries.
-  judge_card.write_judge_card(str(tmp_path), configlib.judge_template(finetune), ("A", "B"),
+  judge_card.write_judge_card(str(tmp_path), judge_template(finetune), ("A", "B"),
                               None)
   same = {"in_distribution": {"judge": "prompt gram, labels A/B, the tokenizer's chat "
                                        "template, prompts up to 512 tokens"}}
