@@ -158,3 +158,24 @@ def test_a_copied_run_directory_resumes_with_paths_inside_it_moved(tmp_path):
                      r".*new/other\"\)"):
     checkpoint.check_resumable(str(new), tiny_config("qwen3"),
                                {**fields, "tokenizer.path": str(tmp_path / "new" / "other")})
+
+
+def test_every_section_s_rules_name_fields_of_its_own_defaults():
+  """A section's rules sit beside its defaults: each rule of a section module names a field
+  that the module's own defaults define, and every rule is some section's."""
+  import ml_collections
+  from gram_jax.config import (best_of_n, data, evaluation, model, self_train, serve,
+                               train)
+  sections = {model: [model.add_defaults], data: [data.add_defaults],
+              train: [train.add_defaults, train.add_checkpoint_defaults],
+              evaluation: [evaluation.add_defaults], serve: [serve.add_defaults],
+              self_train: [self_train.add_defaults], best_of_n: [best_of_n.add_defaults]}
+  owned = {"stage"}
+  for section, add_defaults in sections.items():
+    c = ml_collections.ConfigDict()
+    for add in add_defaults:
+      add(c)
+    for path in section.RULES:
+      field_value(c, path)  # KeyError: a rule away from its defaults
+    owned |= set(section.RULES)
+  assert owned == set(configlib.FIELD_RULES)
