@@ -3,7 +3,7 @@ warning that the fine-tuning stage logs when the judge answers by slot."""
 import numpy as np
 import pytest
 
-from gram_jax import position_bias
+from gram_jax import configlib, position_bias
 from gram_jax.data import preference
 from gram_jax.stages import recipes
 
@@ -71,7 +71,7 @@ def test_fine_tuning_evaluations_log_the_guard_against_the_base_model(tmp_path, 
   monkeypatch.setattr(recipes.nnx, "merge", lambda graphdef, params: None)
   warnings = []
   monkeypatch.setattr(recipes.logging, "warning", lambda fmt, *a: warnings.append(fmt % a))
-  c = recipes.configlib.base_config("finetune")
+  c = configlib.base_config("finetune")
   c.eval.every_steps = 5
   pairs = [preference.PreferencePair(f"q{i}", "good", "bad") for i in range(200)]
   evaluation = recipes.heldout_accuracy(c, None, pairs, None, str(tmp_path))
