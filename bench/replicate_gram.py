@@ -6,6 +6,8 @@ reward model users train today (TRL's RewardTrainer), in distribution and out of
   python bench/replicate_gram.py --scale=full --seeds=0,1,2   # a GPU
   python bench/replicate_gram.py --scale=smoke      # the recipe end to end on a few pairs
   python bench/replicate_gram.py --scale=cpu --rows=zero_shot,ft --sets=in_distribution
+  (parts: zero_shot, ft = GRAM ε=0.1, bt, balance = per-epoch balance, smoothing = ε=0,
+  stage1, gram_r2)
 
 Data (../shared/data). In distribution: HH-RLHF harmless-base test + RMB pairwise outside
 its held-out categories, repeats removed, no question of an evaluation set, and only pairs
@@ -61,11 +63,11 @@ from replicate_report import IN_DIST, by_source, curves_png, figures, table  # n
 
 FILE_NAMES = {"rmbench": "rmbench_chat"}
 # --rows names: each selects the rows of one part of the recipe.
-PARTS = ("zero_shot", "ft", "bt", "balance", "stage1", "gram_r2")
+PARTS = ("zero_shot", "ft", "bt", "balance", "smoothing", "stage1", "gram_r2")
 ZERO_SHOT, BT = "zero-shot", "BT (TRL RewardTrainer)"
 GRAM_ROWS = {  # row: (part, label smoothing, balanced steps)
     "GRAM ε=0.1": ("ft", 0.1, True),
-    "GRAM ε=0": ("ft", 0.0, True),
+    "GRAM ε=0": ("smoothing", 0.0, True),
     "GRAM ε=0.1, per-epoch balance": ("balance", 0.1, False)}
 STAGE1, GRAM_R2 = "GRAM s1 + ft ε=0.1", "GRAM-R² (self-training)"
 ROWS = (ZERO_SHOT, BT, *GRAM_ROWS, STAGE1, GRAM_R2)  # the table's order
@@ -496,7 +498,7 @@ def main() -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--scale", choices=sorted(SCALES), default="full")
   parser.add_argument("--seeds", default="0", help="comma-separated seeds")
-  parser.add_argument("--rows", default="zero_shot,ft,bt,balance",
+  parser.add_argument("--rows", default="zero_shot,ft,bt,balance,smoothing",
                       help=f"comma-separated parts of the recipe to run, of {', '.join(PARTS)}"
                       " (a part's rows use the same data and seed as in a full run)")
   parser.add_argument("--sets", default=f"{IN_DIST},ood",

@@ -43,7 +43,7 @@ def test_every_step_holds_both_orders_of_its_pairs_and_is_balanced(pack):
 
 
 def test_unbalanced_steps_split_pairs_and_tilt_a_b():
-  """The per-epoch iterator (today's default) mixes orders freely: some step is unbalanced."""
+  """The per-epoch iterator (balanced_steps=false) mixes orders freely: some step is unbalanced."""
   data = _pairs(40)
   batches = loader.VerdictBatchIterator(data, rows=3, seq_len=48, micro_batches=2, seed=1,
                                         pack=True, max_pairs_per_row=4)

@@ -123,6 +123,12 @@ def test_balanced_steps_need_both_orders(tmp_path):
     configlib.validate(c)
 
 
+def test_balanced_steps_are_the_default_for_verdict_data():
+  """The measured default (BENCHMARKS.md): both orders of a pair in one step."""
+  c = stage_config("finetune")
+  assert c.data.both_orders and c.data.balanced_steps
+
+
 def test_a_run_resumes_under_the_fields_that_change_what_it_trains():
   fields = configlib.result_fields(stage_config("finetune"))
   assert {"train.learning_rate", "train.num_steps", "data.train_files", "seed",
