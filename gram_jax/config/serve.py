@@ -25,7 +25,7 @@ def add_defaults(c: ml_collections.ConfigDict) -> None:
       max_input_tokens=8192,         # one judging prompt before trimming (else 413)
       max_comparisons=2048,          # pairs one /rank or /group_reward may ask for
       max_queue_pairs=4096,          # pairs waiting for the device (else 503 + Retry-After)
-      max_queued_calls=16,           # generations waiting (chat completions, references)
+      max_queued_calls=16,           # device calls waiting (chat, references, raw scoring)
       max_host_queue=64,             # requests waiting for the tokenizer (else 503)
       request_timeout_s=120.0,       # each request's deadline, queueing included
       body_timeout_s=30.0,           # to receive a request body (slow clients: 408)

@@ -133,6 +133,20 @@ def _label_probs(graphdef: nnx.GraphDef, params: Any, input_ids: jax.Array,
   return jax.nn.softmax(logits, axis=-1)
 
 
+def _ids_width(count: int) -> int:
+  return max(2, 1 << (count - 1).bit_length())
+
+
+@functools.partial(parallel.jit, static_argnums=(0,))
+def _next_token_logprobs(graphdef: nnx.GraphDef, params: Any, input_ids: jax.Array,
+                         attention_mask: jax.Array, token_ids: jax.Array) -> jax.Array:
+  """log softmax over the vocabulary at each row's last position, at `token_ids` [b, k]."""
+  model = nnx.merge(graphdef, params)
+  hidden = model.hidden_states(input_ids, attention_mask)[:, -1]
+  logprobs = jax.nn.log_softmax(model.logits(hidden), axis=-1)
+  return jax.numpy.take_along_axis(logprobs, token_ids, axis=-1)
+
+
 class VerdictScorer:
   """Reads P(label) at the last position of token sequences, in jitted bucketed batches."""
 
@@ -148,25 +162,56 @@ class VerdictScorer:
     self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     self.compiled: dict[tuple[int, int], Any] = {}  # (rows, width) -> warm_up()'s executable
 
-  def probs_of_ids(self, encoded: Sequence[Sequence[int]], progress: bool = False) -> np.ndarray:
-    """Label probabilities after each token sequence (its last token is the verdict position)."""
-    order = np.argsort([len(ids) for ids in encoded], kind="stable")
-    widths = [bucket_length(len(encoded[i]), self.max_len) for i in order]
-    probs = np.zeros((len(encoded), len(self.label_ids)), np.float32)
-    bar = Progress(len(encoded), unit="prompt", enabled=progress)
-    start = 0
+  def _plan(self, lengths: Sequence[int]) -> list[tuple[np.ndarray, int, int]]:
+    """(sequence indices, rows, width) of each device batch: sequences sorted by length,
+    each batch one width bucket and a power-of-two row count."""
+    order = np.argsort(lengths, kind="stable")
+    widths = [bucket_length(lengths[i], self.max_len) for i in order]
+    plan, start = [], 0
     while start < len(order):
-      width = widths[start]
       end = start + 1
-      while end < len(order) and end - start < self.batch_size and widths[end] == width:
+      while end < len(order) and end - start < self.batch_size and widths[end] == widths[start]:
         end += 1
-      rows, start = order[start:end], end
-      batch = bucket_rows(len(rows), self.batch_size, self.data_parallel)
-      ids, mask = left_pad([encoded[i] for i in rows], batch, width, self.pad_id)
-      probs[rows] = np.asarray(self._readout(ids, mask))[:len(rows)]
+      plan.append((order[start:end], bucket_rows(end - start, self.batch_size,
+                                                 self.data_parallel), widths[start]))
+      start = end
+    return plan
+
+  def _buckets(self, encoded: Sequence[Sequence[int]], progress: bool):
+    """(sequence indices, ids, mask) of each device batch of `_plan`."""
+    bar = Progress(len(encoded), unit="prompt", enabled=progress)
+    for rows, batch, width in self._plan([len(ids) for ids in encoded]):
+      yield (rows, *left_pad([encoded[i] for i in rows], batch, width, self.pad_id))
       bar.update(len(rows))
     bar.close()
+
+  def probs_of_ids(self, encoded: Sequence[Sequence[int]], progress: bool = False) -> np.ndarray:
+    """Label probabilities after each token sequence (its last token is the verdict position)."""
+    probs = np.zeros((len(encoded), len(self.label_ids)), np.float32)
+    for rows, ids, mask in self._buckets(encoded, progress):
+      probs[rows] = np.asarray(self._readout(ids, mask))[:len(rows)]
     return probs
+
+  def next_token_logprobs(self, encoded: Sequence[Sequence[int]],
+                          token_ids: Sequence[int]) -> np.ndarray:
+    """Full-vocabulary log-probabilities [N, len(token_ids)] of any tokens as the next token
+    after each sequence (vLLM's generative scoring). The ids travel as data, padded to a
+    power of two, so one program per (rows, width, ids bucket) serves every label set."""
+    width = _ids_width(len(token_ids))
+    logprobs = np.zeros((len(encoded), len(token_ids)), np.float32)
+    for rows, ids, mask in self._buckets(encoded, False):
+      wanted = np.zeros((ids.shape[0], width), np.int32)
+      wanted[:, :len(token_ids)] = token_ids
+      out = _next_token_logprobs(self.graphdef, self.params, parallel.put_batch(ids, self.mesh),
+                                 parallel.put_batch(mask, self.mesh),
+                                 parallel.put_batch(wanted, self.mesh))
+      logprobs[rows] = np.asarray(out)[:len(rows), :len(token_ids)]
+    return logprobs
+
+  def logprob_shapes(self, lengths: Sequence[int], count: int) -> set[tuple[int, int, int]]:
+    """The (rows, width, ids) programs `next_token_logprobs` runs for sequences of these
+    lengths and `count` token ids (a server admits new ones at a bounded rate)."""
+    return {(rows, width, _ids_width(count)) for _, rows, width in self._plan(lengths)}
 
   def label_probs(self, triples: Sequence[Pair],
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ class Limits:
   max_batch_pairs: int = 64  # pairs scored together across requests
   max_wait_ms: float = 5.0
   max_queue_pairs: int = 4096  # pairs waiting for the device; beyond: 503 + Retry-After
-  max_queued_calls: int = 16  # generations waiting (chat completions, references)
+  max_queued_calls: int = 16  # device calls waiting (chat, references, raw scoring)
   max_host_queue: int = 64  # requests waiting for the tokenizer thread; beyond: 503
   request_timeout_s: float = 120.0  # deadline of each request, queueing included
   body_timeout_s: float = 30.0  # to receive a request body

@@ -96,9 +96,9 @@ class Batcher:
     return await self._wait(job)
 
   async def call(self, function: Callable[[], Any], deadline: float, lane: str = BULK) -> Any:
-    """`function()` on the device thread, alone (generation)."""
+    """`function()` on the device thread, alone (a generation, a raw scoring request)."""
     if self.queued_calls >= self.max_queued_calls:
-      raise Overloaded(f"queue full ({self.queued_calls} generations waiting, "
+      raise Overloaded(f"queue full ({self.queued_calls} device calls waiting, "
                        f"max_queued_calls={self.max_queued_calls})", self.retry_after())
     job = Job(asyncio.get_running_loop().create_future(), deadline, lane, call=function)
     self.queued_calls += 1

@@ -1,8 +1,9 @@
 """HTTP reward service (aiohttp) for RLHF trainers and best-of-n.
 
 Endpoints: /score (pairs), /rank (best-of-n), /group_reward (GRPO: each completion's mean
-win probability in its group), /reward and /get_reward (OpenRLHF's remote RM), and
-/v1/chat/completions (OpenAI-compatible, for GenRM clients); /health, /metrics.
+win probability in its group), /reward and /get_reward (OpenRLHF's remote RM),
+/v1/chat/completions (OpenAI-compatible, for GenRM clients) and /generative_scoring (vLLM's
+next-token label scorer, with GRAM's both-order form); /health, /metrics.
 
 Every request has a deadline; host work (tokenising) runs once on its own thread through a
 bounded HostQueue, under the deadline, and device work goes through one bounded Batcher
@@ -29,7 +30,7 @@ from aiohttp import web, web_protocol
 
 from gram_jax.errors import GramError
 from gram_jax.inference import ranking
-from gram_jax.serving import compile_gate
+from gram_jax.serving import compile_gate, generative_scoring
 from gram_jax.serving.request_queue import BULK, Batcher, Overloaded
 from gram_jax.serving.chat_completions import ChatCompletions
 from gram_jax.inference.generate import Generator
@@ -138,9 +139,14 @@ class RewardServer:
     compile_gate.count_compiles(self.metrics.compiles)
     generator = Generator(reward.model, copy.deepcopy(reward.tokenizer), reward.batch_size,
                           reward.max_len, reward.mesh)
-    generator.admit_shape = compile_gate.CompileGate(limits.max_new_shapes_per_minute,
-                                                     self.metrics.compiles_refused).admit
+    # One bound on new compiled shapes for every path that can make them (chat, raw
+    # generative scoring with labels other than the judge's).
+    self.compile_gate = compile_gate.CompileGate(limits.max_new_shapes_per_minute,
+                                                 self.metrics.compiles_refused)
+    generator.admit_shape = self.compile_gate.admit
     self.chat = ChatCompletions(generator, model_name, reward.scorer.encoder.chat_template)
+    self.model_name = model_name
+    self.generative_scoring = generative_scoring.Route(self)
     self.batcher: Batcher | None = None
     self.batcher_task: asyncio.Task | None = None
     self.draining = False
@@ -228,7 +234,11 @@ class RewardServer:
       await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     return None
 
-  def endpoint(self, name: str, handle: Handler) -> Callable:
+  def endpoint(self, name: str, handle: Handler,
+               error_body: Callable[[int, str], dict] = lambda status, message:
+               {"error": message}) -> Callable:
+    """`handle` under the key, origin, deadline and size rules; every failure a JSON answer
+    (`error_body` gives its shape)."""
     async def wrapped(request: web.Request) -> web.Response:
       start, status, headers = time.perf_counter(), 200, {}
       deadline = time.monotonic() + self.limits.request_timeout_s
@@ -247,17 +257,17 @@ class RewardServer:
           raise RequestError(500, "the model produced a non-finite score (NaN or infinity): "
                                   "its weights or numerics are damaged") from None
       except RequestError as e:
-        status, answer = e.status, {"error": str(e)}
+        status, answer = e.status, error_body(e.status, str(e))
       except Overloaded as e:
-        status, answer = 503, {"error": str(e)}
+        status, answer = 503, error_body(503, str(e))
         headers["Retry-After"] = str(e.retry_after)
       except GramError as e:
-        status, answer = 422, {"error": str(e)}
+        status, answer = 422, error_body(422, str(e))
       except asyncio.CancelledError:  # the client left: nothing to answer
         status = 499
         raise
       except Exception:  # a bug: logged in full, the client gets a JSON 500, serving goes on
-        status, answer = 500, {"error": "internal error (logged by the server)"}
+        status, answer = 500, error_body(500, "internal error (logged by the server)")
         logging.exception("%s: unexpected error", name)
       finally:
         self.metrics.requests.labels(name, str(status)).inc()
@@ -438,6 +448,9 @@ class RewardServer:
         web.post("/reward", reward, expect_handler=expect),
         web.post("/get_reward", reward, expect_handler=expect),  # OpenRLHF's path
         web.post("/v1/chat/completions", self.endpoint("chat", self.chat_completions),
+                 expect_handler=expect),
+        web.post("/generative_scoring", self.endpoint(
+            "generative_scoring", self.generative_scoring.answer, generative_scoring.error_body),
                  expect_handler=expect),
         web.get("/health", self.health),
         web.get("/metrics", self.prometheus)])

@@ -35,7 +35,7 @@ FUZZ = settings(max_examples=120, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 ENDPOINTS = ("/score", "/rank", "/reward", "/get_reward", "/group_reward",
-             "/v1/chat/completions")
+             "/v1/chat/completions", "/generative_scoring")
 
 
 @pytest.fixture(scope="module")
@@ -106,20 +106,31 @@ bodies = st.one_of(
          "content": texts | values}), max_size=3) | values,
         "max_tokens": scalars, "temperature": scalars, "n": scalars, "logprobs": scalars,
         "top_logprobs": scalars, "top_p": scalars, "seed": scalars,
-        "stop": st.lists(texts, max_size=5) | scalars}))
+        "stop": st.lists(texts, max_size=5) | scalars}),
+    st.fixed_dictionaries({  # vLLM's /generative_scoring, raw and GRAM's form
+        "query": texts | st.lists(st.integers(-5, 200), max_size=40) | values,
+        "items": st.lists(texts | st.lists(st.integers(-5, 200), max_size=20), max_size=5)
+        | values, "label_token_ids": st.lists(st.integers(-5, 200), max_size=4) | values,
+        "apply_softmax": scalars, "item_first": scalars, "form": st.sampled_from(
+            ("raw", "both_orders", "x")), "reference": texts | st.none(),
+        "model": st.none() | texts}))
 
 
 def check_answer(path: str, status: int, answer: dict) -> None:
-  assert status in (200, 400, 413, 422), (status, answer)
+  vllm = path == "/generative_scoring"  # vLLM's error shape; a model it does not serve: 404
+  assert status in (200, 400, 413, 422) + ((404,) if vllm else ()), (status, answer)
   if status != 200:
-    assert isinstance(answer.get("error"), str) and answer["error"]
+    message = answer["error"]["message"] if vllm else answer.get("error")
+    assert isinstance(message, str) and message
+    assert not vllm or answer["error"]["code"] == status
     return
   if path == "/v1/chat/completions":
     assert answer["choices"] and all(isinstance(c["message"]["content"], str)
                                      for c in answer["choices"])
     return
   numbers = {"/score": lambda a: [x for pair in a["scores"] for x in pair],
-             "/rank": lambda a: a["scores"], "/group_reward": lambda a: a["rewards"]}.get(
+             "/rank": lambda a: a["scores"], "/group_reward": lambda a: a["rewards"],
+             "/generative_scoring": lambda a: [d["score"] for d in a["data"]]}.get(
                  path, lambda a: a["rewards"] + a["reference_scores"])(answer)
   assert numbers and all(isinstance(x, float) and math.isfinite(x) for x in numbers)
 
