@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any, Sequence
 
+from absl import logging
+
 from gram_jax import storage
 from gram_jax.errors import GramError
 from gram_jax.text import templates
@@ -41,7 +43,8 @@ class Reasoning:
   in each order, a tie is no verdict (wrong, in accuracy). score: what a pair's scores are.
   'verdict' (the published readout): the vote shares of the parsed <answer> letters;
   'probability': P(A)/P(B) read at the answer position after each rationale, averaged over
-  the judgments in the pair's own orientation (smooth, for RLHF rewards). context_len: the
+  the judgments in the pair's own orientation and over both orders whatever `orders` is
+  (SPEC §6; smooth, for RLHF rewards). context_len: the
   tokens of prompt + reply the judge was made for (the release serves 8,192); the prompt
   budget is context_len - max_new_tokens (0: unknown, 2,048).
   """
@@ -174,11 +177,58 @@ def _reasoning_of(fields: dict) -> Reasoning:
   return Reasoning(**fields)
 
 
+RELEASED_NAME = "gram-rr"  # the released reasoning judges: GRAM-RR-LLaMA-3.{1-8B,2-3B}-...
+RELEASED_TAG = "rewardreasoning"  # their model card's tag
+
+
+def _front_matter_tags(readme: str) -> list[str]:
+  """The `tags:` list of a model card's YAML front matter (Hub model cards open with one)."""
+  if not readme.startswith("---"):
+    return []
+  tags, inside = [], False
+  for line in readme.split("\n")[1:]:
+    if line.strip() == "---":
+      break
+    if not line.startswith((" ", "-")):
+      inside = line.split(":", 1)[0].strip() == "tags"
+    elif inside and line.strip().startswith("-"):
+      tags.append(line.strip()[1:].strip().strip("'\"").lower())
+  return tags
+
+
+def released_reasoning_judge(path: str) -> str | None:
+  """Why a checkpoint with no judge card is a released GRAM-RR judge, or None: its path or
+  its config's `_name_or_path` names GRAM-RR, or its model card is tagged RewardReasoning.
+  Read as a verdict judge such a model would be scored at the GRAM prompt's end, where it
+  was trained to start a rationale."""
+  if RELEASED_NAME in path.lower():
+    return "its path names GRAM-RR"
+  config, readme = storage.contained(path, "config.json"), storage.contained(path, "README.md")
+  try:
+    if storage.isfile(config):
+      name = str(json.loads(storage.read_text(config)).get("_name_or_path", ""))
+      if RELEASED_NAME in name.lower():
+        return f"config.json's _name_or_path is {name!r}"
+    if storage.isfile(readme) and RELEASED_TAG in _front_matter_tags(storage.read_text(readme)):
+      return "its model card (README.md) is tagged RewardReasoning"
+  except (ValueError, AttributeError, UnicodeDecodeError):
+    return None  # an unreadable file identifies nothing; the loader reports it
+  return None
+
+
 def read_judge_card(path: str) -> dict:
-  """The judge settings saved with a model, or {} (e.g. an HF checkpoint from elsewhere)."""
+  """The judge settings saved with a model, or {} (e.g. an HF checkpoint from elsewhere). A
+  cardless released GRAM-RR checkpoint reads as released: {"reasoning": RELEASE,
+  "released": why} (`released_reasoning_judge`)."""
   card_path = storage.contained(path, JUDGE_CARD)
   if not storage.isfile(card_path):
-    return {}
+    why = released_reasoning_judge(path)
+    if why is None:
+      return {}
+    logging.info("%s has no judge card and %s: read as a released GRAM-RR judge "
+                 "(reasoning.preset=release; reasoning.mode=off reads it as a verdict judge)",
+                 path, why)
+    return {"reasoning": RELEASE, "released": why}
   try:
     card = json.loads(storage.read_text(card_path))
     if card.get("reasoning") is not None:

@@ -11,8 +11,8 @@ def add_defaults(c: ml_collections.ConfigDict) -> None:
   c.best_of_n = ml_collections.ConfigDict(dict(
       input="",  # JSONL/JSON/Parquet rows with prompt and responses (required)
       output="",  # JSONL of the rows with their winners; empty: <workdir>/winners.jsonl
-      method="linear",  # linear (the official scan, n - 1 comparisons) | knockout |
-                        # round_robin | bradley_terry
+      method=ranking.DEFAULT_METHOD,  # linear (the official scan, n - 1 comparisons) |
+                                      # knockout | round_robin | bradley_terry
   ))
 
 

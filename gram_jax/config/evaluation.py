@@ -11,7 +11,9 @@ def add_defaults(c: ml_collections.ConfigDict) -> None:
   c.eval.files = ""  # comma-separated held-out / benchmark files
   c.eval.benchmark = "auto"  # auto (from the records' fields) or one of benchmarks.BENCHMARKS
   c.eval.batch_size = 16
-  c.eval.max_len = 0  # tokens of one judging prompt; 0: the judge's (release: 6,144), else 2,048
+  # tokens of one judging prompt; 0: the judge's own — a reasoning judge's budget (release:
+  # 6,144), a verdict judge's context (uncut, as the official evaluation reads it)
+  c.eval.max_len = 0
   c.eval.every_steps = 0  # 0: evaluate at the end of training only
   # > 0: score at most this many records of each evaluation file, for a first try (a record
   # is a pair; an RM-Bench item or an RMB best-of-n group counts as one); the report says so

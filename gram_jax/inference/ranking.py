@@ -24,6 +24,7 @@ import numpy as np
 from gram_jax.errors import GramError
 
 METHODS = ("linear", "knockout", "round_robin", "bradley_terry")
+DEFAULT_METHOD = "linear"  # the official best-of-n: the scan, n - 1 comparisons
 GROUP_METHODS = ("all_pairs", "neighbours")
 Compare = Callable[[list[tuple[str, str, str]]], np.ndarray]
 
@@ -37,7 +38,7 @@ class RankResult:
 
 
 def rank(prompt: str, responses: Sequence[str], compare: Compare,
-         method: str = "linear") -> RankResult:
+         method: str = DEFAULT_METHOD) -> RankResult:
   if not responses:
     raise GramError("rank needs at least one response")
   if method not in METHODS:

@@ -54,14 +54,17 @@ def judge_settings(card: dict, template: str | None = None,
 
 class RewardModel:
   """`template` None: the prompt `judge_card.judge_prompt` picks (GRAM-RR for a reasoning
-  judge, else GRAM); `max_len` None: the reasoning judge's prompt budget, else 2,048."""
+  judge, else GRAM); `max_len` None: the reasoning judge's prompt budget, else the model's
+  context (at least 2,048): a verdict judge reads prompts uncut, as the official evaluation
+  does, unless the caller caps them."""
 
   def __init__(self, model: Decoder, tokenizer: Any, max_len: int | None = None,
                batch_size: int = 16, template: str | None = None,
                labels: Sequence[str] = ("A", "B"), chat_template: str | None = None,
                mesh: Mesh | None = None, reasoning: Reasoning | None = None):
     template = judge_prompt(template, reasoning)
-    max_len = max_len or (reasoning.prompt_len() if reasoning else DEFAULT_PROMPT_LEN)
+    max_len = max_len or (reasoning.prompt_len() if reasoning else
+                          max(model.config.max_position_embeddings, DEFAULT_PROMPT_LEN))
     self.model = model
     self.scorer = VerdictScorer(model, tokenizer, max_len, batch_size, template, labels,
                                 chat_template, mesh)
@@ -113,17 +116,25 @@ class RewardModel:
     before it listens, so no request waits for a compile); returns how many shapes."""
     return self.scorer.warm_up()
 
-  def judge_batch(self, pairs: Iterable[Any], seed: int = 0,
-                  first_index: int = 0) -> list[PairJudgment]:
+  def judge_batch(self, pairs: Iterable[Any], seed: int = 0, first_index: int = 0,
+                  orders: int | None = None) -> list[PairJudgment]:
     """A PairJudgment per pair: every judgment of both orders, the vote, both-order scores.
-    A verdict-only model writes no rationale: each order's verdict is its likelier label."""
+    A verdict-only model writes no rationale: each order's verdict is its likelier label.
+    `orders` (None: the judge's protocol) is how many A/B orders a reasoning judge sees."""
     pairs = as_pairs(list(pairs))
     if self.reasoner is not None:
       r = self.reasoning
       return self.reasoner.judge_batch(pairs, Sampling(temperature=r.temperature), seed,
-                                       first_index, r.samples_per_order, r.orders)
+                                       first_index, r.samples_per_order, orders or r.orders)
     first, second, trimmed = self.scorer.order_probs(pairs)
     return verdict_judgments(first, second, self.labels, trimmed)
+
+  def orders_for(self, readout: str) -> int:
+    """The A/B orders a reasoning judge reads a pair in for `readout`. The probability score
+    is P(A)/P(B) after each rationale averaged over both orders (SPEC §6), whatever orders
+    the verdict protocol uses: under the release protocol (one order) a reward read in one
+    order would carry the judge's slot preference into every RLHF reward."""
+    return 2 if readout == "probability" else self.reasoning.orders
 
   def judge(self, prompt: str, response_a: str, response_b: str, seed: int = 0) -> PairJudgment:
     """Rationales, verdicts and scores of one pair."""
@@ -146,7 +157,8 @@ class RewardModel:
     if not pairs:
       return np.zeros((0, 2), np.float32), np.zeros(0, bool)
     if self.reasoner is not None:
-      judged = self.judge_batch(pairs, seed, first_index)
+      readout = readout or self.reasoning.score
+      judged = self.judge_batch(pairs, seed, first_index, self.orders_for(readout))
       return self.scores_of(judged, readout), np.array([j.trimmed for j in judged], bool)
     return self.scorer.score_encoded(self.scorer.encode_pairs(pairs), progress)
 
@@ -186,10 +198,14 @@ class RewardModel:
       return np.zeros((0, 2), np.float32), np.zeros(0, bool)
     if self.reasoner is None:
       return self.scorer.score_encoded(rows)
-    judged = self.judge_batch([row.pair for row in rows])
-    scores = {readout: self.scores_of(judged, readout) for readout in {r.readout for r in rows}}
-    return (np.stack([scores[row.readout][i] for i, row in enumerate(rows)]),
-            np.array([j.trimmed for j in judged], bool))
+    scores, trimmed = np.zeros((len(rows), 2), np.float32), np.zeros(len(rows), bool)
+    for orders in {self.orders_for(row.readout) for row in rows}:
+      index = [i for i, row in enumerate(rows) if self.orders_for(row.readout) == orders]
+      judged = self.judge_batch([rows[i].pair for i in index], orders=orders)
+      for i, judgment in zip(index, judged):
+        scores[i] = self.scores_of([judgment], rows[i].readout)[0]
+        trimmed[i] = judgment.trimmed
+    return scores, trimmed
 
   def score_batch(self, pairs: Iterable[Any], progress: bool = False) -> np.ndarray:
     """Scores [N, 2] = (score of response_a, score of response_b); `score_pairs` also says
@@ -201,7 +217,7 @@ class RewardModel:
     return float(score_a), float(score_b)
 
   def rank(self, prompt: str, responses: Sequence[str],
-           method: str = "linear") -> ranking.RankResult:
+           method: str = ranking.DEFAULT_METHOD) -> ranking.RankResult:
     """Best-of-n (gram_jax.inference.ranking): linear (the official scan), knockout, round_robin
     (win counts) or bradley_terry."""
     return ranking.rank(prompt, responses, self.score_batch, method)

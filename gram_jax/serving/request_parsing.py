@@ -110,8 +110,8 @@ def _prompt_texts_method(body: Any, field: str, limits: Limits, default: str,
 
 
 def parse_rank_request(body: Any, limits: Limits) -> tuple[str, list[str], str]:
-  _, prompt, responses, method = _prompt_texts_method(body, "responses", limits, "knockout",
-                                                      ranking.METHODS)
+  _, prompt, responses, method = _prompt_texts_method(
+      body, "responses", limits, ranking.DEFAULT_METHOD, ranking.METHODS)
   needed = ranking.comparisons(len(responses), method)
   if needed > limits.max_comparisons:
     raise RequestError(413, f"method: {method} over {len(responses)} responses is {needed} "

@@ -130,19 +130,23 @@ def reasoning_source(c: ml_collections.ConfigDict, card: dict) -> str:
     return f"config.reasoning.preset={c.reasoning.preset}"
   if c.reasoning.mode != "auto":
     return f"config.reasoning.mode={c.reasoning.mode}"
+  if card.get("released"):
+    return f"{c.model.path} (a released GRAM-RR judge: {card['released']})"
   return f"the judge card ({c.model.path}/judge.json)" if card.get("reasoning") else \
       "config.reasoning"
 
 
-def reward_model(c: ml_collections.ConfigDict, mesh: Mesh, max_len: int,
-                 batch_size: int) -> RewardModel:
+def reward_model(c: ml_collections.ConfigDict, mesh: Mesh, max_len: int, batch_size: int,
+                 verdict_len: int | None = None) -> RewardModel:
   """`c.model.path` read as a judge: its judge card, with what the config sets on top
-  (`max_len` 0: the judge's prompt budget), run with the run's compute dtype and attention
-  kernel. Logs the prompt and readout it uses."""
+  (`max_len` 0: the judge's prompt budget — a reasoning judge's, or `verdict_len` for a
+  verdict judge, None: its context), run with the run's compute dtype and attention kernel.
+  Logs the prompt and readout it uses."""
   card = read_judge_card(c.model.path)
   reasoning = reasoning_settings(c, card.get("reasoning"))
+  max_len = max_len or (None if reasoning else verdict_len)
   reward = RewardModel.from_pretrained(
-      c.model.path, mesh=mesh, compute_dtype=compute_dtype(c), max_len=max_len or None,
+      c.model.path, mesh=mesh, compute_dtype=compute_dtype(c), max_len=max_len,
       batch_size=batch_size, template=template_setting(c),
       labels=tuple(c.template.labels) or None, chat_template=chat_template(c),
       reasoning=reasoning, template_field="config.template.judge",

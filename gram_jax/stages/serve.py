@@ -13,6 +13,7 @@ from gram_jax.config.mesh import device_mesh
 from gram_jax.data.encode import PromptEncoder
 from gram_jax.errors import GramError
 from gram_jax.inference.generate import Generator
+from gram_jax.judge_card import DEFAULT_PROMPT_LEN
 from gram_jax.serving.lifecycle import serve_until_terminated
 from gram_jax.serving.server import RewardServer
 from gram_jax.models.decoder import Decoder
@@ -53,7 +54,9 @@ def build_server(c: ml_collections.ConfigDict) -> RewardServer:
   key = api_key(s)
   check_exposure(s.host, key)
   mesh = device_mesh(c)
-  reward = common.reward_model(c, mesh, s.max_len, s.batch_size)
+  # A verdict judge serves prompts up to 2,048 tokens unless serve.max_len says more: the
+  # warm-up compiles every length bucket, which up to a 40k context would be hundreds.
+  reward = common.reward_model(c, mesh, s.max_len, s.batch_size, DEFAULT_PROMPT_LEN)
   if s.warm_up:
     logging.info("compiled %d scoring shapes (rows x length buckets)", reward.warm_up())
   reference = greedy_references(

@@ -189,6 +189,28 @@ def test_reasoning_judge_reads_both_orders(reasoning_dir):
                              [j.probability_scores for j in judged], atol=1e-6)
 
 
+def test_the_release_protocols_probability_reward_averages_both_orders(reasoning_dir):
+  """SPEC §6: the continuous reward is P(A)/P(B) after each rationale averaged over both
+  orders, also when the verdict protocol shows one order (the release's)."""
+  one_order = Reasoning(max_new_tokens=6, votes=1, orders=1)
+  reward = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4,
+                                       reasoning=one_order)
+  direct = _direct_judge(reasoning_dir)
+  shown = direct.judge_batch(PAIRS[:3], orders=1)
+  swapped = direct.judge_batch([(p, b, a) for p, a, b in PAIRS[:3]], orders=1)
+  expected = [((x.judgments[0].probs[0] + y.judgments[0].probs[1]) / 2,
+               (x.judgments[0].probs[1] + y.judgments[0].probs[0]) / 2)
+              for x, y in zip(shown, swapped)]
+  scores, _ = reward.score_pairs(PAIRS[:3], readout="probability")
+  np.testing.assert_allclose(scores, expected, atol=1e-6)
+  rows = reward.prepare(PAIRS[:3], readout="probability") + reward.prepare(PAIRS[:3])
+  served, _ = reward.score_prepared(rows)  # what /get_reward and /group_reward return
+  np.testing.assert_allclose(served[:3], expected, atol=1e-6)
+  # The verdict readout keeps the release protocol: one order, the vote of its one judgment.
+  np.testing.assert_allclose(served[3:], [j.vote.scores() for j in shown])
+  assert [len(j.judgments) for j in reward.judge_batch(PAIRS[:3])] == [1, 1, 1]
+
+
 def test_voting_at_k_samples_half_the_judgments_in_each_order(reasoning_dir):
   voting = Reasoning(max_new_tokens=6, temperature=1.0, votes=6)
   reward = RewardModel.from_pretrained(reasoning_dir, max_len=256, batch_size=4,
