@@ -89,7 +89,7 @@ LAYERS = (
      "gram_jax.progress", "gram_jax.models", "gram_jax.storage", "gram_jax.provenance",
      "gram_jax.workdir_lock"),
     ("gram_jax.text", "gram_jax.judge_card", "gram_jax.hf", "gram_jax.journal",
-     "gram_jax.checkpoint"),
+     "gram_jax.checkpoint", "gram_jax.inference.ranking"),
     ("gram_jax.data", "gram_jax.pretrained"),
     ("gram_jax.training", "gram_jax.inference", "gram_jax.pseudo_labels", "gram_jax.position_bias"),
     ("gram_jax.serving",),

@@ -7,13 +7,14 @@ benchmark is a module that builds a `Benchmark` and one line here.
 """
 from typing import Any
 
-from gram_jax.data.benchmarks import (hhh, judgebench, pairs, pandalm, rewardbench, rmb,
-                                      rmb_bon, rmbench)
+from gram_jax.data.benchmarks import (hhh, judgebench, pairs, pandalm, rewardbench,
+                                      rewardbench2, rmb, rmb_bon, rmbench)
 from gram_jax.data.benchmarks.base import (Benchmark, Judge, Rows, Scored, pct, readout_summary,
                                            select_records)
 from gram_jax.errors import GramError
 
 REGISTRY: list[Benchmark] = [
+    rewardbench2.BENCHMARK,
     rmb_bon.BENCHMARK,
     rmb.BENCHMARK,
     pandalm.BENCHMARK,
