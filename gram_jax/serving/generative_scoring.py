@@ -7,8 +7,9 @@ item's score is P(label_token_ids[0]) as the next token — softmaxed over the l
 (`apply_softmax`, the default; with two labels P0 / (P0 + P1), GRAM's readout) or over the
 whole vocabulary. As in vLLM the query and items are a prompt the client rendered: text is
 tokenized with its special tokens (the query with `add_special_tokens`, items without), or
-sent as token ids. Unlike vLLM, a prompt longer than the judge's context is refused (413),
-not cut from the end, which would move the position read.
+sent as token ids. Unlike vLLM, a prompt longer than the judge's prompt length (or
+serve.max_input_tokens) is refused (413), not cut from the end, which would move the
+position read.
 
 GRAM form (`"form": "both_orders"`, a gram_jax field): the query is a question and the items
 responses, text only, kept as data; the server renders the judge's own prompt in both A/B
