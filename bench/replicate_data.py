@@ -11,7 +11,8 @@ from gram_jax.data import benchmarks, preference, sources
 from gram_jax.errors import GramError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(ROOT, "..", "shared", "data")
+# The shared data folder; GRAM_JAX_SHARED_DATA moves it (a device machine unpacks it elsewhere).
+SHARED = os.environ.get("GRAM_JAX_SHARED_DATA") or os.path.join(ROOT, "..", "shared", "data")
 SEED_PROOFS = os.path.join(ROOT, "bench", "data", "hh_rlhf_seed_proofs.jsonl")
 HH_RLHF = os.path.join(SHARED, "hh-rlhf", "harmless-base-test.jsonl.gz")
 

@@ -38,11 +38,9 @@ evaluations of every row run before the out-of-distribution ones.
 """
 import argparse
 import dataclasses
-import hashlib
+import functools
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
@@ -60,6 +58,8 @@ from replicate_data import (  # noqa: E402
     HH_RLHF, SHARED, in_distribution_pairs, native_eval_sets, questions, sample, seed_proofs,
     split_by_prompt, write_json)
 from replicate_report import IN_DIST, by_source, curves_png, figures, table  # noqa: E402
+from replicate_steps import NotCached, StepFailed, main_stage, may_run, step_code  # noqa: E402
+import replicate_steps  # noqa: E402
 
 FILE_NAMES = {"rmbench": "rmbench_chat"}
 # --rows names: each selects the rows of one part of the recipe.
@@ -124,77 +124,6 @@ SCALES = {
 SPLIT_SEED = 1234  # the held-out split, the same for every seed and scale
 
 
-DONE, STARTED, RUNS = ".replicate_done", ".replicate_started", ".replicate_code"
-CACHED_ONLY = False  # --cached_only: report the finished steps, run none
-
-
-class NotCached(Exception):
-  """A step --cached_only would have to run."""
-
-
-def _read(path: str) -> str | None:
-  return open(path, encoding="utf-8").read() if os.path.exists(path) else None
-
-
-def fingerprint(arguments: list) -> str:
-  """The arguments with the content of every file they name and the fingerprint of every
-  finished step whose output they name: a changed input makes every later step stale. The
-  code is not part of it (a run spans sessions and commits); `main_stage` records the code
-  version that ran each step."""
-  inputs = {}
-  for argument in arguments:
-    for path in str(argument).split("=", 1)[-1].split(","):
-      if os.path.isfile(path):
-        with open(path, "rb") as f:
-          inputs[path] = hashlib.sha256(f.read()).hexdigest()
-      for folder in (path, os.path.dirname(path)):
-        if os.path.isdir(folder) and os.path.exists(os.path.join(folder, DONE)):
-          inputs[path] = json.loads(_read(os.path.join(folder, DONE)))["key"]
-  return json.dumps({"arguments": [str(a) for a in arguments], "inputs": inputs},
-                    sort_keys=True)
-
-
-def step_code(workdir: str) -> str:
-  """The code version(s) that ran a cached step (a step resumed across commits ran on
-  several)."""
-  code = json.loads(_read(os.path.join(workdir, DONE)))["code"]
-  return code if isinstance(code, str) else ", ".join(code)
-
-
-def main_stage(config: str, workdir: str, *overrides: str) -> str:
-  """One gram_jax stage through its CLI (`config`: a stage, or stage:preset). A workdir finished with the same command and inputs
-  is reused, one started with them resumes (gram_jax resumes exactly), any other starts
-  afresh."""
-  stage, _, preset = config.partition(":")
-  command = [sys.executable, "-m", "gram_jax.main",
-             f"--config={ROOT}/configs/{stage}.py" + (f":{preset}" if preset else ""),
-             f"--config.workdir={workdir}", *overrides]
-  key = fingerprint([config, *overrides])  # not the workdir: it holds the previous marker
-  done = _read(os.path.join(workdir, DONE))
-  if done and json.loads(done)["key"] == key:
-    return workdir
-  if CACHED_ONLY:
-    raise NotCached(workdir)
-  if _read(os.path.join(workdir, STARTED)) != key:
-    shutil.rmtree(workdir, ignore_errors=True)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, STARTED), "w", encoding="utf-8") as f:
-    f.write(key)
-  print(f"[{time.strftime('%H:%M:%S')}] {' '.join(command[3:])}", flush=True)
-  runs = os.path.join(workdir, RUNS)
-  with open(runs, "a", encoding="utf-8") as f:  # the code of this part, read as it starts
-    f.write(provenance.current_code_version() + "\n")
-  with open(os.path.join(workdir, "stage.log"), "a", encoding="utf-8") as log:
-    result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-  if result.returncode:
-    sys.exit(f"{' '.join(command)} failed; its log: {workdir}/stage.log")
-  with open(runs, encoding="utf-8") as f:
-    code = list(dict.fromkeys(line.strip() for line in f if line.strip()))
-  with open(os.path.join(workdir, DONE), "w", encoding="utf-8") as f:
-    json.dump({"key": key, "code": code}, f)
-  return workdir
-
-
 # ---------------------------------------------------------------------------- data
 
 
@@ -207,13 +136,20 @@ def fitting(pairs: list, tokenizer, cutoff: int) -> list:
   return [p for p, a, b in zip(pairs, first, second) if max(len(a), len(b)) <= cutoff]
 
 
-def recipe_data(out: str, scale: Scale, seed: int, tokenizer) -> dict:
-  """The evaluation files (in-distribution held-out, its learning-curve head, the
-  out-of-distribution samples) and the training pairs of one seed."""
+@functools.cache
+def seedless_data(cutoff: int, tokenizer) -> tuple[dict, set, list, dict, list]:
+  """What every seed shares: the evaluation sets, their questions, the in-distribution
+  pairs and those that fit `cutoff` (tokenized once, not once a seed)."""
   native = native_eval_sets()
   asked = set().union(*map(questions, native.values()))
   pairs, counts = in_distribution_pairs(asked)
-  fit = fitting(pairs, tokenizer, scale.cutoff)
+  return native, asked, pairs, counts, fitting(pairs, tokenizer, cutoff)
+
+
+def recipe_data(out: str, scale: Scale, seed: int, tokenizer) -> dict:
+  """The evaluation files (in-distribution held-out, its learning-curve head, the
+  out-of-distribution samples) and the training pairs of one seed."""
+  native, asked, pairs, counts, fit = seedless_data(scale.cutoff, tokenizer)
   held_out, rest = split_by_prompt(fit, scale.heldout_pairs, SPLIT_SEED)
   held_out = sample(held_out, scale.heldout_pairs, SPLIT_SEED)
   pool = sample(rest, scale.rounds * scale.unlabeled_pairs, seed + 1)
@@ -331,10 +267,11 @@ def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
     model = base
   elif name == BT:
     import bt_peer  # torch, trl and peft load only here
-    run = bt_peer.trained_result if CACHED_ONLY else bt_peer.train
-    trained = run(base, data["train"], data["curve"], scale, seed, os.path.join(out, "bt"))
+    arguments = (base, data["train"], data["curve"], scale, seed, os.path.join(out, "bt"))
+    trained = bt_peer.trained_result(*arguments)
     if trained is None:
-      raise NotCached(os.path.join(out, "bt"))
+      may_run(os.path.join(out, "bt"))
+      trained = peer_step(bt_peer.train, *arguments)
     model = trained["model_dir"]
     row.update(pairs_per_second=trained["pairs_per_second"], curve=trained["curve"],
                steps=trained["steps"], code=trained["code"])
@@ -354,10 +291,9 @@ def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
     if name == BT:
       import bt_peer
       folders = evaluate.output_names(list(chosen.values()))
-      if CACHED_ONLY and not all(os.path.exists(os.path.join(workdir, f, "summary.json"))
-                                 for f in folders):
-        raise NotCached(workdir)
-      summaries, results = bt_peer.evaluate_peer(model, chosen, scale, workdir)
+      if not all(os.path.exists(os.path.join(workdir, f, "summary.json")) for f in folders):
+        may_run(workdir)
+      summaries, results = peer_step(bt_peer.evaluate_peer, model, chosen, scale, workdir)
       prompt = "— (scalar reward)"
     else:
       extra = r2_eval_overrides(scale) if name == GRAM_R2 else ()
@@ -369,6 +305,14 @@ def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
     row["evaluated"].update({k: {"summary": summaries[k], "results": results[k]}
                              for k in chosen})
   return row
+
+
+def peer_step(step, *arguments):
+  """A step of the peer (it runs in this process): an error fails its row, not the run."""
+  try:
+    return step(*arguments)
+  except Exception as e:  # noqa: BLE001 (TRL, PEFT, torch: any of theirs)
+    raise StepFailed(f"{step.__module__}.{step.__name__}: {type(e).__name__}: {e}") from e
 
 
 def slug(name: str) -> str:
@@ -451,11 +395,16 @@ def r2_eval_overrides(scale: Scale) -> list[str]:
 
 # ---------------------------------------------------------------------------- figures
 
+@functools.cache
+def tokenizer_of(model: str):
+  import transformers
+  return transformers.AutoTokenizer.from_pretrained(model)
+
+
 def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
   out = os.path.join(args.workdir, f"seed{seed}")
   base = smollm2_instruct()
-  import transformers
-  data = recipe_data(out, scale, seed, transformers.AutoTokenizer.from_pretrained(base))
+  data = recipe_data(out, scale, seed, tokenizer_of(base))
   data["pairs"] = data["counts"]["train"]
   c = data["counts"]
   print(f"seed {seed}: {c['train']} training pairs, {c['heldout']} held out "
@@ -465,6 +414,7 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
         f"{c['skipped_bad']} unreadable)", flush=True)
   wanted = [r for r in RUN_ORDER if row_part(r) in args.rows]
   rows: dict[str, dict] = {}
+  failures: list[str] = []
   for sets in ({IN_DIST}, {"ood"}):  # every row in distribution first
     if not sets & args.sets:
       continue
@@ -473,6 +423,10 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
         row = run_row(name, out, base, data, scale, seed, sets)
       except NotCached as e:
         print(f"seed {seed}: {name} {sorted(sets)}: not finished ({e}); left out", flush=True)
+        continue
+      except StepFailed as e:
+        print(f"seed {seed}: {name} {sorted(sets)}: FAILED ({e}); left out", flush=True)
+        failures.append(f"seed {seed} {name}")
         continue
       previous = rows.get(name, {"evaluated": {}})
       row["evaluated"] = {**previous["evaluated"], **row["evaluated"]}
@@ -485,7 +439,8 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
     if IN_DIST in row["evaluated"]:
       figured[name]["by_source"] = by_source(row["evaluated"][IN_DIST]["results"],
                                              data["source_of"])
-  return {"data": data["counts"], "steps": steps_of(scale, data["pairs"]), "rows": figured}
+  return {"data": data["counts"], "steps": steps_of(scale, data["pairs"]), "rows": figured,
+          "failed": failures}
 
 
 def row_part(name: str) -> str:
@@ -506,14 +461,16 @@ def main() -> None:
                       "evaluation runs before any out-of-distribution one)")
   parser.add_argument("--cached_only", action="store_true",
                       help="print the table of the steps already finished; run nothing")
+  parser.add_argument("--time_budget_s", type=float, default=0,
+                      help="start no step after this many seconds and stop a running stage "
+                      "there (it resumes on the next run); 0: no limit (a device lease)")
   parser.add_argument("--workdir", default=os.path.join(
       os.path.expanduser("~"), ".cache", "gram_jax", "replicate_gram"))
   args = parser.parse_args()
   if not os.path.isdir(SHARED):
     sys.exit(f"{SHARED}: the shared data folder is missing")
   scale = SCALES[args.scale]
-  global CACHED_ONLY
-  CACHED_ONLY = args.cached_only
+  replicate_steps.configure(args.cached_only, args.time_budget_s)
   args.rows = set(filter(None, args.rows.split(",")))
   args.sets = set(filter(None, args.sets.split(",")))
   if unknown := args.rows - set(PARTS):
@@ -530,6 +487,8 @@ def main() -> None:
                "curves": png, "finished_by": provenance.current_code_version()}, f, indent=2)
   print(text)
   print(f"learning curves: {png}")
+  if failed := [f for result in results.values() for f in result["failed"]]:
+    sys.exit(f"failed (left out of the table): {', '.join(failed)}")
 
 
 if __name__ == "__main__":

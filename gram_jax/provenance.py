@@ -8,8 +8,9 @@ from importlib import metadata
 
 def current_code_version() -> str:
   """`commit 1a2b3c4d5e6f` (`+ local changes` when the checkout differs from it), or
-  `gram_jax 0.1.0` outside a git checkout, read now: a process that outlives a commit (a
-  benchmark driving stages for hours) asks this before each step it starts."""
+  outside a git checkout GRAM_JAX_CODE_VERSION (a copy sent to a device machine names the
+  commit it was packed from) or `gram_jax 0.1.0`, read now: a process that outlives a
+  commit (a benchmark driving stages for hours) asks this before each step it starts."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   git = lambda *args: subprocess.run(["git", "-C", root, *args], capture_output=True,
                                      text=True, timeout=10)
@@ -21,6 +22,8 @@ def current_code_version() -> str:
       return f"commit {head.stdout.strip()}{changes}"
   except (OSError, subprocess.TimeoutExpired):
     pass
+  if os.environ.get("GRAM_JAX_CODE_VERSION"):
+    return os.environ["GRAM_JAX_CODE_VERSION"]
   try:
     return f"gram_jax {metadata.version('gram_jax')}"
   except metadata.PackageNotFoundError:

@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 replicate_data = pytest.importorskip("replicate_data")
 replicate_gram = pytest.importorskip("replicate_gram")
 replicate_report = pytest.importorskip("replicate_report")
+replicate_steps = pytest.importorskip("replicate_steps")
 
 
 def _raw_questions() -> set[str]:
@@ -94,32 +95,57 @@ def test_a_cached_step_names_its_inputs_not_the_code_that_runs_it(tmp_path, monk
   the code version that finished it is recorded beside it."""
   data = tmp_path / "train.jsonl"
   data.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n')
-  key = replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"])
+  key = replicate_steps.fingerprint(["finetune", f"--config.data.train_files={data}"])
   recorded = json.loads(key)
   assert "code" not in recorded and str(data) in recorded["inputs"]
-  monkeypatch.setattr(replicate_gram.provenance, "current_code_version",
+  monkeypatch.setattr(replicate_steps.provenance, "current_code_version",
                       lambda: "commit 0123abcd")
-  assert replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"]) == key
+  assert replicate_steps.fingerprint(["finetune", f"--config.data.train_files={data}"]) == key
   data.write_text('{"prompt": "a", "chosen": "c", "rejected": "b"}\n')
-  assert replicate_gram.fingerprint(["finetune", f"--config.data.train_files={data}"]) != key
+  assert replicate_steps.fingerprint(["finetune", f"--config.data.train_files={data}"]) != key
   # A finished step: its marker holds the key and the code that ran it.
   step = tmp_path / "step"
-  monkeypatch.setattr(replicate_gram.subprocess, "run",
-                      lambda *a, **k: replicate_gram.subprocess.CompletedProcess(a, 0))
-  replicate_gram.main_stage("evaluate", str(step), "--config.eval.files=x")
-  assert replicate_gram.step_code(str(step)) == "commit 0123abcd"
+  monkeypatch.setattr(replicate_steps.subprocess, "run",
+                      lambda *a, **k: replicate_steps.subprocess.CompletedProcess(a, 0))
+  replicate_steps.main_stage("evaluate", str(step), "--config.eval.files=x")
+  assert replicate_steps.step_code(str(step)) == "commit 0123abcd"
   # A step stopped and resumed at another commit names both, in the order they ran.
-  (step / replicate_gram.DONE).unlink()
-  monkeypatch.setattr(replicate_gram.provenance, "current_code_version",
+  (step / replicate_steps.DONE).unlink()
+  monkeypatch.setattr(replicate_steps.provenance, "current_code_version",
                       lambda: "commit 4567ef01")
-  replicate_gram.main_stage("evaluate", str(step), "--config.eval.files=x")
-  assert replicate_gram.step_code(str(step)) == "commit 0123abcd, commit 4567ef01"
+  replicate_steps.main_stage("evaluate", str(step), "--config.eval.files=x")
+  assert replicate_steps.step_code(str(step)) == "commit 0123abcd, commit 4567ef01"
   # --cached_only reports finished steps and runs none.
-  monkeypatch.setattr(replicate_gram, "CACHED_ONLY", True)
-  assert replicate_gram.main_stage("evaluate", str(step), "--config.eval.files=x") == str(step)
-  with pytest.raises(replicate_gram.NotCached):
-    replicate_gram.main_stage("evaluate", str(tmp_path / "other"), "--config.eval.files=x")
+  monkeypatch.setattr(replicate_steps, "CACHED_ONLY", True)
+  assert replicate_steps.main_stage("evaluate", str(step), "--config.eval.files=x") == str(step)
+  with pytest.raises(replicate_steps.NotCached):
+    replicate_steps.main_stage("evaluate", str(tmp_path / "other"), "--config.eval.files=x")
   assert not (tmp_path / "other").exists()
+
+
+def test_a_stage_that_outlasts_the_time_budget_is_stopped_and_resumes(tmp_path, monkeypatch):
+  """On a device lease the run has a budget: a running stage is killed at its end and left
+  started (its next run resumes it), and no step starts after it."""
+  real_run = replicate_steps.subprocess.run
+  monkeypatch.setattr(replicate_steps.subprocess, "run", lambda command, **kwargs: real_run(
+      [sys.executable, "-c", "import time; time.sleep(60)"], **kwargs))
+  monkeypatch.setattr(replicate_steps, "DEADLINE", None)
+  replicate_steps.configure(cached_only=False, time_budget_s=1.5)
+  step = tmp_path / "step"
+  with pytest.raises(replicate_steps.NotCached, match="out of time"):
+    replicate_steps.main_stage("evaluate", str(step), "--config.eval.files=x")
+  assert (step / replicate_steps.STARTED).exists() and not (step / replicate_steps.DONE).exists()
+  with pytest.raises(replicate_steps.NotCached, match="out of time"):
+    replicate_steps.main_stage("evaluate", str(tmp_path / "later"), "--config.eval.files=x")
+  assert not (tmp_path / "later").exists()
+  replicate_steps.configure(cached_only=False, time_budget_s=0)
+  assert replicate_steps.seconds_left() is None
+  # A stage that fails fails its row, not the run: the caller reports it and goes on.
+  monkeypatch.setattr(replicate_steps.subprocess, "run", lambda command, **kwargs: real_run(
+      [sys.executable, "-c", "raise SystemExit(3)"], **kwargs))
+  with pytest.raises(replicate_steps.StepFailed, match="exited with 3"):
+    replicate_steps.main_stage("evaluate", str(tmp_path / "failing"), "--config.eval.files=x")
+  assert not (tmp_path / "failing" / replicate_steps.DONE).exists()
 
 
 def _stage_config(config: str, overrides: list[str]):

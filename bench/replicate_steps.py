@@ -1,0 +1,114 @@
+"""The replication recipe's steps (a gram_jax stage, the peer's training): each is cached
+under its workdir by its inputs and settings, resumes where it stopped, records the code
+version that ran it, and starts only while the run's time lasts (a device lease ends; a
+step cut short resumes on the next call)."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from gram_jax import provenance
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DONE, STARTED, RUNS = ".replicate_done", ".replicate_started", ".replicate_code"
+CACHED_ONLY = False  # --cached_only: report the finished steps, run none
+DEADLINE: float | None = None  # time.monotonic() after which no step starts or runs on
+
+
+class NotCached(Exception):
+  """A step that did not finish: --cached_only would have to run it, or the time ran out."""
+
+
+class StepFailed(Exception):
+  """A step that exited with an error: the run reports it and goes on with the next row."""
+
+
+def configure(cached_only: bool, time_budget_s: float) -> None:
+  """--cached_only, and the seconds the run may take (0: no limit), read once by main."""
+  global CACHED_ONLY, DEADLINE
+  CACHED_ONLY = cached_only
+  DEADLINE = time.monotonic() + time_budget_s if time_budget_s > 0 else None
+
+
+def seconds_left() -> float | None:
+  return None if DEADLINE is None else DEADLINE - time.monotonic()
+
+
+def may_run(workdir: str) -> None:
+  """Raises NotCached when the step in `workdir` may not start now."""
+  if CACHED_ONLY:
+    raise NotCached(workdir)
+  left = seconds_left()
+  if left is not None and left <= 0:
+    raise NotCached(f"{workdir}: out of time")
+
+
+def _read(path: str) -> str | None:
+  return open(path, encoding="utf-8").read() if os.path.exists(path) else None
+
+
+def fingerprint(arguments: list) -> str:
+  """The arguments with the content of every file they name and the fingerprint of every
+  finished step whose output they name: a changed input makes every later step stale. The
+  code is not part of it (a run spans sessions and commits); `main_stage` records the code
+  version that ran each step."""
+  inputs = {}
+  for argument in arguments:
+    for path in str(argument).split("=", 1)[-1].split(","):
+      if os.path.isfile(path):
+        with open(path, "rb") as f:
+          inputs[path] = hashlib.sha256(f.read()).hexdigest()
+      for folder in (path, os.path.dirname(path)):
+        if os.path.isdir(folder) and os.path.exists(os.path.join(folder, DONE)):
+          inputs[path] = json.loads(_read(os.path.join(folder, DONE)))["key"]
+  return json.dumps({"arguments": [str(a) for a in arguments], "inputs": inputs},
+                    sort_keys=True)
+
+
+def step_code(workdir: str) -> str:
+  """The code version(s) that ran a cached step (a step resumed across commits ran on
+  several)."""
+  code = json.loads(_read(os.path.join(workdir, DONE)))["code"]
+  return code if isinstance(code, str) else ", ".join(code)
+
+
+def main_stage(config: str, workdir: str, *overrides: str) -> str:
+  """One gram_jax stage through its CLI (`config`: a stage, or stage:preset). A workdir
+  finished with the same command and inputs is reused, one started with them resumes
+  (gram_jax resumes exactly, also after the time ran out and the stage was killed), any
+  other starts afresh."""
+  stage, _, preset = config.partition(":")
+  command = [sys.executable, "-m", "gram_jax.main",
+             f"--config={ROOT}/configs/{stage}.py" + (f":{preset}" if preset else ""),
+             f"--config.workdir={workdir}", *overrides]
+  key = fingerprint([config, *overrides])  # not the workdir: it holds the previous marker
+  done = _read(os.path.join(workdir, DONE))
+  if done and json.loads(done)["key"] == key:
+    return workdir
+  may_run(workdir)
+  if _read(os.path.join(workdir, STARTED)) != key:
+    shutil.rmtree(workdir, ignore_errors=True)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, STARTED), "w", encoding="utf-8") as f:
+    f.write(key)
+  print(f"[{time.strftime('%H:%M:%S')}] {' '.join(command[3:])}", flush=True)
+  runs = os.path.join(workdir, RUNS)
+  with open(runs, "a", encoding="utf-8") as f:  # the code of this part, read as it starts
+    f.write(provenance.current_code_version() + "\n")
+  with open(os.path.join(workdir, "stage.log"), "a", encoding="utf-8") as log:
+    try:
+      result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              timeout=seconds_left())
+    except subprocess.TimeoutExpired:
+      raise NotCached(f"{workdir}: out of time, stopped (it resumes)") from None
+  if result.returncode:
+    raise StepFailed(f"{' '.join(command[3:])} exited with {result.returncode}; its log: "
+                     f"{workdir}/stage.log")
+  with open(runs, encoding="utf-8") as f:
+    code = list(dict.fromkeys(line.strip() for line in f if line.strip()))
+  with open(os.path.join(workdir, DONE), "w", encoding="utf-8") as f:
+    json.dump({"key": key, "code": code}, f)
+  return workdir
