@@ -2,7 +2,7 @@
 device image lacks travel in parts of at most one call's size, then one call runs the
 protocol inside the lease's time and returns its table.
 
-Here (once):
+Here, after the last commit (the packed commit names the code of every result there):
   python bench/replicate_device.py pack      # -> .device/replicate/part0, part1, ...
 There, one call per part while the machine stays warm (carry the part's folder), the last
 one also running the protocol:
