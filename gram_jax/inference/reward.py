@@ -88,6 +88,7 @@ class RewardModel:
                       chat_template: str | None = None, template_field: str = "template",
                       reasoning_field: str = "reasoning",
                       attention: Mapping[str, Any] | None = None,
+                      card: Mapping[str, Any] | None = None,
                       **kwargs: Any) -> "RewardModel":
     """From an HF directory, a gram_jax checkpoint or a run directory (tokenizer included).
 
@@ -96,9 +97,10 @@ class RewardModel:
     alone reads a released GRAM-RR checkpoint as its model card does (the GRAM-RR prompt, one
     order, an 8,192-token context). A verdict-only prompt with a reasoning judge is an error
     naming `template_field` and `reasoning_field` (the caller's names for them). `dtype`,
-    `compute_dtype` and `attention` say how the model runs (`pretrained.load_pretrained`)."""
-    settings = judge_settings(read_judge_card(path), template, labels, chat_template, reasoning,
-                              template_field, reasoning_field)
+    `compute_dtype` and `attention` say how the model runs (`pretrained.load_pretrained`).
+    `card`: the judge card when the caller has read it already (else read here)."""
+    settings = judge_settings(read_judge_card(path) if card is None else dict(card), template,
+                              labels, chat_template, reasoning, template_field, reasoning_field)
     model = load_pretrained(path, dtype=dtype, mesh=mesh, compute_dtype=compute_dtype,
                             attention=attention)
     return cls(model, load_tokenizer(path), mesh=mesh, **settings, **kwargs)

@@ -150,6 +150,6 @@ def reward_model(c: ml_collections.ConfigDict, mesh: Mesh, max_len: int, batch_s
       batch_size=batch_size, template=template_setting(c),
       labels=tuple(c.template.labels) or None, chat_template=chat_template(c),
       reasoning=reasoning, template_field="config.template.judge",
-      reasoning_field=reasoning_source(c, card), attention=attention_settings(c))
+      reasoning_field=reasoning_source(c, card), attention=attention_settings(c), card=card)
   logging.info("judge %s: %s", c.model.path, reward.describe())
   return reward

@@ -3,6 +3,7 @@ the release protocol, a GRAM verdict judge reads prompts uncut up to its context
 capped, and every best-of-n entry point defaults to the official linear scan."""
 import json
 import os
+from unittest import mock
 
 import pytest
 
@@ -92,8 +93,11 @@ def test_stages_read_it_as_released_unless_told_otherwise(model_dir, tmp_path):
   path = _copy(model_dir, str(tmp_path / "rr"), RR_CARD)
   c = stage_config("evaluate")
   c.model.path = path
-  reward = common.reward_model(c, None, c.eval.max_len, 4)
+  with mock.patch.object(judge_card.logging, "info") as logged:
+    reward = common.reward_model(c, None, c.eval.max_len, 4)
   assert reward.reasoning == judge_card.RELEASE
+  # The stage reads the card once: the "read as released" line is logged once.
+  assert sum("released GRAM-RR" in str(call.args[0]) for call in logged.call_args_list) == 1
   c.reasoning.votes = 16
   assert common.reward_model(c, None, 0, 4).reasoning.votes == 16  # voting@16 on top
   c.reasoning.votes, c.reasoning.mode = 0, "off"
