@@ -4,6 +4,8 @@ reward model users train today (TRL's RewardTrainer), in distribution and out of
 
   python bench/replicate_gram.py --scale=cpu        # 2 CPU cores: hours; resumable
   python bench/replicate_gram.py --scale=full --seeds=0,1,2   # a GPU
+  (a lent GPU machine: bench/replicate_device.py sends what it needs and runs this with
+  --time_budget_s, inside the lease)
   python bench/replicate_gram.py --scale=smoke      # the recipe end to end on a few pairs
   python bench/replicate_gram.py --scale=cpu --rows=zero_shot,ft --sets=in_distribution
   (parts: zero_shot, ft = GRAM ε=0.1, bt, balance = per-epoch balance, smoothing = ε=0,
