@@ -59,7 +59,8 @@ from gram_jax.text import templates  # noqa: E402
 from replicate_data import (  # noqa: E402
     HH_RLHF, SHARED, in_distribution_pairs, native_eval_sets, questions, sample, seed_proofs,
     split_by_prompt, write_json)
-from replicate_report import IN_DIST, by_source, curves_png, figures, table  # noqa: E402
+from replicate_report import (  # noqa: E402
+    IN_DIST, by_source, curves_png, figures, length_preference, table)
 from replicate_steps import NotCached, StepFailed, main_stage, may_run, step_code  # noqa: E402
 import replicate_steps  # noqa: E402
 
@@ -441,6 +442,7 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
     if IN_DIST in row["evaluated"]:
       figured[name]["by_source"] = by_source(row["evaluated"][IN_DIST]["results"],
                                              data["source_of"])
+    figured[name]["longer"] = length_preference(row["evaluated"])
   return {"data": data["counts"], "steps": steps_of(scale, data["pairs"]), "rows": figured,
           "failed": failures}
 

@@ -1,6 +1,8 @@
 """The figures of bench/replicate_gram.py: each row's cells from its evaluations (checked
 against the same cell recomputed from the records), bootstrap intervals, the markdown table
 and the learning-curve PNG. Pure functions of the recipe's results."""
+import zlib
+
 import numpy as np
 
 from gram_jax.data import benchmarks
@@ -43,15 +45,17 @@ def intervals(results: dict[str, list[dict]], resamples: int = 2000,
               seed: int = 0) -> dict[str, list[float]]:
   """95 % percentile bootstrap interval of every accuracy column whose set was evaluated,
   and of the mean of the out-of-distribution sets when all were: each set's records
-  resampled with replacement, the cell recomputed from them."""
-  rng = np.random.default_rng(seed)
+  resampled with replacement, the cell recomputed from them. Each set draws from its own
+  stream (seeded by `seed` and its name), so its interval does not depend on which other
+  sets were evaluated beside it."""
+  rngs = {name: np.random.default_rng([seed, zlib.crc32(name.encode())]) for name in results}
   columns = {name: source for name, (source, _) in CELL_OF_RECORDS.items() if source in results}
   draws: dict[str, list[float]] = {name: [] for name in columns}
   with_mean = all(name in results for name in OOD)
   if with_mean:
     draws["mean"] = []
   for _ in range(resamples):
-    resampled = {name: [rows[i] for i in rng.integers(0, len(rows), len(rows))]
+    resampled = {name: [rows[i] for i in rngs[name].integers(0, len(rows), len(rows))]
                  for name, rows in results.items()}
     cells = {name: CELL_OF_RECORDS[name][1](resampled[source])
              for name, source in columns.items()}
@@ -93,6 +97,39 @@ def by_source(results: list[dict], source_of: dict[str, str]) -> dict[str, list]
   for row in results:
     groups.setdefault(source_of[row["prompt"].strip()], []).append(bool(row["correct"]))
   return {name: [float(np.mean(flags)), len(flags)] for name, flags in sorted(groups.items())}
+
+
+# One-pair sets whose records name the preferred response: the length check reads them.
+LENGTH_SETS = ((IN_DIST, "in dist."), ("llmbar", "LLMBar"), ("rmb", "RMB pairwise"))
+
+
+def preferred_and_other(name: str, record: dict) -> tuple[str, str]:
+  """The preferred response of a one-pair record of set `name`, and the other one."""
+  if name == "llmbar":
+    first, second = record["output_1"], record["output_2"]
+    return (first, second) if record["label"] == 1 else (second, first)
+  if name == "rmb":
+    return record["chosen"]["answer"], record["reject"]["answer"]
+  return record["chosen"], record["rejected"]
+
+
+def length_preference(evaluated: dict[str, dict]) -> dict[str, list]:
+  """Does the judge prefer the longer response? Per one-pair set: [share of pairs where it
+  picked the longer one (in characters), share where the longer one is the preferred one
+  (what always picking the longer would score), pairs]; pairs of equal length left out."""
+  shares = {}
+  for name, _ in LENGTH_SETS:
+    if name not in evaluated:
+      continue
+    picked_longer, longer_preferred = [], []
+    for record in evaluated[name]["results"]:
+      preferred, other = preferred_and_other(name, record)
+      if len(preferred) != len(other):
+        longer_preferred.append(len(preferred) > len(other))
+        picked_longer.append(record["correct"] == longer_preferred[-1])
+    shares[name] = [float(np.mean(picked_longer)), float(np.mean(longer_preferred)),
+                    len(picked_longer)]
+  return shares
 
 
 def cell(values: list[float], percent: bool = True,
@@ -139,6 +176,21 @@ def table(results: dict[int, dict], rows: tuple[str, ...], scalar_rows: set[str]
   if split:
     lines += ["", "In distribution by source (seed " + str(next(iter(results))) + "): " +
               "; ".join(split) + "."]
+  first = list(results.values())[0]["rows"]
+  longer = {row: first[row]["longer"] for row in done if first.get(row, {}).get("longer")}
+  if longer:
+    baseline = {}
+    for shares in longer.values():
+      baseline.update({name: share for name, (_, share, _) in shares.items()})
+    label = dict(LENGTH_SETS)
+    lines += ["", "Picks the longer response (seed " + str(next(iter(results))) + ", pairs "
+              "of unequal length): " + "; ".join(
+                  f"{row} " + ", ".join(f"{label[name]} {100 * picked:.1f} %"
+                                        for name, (picked, _, _) in shares.items())
+                  for row, shares in longer.items()) +
+              ". Always picking the longer would score " +
+              ", ".join(f"{label[name]} {100 * share:.1f} %"
+                        for name, share in baseline.items()) + "."]
   return "\n".join(lines)
 
 

@@ -245,3 +245,30 @@ def test_in_distribution_accuracy_splits_by_source():
       "ci": {}, "in_distribution": 2 / 3, "by_source": split}}}}, ("zero-shot",), set())
   assert table.endswith("In distribution by source (seed 0): zero-shot HH-RLHF 100.0 % (1), "
                         "RMB 50.0 % (2).")
+
+
+def test_a_sets_interval_does_not_depend_on_the_other_sets_evaluated():
+  flags = [i % 10 < 6 for i in range(500)]
+  alone = replicate_report.intervals({"in_distribution": _records(flags)}, resamples=300)
+  beside = replicate_report.intervals({"in_distribution": _records(flags),
+                                       "llmbar": _records(flags[:100])}, resamples=300)
+  assert alone["in_distribution"] == beside["in_distribution"]
+
+
+def test_the_length_check_counts_picks_of_the_longer_response():
+  """Four LLMBar pairs by hand: the preferred response is the longer in one (record 1); the
+  judge picks the longer in all three that differ in length (1 right; 2 and 3 wrong, where
+  the other response is the longer); record 4's responses are of equal length, left out."""
+  llmbar = [{"output_1": "long answer", "output_2": "short", "label": 1, "correct": True},
+            {"output_1": "brief", "output_2": "a long wrong one", "label": 1, "correct": False},
+            {"output_1": "a longer wrong one", "output_2": "ok", "label": 2, "correct": False},
+            {"output_1": "same", "output_2": "size", "label": 2, "correct": True}]
+  rmb = [{"chosen": {"answer": "yes"}, "reject": {"answer": "no!!"}, "correct": True}]
+  shares = replicate_report.length_preference(
+      {"llmbar": {"results": llmbar}, "rmb": {"results": rmb}, "hhh": {"results": []}})
+  assert shares == {"llmbar": [1.0, 1 / 3, 3], "rmb": [0.0, 0.0, 1]}
+  table = replicate_report.table({0: {"rows": {"zero-shot": {"ci": {}, "longer": shares}}}},
+                                 ("zero-shot",), set())
+  assert table.endswith("Picks the longer response (seed 0, pairs of unequal length): "
+                        "zero-shot LLMBar 100.0 %, RMB pairwise 0.0 %. Always picking the "
+                        "longer would score LLMBar 33.3 %, RMB pairwise 0.0 %.")
