@@ -440,8 +440,11 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
                     **figures(row["evaluated"])} for name, row in rows.items()}
   for name, row in rows.items():
     if IN_DIST in row["evaluated"]:
-      figured[name]["by_source"] = by_source(row["evaluated"][IN_DIST]["results"],
-                                             data["source_of"])
+      results = row["evaluated"][IN_DIST]["results"]
+      figured[name]["by_source"] = by_source(results, data["source_of"])
+      figured[name]["longer_by_source"] = by_source(  # what picking the longer would score
+          [{"prompt": r["prompt"], "correct": len(r["chosen"]) > len(r["rejected"])}
+           for r in results if len(r["chosen"]) != len(r["rejected"])], data["source_of"])
     figured[name]["longer"] = length_preference(row["evaluated"])
   return {"data": data["counts"], "steps": steps_of(scale, data["pairs"]), "rows": figured,
           "failed": failures}

@@ -183,6 +183,8 @@ def table(results: dict[int, dict], rows: tuple[str, ...], scalar_rows: set[str]
     for shares in longer.values():
       baseline.update({name: share for name, (_, share, _) in shares.items()})
     label = dict(LENGTH_SETS)
+    split = next((first[row]["longer_by_source"] for row in done
+                  if first.get(row, {}).get("longer_by_source")), {})
     lines += ["", "Picks the longer response (seed " + str(next(iter(results))) + ", pairs "
               "of unequal length): " + "; ".join(
                   f"{row} " + ", ".join(f"{label[name]} {100 * picked:.1f} %"
@@ -190,7 +192,10 @@ def table(results: dict[int, dict], rows: tuple[str, ...], scalar_rows: set[str]
                   for row, shares in longer.items()) +
               ". Always picking the longer would score " +
               ", ".join(f"{label[name]} {100 * share:.1f} %"
-                        for name, share in baseline.items()) + "."]
+                        for name, share in baseline.items()) +
+              ("" if not split else " (in dist. by source: " + ", ".join(
+                  f"{source} {100 * share:.1f} %" for source, (share, _) in split.items())
+               + ")") + "."]
   return "\n".join(lines)
 
 

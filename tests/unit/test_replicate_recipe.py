@@ -272,3 +272,7 @@ def test_the_length_check_counts_picks_of_the_longer_response():
   assert table.endswith("Picks the longer response (seed 0, pairs of unequal length): "
                         "zero-shot LLMBar 100.0 %, RMB pairwise 0.0 %. Always picking the "
                         "longer would score LLMBar 33.3 %, RMB pairwise 0.0 %.")
+  split = {"HH-RLHF": [0.25, 4], "RMB": [0.75, 4]}
+  table = replicate_report.table({0: {"rows": {"zero-shot": {
+      "ci": {}, "longer": shares, "longer_by_source": split}}}}, ("zero-shot",), set())
+  assert table.endswith("RMB pairwise 0.0 % (in dist. by source: HH-RLHF 25.0 %, RMB 75.0 %).")
