@@ -41,6 +41,8 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x8
 
 
 def sha256_of(path: str) -> str:
+  """gram_jax.hf.gguf_build.sha256_of, again: `receive` runs on the bare image, where
+  importing gram_jax fails until `run` has installed its missing packages."""
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
