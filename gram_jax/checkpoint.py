@@ -214,67 +214,6 @@ def write_run_files(workdir: str, model_config: ModelConfig, tokenizer: Any,
   save_tokenizer(tokenizer, os.path.join(workdir, TOKENIZER))
 
 
-SHAPE_FIELDS = ("family", "vocab_size", "hidden_size", "intermediate_size", "num_layers",
-                "num_heads", "num_kv_heads", "head_dim", "tie_word_embeddings", "qkv_bias",
-                "qk_norm")
-
-
-def check_resumable(workdir: str, model_config: ModelConfig,
-                    result_fields: dict[str, Any]) -> None:
-  """A workdir with checkpoints of another architecture, or of a run whose settings differ
-  in a field that changes what it trains (`result_fields`: dotted path -> value, compared
-  with the config.json the run recorded), is refused before anything is written: resuming
-  would mix two runs (a smoke config once resumed a full run's prover at "step 600 of 300")."""
-  saved_path = os.path.join(workdir, MODEL_CONFIG)
-  checkpoints = os.path.join(workdir, RUN_CHECKPOINTS)
-  if not (storage.isfile(saved_path) and storage.isdir(checkpoints) and any(
-      name.isdigit() for name in storage.listdir(checkpoints))):
-    return
-  afresh = f"use a new config.workdir, or remove {checkpoints} to start afresh"
-  saved = read_saved_model_config(workdir).to_dict()
-  wanted = model_config.to_dict()
-  changed = [f"{k} {saved[k]} -> {wanted[k]}" for k in SHAPE_FIELDS if saved[k] != wanted[k]]
-  if changed:
-    raise GramError(f"{workdir}: holds checkpoints of another model ({', '.join(changed)}); "
-                    f"{afresh}, or the same model to resume")
-  run_config = os.path.join(workdir, RUN_CONFIG)
-  if not storage.isfile(run_config):
-    return
-  recorded = flat_fields(json.loads(storage.read_text(run_config)))
-  roots = _moved_roots(str(recorded.get("workdir", workdir)), workdir)
-  changed = [f"{k} {json.dumps(recorded[k])} -> {json.dumps(v)}"
-             for k, v in sorted(result_fields.items())
-             if k in recorded and not _same_setting(recorded[k], v, roots)]
-  if changed:
-    raise GramError(f"{workdir}: holds checkpoints of a run with other settings "
-                    f"({', '.join(changed)}); resuming would mix the two: {afresh}, or the "
-                    "same settings to resume")
-
-
-def _moved_roots(old: str, new: str) -> tuple[str, str]:
-  """Where a copied or moved run directory came from and went: the old and new workdir
-  with their common trailing folders removed (runs/a/prover -> runs/b/prover: runs/a and
-  runs/b), so paths a run made inside itself (a self-training job's tokenizer and rounds)
-  compare by where they lie in it."""
-  old, new = storage.absolute(old).rstrip("/"), storage.absolute(new).rstrip("/")
-  while (old != new and os.path.basename(old) == os.path.basename(new) and
-         os.path.dirname(old) not in (old, "") and os.path.dirname(new) not in (new, "")):
-    old, new = os.path.dirname(old), os.path.dirname(new)
-  return old, new
-
-
-def _same_setting(recorded: Any, value: Any, roots: tuple[str, str]) -> bool:
-  """Equal, or paths at the same place inside a run directory that was copied or moved."""
-  if recorded == value:
-    return True
-  old, new = roots
-  if isinstance(recorded, str) and isinstance(value, str) and old != new:
-    inside = lambda path, root: path.startswith(root + "/")
-    return (inside(recorded, old) and inside(value, new) and
-            recorded[len(old):] == value[len(new):])
-  return False
-
-
 def flat_fields(values: dict, prefix: str = "") -> dict[str, Any]:
   """A nested config dict (as its JSON) as dotted path -> value."""
   flat = {}

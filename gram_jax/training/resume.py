@@ -1,5 +1,7 @@
-"""A run's start: the memory plan, then a fresh state or the latest checkpoint's."""
+"""A run's start: a workdir of another run refused, the memory plan, then a fresh state or
+the latest checkpoint's."""
 import dataclasses
+import json
 import os
 from typing import Any, Callable
 
@@ -8,9 +10,10 @@ from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
-from gram_jax import checkpoint
-from gram_jax.checkpoint import RunCheckpointer, check_resumable, write_run_files
+from gram_jax import checkpoint, storage
+from gram_jax.checkpoint import RunCheckpointer, write_run_files
 from gram_jax.data.loader import ShuffledCursor
+from gram_jax.errors import GramError
 from gram_jax.models import lora
 from gram_jax.models.config import ModelConfig
 from gram_jax.models.decoder import abstract_model
@@ -80,6 +83,67 @@ def start(settings: Training, mesh: Mesh, model_config: ModelConfig, tokenizer: 
                          f"checkpoint's {meta['data_position']}")
     logging.info("%s", resumed_line(step, steps, batches.state(), checkpointer.directory))
   return Started(settings, trainer, graphdef, model_config, checkpointer, state, step, step_fn)
+
+
+SHAPE_FIELDS = ("family", "vocab_size", "hidden_size", "intermediate_size", "num_layers",
+                "num_heads", "num_kv_heads", "head_dim", "tie_word_embeddings", "qkv_bias",
+                "qk_norm")
+
+
+def check_resumable(workdir: str, model_config: ModelConfig,
+                    result_fields: dict[str, Any]) -> None:
+  """A workdir with checkpoints of another architecture, or of a run whose settings differ
+  in a field that changes what it trains (`result_fields`: dotted path -> value, compared
+  with the config.json the run recorded), is refused before anything is written: resuming
+  would mix two runs (a smoke config once resumed a full run's prover at "step 600 of 300")."""
+  saved_path = os.path.join(workdir, checkpoint.MODEL_CONFIG)
+  checkpoints = os.path.join(workdir, checkpoint.RUN_CHECKPOINTS)
+  if not (storage.isfile(saved_path) and storage.isdir(checkpoints) and any(
+      name.isdigit() for name in storage.listdir(checkpoints))):
+    return
+  afresh = f"use a new config.workdir, or remove {checkpoints} to start afresh"
+  saved = checkpoint.read_saved_model_config(workdir).to_dict()
+  wanted = model_config.to_dict()
+  changed = [f"{k} {saved[k]} -> {wanted[k]}" for k in SHAPE_FIELDS if saved[k] != wanted[k]]
+  if changed:
+    raise GramError(f"{workdir}: holds checkpoints of another model ({', '.join(changed)}); "
+                    f"{afresh}, or the same model to resume")
+  run_config = os.path.join(workdir, checkpoint.RUN_CONFIG)
+  if not storage.isfile(run_config):
+    return
+  recorded = checkpoint.flat_fields(json.loads(storage.read_text(run_config)))
+  roots = _moved_roots(str(recorded.get("workdir", workdir)), workdir)
+  changed = [f"{k} {json.dumps(recorded[k])} -> {json.dumps(v)}"
+             for k, v in sorted(result_fields.items())
+             if k in recorded and not _same_setting(recorded[k], v, roots)]
+  if changed:
+    raise GramError(f"{workdir}: holds checkpoints of a run with other settings "
+                    f"({', '.join(changed)}); resuming would mix the two: {afresh}, or the "
+                    "same settings to resume")
+
+
+def _moved_roots(old: str, new: str) -> tuple[str, str]:
+  """Where a copied or moved run directory came from and went: the old and new workdir
+  with their common trailing folders removed (runs/a/prover -> runs/b/prover: runs/a and
+  runs/b), so paths a run made inside itself (a self-training job's tokenizer and rounds)
+  compare by where they lie in it."""
+  old, new = storage.absolute(old).rstrip("/"), storage.absolute(new).rstrip("/")
+  while (old != new and os.path.basename(old) == os.path.basename(new) and
+         os.path.dirname(old) not in (old, "") and os.path.dirname(new) not in (new, "")):
+    old, new = os.path.dirname(old), os.path.dirname(new)
+  return old, new
+
+
+def _same_setting(recorded: Any, value: Any, roots: tuple[str, str]) -> bool:
+  """Equal, or paths at the same place inside a run directory that was copied or moved."""
+  if recorded == value:
+    return True
+  old, new = roots
+  if isinstance(recorded, str) and isinstance(value, str) and old != new:
+    inside = lambda path, root: path.startswith(root + "/")
+    return (inside(recorded, old) and inside(value, new) and
+            recorded[len(old):] == value[len(new):])
+  return False
 
 
 def planned_step(settings: Training, model_config: ModelConfig,

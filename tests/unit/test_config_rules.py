@@ -151,6 +151,7 @@ def test_a_copied_run_directory_resumes_with_paths_inside_it_moved(tmp_path):
   import json
   from gram_jax import checkpoint
   from gram_jax.models.config import tiny_config
+  from gram_jax.training import resume
   old, new = tmp_path / "old" / "prover", tmp_path / "new" / "prover"
   (new / "checkpoints" / "5").mkdir(parents=True)
   (new / checkpoint.MODEL_CONFIG).write_text(json.dumps(tiny_config("qwen3").to_dict()))
@@ -159,10 +160,10 @@ def test_a_copied_run_directory_resumes_with_paths_inside_it_moved(tmp_path):
       "data": {"train_files": "/data/pairs.jsonl"}}))
   fields = {"tokenizer.path": str(tmp_path / "new" / "tokenizer"),
             "data.train_files": "/data/pairs.jsonl"}
-  checkpoint.check_resumable(str(new), tiny_config("qwen3"), fields)
+  resume.check_resumable(str(new), tiny_config("qwen3"), fields)
   with pytest.raises(GramError, match=r"other settings \(tokenizer.path .*old/tokenizer\" -> "
                      r".*new/other\"\)"):
-    checkpoint.check_resumable(str(new), tiny_config("qwen3"),
+    resume.check_resumable(str(new), tiny_config("qwen3"),
                                {**fields, "tokenizer.path": str(tmp_path / "new" / "other")})
 
 
