@@ -60,7 +60,7 @@ from replicate_data import (  # noqa: E402
     HH_RLHF, SHARED, in_distribution_pairs, native_eval_sets, questions, sample, seed_proofs,
     split_by_prompt, write_json)
 from replicate_report import (  # noqa: E402
-    IN_DIST, by_source, curves_png, figures, length_preference, table)
+    IN_DIST, accuracy_by_length, by_source, curves_png, figures, length_preference, table)
 from replicate_steps import NotCached, StepFailed, main_stage, may_run, step_code  # noqa: E402
 import replicate_steps  # noqa: E402
 
@@ -446,6 +446,7 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
           [{"prompt": r["prompt"], "correct": len(r["chosen"]) > len(r["rejected"])}
            for r in results if len(r["chosen"]) != len(r["rejected"])], data["source_of"])
     figured[name]["longer"] = length_preference(row["evaluated"])
+    figured[name]["by_length"] = accuracy_by_length(row["evaluated"])
   return {"data": data["counts"], "steps": steps_of(scale, data["pairs"]), "rows": figured,
           "failed": failures}
 

@@ -132,6 +132,32 @@ def length_preference(evaluated: dict[str, dict]) -> dict[str, list]:
   return shares
 
 
+def accuracy_by_length(evaluated: dict[str, dict], resamples: int = 2000,
+                       seed: int = 0) -> dict[str, list]:
+  """Accuracy where the preferred response is the longer and where it is the shorter, per
+  one-pair set, and the 95 % bootstrap interval of their mean (each group resampled apart):
+  [accuracy, pairs, accuracy, pairs, low, high]. The mean is 50 % for a judge that answers by
+  length alone, however the set mixes the two, so a gain in it is judgement."""
+  split = {}
+  for name, _ in LENGTH_SETS:
+    if name not in evaluated:
+      continue
+    correct = {True: [], False: []}
+    for record in evaluated[name]["results"]:
+      preferred, other = preferred_and_other(name, record)
+      if len(preferred) != len(other):
+        correct[len(preferred) > len(other)].append(float(record["correct"]))
+    longer, shorter = np.array(correct[True]), np.array(correct[False])
+    if not (len(longer) and len(shorter)):
+      continue
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    means = [(rng.choice(longer, len(longer)).mean() + rng.choice(shorter, len(shorter)).mean())
+             / 2 for _ in range(resamples)]
+    split[name] = [float(longer.mean()), len(longer), float(shorter.mean()), len(shorter),
+                   float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+  return split
+
+
 def cell(values: list[float], percent: bool = True,
          interval: list[float] | None = None) -> str:
   """Mean ± sample standard deviation over seeds; one seed's value with its 95 % interval
@@ -196,6 +222,16 @@ def table(results: dict[int, dict], rows: tuple[str, ...], scalar_rows: set[str]
               ("" if not split else " (in dist. by source: " + ", ".join(
                   f"{source} {100 * share:.1f} %" for source, (share, _) in split.items())
                + ")") + "."]
+  by_length = {row: first[row]["by_length"][IN_DIST] for row in done
+               if IN_DIST in first.get(row, {}).get("by_length", {})}
+  if by_length:
+    n_longer, n_shorter = next(iter(by_length.values()))[1:4:2]
+    lines += ["", f"In distribution, accuracy where the preferred response is the longer "
+              f"({n_longer} pairs) / the shorter ({n_shorter}), and their mean (50 % for a "
+              "judge that answers by length alone): " + "; ".join(
+                  f"{row} {100 * longer:.1f} / {100 * shorter:.1f} %, mean "
+                  f"{50 * (longer + shorter):.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
+                  for row, (longer, _, shorter, _, low, high) in by_length.items()) + "."]
   return "\n".join(lines)
 
 

@@ -276,3 +276,22 @@ def test_the_length_check_counts_picks_of_the_longer_response():
   table = replicate_report.table({0: {"rows": {"zero-shot": {
       "ci": {}, "longer": shares, "longer_by_source": split}}}}, ("zero-shot",), set())
   assert table.endswith("RMB pairwise 0.0 % (in dist. by source: HH-RLHF 25.0 %, RMB 75.0 %).")
+
+
+def test_accuracy_by_length_splits_pairs_by_whether_the_preferred_is_the_longer():
+  """Five held-out pairs by hand: the chosen is the longer in three (two judged right), the
+  shorter in one (judged wrong), and of equal length in one (left out)."""
+  pairs = [("a long chosen", "no", True), ("a long chosen", "no", True),
+           ("a long chosen", "no", False), ("yes", "a long rejected", False),
+           ("same", "size", True)]
+  evaluated = {"in_distribution": {"results": [
+      {"chosen": c, "rejected": r, "correct": ok} for c, r, ok in pairs]}}
+  split = replicate_report.accuracy_by_length(evaluated, resamples=200)
+  assert split["in_distribution"][:4] == [2 / 3, 3, 0.0, 1]
+  low, high = split["in_distribution"][4:]  # the shorter group is one wrong pair: always 0
+  assert 0.0 <= low <= 1 / 3 <= high <= 0.5
+  table = replicate_report.table({0: {"rows": {"BT": {"ci": {}, "by_length": split}}}},
+                                 ("BT",), set())
+  assert table.endswith("the longer (3 pairs) / the shorter (1), and their mean (50 % for a "
+                        "judge that answers by length alone): BT 66.7 / 0.0 %, mean 33.3 % "
+                        f"[{100 * low:.1f}, {100 * high:.1f}].")
