@@ -15,7 +15,7 @@ from gram_jax import position_bias
 from gram_jax.config.mesh import device_mesh
 from gram_jax.config.template import chat_template, judge_template, prover_template
 from gram_jax.config.train import rows_per_process
-from gram_jax.data import benchmarks, encode, loader, preference, records
+from gram_jax.data import benchmarks, encode, loader, preference, rationales, records
 from gram_jax.errors import GramError
 from gram_jax.inference.reward import RewardModel
 from gram_jax.judge_card import Reasoning, prompt_name, write_judge_card
@@ -105,7 +105,7 @@ def train_on_proofs(c: ml_collections.ConfigDict, tokenizer, files: list[str],
                     generated: bool = False) -> None:
   """LM training on proved pairs (prover or policy targets); `generated` proofs that cannot
   fit are skipped and counted (a user's seed proofs stop the run with the error)."""
-  parse = functools.partial(preference.parse_proved_pair, labels=tuple(c.template.labels))
+  parse = functools.partial(rationales.parse_proved_pair, labels=tuple(c.template.labels))
   train_lm(c, tokenizer, files, parse, lambda proof: encoder(vars(proof), proof.where),
            workdir, skip_unfit=generated)
 

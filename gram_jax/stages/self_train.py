@@ -29,7 +29,7 @@ from gram_jax import checkpoint, pretrained, provenance, pseudo_labels, storage
 from gram_jax.config.model import attention_settings, compute_dtype
 from gram_jax.config.template import chat_template, judge_template, prover_template
 from gram_jax.config.train import rows_per_process
-from gram_jax.data import preference, records
+from gram_jax.data import preference, rationales, records
 from gram_jax.hf.export import save_pretrained
 from gram_jax.inference import proving
 from gram_jax.inference.generate import Generator, Sampling
@@ -87,7 +87,7 @@ class SelfTrainJob:
     self.files = data_files(c)
     read = lambda paths, parse: records.read_records(paths, parse, c.data.on_bad_record)[0]
     self.labeled = read(self.files["labeled"], preference.parse_preference_pair)
-    self.task = read(self.files["task"], functools.partial(preference.parse_task_pair,
+    self.task = read(self.files["task"], functools.partial(rationales.parse_task_pair,
                                                            labels=self.labels))
     if self.s.final_finetune_steps:
       pseudo_labels.check_task_set([t.pair for t in self.task], self.labeled)
@@ -107,7 +107,7 @@ class SelfTrainJob:
     task pairs when it adapts to them) as preference pairs: the labeled-only baseline
     trains on exactly these."""
     def rows():
-      parse = lambda row, where: preference.parse_proved_pair(row, where, self.labels)
+      parse = lambda row, where: rationales.parse_proved_pair(row, where, self.labels)
       seeds = records.read_records(self.files["seed"], parse, self.c.data.on_bad_record)[0]
       extra = [t.pair for t in self.task] if self.s.final_finetune_steps else []
       proved = [preference.preference_row(p.prompt, p.response_a, p.response_b, p.label,

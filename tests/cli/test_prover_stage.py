@@ -6,7 +6,7 @@ import pytest
 
 import gram_jax
 from gram_jax import GramError, pretrained
-from gram_jax.data import preference, synthetic
+from gram_jax.data import rationales, synthetic
 from gram_jax.inference.generate import Generator
 from gram_jax.text import rationale, templates
 from gram_jax.text import tokenizer as tok
@@ -43,8 +43,8 @@ def test_prover_learns_to_prove_the_given_label(tmp_path):
 
 def test_seed_records_are_validated():
   good = {"prompt": "q", "response_a": "a", "response_b": "b", "label": "A", "rationale": "r"}
-  assert preference.parse_proved_pair(good, "s:1").label == "A"
+  assert rationales.parse_proved_pair(good, "s:1").label == "A"
   with pytest.raises(GramError, match="s:2: field 'label'"):
-    preference.parse_proved_pair({**good, "label": "C"}, "s:2")
+    rationales.parse_proved_pair({**good, "label": "C"}, "s:2")
   with pytest.raises(GramError, match="s:3: field 'rationale': empty"):
-    preference.parse_proved_pair({**good, "rationale": " "}, "s:3")
+    rationales.parse_proved_pair({**good, "rationale": " "}, "s:3")

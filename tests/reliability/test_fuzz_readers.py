@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from gram_jax.data import preference, records
+from gram_jax.data import preference, rationales, records
 from gram_jax.errors import GramError
 
 FIELDS = ("prompt", "chosen", "rejected", "response_a", "response_b", "response_A",
@@ -19,7 +19,7 @@ FIELDS = ("prompt", "chosen", "rejected", "response_a", "response_b", "response_
           "subset", "source")
 PARSERS = {"unlabeled": records.parse_unlabeled_pair,
            "preference": preference.parse_preference_pair,
-           "proved": preference.parse_proved_pair}
+           "proved": rationales.parse_proved_pair}
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from gram_jax import GramError, pseudo_labels
-from gram_jax.data import preference, synthetic
+from gram_jax.data import rationales, synthetic
 from gram_jax.data.preference import PreferencePair
 from gram_jax.data.records import RecordError, UnlabeledPair
 from gram_jax.inference.reasoning import Judgment, PairJudgment
@@ -153,12 +153,12 @@ def test_task_adaptation_refuses_the_labeled_set():
 
 
 def test_task_rows_with_their_own_rationale_are_targets_as_written():
-  own = preference.parse_task_pair({"prompt": "q", "response_a": "x", "response_b": "y",
+  own = rationales.parse_task_pair({"prompt": "q", "response_a": "x", "response_b": "y",
                                     "label": "B", "feedback": "Response B is right."}, "t:1")
   assert own.proved.rationale == "Response B is right." and own.proved.label == "B"
   assert (own.pair.chosen, own.pair.rejected) == ("y", "x")
-  plain = preference.parse_task_pair({"prompt": "q", "chosen": "x", "rejected": "y"}, "t:2")
+  plain = rationales.parse_task_pair({"prompt": "q", "chosen": "x", "rejected": "y"}, "t:2")
   assert plain.proved is None and plain.pair.chosen == "x"
   with pytest.raises(RecordError, match="t:3: field 'rationale'"):
-    preference.parse_task_pair({"prompt": "q", "response_a": "x", "response_b": "y",
+    rationales.parse_task_pair({"prompt": "q", "response_a": "x", "response_b": "y",
                                 "label": "A"}, "t:3")
