@@ -14,7 +14,6 @@ Every sub-step writes its output atomically and training resumes from its checkp
 killed run, rerun, continues at the sub-step (and training step) it reached.
 """
 import copy
-import datetime
 import functools
 import os
 import time
@@ -25,7 +24,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gram_jax import checkpoint, pretrained, provenance, pseudo_labels, storage
+from gram_jax import checkpoint, pretrained, pseudo_labels, storage
 from gram_jax.config.model import attention_settings, compute_dtype
 from gram_jax.config.template import chat_template, judge_template, prover_template
 from gram_jax.config.train import rows_per_process
@@ -352,31 +351,6 @@ def export_choice(job: SelfTrainJob, rows: list[dict],
   return pseudo_labels.choose_export(accuracies)
 
 
-def report(c: ml_collections.ConfigDict, rows: list[dict], exported: int, pairs: dict,
-           seconds: float) -> str:
-  """report.md: what ran (seed, code, time), which row was exported and why, the table and
-  what its columns mean."""
-  s = c.self_train
-  why = ("export=final: the last stage, as the paper does" if s.export == "final" else
-         f"export=best_validation: the best validation verdict accuracy "
-         f"({100 * rows[exported]['validation_accuracy']:.1f} %) on {pairs['validation']} "
-         f"validation pairs, none of them held out")
-  finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-  slot_judges = self_train_report.slot_warnings(rows, pairs["heldout"])
-  return "\n".join([
-      "# GRAM-R² self-training", "",
-      f"Seed {c.seed}; {provenance.code_version()}; finished {finished}, "
-      f"{datetime.timedelta(seconds=round(seconds))} in its last process (a resumed run "
-      f"counts only that part). Every config field: config.json; per-stage figures: "
-      f"rounds.jsonl; each held-out judgment's reply: <stage>/heldout.jsonl.",
-      f"Held-out: {pairs['heldout']} pairs. Exported to hf/: **{rows[exported]['stage']}** "
-      f"({why}).", "",
-      self_train_report.report_table(rows, exported), "",
-      *(["Judges that answer by slot, not by content:", "", *slot_judges, ""]
-        if slot_judges else []),
-      "Columns:", "", self_train_report.LEGEND, ""])
-
-
 def run(c: ml_collections.ConfigDict) -> None:
   started = time.monotonic()
   s = c.self_train
@@ -431,9 +405,10 @@ def run(c: ml_collections.ConfigDict) -> None:
                  "final", [task_pairs, pseudo_labeled_file(job, s.rounds)],
                  s.final_finetune_steps, start_from=policy))}, job.path("final"), False)
   exported = models[export_choice(job, rows, models)]
-  text = report(c, rows, exported[0], {"heldout": len(job.heldout_triples),
-                                       "validation": len(job.validation_triples)},
-                time.monotonic() - started)
+  text = self_train_report.report(
+      c, rows, exported[0], {"heldout": len(job.heldout_triples),
+                             "validation": len(job.validation_triples)},
+      time.monotonic() - started)
 
   def write_report() -> None:
     write_jsonl(rows, job.path("rounds.jsonl"))

@@ -1,6 +1,11 @@
-"""The self-training report: one log line per stage as it is measured, and report.md's
-table with its legend."""
-from gram_jax import position_bias
+"""The self-training report: one log line per stage as it is measured, and report.md with
+its table and legend."""
+import datetime
+import time
+
+import ml_collections
+
+from gram_jax import position_bias, provenance
 from gram_jax.pseudo_labels import JUDGMENT_PROBLEMS
 
 
@@ -91,3 +96,28 @@ def report_table(rows: list[dict], exported: int | None = None) -> str:
   elif task is not None:
     lines += ["", f"Task adaptation: {task['task_pairs']} task pairs (verdict labels only)."]
   return "\n".join(lines)
+
+
+def report(c: ml_collections.ConfigDict, rows: list[dict], exported: int, pairs: dict,
+           seconds: float) -> str:
+  """report.md: what ran (seed, code, time), which row was exported and why, the table and
+  what its columns mean."""
+  s = c.self_train
+  why = ("export=final: the last stage, as the paper does" if s.export == "final" else
+         f"export=best_validation: the best validation verdict accuracy "
+         f"({100 * rows[exported]['validation_accuracy']:.1f} %) on {pairs['validation']} "
+         f"validation pairs, none of them held out")
+  finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+  slot_judges = slot_warnings(rows, pairs["heldout"])
+  return "\n".join([
+      "# GRAM-R² self-training", "",
+      f"Seed {c.seed}; {provenance.code_version()}; finished {finished}, "
+      f"{datetime.timedelta(seconds=round(seconds))} in its last process (a resumed run "
+      f"counts only that part). Every config field: config.json; per-stage figures: "
+      f"rounds.jsonl; each held-out judgment's reply: <stage>/heldout.jsonl.",
+      f"Held-out: {pairs['heldout']} pairs. Exported to hf/: **{rows[exported]['stage']}** "
+      f"({why}).", "",
+      report_table(rows, exported), "",
+      *(["Judges that answer by slot, not by content:", "", *slot_judges, ""]
+        if slot_judges else []),
+      "Columns:", "", LEGEND, ""])
