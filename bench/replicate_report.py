@@ -235,9 +235,18 @@ def table(results: dict[int, dict], rows: tuple[str, ...], scalar_rows: set[str]
   return "\n".join(lines)
 
 
+def row_colours(results: dict[int, dict]) -> dict[str, str]:
+  """One matplotlib colour per row with a curve, in the order rows first appear, so a row
+  keeps its colour in a panel where an earlier row has no line (BT has no slots)."""
+  names = dict.fromkeys(name for seed_result in results.values()
+                        for name, row in seed_result["rows"].items() if row.get("curve"))
+  return {name: f"C{i}" for i, name in enumerate(names)}
+
+
 def curves_png(results: dict[int, dict], path: str) -> str:
   """Held-out accuracy (every trained row), position consistency and mean P(first slot)
-  (GRAM rows) against the step, one line per row and seed; the zero-shot figure dashed."""
+  (GRAM rows) against the step: one colour per row in every panel, one line style per
+  seed."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -245,20 +254,24 @@ def curves_png(results: dict[int, dict], path: str) -> str:
   panels = (("accuracy", "held-out accuracy (curve pairs)"),
             ("position_consistency", "position consistency"),
             ("p_first_slot", "mean P(first slot)"))
-  for seed, seed_result in results.items():
+  colours = row_colours(results)
+  styles = ("-", "--", ":", "-.")
+  for index, (seed, seed_result) in enumerate(results.items()):
     for name, row in seed_result["rows"].items():
       points = row.get("curve") or []
       for ax, (key, _) in zip(axes, panels):
         steps = [p["step"] for p in points if key in p]
         if steps:
           ax.plot(steps, [p[key] for p in points if key in p], marker="o",
+                  color=colours[name], linestyle=styles[index % len(styles)],
                   label=f"{name} (seed {seed})")
   for ax, (_, title) in zip(axes, panels):
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=7)
+    if ax.get_lines()[1:]:  # more than the 0.5 guide
+      ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

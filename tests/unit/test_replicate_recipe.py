@@ -295,3 +295,10 @@ def test_accuracy_by_length_splits_pairs_by_whether_the_preferred_is_the_longer(
   assert table.endswith("the longer (3 pairs) / the shorter (1), and their mean (50 % for a "
                         "judge that answers by length alone): BT 66.7 / 0.0 %, mean 33.3 % "
                         f"[{100 * low:.1f}, {100 * high:.1f}].")
+
+
+def test_a_row_keeps_its_colour_across_seeds_and_panels():
+  curve = [{"step": 0, "accuracy": 0.5}]
+  results = {0: {"rows": {"zero-shot": {}, "BT": {"curve": curve}, "GRAM": {"curve": curve}}},
+             1: {"rows": {"GRAM": {"curve": curve}}}}
+  assert replicate_report.row_colours(results) == {"BT": "C0", "GRAM": "C1"}
