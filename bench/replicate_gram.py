@@ -61,7 +61,8 @@ from replicate_data import (  # noqa: E402
     split_by_prompt, write_json)
 from replicate_report import (  # noqa: E402
     IN_DIST, accuracy_by_length, by_source, curves_png, figures, length_preference, table)
-from replicate_steps import NotCached, StepFailed, main_stage, may_run, step_code  # noqa: E402
+from replicate_steps import (  # noqa: E402
+    NotCached, StepFailed, main_stage, may_run, note_code, noted_code, step_code)
 import replicate_steps  # noqa: E402
 
 FILE_NAMES = {"rmbench": "rmbench_chat"}
@@ -296,8 +297,11 @@ def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
       folders = evaluate.output_names(list(chosen.values()))
       if not all(os.path.exists(os.path.join(workdir, f, "summary.json")) for f in folders):
         may_run(workdir)
+        note_code(workdir)  # the peer evaluates in this process: no stage marker of its own
       summaries, results = peer_step(bt_peer.evaluate_peer, model, chosen, scale, workdir)
       prompt = "— (scalar reward)"
+      if os.path.exists(os.path.join(workdir, replicate_steps.RUNS)):
+        row.setdefault("eval_code", {})[kind] = ", ".join(noted_code(workdir))
     else:
       extra = r2_eval_overrides(scale) if name == GRAM_R2 else ()
       summaries, results = evaluate_model(model, workdir, chosen, scale, *extra)

@@ -95,9 +95,7 @@ def main_stage(config: str, workdir: str, *overrides: str) -> str:
   with open(os.path.join(workdir, STARTED), "w", encoding="utf-8") as f:
     f.write(key)
   print(f"[{time.strftime('%H:%M:%S')}] {' '.join(command[3:])}", flush=True)
-  runs = os.path.join(workdir, RUNS)
-  with open(runs, "a", encoding="utf-8") as f:  # the code of this part, read as it starts
-    f.write(provenance.current_code_version() + "\n")
+  note_code(workdir)
   with open(os.path.join(workdir, "stage.log"), "a", encoding="utf-8") as log:
     try:
       result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -107,8 +105,20 @@ def main_stage(config: str, workdir: str, *overrides: str) -> str:
   if result.returncode:
     raise StepFailed(f"{' '.join(command[3:])} exited with {result.returncode}; its log: "
                      f"{workdir}/stage.log")
-  with open(runs, encoding="utf-8") as f:
-    code = list(dict.fromkeys(line.strip() for line in f if line.strip()))
   with open(os.path.join(workdir, DONE), "w", encoding="utf-8") as f:
-    json.dump({"key": key, "code": code}, f)
+    json.dump({"key": key, "code": noted_code(workdir)}, f)
   return workdir
+
+
+def note_code(workdir: str) -> None:
+  """Records the code version that runs a part of a step, read as the part starts (a step
+  resumed across commits notes each)."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, RUNS), "a", encoding="utf-8") as f:
+    f.write(provenance.current_code_version() + "\n")
+
+
+def noted_code(workdir: str) -> list[str]:
+  """The code versions `note_code` recorded in `workdir`, first to last, each once."""
+  with open(os.path.join(workdir, RUNS), encoding="utf-8") as f:
+    return list(dict.fromkeys(line.strip() for line in f if line.strip()))

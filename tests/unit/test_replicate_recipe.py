@@ -302,3 +302,36 @@ def test_a_row_keeps_its_colour_across_seeds_and_panels():
   results = {0: {"rows": {"zero-shot": {}, "BT": {"curve": curve}, "GRAM": {"curve": curve}}},
              1: {"rows": {"GRAM": {"curve": curve}}}}
   assert replicate_report.row_colours(results) == {"BT": "C0", "GRAM": "C1"}
+
+
+def test_the_peer_s_evaluation_names_the_code_that_ran_it(tmp_path, monkeypatch):
+  """The peer evaluates in the recipe's own process (no stage, so no stage marker): the
+  code version is noted as its evaluation starts, and a cached evaluation notes nothing."""
+  import types
+  calls = []
+
+  def evaluate_peer(model, chosen, scale, workdir):
+    calls.append(workdir)
+    for folder in replicate_gram.evaluate.output_names(list(chosen.values())):
+      os.makedirs(os.path.join(workdir, folder), exist_ok=True)
+      open(os.path.join(workdir, folder, "summary.json"), "w").write("{}")
+    return {k: {} for k in chosen}, {k: [] for k in chosen}
+
+  peer = types.SimpleNamespace(
+      trained_result=lambda *a: {"model_dir": "m", "pairs_per_second": 1.0, "curve": [],
+                                 "steps": 1, "code": "commit aaaa"},
+      evaluate_peer=evaluate_peer)
+  monkeypatch.setitem(sys.modules, "bt_peer", peer)
+  monkeypatch.setattr(replicate_steps.provenance, "current_code_version",
+                      lambda: "commit bbbb")
+  data = {"files": {"in_distribution": str(tmp_path / "in_distribution.json")},
+          "train": "t", "curve": "c"}
+  row = replicate_gram.run_row(replicate_gram.BT, str(tmp_path), "base", data,
+                               replicate_gram.SCALES["smoke"], 0, {"in_distribution"})
+  assert row["code"] == "commit aaaa"
+  assert row["eval_code"] == {"in_distribution": "commit bbbb"}
+  monkeypatch.setattr(replicate_steps.provenance, "current_code_version",
+                      lambda: "commit cccc")
+  row = replicate_gram.run_row(replicate_gram.BT, str(tmp_path), "base", data,
+                               replicate_gram.SCALES["smoke"], 0, {"in_distribution"})
+  assert row["eval_code"] == {"in_distribution": "commit bbbb"} and len(calls) == 2
