@@ -1,14 +1,19 @@
 """The replication recipe's data, from ../shared/data: the evaluation sets whole and in their
 native formats, the questions they ask, the in-distribution pairs that ask none of them and
-their split by prompt, and the seed proofs."""
+their split by prompt, the seed proofs, and the files one seed's rows train and are judged
+on (`recipe_data`)."""
+import functools
 import gzip
 import json
 import os
+from typing import Any
 
 import numpy as np
 
-from gram_jax.data import benchmarks, preference, sources
+from gram_jax.data import benchmarks, encode, preference, sources
 from gram_jax.errors import GramError
+from gram_jax.text import templates
+from replicate_report import IN_DIST
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The shared data folder; GRAM_JAX_SHARED_DATA moves it (a device machine unpacks it elsewhere).
@@ -18,6 +23,8 @@ HH_RLHF = os.path.join(SHARED, "hh-rlhf", "harmless-base-test.jsonl.gz")
 
 HELD_OUT_RMB = ("Helpfulness/Code", "Helpfulness/Reasoning", "Harmlessness/S1",
                 "Harmlessness/multi")
+SPLIT_SEED = 1234  # the held-out split, the same for every seed and scale
+FILE_NAMES = {"rmbench": "rmbench_chat"}  # RM-Bench's chat rows name no domain: the file does
 LLMBAR = (("Natural",), ("Adversarial", "GPTInst"), ("Adversarial", "GPTOut"),
           ("Adversarial", "Manual"), ("Adversarial", "Neighbor"))
 
@@ -146,3 +153,57 @@ def split_by_prompt(pairs: list[preference.PreferencePair], held_out: int, seed:
 def _pair_key(pair: preference.PreferencePair) -> tuple[str, ...]:
   """A pair whatever its order."""
   return (pair.prompt, *sorted((pair.chosen, pair.rejected)))
+
+
+def fitting(pairs: list, tokenizer, cutoff: int) -> list:
+  """The pairs whose GRAM judging prompt (the chat-rendered official prompt) fits `cutoff`
+  tokens in both A/B orders without cutting a field."""
+  encoder = encode.JudgeEncoder(tokenizer, 1 << 30, templates.GRAM_JUDGE_PROMPT, ("A", "B"))
+  first = encoder.encode_all([(p.prompt, p.chosen, p.rejected) for p in pairs])
+  second = encoder.encode_all([(p.prompt, p.rejected, p.chosen) for p in pairs])
+  return [p for p, a, b in zip(pairs, first, second) if max(len(a), len(b)) <= cutoff]
+
+
+@functools.cache
+def seedless_data(cutoff: int, tokenizer) -> tuple[dict, set, list, dict, list]:
+  """What every seed shares: the evaluation sets, their questions, the in-distribution
+  pairs and those that fit `cutoff` (tokenized once, not once a seed)."""
+  native = native_eval_sets()
+  asked = set().union(*map(questions, native.values()))
+  pairs, counts = in_distribution_pairs(asked)
+  return native, asked, pairs, counts, fitting(pairs, tokenizer, cutoff)
+
+
+def recipe_data(out: str, scale: Any, seed: int, tokenizer) -> dict:
+  """The evaluation files (in-distribution held-out, its learning-curve head, the
+  out-of-distribution samples) and the training pairs of one seed."""
+  native, asked, pairs, counts, fit = seedless_data(scale.cutoff, tokenizer)
+  held_out, rest = split_by_prompt(fit, scale.heldout_pairs, SPLIT_SEED)
+  held_out = sample(held_out, scale.heldout_pairs, SPLIT_SEED)
+  pool = sample(rest, scale.rounds * scale.unlabeled_pairs, seed + 1)
+  in_pool = {id(p) for p in pool}
+  train = sample([p for p in rest if id(p) not in in_pool], scale.train_pairs, seed)
+  data = os.path.join(out, "data")
+  files = {IN_DIST: write_json(os.path.join(data, "in_distribution.json"),
+                               [p.as_row() for p in held_out])}
+  files.update({name: write_json(os.path.join(data, f"{FILE_NAMES.get(name, name)}.json"),
+                                 sample(rows, scale.ood_records, seed))
+                for name, rows in native.items()})
+  unlabeled = [write_json(os.path.join(data, f"unlabeled_round{r + 1}.json"),
+                          [{"prompt": p.prompt, "response_a": p.chosen,
+                            "response_b": p.rejected} for p in pool[r::scale.rounds]])
+               for r in range(scale.rounds)]
+  return {
+      "files": files,
+      # A random share of the held-out pairs (kept in file order, which groups the sources:
+      # the first ones would all be HH-RLHF).
+      "curve": write_json(os.path.join(data, "curve.json"),
+                          [p.as_row() for p in sample(held_out, scale.curve_pairs,
+                                                      SPLIT_SEED + 1)]),
+      "train": write_json(os.path.join(data, "train.json"), [p.as_row() for p in train]),
+      "unlabeled": unlabeled, "seed_proofs": seed_proofs(data, asked),
+      "source_of": {p.prompt.strip(): "HH-RLHF" if p.where.startswith(HH_RLHF) else "RMB"
+                    for p in held_out},
+      "counts": {**counts, "in_distribution": len(pairs), "fit_cutoff": len(fit),
+                 "heldout": len(held_out), "train": len(train),
+                 "heldout_prompts": len({p.prompt.strip() for p in held_out})}}

@@ -52,20 +52,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from gram_jax import judge_card, provenance  # noqa: E402
-from gram_jax.data import encode  # noqa: E402
 from gram_jax.hf.smollm2 import smollm2_instruct  # noqa: E402
 from gram_jax.stages import evaluate  # noqa: E402
-from gram_jax.text import templates  # noqa: E402
-from replicate_data import (  # noqa: E402
-    HH_RLHF, SHARED, in_distribution_pairs, native_eval_sets, questions, sample, seed_proofs,
-    split_by_prompt, write_json)
+from replicate_data import SHARED, recipe_data  # noqa: E402
 from replicate_report import (  # noqa: E402
     IN_DIST, accuracy_by_length, by_source, curves_png, figures, length_preference, table)
 from replicate_steps import (  # noqa: E402
     NotCached, StepFailed, main_stage, may_run, note_code, noted_code, step_code)
 import replicate_steps  # noqa: E402
 
-FILE_NAMES = {"rmbench": "rmbench_chat"}
 # --rows names: each selects the rows of one part of the recipe.
 PARTS = ("zero_shot", "ft", "bt", "balance", "smoothing", "stage1", "gram_r2")
 ZERO_SHOT, BT = "zero-shot", "BT (TRL RewardTrainer)"
@@ -125,67 +120,6 @@ SCALES = {
                    lora_alpha=32.0, eval_batch=8, unlabeled_pairs=4, rounds=1,
                    rationale_tokens=64, votes=1, self_train_steps=2, r2_cutoff=768),
 }
-SPLIT_SEED = 1234  # the held-out split, the same for every seed and scale
-
-
-# ---------------------------------------------------------------------------- data
-
-
-def fitting(pairs: list, tokenizer, cutoff: int) -> list:
-  """The pairs whose GRAM judging prompt (the chat-rendered official prompt) fits `cutoff`
-  tokens in both A/B orders without cutting a field."""
-  encoder = encode.JudgeEncoder(tokenizer, 1 << 30, templates.GRAM_JUDGE_PROMPT, ("A", "B"))
-  first = encoder.encode_all([(p.prompt, p.chosen, p.rejected) for p in pairs])
-  second = encoder.encode_all([(p.prompt, p.rejected, p.chosen) for p in pairs])
-  return [p for p, a, b in zip(pairs, first, second) if max(len(a), len(b)) <= cutoff]
-
-
-@functools.cache
-def seedless_data(cutoff: int, tokenizer) -> tuple[dict, set, list, dict, list]:
-  """What every seed shares: the evaluation sets, their questions, the in-distribution
-  pairs and those that fit `cutoff` (tokenized once, not once a seed)."""
-  native = native_eval_sets()
-  asked = set().union(*map(questions, native.values()))
-  pairs, counts = in_distribution_pairs(asked)
-  return native, asked, pairs, counts, fitting(pairs, tokenizer, cutoff)
-
-
-def recipe_data(out: str, scale: Scale, seed: int, tokenizer) -> dict:
-  """The evaluation files (in-distribution held-out, its learning-curve head, the
-  out-of-distribution samples) and the training pairs of one seed."""
-  native, asked, pairs, counts, fit = seedless_data(scale.cutoff, tokenizer)
-  held_out, rest = split_by_prompt(fit, scale.heldout_pairs, SPLIT_SEED)
-  held_out = sample(held_out, scale.heldout_pairs, SPLIT_SEED)
-  pool = sample(rest, scale.rounds * scale.unlabeled_pairs, seed + 1)
-  in_pool = {id(p) for p in pool}
-  train = sample([p for p in rest if id(p) not in in_pool], scale.train_pairs, seed)
-  data = os.path.join(out, "data")
-  files = {IN_DIST: write_json(os.path.join(data, "in_distribution.json"),
-                               [p.as_row() for p in held_out])}
-  # RM-Bench's chat file names no domain in its rows: the file name does.
-  files.update({name: write_json(os.path.join(data, f"{FILE_NAMES.get(name, name)}.json"),
-                                 sample(rows, scale.ood_records, seed))
-                for name, rows in native.items()})
-  unlabeled = [write_json(os.path.join(data, f"unlabeled_round{r + 1}.json"),
-                          [{"prompt": p.prompt, "response_a": p.chosen,
-                            "response_b": p.rejected} for p in pool[r::scale.rounds]])
-               for r in range(scale.rounds)]
-  return {
-      "files": files,
-      # A random share of the held-out pairs (kept in file order, which groups the sources:
-      # the first ones would all be HH-RLHF).
-      "curve": write_json(os.path.join(data, "curve.json"),
-                          [p.as_row() for p in sample(held_out, scale.curve_pairs,
-                                                      SPLIT_SEED + 1)]),
-      "train": write_json(os.path.join(data, "train.json"), [p.as_row() for p in train]),
-      "unlabeled": unlabeled, "seed_proofs": seed_proofs(data, asked),
-      "source_of": {p.prompt.strip(): "HH-RLHF" if p.where.startswith(HH_RLHF) else "RMB"
-                    for p in held_out},
-      "counts": {**counts, "in_distribution": len(pairs), "fit_cutoff": len(fit),
-                 "heldout": len(held_out), "train": len(train),
-                 "heldout_prompts": len({p.prompt.strip() for p in held_out})}}
-
-
 # ---------------------------------------------------------------------------- rows
 
 

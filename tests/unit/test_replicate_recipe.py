@@ -50,12 +50,12 @@ def test_held_out_pairs_share_no_prompt_with_training_and_none_asks_an_evaluatio
   asked = set().union(*map(replicate_data.questions, native.values()))
   pairs, counts = replicate_data.in_distribution_pairs(asked)
   assert len(pairs) > 12000 and counts["dropped_eval_overlap"] > 0
-  held_out, rest = replicate_data.split_by_prompt(pairs, 500, replicate_gram.SPLIT_SEED)
+  held_out, rest = replicate_data.split_by_prompt(pairs, 500, replicate_data.SPLIT_SEED)
   assert len(held_out) >= 500 and len(held_out) + len(rest) == len(pairs)
   held_prompts = {p.prompt.strip() for p in held_out}
   assert not held_prompts & {p.prompt.strip() for p in rest}
   # The same split every time (every seed and row is measured on the same pairs).
-  again, _ = replicate_data.split_by_prompt(pairs, 500, replicate_gram.SPLIT_SEED)
+  again, _ = replicate_data.split_by_prompt(pairs, 500, replicate_data.SPLIT_SEED)
   assert [p.as_row() for p in again] == [p.as_row() for p in held_out]
   prompts = {p.prompt.strip() for p in pairs}
   proofs = json.load(open(replicate_data.seed_proofs(str(tmp_path), asked)))
