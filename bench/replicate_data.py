@@ -6,7 +6,7 @@ import functools
 import gzip
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -174,6 +174,43 @@ def seedless_data(cutoff: int, tokenizer) -> tuple[dict, set, list, dict, list]:
   return native, asked, pairs, counts, fitting(pairs, tokenizer, cutoff)
 
 
+def source(pair: preference.PreferencePair) -> str:
+  """Which in-distribution source a pair comes from."""
+  return "HH-RLHF" if pair.where.startswith(HH_RLHF) else "RMB"
+
+
+def longer_preferred(pairs: list) -> float:
+  """The share of pairs of unequal length whose preferred response is the longer: what
+  always picking the longer would score on them."""
+  unequal = [p for p in pairs if len(p.chosen) != len(p.rejected)]
+  return float(np.mean([len(p.chosen) > len(p.rejected) for p in unequal])) if unequal \
+      else float("nan")
+
+
+def length_balanced(pairs: list, count: int, seed: int, source: Callable[[Any], str]
+                    ) -> list:
+  """About `count` pairs (0: as many as can be balanced) whose preferred response is the
+  longer (in characters) in exactly half within each source (`source(pair)`, each source
+  its share of `count`), in their original order: training data on which "the longer wins"
+  scores 50 %, and not by mixing a source where it wins with one where it loses. Pairs of
+  equal length are left out."""
+  groups: dict[str, list] = {}
+  for pair in pairs:
+    groups.setdefault(source(pair), []).append(pair)
+  halves = {name: (count // 2 * len(group) // len(pairs) if count else len(group))
+            for name, group in groups.items()}
+  if count:  # what the shares' rounding left goes to the largest source
+    halves[max(groups, key=lambda name: len(groups[name]))] += count // 2 - sum(halves.values())
+  kept = set()
+  for name in sorted(groups):
+    longer = [p for p in groups[name] if len(p.chosen) > len(p.rejected)]
+    shorter = [p for p in groups[name] if len(p.chosen) < len(p.rejected)]
+    half = min(len(longer), len(shorter), halves[name])
+    if half:  # sample() reads a count of 0 as "all"
+      kept |= {id(p) for p in sample(longer, half, seed) + sample(shorter, half, seed)}
+  return [p for p in pairs if id(p) in kept]
+
+
 def recipe_data(out: str, scale: Any, seed: int, tokenizer) -> dict:
   """The evaluation files (in-distribution held-out, its learning-curve head, the
   out-of-distribution samples) and the training pairs of one seed."""
@@ -182,7 +219,9 @@ def recipe_data(out: str, scale: Any, seed: int, tokenizer) -> dict:
   held_out = sample(held_out, scale.heldout_pairs, SPLIT_SEED)
   pool = sample(rest, scale.rounds * scale.unlabeled_pairs, seed + 1)
   in_pool = {id(p) for p in pool}
-  train = sample([p for p in rest if id(p) not in in_pool], scale.train_pairs, seed)
+  candidates = [p for p in rest if id(p) not in in_pool]
+  train = sample(candidates, scale.train_pairs, seed)
+  balanced = length_balanced(candidates, scale.train_pairs, seed, source)
   data = os.path.join(out, "data")
   files = {IN_DIST: write_json(os.path.join(data, "in_distribution.json"),
                                [p.as_row() for p in held_out])}
@@ -201,9 +240,12 @@ def recipe_data(out: str, scale: Any, seed: int, tokenizer) -> dict:
                           [p.as_row() for p in sample(held_out, scale.curve_pairs,
                                                       SPLIT_SEED + 1)]),
       "train": write_json(os.path.join(data, "train.json"), [p.as_row() for p in train]),
+      "train_length_balanced": write_json(os.path.join(data, "train_length_balanced.json"),
+                                          [p.as_row() for p in balanced]),
       "unlabeled": unlabeled, "seed_proofs": seed_proofs(data, asked),
-      "source_of": {p.prompt.strip(): "HH-RLHF" if p.where.startswith(HH_RLHF) else "RMB"
-                    for p in held_out},
+      "source_of": {p.prompt.strip(): source(p) for p in held_out},
       "counts": {**counts, "in_distribution": len(pairs), "fit_cutoff": len(fit),
                  "heldout": len(held_out), "train": len(train),
+                 "train_length_balanced": len(balanced),
+                 "train_longer_preferred": longer_preferred(train),
                  "heldout_prompts": len({p.prompt.strip() for p in held_out})}}

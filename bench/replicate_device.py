@@ -241,7 +241,8 @@ def main() -> None:
   running.add_argument("--time_budget_s", type=float, default=480)
   running.add_argument("--scale", default="full")
   running.add_argument("--seeds", default="0,1,2")
-  running.add_argument("--rows", default="zero_shot,ft,bt,balance,smoothing,stage1,gram_r2")
+  running.add_argument("--rows",
+                       default="zero_shot,ft,bt,balance,smoothing,length,stage1,gram_r2")
   commands.add_parser("rehearse", help="here: the three steps at the smoke scale on CPU")
   args = parser.parse_args()
   if args.command == "pack":

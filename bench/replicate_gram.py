@@ -9,7 +9,7 @@ reward model users train today (TRL's RewardTrainer), in distribution and out of
   python bench/replicate_gram.py --scale=smoke      # the recipe end to end on a few pairs
   python bench/replicate_gram.py --scale=cpu --rows=zero_shot,ft --sets=in_distribution
   (parts: zero_shot, ft = GRAM ε=0.1, bt, balance = per-epoch balance, smoothing = ε=0,
-  stage1, gram_r2)
+  length = GRAM ε=0.1 and BT on length-balanced pairs, stage1, gram_r2)
 
 Data (../shared/data). In distribution: HH-RLHF harmless-base test + RMB pairwise outside
 its held-out categories, repeats removed, no question of an evaluation set, and only pairs
@@ -20,13 +20,17 @@ training pairs are drawn from the rest. Out of distribution: LLMBar (RewardBench
 HHH, RM-Bench chat, PandaLM, RMB pairwise and best-of-n in the held-out categories, each
 scored by its published rules on `ood_records` records.
 
-Rows, every trained one on the same pairs, steps, schedule, cutoff and LoRA (rank, alpha,
-all seven projections; PEFT on the TRL side):
+Rows, every trained one on the same pairs (the length ablation's excepted), steps, schedule,
+cutoff and LoRA (rank, alpha, all seven projections; PEFT on the TRL side):
   zero-shot              SmolLM2 judging with the official GRAM prompt, no training;
   BT (TRL)               AutoModelForSequenceClassification + trl.RewardTrainer (+ PEFT);
   GRAM ε=0.1 / ε=0       stage finetune with balanced steps (both A/B orders of a pair in
                          the same step), label smoothing 0.1 and its ablation;
   GRAM ε=0.1 per-epoch   the same with orders balanced over the epoch only (the old default);
+  GRAM ε=0.1 / BT, length-balanced pairs
+                         the same, trained on as many other pairs from the same pool, half
+                         of them with the shorter response preferred: the ablation that
+                         shows what each learns when "the longer wins" scores 50 %;
   GRAM s1 + ft ε=0.1     stage pretrain on the same pairs without labels, then finetune;
   GRAM-R²                stage self_train from 12 hand-written seed proofs (GPU scale only).
 Every trained row logs held-out accuracy on `curve_pairs` random held-out pairs every
@@ -62,17 +66,20 @@ from replicate_steps import (  # noqa: E402
 import replicate_steps  # noqa: E402
 
 # --rows names: each selects the rows of one part of the recipe.
-PARTS = ("zero_shot", "ft", "bt", "balance", "smoothing", "stage1", "gram_r2")
+PARTS = ("zero_shot", "ft", "bt", "balance", "smoothing", "length", "stage1", "gram_r2")
 ZERO_SHOT, BT = "zero-shot", "BT (TRL RewardTrainer)"
+# The length ablation's rows train on other pairs (data["train_length_balanced"]).
+GRAM_LENGTH, BT_LENGTH = "GRAM ε=0.1, length-balanced pairs", "BT, length-balanced pairs"
 GRAM_ROWS = {  # row: (part, label smoothing, balanced steps)
     "GRAM ε=0.1": ("ft", 0.1, True),
     "GRAM ε=0": ("smoothing", 0.0, True),
-    "GRAM ε=0.1, per-epoch balance": ("balance", 0.1, False)}
+    "GRAM ε=0.1, per-epoch balance": ("balance", 0.1, False),
+    GRAM_LENGTH: ("length", 0.1, True)}
 STAGE1, GRAM_R2 = "GRAM s1 + ft ε=0.1", "GRAM-R² (self-training)"
-ROWS = (ZERO_SHOT, BT, *GRAM_ROWS, STAGE1, GRAM_R2)  # the table's order
+ROWS = (ZERO_SHOT, BT, *GRAM_ROWS, BT_LENGTH, STAGE1, GRAM_R2)  # the table's order
 # The order they run in: the comparison that matters most first (a CPU run spans sessions).
 RUN_ORDER = (ZERO_SHOT, "GRAM ε=0.1", BT, "GRAM ε=0.1, per-epoch balance", "GRAM ε=0",
-             STAGE1, GRAM_R2)
+             GRAM_LENGTH, BT_LENGTH, STAGE1, GRAM_R2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,14 +208,18 @@ def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
   files = {k: v for k, v in data["files"].items()
            if (k == IN_DIST and IN_DIST in sets) or (k != IN_DIST and "ood" in sets)}
   row: dict = {"evaluated": {}}
+  if name in (GRAM_LENGTH, BT_LENGTH):
+    data = {**data, "train": data["train_length_balanced"],
+            "pairs": data["counts"]["train_length_balanced"]}
   if name == ZERO_SHOT:
     model = base
-  elif name == BT:
+  elif name in (BT, BT_LENGTH):
     import bt_peer  # torch, trl and peft load only here
-    arguments = (base, data["train"], data["curve"], scale, seed, os.path.join(out, "bt"))
+    peer_dir = os.path.join(out, "bt" if name == BT else slug(name))
+    arguments = (base, data["train"], data["curve"], scale, seed, peer_dir)
     trained = bt_peer.trained_result(*arguments)
     if trained is None:
-      may_run(os.path.join(out, "bt"))
+      may_run(peer_dir)
       trained = peer_step(bt_peer.train, *arguments)
     model = trained["model_dir"]
     row.update(pairs_per_second=trained["pairs_per_second"], curve=trained["curve"],
@@ -226,7 +237,7 @@ def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
     if not chosen:
       continue
     workdir = os.path.join(out, "eval", slug(name), kind)
-    if name == BT:
+    if name in (BT, BT_LENGTH):
       import bt_peer
       folders = evaluate.output_names(list(chosen.values()))
       if not all(os.path.exists(os.path.join(workdir, f, "summary.json")) for f in folders):
@@ -352,7 +363,9 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
         f"({c['heldout_prompts']} prompts) of {c['fit_cutoff']} that fit {scale.cutoff} "
         f"tokens ({c['in_distribution']} in distribution; {c['dropped_eval_overlap']} dropped "
         f"for asking an evaluation question, {c['dropped_duplicates']} repeated, "
-        f"{c['skipped_bad']} unreadable)", flush=True)
+        f"{c['skipped_bad']} unreadable); the training pairs prefer the longer response "
+        f"in {100 * c['train_longer_preferred']:.1f} % (of those of unequal length), the "
+        f"length ablation's {c['train_length_balanced']} in half", flush=True)
   wanted = [r for r in RUN_ORDER if row_part(r) in args.rows]
   rows: dict[str, dict] = {}
   failures: list[str] = []
@@ -390,8 +403,8 @@ def run_seed(args: argparse.Namespace, scale: Scale, seed: int) -> dict:
 
 
 def row_part(name: str) -> str:
-  return {ZERO_SHOT: "zero_shot", BT: "bt", STAGE1: "stage1", GRAM_R2: "gram_r2"}.get(
-      name) or GRAM_ROWS[name][0]
+  return {ZERO_SHOT: "zero_shot", BT: "bt", BT_LENGTH: "length", STAGE1: "stage1",
+          GRAM_R2: "gram_r2"}.get(name) or GRAM_ROWS[name][0]
 
 
 def main() -> None:
@@ -424,7 +437,7 @@ def main() -> None:
   if unknown := args.sets - {IN_DIST, "ood"}:
     parser.error(f"--sets: unknown {', '.join(sorted(unknown))}")
   results = {int(s): run_seed(args, scale, int(s)) for s in args.seeds.split(",")}
-  text = table(results, ROWS, {BT})
+  text = table(results, ROWS, {BT, BT_LENGTH})
   os.makedirs(args.workdir, exist_ok=True)
   png = curves_png(results, os.path.join(args.workdir, "curves.png"))
   with open(os.path.join(args.workdir, "summary.json"), "w", encoding="utf-8") as f:

@@ -335,3 +335,51 @@ def test_the_peer_s_evaluation_names_the_code_that_ran_it(tmp_path, monkeypatch)
   row = replicate_gram.run_row(replicate_gram.BT, str(tmp_path), "base", data,
                                replicate_gram.SCALES["smoke"], 0, {"in_distribution"})
   assert row["eval_code"] == {"in_distribution": "commit bbbb"} and len(calls) == 2
+
+
+def test_length_balanced_pairs_prefer_the_longer_response_in_half_of_each_source():
+  """Ten pairs by hand from two sources: in "a" the chosen is the longer in four, the
+  shorter in two, equal in one; in "b" the longer in two, the shorter in one. Asking for
+  ten gives each source its share of the five pairs per side (3 and 1, the rest to the
+  larger, capped by what it has): two of each from "a", one of each from "b", in the
+  pool's order."""
+  from gram_jax.data.preference import PreferencePair
+  shapes = {"a": [("long one", "s"), ("s", "long one"), ("long one", "s"), ("same", "size"),
+                  ("long one", "s"), ("s", "long one"), ("long one", "s")],
+            "b": [("long one", "s"), ("s", "long one"), ("long one", "s")]}
+  pool = [PreferencePair(f"{where}{i}", chosen, rejected, where)
+          for where, pairs in shapes.items() for i, (chosen, rejected) in enumerate(pairs)]
+  source = lambda pair: pair.where
+  balanced = replicate_data.length_balanced(pool, 10, 0, source)
+  assert [p.prompt for p in balanced] == [p.prompt for p in pool if p in balanced]
+  for where, size in (("a", 4), ("b", 2)):
+    mine = [p for p in balanced if p.where == where]
+    assert len(mine) == size
+    assert sum(len(p.chosen) > len(p.rejected) for p in mine) == size // 2
+  assert {"a1", "a5", "b1"} <= {p.prompt for p in balanced}
+  assert len(replicate_data.length_balanced(pool, 0, 0, source)) == 6
+  assert len(replicate_data.length_balanced(pool, 4, 0, source)) == 4  # "a" gets b's share
+  assert replicate_data.longer_preferred(pool) == 6 / 9  # the equal pair left out
+  assert replicate_data.longer_preferred(balanced) == 0.5
+
+
+def test_the_length_rows_train_on_the_length_balanced_pairs(tmp_path, monkeypatch):
+  """The length ablation's BT row gets the balanced file and its own folder (the main BT
+  row's cache stays where it is)."""
+  import types
+  trained = []
+  peer = types.SimpleNamespace(
+      trained_result=lambda *a: trained.append(a) or {
+          "model_dir": "m", "pairs_per_second": 1.0, "curve": [], "steps": 1, "code": "c"},
+      evaluate_peer=lambda model, chosen, scale, workdir: ({}, {}))
+  monkeypatch.setitem(sys.modules, "bt_peer", peer)
+  data = {"files": {}, "train": "train.json", "curve": "curve.json",
+          "train_length_balanced": "balanced.json",
+          "counts": {"train": 10, "train_length_balanced": 8}}
+  for name in (replicate_gram.BT, replicate_gram.BT_LENGTH):
+    replicate_gram.run_row(name, str(tmp_path), "base", data, replicate_gram.SCALES["smoke"],
+                           0, set())
+  assert [(a[1], os.path.basename(a[5])) for a in trained] == [
+      ("train.json", "bt"), ("balanced.json", "bt_length_balanced_pairs")]
+  assert replicate_gram.row_part(replicate_gram.BT_LENGTH) == "length"
+  assert replicate_gram.row_part(replicate_gram.GRAM_LENGTH) == "length"
