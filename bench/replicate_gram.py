@@ -245,8 +245,8 @@ def run_row(name: str, out: str, base: str, data: dict, scale: Scale, seed: int,
         note_code(workdir)  # the peer evaluates in this process: no stage marker of its own
       summaries, results = peer_step(bt_peer.evaluate_peer, model, chosen, scale, workdir)
       prompt = "— (scalar reward)"
-      if os.path.exists(os.path.join(workdir, replicate_steps.RUNS)):
-        row.setdefault("eval_code", {})[kind] = ", ".join(noted_code(workdir))
+      if code := noted_code(workdir):
+        row.setdefault("eval_code", {})[kind] = ", ".join(code)
     else:
       extra = r2_eval_overrides(scale) if name == GRAM_R2 else ()
       summaries, results = evaluate_model(model, workdir, chosen, scale, *extra)

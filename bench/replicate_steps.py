@@ -119,6 +119,7 @@ def note_code(workdir: str) -> None:
 
 
 def noted_code(workdir: str) -> list[str]:
-  """The code versions `note_code` recorded in `workdir`, first to last, each once."""
-  with open(os.path.join(workdir, RUNS), encoding="utf-8") as f:
-    return list(dict.fromkeys(line.strip() for line in f if line.strip()))
+  """The code versions `note_code` recorded in `workdir`, first to last, each once (none
+  when it recorded nothing)."""
+  text = _read(os.path.join(workdir, RUNS)) or ""
+  return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
