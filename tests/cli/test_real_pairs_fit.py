@@ -17,7 +17,7 @@ from gram_jax.inference import proving
 from gram_jax.inference.generate import Generation, Sampling
 from gram_jax.inference.reasoning import RationaleJudge
 from gram_jax.pretrained import load_pretrained, load_tokenizer
-from gram_jax.stages import self_train, self_train_files, self_train_report
+from gram_jax.stages import self_train_files, self_train_job, self_train_report
 from gram_jax.text import templates
 from gram_jax.text.tokenizer import encode_plain, render_user_turn
 from tests.conftest import shared_data
@@ -123,7 +123,7 @@ def _config(tmp_path, model_path: str):
 def test_the_stage_proves_and_judges_long_pairs_within_the_cutoff_and_counts_them(
     tokenizer, long_pair, tmp_path):
   model = _tiny_model_with(tokenizer, str(tmp_path / "tiny"))
-  job = self_train.SelfTrainJob(_config(tmp_path, model))
+  job = self_train_job.SelfTrainJob(_config(tmp_path, model))
   short = {**long_pair, "prompt": "Hi?", "response_a": "Hello.", "response_b": "Hey."}
   out = job.prove(model, [long_pair, short], job.path("round_0", "proofs.jsonl"),
                   "proving")

@@ -10,7 +10,7 @@ import pytest
 
 from gram_jax import configlib, pretrained
 from gram_jax.inference import reward as reward_module
-from gram_jax.stages import best_of_n, evaluate, self_train
+from gram_jax.stages import best_of_n, evaluate, self_train_job
 from gram_jax.stages import serve as serve_stage
 from tests.helpers import hf_fixtures
 from tests.helpers.cli import ROOT
@@ -94,7 +94,7 @@ def test_serve_runs_the_kernel_it_names_for_the_judge_and_the_reference(saved_mo
 
 def test_self_training_judges_run_the_kernel_it_names(saved_model, loaded, tmp_path):
   c = _config("self_train", tmp_path, "")
-  job = self_train.SelfTrainJob(c)
+  job = self_train_job.SelfTrainJob(c)
   job.policy_judge(saved_model)
   job.measure_verdict_model(saved_model, [("What is 2 + 2?", "4", "5")])
   assert len(loaded) == 2

@@ -13,7 +13,7 @@ from gram_jax.errors import GramError
 from gram_jax.inference import proving
 from gram_jax.inference.generate import Generator, Sampling
 from gram_jax.inference.reasoning import Judgment, PairJudgment
-from gram_jax.stages import recipes, self_train
+from gram_jax.stages import recipes, self_train_job
 from gram_jax.text import templates
 from gram_jax.text import tokenizer as tok
 from gram_jax.training import loop
@@ -44,7 +44,7 @@ def test_label_pairs_judges_the_chunk_with_its_seed_and_position():
               for _ in triples]
 
   sampling = Sampling(temperature=0.7)
-  rows = self_train.label_pairs(Judge(), [PAIR, PAIR], 6, sampling=sampling, seed=11,
+  rows = self_train_job.label_pairs(Judge(), [PAIR, PAIR], 6, sampling=sampling, seed=11,
                                 samples=3, rules=RULES)
   assert calls == [([("Name one fruit.", "pear", "chair")] * 2, sampling, 11, 6, 3)]
   assert [r["label"] for r in rows] == ["A", "A"]

@@ -13,7 +13,7 @@ from gram_jax.data.preference import PreferencePair
 from gram_jax.data.records import RecordError, UnlabeledPair
 from gram_jax.inference.reasoning import Judgment, PairJudgment
 from gram_jax.judge_card import read_judge_card
-from gram_jax.stages import recipes, self_train, self_train_files
+from gram_jax.stages import recipes, self_train_files, self_train_job
 from gram_jax.text import templates
 from tests.helpers import hf_fixtures
 from tests.helpers.cli import ROOT
@@ -66,7 +66,7 @@ def test_builtin_heldout_shares_no_pair_with_any_training_side_set(tmp_path):
 
 def test_the_baseline_gets_every_gold_label_the_reasoning_side_uses(tmp_path):
   c = _config(tmp_path)
-  job = self_train.SelfTrainJob(c)
+  job = self_train_job.SelfTrainJob(c)
   gold = [json.loads(l) for l in open(job.gold_file())]
   seeds = [json.loads(l) for l in open(job.files["seed"][0])]
   labeled = [json.loads(l) for l in open(job.files["labeled"][0])]
@@ -92,7 +92,7 @@ def _judgment(swapped, verdict, p=0.9):
 
 
 def test_a_judged_row_records_votes_problems_and_the_reason_it_was_dropped(tmp_path):
-  job = self_train.SelfTrainJob(_config(tmp_path))
+  job = self_train_job.SelfTrainJob(_config(tmp_path))
   pair = UnlabeledPair("q", "a", "b", extra={"gold": "A"})
   # Order 1 says A, A, B; order 2 (swapped) says B, B (= the pair's A) and one broken reply.
   judged = PairJudgment((_judgment(False, "A"), _judgment(False, "A"), _judgment(False, "B"),
@@ -132,7 +132,7 @@ def test_one_chat_template_serves_training_labeling_and_evaluation(tmp_path):
           "{% if add_generation_prompt %}[assistant] {% endif %}")
   c = _config(tmp_path)
   c.tokenizer.chat_template = chat
-  job = self_train.SelfTrainJob(c)
+  job = self_train_job.SelfTrainJob(c)
   policy = str(tmp_path / "policy")
   hf_fixtures.make_hf_model("qwen3", policy, vocab=len(job.tokenizer))
   judge = job.policy_judge(policy)  # labels the pools and measures each round
