@@ -60,7 +60,8 @@ from gram_jax.hf.smollm2 import smollm2_instruct  # noqa: E402
 from gram_jax.stages import evaluate  # noqa: E402
 from replicate_data import SHARED, recipe_data  # noqa: E402
 from replicate_report import (  # noqa: E402
-    IN_DIST, accuracy_by_length, by_source, curves_png, figures, length_preference, table)
+    IN_DIST, accuracy_by_length, by_source, curve_tables, curves_png, figures, length_preference,
+    table)
 from replicate_steps import (  # noqa: E402
     NotCached, StepFailed, main_stage, may_run, note_code, noted_code, step_code)
 import replicate_steps  # noqa: E402
@@ -301,13 +302,22 @@ def gram_pairs_per_second(workdir: str, pairs_per_step: int) -> float:
 
 
 def gram_curve(workdir: str) -> list[dict]:
-  """The held-out learning curve a GRAM fine-tuning logged (eval_metrics.jsonl)."""
-  path = os.path.join(workdir, "eval_metrics.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    points = {int(e["step"]): e for e in map(json.loads, filter(str.strip, f))}
-  return [points[s] for s in sorted(points)]
+  """The held-out learning curve a GRAM fine-tuning logged (eval_metrics.jsonl), each point
+  after step 0 with the mean training loss of the 10 steps up to it (train_metrics.jsonl;
+  a resumed step's last log counts)."""
+  def logged(name: str) -> dict[int, dict]:
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path):
+      return {}
+    with open(path, encoding="utf-8") as f:
+      return {int(e["step"]): e for e in map(json.loads, filter(str.strip, f))}
+  points, train = logged("eval_metrics.jsonl"), logged("train_metrics.jsonl")
+  curve = []
+  for step in sorted(points):
+    losses = [train[s]["loss"] for s in range(step - 9, step + 1) if s in train]
+    curve.append({**points[step], **({"train_loss_before": float(np.mean(losses))}
+                                     if step and losses else {})})
+  return curve
 
 
 def gram_r2_model(out: str, base: str, data: dict, scale: Scale, seed: int) -> str:
@@ -438,6 +448,8 @@ def main() -> None:
     parser.error(f"--sets: unknown {', '.join(sorted(unknown))}")
   results = {int(s): run_seed(args, scale, int(s)) for s in args.seeds.split(",")}
   text = table(results, ROWS, {BT, BT_LENGTH})
+  if curves := curve_tables(results):
+    text += "\n\nLearning curves (curve pairs):\n\n" + curves
   os.makedirs(args.workdir, exist_ok=True)
   png = curves_png(results, os.path.join(args.workdir, "curves.png"))
   with open(os.path.join(args.workdir, "summary.json"), "w", encoding="utf-8") as f:

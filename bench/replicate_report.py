@@ -235,6 +235,33 @@ def table(results: dict[int, dict], rows: tuple[str, ...], scalar_rows: set[str]
   return "\n".join(lines)
 
 
+def curve_tables(results: dict[int, dict]) -> str:
+  """Each trained row's learning curve of the first seed as the recipe logged it: a table
+  per GRAM row (accuracy, position consistency, mean P(first slot), the slot guard's flag,
+  the mean training loss of the 10 steps up to the point), one line per scalar row."""
+  seed, first = next(iter(results.items()))
+  blocks = []
+  for name, row in first["rows"].items():
+    points = row.get("curve") or []
+    if not points:
+      continue
+    if not any("position_consistency" in p for p in points):
+      blocks.append(f"{name} (seed {seed}), held-out curve accuracy by step: " + ", ".join(
+          f"{p['step']}: {100 * p['accuracy']:.1f} %" for p in points) + ".")
+      continue
+    lines = [f"{name} (seed {seed}):", "",
+             "| step | accuracy | position consistency | mean P(first slot) | flagged: answers "
+             "by slot | mean training loss of the 10 steps up to it |", "|---|---|---|---|---|---|"]
+    for p in points:
+      flagged = "— (start)" if p["step"] == 0 else ("yes" if p.get("answers_by_slot") else "no")
+      loss = f"{p['train_loss_before']:.3f}" if "train_loss_before" in p else "—"
+      lines.append(f"| {p['step']} | {100 * p['accuracy']:.1f} | "
+                   f"{100 * p['position_consistency']:.1f} | {p['p_first_slot']:.3f} | "
+                   f"{flagged} | {loss} |")
+    blocks.append("\n".join(lines))
+  return "\n\n".join(blocks)
+
+
 def row_colours(results: dict[int, dict]) -> dict[str, str]:
   """One matplotlib colour per row with a curve, in the order rows first appear, so a row
   keeps its colour in a panel where an earlier row has no line (BT has no slots)."""

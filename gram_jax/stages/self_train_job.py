@@ -268,7 +268,8 @@ class SelfTrainJob:
 
 
 def label_pairs(judge: RationaleJudge, pairs: list[records.UnlabeledPair], first: int,
-                sampling: Sampling, seed: int, samples: int, rules: pseudo_labels.LabelRules) -> list[dict]:
+                sampling: Sampling, seed: int, samples: int,
+                rules: pseudo_labels.LabelRules) -> list[dict]:
   """One chunk of a round's pool (items `first`, `first` + 1, …): judged `samples` times per
   order, then each pair's row with its pseudo-label or drop reason."""
   judged = judge.judge_batch([(p.prompt, p.response_a, p.response_b) for p in pairs],

@@ -304,6 +304,29 @@ def test_a_row_keeps_its_colour_across_seeds_and_panels():
   assert replicate_report.row_colours(results) == {"BT": "C0", "GRAM": "C1"}
 
 
+def test_a_gram_curve_point_carries_the_mean_loss_of_the_ten_steps_up_to_it(tmp_path):
+  losses = {step: 0.1 * step for step in range(1, 26)}
+  losses[25] = 9.0  # a resumed step logged twice: its last log counts
+  with open(tmp_path / "train_metrics.jsonl", "w") as f:
+    for step, loss in [*losses.items(), (25, 4.0)]:
+      f.write(json.dumps({"step": step, "loss": loss}) + "\n")
+  with open(tmp_path / "eval_metrics.jsonl", "w") as f:
+    for step in (0, 25):
+      f.write(json.dumps({"step": step, "accuracy": 0.5, "position_consistency": 0.25,
+                          "p_first_slot": 0.6, **({"answers_by_slot": 1.0} if step else {})})
+              + "\n")
+  curve = replicate_gram.gram_curve(str(tmp_path))
+  assert "train_loss_before" not in curve[0]
+  expected = (sum(0.1 * s for s in range(16, 25)) + 4.0) / 10  # steps 16..25
+  assert curve[1]["train_loss_before"] == pytest.approx(expected)
+  bt_curve = [{"step": 0, "accuracy": 0.5}]
+  text = replicate_report.curve_tables({0: {"rows": {"GRAM": {"curve": curve},
+                                                     "BT": {"curve": bt_curve}}}})
+  assert f"| 25 | 50.0 | 25.0 | 0.600 | yes | {expected:.3f} |" in text
+  assert "| 0 | 50.0 | 25.0 | 0.600 | — (start) | — |" in text
+  assert "BT (seed 0), held-out curve accuracy by step: 0: 50.0 %." in text
+
+
 def test_the_peer_s_evaluation_names_the_code_that_ran_it(tmp_path, monkeypatch):
   """The peer evaluates in the recipe's own process (no stage, so no stage marker): the
   code version is noted as its evaluation starts, and a cached evaluation notes nothing."""
