@@ -50,8 +50,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -63,7 +61,8 @@ from replicate_report import (  # noqa: E402
     IN_DIST, accuracy_by_length, by_source, curve_tables, curves_png, figures, length_preference,
     table)
 from replicate_steps import (  # noqa: E402
-    NotCached, StepFailed, main_stage, may_run, note_code, noted_code, step_code)
+    NotCached, StepFailed, gram_curve, gram_pairs_per_second, main_stage, may_run, note_code,
+    noted_code, step_code)
 import replicate_steps  # noqa: E402
 
 # --rows names: each selects the rows of one part of the recipe.
@@ -291,33 +290,6 @@ def gram_model(name: str, out: str, base: str, data: dict, scale: Scale, seed: i
                     f"--config.train.label_smoothing={smoothing}",
                     f"--config.data.balanced_steps={str(balanced).lower()}",
                     *gram_training(scale, seed, data, scale.learning_rate, 2, curves=True))
-
-
-def gram_pairs_per_second(workdir: str, pairs_per_step: int) -> float:
-  """Trained pairs per second at the median step, the first (compilation) left out: a
-  step's logged seconds also hold the learning-curve evaluation and checkpoint before it."""
-  with open(os.path.join(workdir, "train_metrics.jsonl"), encoding="utf-8") as f:
-    seconds = [json.loads(l)["step_seconds"] for l in f][1:]
-  return pairs_per_step / float(np.median(seconds)) if seconds else float("nan")
-
-
-def gram_curve(workdir: str) -> list[dict]:
-  """The held-out learning curve a GRAM fine-tuning logged (eval_metrics.jsonl), each point
-  after step 0 with the mean training loss of the 10 steps up to it (train_metrics.jsonl;
-  a resumed step's last log counts)."""
-  def logged(name: str) -> dict[int, dict]:
-    path = os.path.join(workdir, name)
-    if not os.path.exists(path):
-      return {}
-    with open(path, encoding="utf-8") as f:
-      return {int(e["step"]): e for e in map(json.loads, filter(str.strip, f))}
-  points, train = logged("eval_metrics.jsonl"), logged("train_metrics.jsonl")
-  curve = []
-  for step in sorted(points):
-    losses = [train[s]["loss"] for s in range(step - 9, step + 1) if s in train]
-    curve.append({**points[step], **({"train_loss_before": float(np.mean(losses))}
-                                     if step and losses else {})})
-  return curve
 
 
 def gram_r2_model(out: str, base: str, data: dict, scale: Scale, seed: int) -> str:

@@ -1,7 +1,8 @@
 """The replication recipe's steps (a gram_jax stage, the peer's training): each is cached
 under its workdir by its inputs and settings, resumes where it stopped, records the code
 version that ran it, and starts only while the run's time lasts (a device lease ends; a
-step cut short resumes on the next call)."""
+step cut short resumes on the next call). And what a finished GRAM stage logged: its
+learning curve and its speed."""
 import hashlib
 import json
 import os
@@ -9,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import time
+
+import numpy as np
 
 from gram_jax import provenance
 
@@ -123,3 +126,30 @@ def noted_code(workdir: str) -> list[str]:
   when it recorded nothing)."""
   text = _read(os.path.join(workdir, RUNS)) or ""
   return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+
+
+def gram_pairs_per_second(workdir: str, pairs_per_step: int) -> float:
+  """Trained pairs per second at the median step, the first (compilation) left out: a
+  step's logged seconds also hold the learning-curve evaluation and checkpoint before it."""
+  with open(os.path.join(workdir, "train_metrics.jsonl"), encoding="utf-8") as f:
+    seconds = [json.loads(l)["step_seconds"] for l in f][1:]
+  return pairs_per_step / float(np.median(seconds)) if seconds else float("nan")
+
+
+def gram_curve(workdir: str) -> list[dict]:
+  """The held-out learning curve a GRAM fine-tuning logged (eval_metrics.jsonl), each point
+  after step 0 with the mean training loss of the 10 steps up to it (train_metrics.jsonl;
+  a resumed step's last log counts)."""
+  def logged(name: str) -> dict[int, dict]:
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path):
+      return {}
+    with open(path, encoding="utf-8") as f:
+      return {int(e["step"]): e for e in map(json.loads, filter(str.strip, f))}
+  points, train = logged("eval_metrics.jsonl"), logged("train_metrics.jsonl")
+  curve = []
+  for step in sorted(points):
+    losses = [train[s]["loss"] for s in range(step - 9, step + 1) if s in train]
+    curve.append({**points[step], **({"train_loss_before": float(np.mean(losses))}
+                                     if step and losses else {})})
+  return curve

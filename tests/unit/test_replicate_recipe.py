@@ -315,7 +315,7 @@ def test_a_gram_curve_point_carries_the_mean_loss_of_the_ten_steps_up_to_it(tmp_
       f.write(json.dumps({"step": step, "accuracy": 0.5, "position_consistency": 0.25,
                           "p_first_slot": 0.6, **({"answers_by_slot": 1.0} if step else {})})
               + "\n")
-  curve = replicate_gram.gram_curve(str(tmp_path))
+  curve = replicate_steps.gram_curve(str(tmp_path))
   assert "train_loss_before" not in curve[0]
   expected = (sum(0.1 * s for s in range(16, 25)) + 4.0) / 10  # steps 16..25
   assert curve[1]["train_loss_before"] == pytest.approx(expected)
