@@ -82,7 +82,7 @@ def test_training_loss_and_every_gradient_equal_transformers(gemma):
   out = torch_model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
                     labels=labels)
   out.loss.backward()
-  assert float(value) == pytest.approx(float(out.loss), rel=1e-5)
+  assert float(value) == pytest.approx(out.loss.item(), rel=1e-5)
   named = dict(torch_model.named_parameters())
   for spec in mapping.param_specs(model.config):
     ours = grads

@@ -6,8 +6,9 @@ import pytest
 from flax import nnx
 
 import gram_jax
-from gram_jax.inference.generate import (Generator, PromptTooLong, Sampling, filter_logits,
-                                         next_tokens, shared_prompts, waves)
+from gram_jax.inference.decoding import filter_logits, next_tokens
+from gram_jax.inference.generate import (Generator, PromptTooLong, Sampling, shared_prompts,
+                                         waves)
 from gram_jax.text import tokenizer as tok
 from tests.helpers import hf_fixtures, official
 
